@@ -1,0 +1,1 @@
+"""Small shared helpers (NATS connection and layout, logging). Not a wire contract."""

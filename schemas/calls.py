@@ -1,0 +1,57 @@
+"""Call records as the store keeps them and answers them over request/reply."""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field, model_validator
+
+from schemas.events import CallStatus, ErrorInfo
+
+
+class CallRecord(BaseModel):
+    id: str
+    number: int
+    function: str | None = None
+    version: int | None = None
+    runtime: str | None = None
+    params: Any = None
+    status: CallStatus
+    attempts: int = 0
+    node: str | None = None
+    container: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_ms: float | None = None
+    exit_code: int | None = None
+    error: ErrorInfo | None = None
+    result: Any = None
+
+
+class GetCall(BaseModel):
+    """Request on ``<prefix>.store.calls.get``: one of ``id`` or ``number``."""
+
+    id: str | None = None
+    number: int | None = None
+
+    @model_validator(mode="after")
+    def _one_key(self) -> "GetCall":
+        if (self.id is None) == (self.number is None):
+            raise ValueError("give exactly one of id or number")
+        return self
+
+
+class CallQuery(BaseModel):
+    """Request on ``<prefix>.store.calls.list``: newest first, paginated by cursor."""
+
+    function: str | None = None
+    status: CallStatus | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = Field(default=50, ge=1, le=1000)
+    cursor: str | None = None
+
+
+class CallPage(BaseModel):
+    items: list[CallRecord]
+    next_cursor: str | None = None

@@ -1,0 +1,82 @@
+"""Everything that happens to a call, published on ``<prefix>.events.<call_id>.<kind>``.
+
+Every event carries the call id and number and, where the publisher knows them, what was
+called, so that the store can build a record from whichever event reaches it first.
+"""
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, TypeAdapter
+
+from schemas.codec import decode_as
+from schemas.names import CALL_ID_PATTERN
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class CallStatus(StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    ERROR = "ERROR"
+    TIMEOUT = "TIMEOUT"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def rank(self) -> int:
+        """Order of progress: a record never moves to a lower rank."""
+        return {"QUEUED": 0, "RUNNING": 1}.get(self.value, 2)
+
+    @property
+    def terminal(self) -> bool:
+        return self.rank == 2
+
+
+class ErrorInfo(BaseModel):
+    type: str
+    message: str
+
+
+class _Event(BaseModel):
+    call_id: str = Field(pattern=CALL_ID_PATTERN)
+    number: int = Field(ge=1)
+    at: datetime = Field(default_factory=_now)
+    function: str | None = None
+    version: int | None = None
+    runtime: str | None = None
+    params: Any = None
+
+
+class Accepted(_Event):
+    kind: Literal["accepted"] = "accepted"
+
+
+class Started(_Event):
+    kind: Literal["started"] = "started"
+    node: str
+    container: str | None = None
+    attempt: int = Field(default=1, ge=1)
+
+
+class Finished(_Event):
+    kind: Literal["finished"] = "finished"
+    status: CallStatus
+    result: Any = None
+    error: ErrorInfo | None = None
+    exit_code: int | None = None
+    duration_ms: float | None = None
+    node: str | None = None
+    container: str | None = None
+    attempt: int | None = None
+
+
+CallEvent = Annotated[Accepted | Started | Finished, Field(discriminator="kind")]
+_EVENT: TypeAdapter[CallEvent] = TypeAdapter(CallEvent)
+
+
+def decode_event(data: bytes | str) -> CallEvent:
+    return decode_as(_EVENT, data)

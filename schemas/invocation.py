@@ -1,0 +1,24 @@
+"""An invocation as published on ``<prefix>.invoke.rt.<runtime>``.
+
+The minimal message a NATS publisher sends is ``{"function": "dice", "params": {...}}``.
+The gateway also sets ``id``, ``version`` and ``created_at``.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+from schemas.names import CALL_ID_PATTERN, NAME_PATTERN
+
+
+class Invocation(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    id: str | None = Field(default=None, pattern=CALL_ID_PATTERN)
+    function: str = Field(pattern=NAME_PATTERN, validation_alias=AliasChoices("function", "funcName"))
+    version: int | None = Field(default=None, ge=1)
+    params: Any = Field(default_factory=dict)
+    # Lower the function's timeout for this call; never raises it.
+    timeout_s: float | None = Field(default=None, gt=0)
+    created_at: datetime | None = None

@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class LayoutLimits:
     events_max_age_s: float = 7 * 24 * 3600
-    events_max_bytes: int = 1 << 30
+    # -1: bounded by age only. A byte cap is reserved up front by JetStream on every stream.
+    events_max_bytes: int = -1
     invoke_max_msgs: int = 1_000_000
     max_msg_size: int = 1 << 20
     node_ttl_s: float = 15.0

@@ -1,6 +1,6 @@
 """Structured logging: a stable event name followed by key=value fields.
 
-    log.info("call.finished", extra=fields(call=call_id, status="DONE"))
+log.info("call.finished", extra=fields(call=call_id, status="DONE"))
 """
 
 import logging
@@ -14,8 +14,10 @@ def fields(**kv: Any) -> dict[str, Any]:
 
 class _Formatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        base = f"{self.formatTime(record, '%H:%M:%S')}.{int(record.msecs):03d} {record.levelname:<5} " \
-               f"{record.name}: {record.getMessage()}"
+        base = (
+            f"{self.formatTime(record, '%H:%M:%S')}.{int(record.msecs):03d} {record.levelname:<5} "
+            f"{record.name}: {record.getMessage()}"
+        )
         kv = getattr(record, "fields", None)
         if kv:
             base += " " + " ".join(f"{k}={v}" for k, v in kv.items() if v is not None)

@@ -38,8 +38,9 @@ def find_binary() -> str:
 class NatsServer:
     """``async with NatsServer(store_dir, port=0) as srv: srv.url``"""
 
-    def __init__(self, store_dir: str | Path, port: int = 0, host: str = "127.0.0.1",
-                 ready_timeout: float = 20.0) -> None:
+    def __init__(
+        self, store_dir: str | Path, port: int = 0, host: str = "127.0.0.1", ready_timeout: float = 20.0
+    ) -> None:
         self.store_dir = Path(store_dir)
         self.port = port
         self.host = host
@@ -60,8 +61,16 @@ class NatsServer:
             return
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self._proc = await asyncio.create_subprocess_exec(
-            find_binary(), "-js", "-sd", str(self.store_dir), "-a", self.host, "-p", str(self.port if self.port else -1),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            find_binary(),
+            "-js",
+            "-sd",
+            str(self.store_dir),
+            "-a",
+            self.host,
+            "-p",
+            str(self.port if self.port else -1),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
             env={**os.environ},
         )
         assert self._proc.stderr is not None
@@ -72,7 +81,9 @@ class NatsServer:
                 while True:
                     line = await self._proc.stderr.readline()
                     if not line:
-                        raise NatsServerError("nats-server exited: " + b"".join(seen[-5:]).decode(errors="replace"))
+                        raise NatsServerError(
+                            "nats-server exited: " + b"".join(seen[-5:]).decode(errors="replace")
+                        )
                     seen.append(line)
                     if m := _LISTEN.search(line):
                         port = int(m.group(1))
@@ -84,7 +95,9 @@ class NatsServer:
         self.port = port
         # Keep reading its log so the pipe never fills up and blocks the server.
         self._drain = asyncio.create_task(self._drain_log(self._proc.stderr), name="nats-server-log")
-        log.info("nats.server.ready", extra=fields(url=self.url, store_dir=self.store_dir, pid=self._proc.pid))
+        log.info(
+            "nats.server.ready", extra=fields(url=self.url, store_dir=self.store_dir, pid=self._proc.pid)
+        )
 
     async def _drain_log(self, stderr: asyncio.StreamReader) -> None:
         while line := await stderr.readline():
@@ -114,6 +127,7 @@ class NatsServer:
         await self.start()
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.stop()

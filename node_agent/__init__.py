@@ -1,0 +1,1 @@
+"""Node agent: pulls invocations for the runtimes it serves and runs them in Docker."""

@@ -1,0 +1,317 @@
+"""The node agent: one pull loop per served runtime, bounded by free slots.
+
+Per message: decode -> look up function and runtime -> publish Started -> run -> publish
+Finished -> ack. The ack comes only after the final event is stored in JetStream, so a call
+whose agent dies is redelivered; while it runs, ``in_progress`` keeps it from being
+redelivered early.
+"""
+
+import asyncio
+import logging
+import time
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig
+
+from common.jetstream import connect, ensure_layout
+from common.lifecycle import TaskSet
+from common.logs import fields
+from node_agent.artifacts import ArtifactCache
+from node_agent.catalog import Catalog
+from node_agent.docker import DockerEngine, Engine
+from node_agent.errors import AgentError
+from node_agent.runner import Outcome, RunContext, elapsed_ms, error_outcome, run_command_call
+from node_agent.settings import AgentSettings
+from schemas import (
+    CallStatus,
+    ErrorInfo,
+    Finished,
+    InvalidMessage,
+    Invocation,
+    Layout,
+    Started,
+    decode,
+    encode,
+)
+
+log = logging.getLogger(__name__)
+
+
+class NodeAgent:
+    def __init__(self, settings: AgentSettings, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.name = f"node-agent:{settings.node_id}"
+        self.layout = Layout(settings.prefix)
+        self.tasks = TaskSet(self.name)
+        self._calls = TaskSet(f"{self.name}:calls")
+        self._engine = engine
+        self._own_engine = engine is None
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._slots = asyncio.Semaphore(settings.slots)
+        self._loops: dict[str, asyncio.Task[None]] = {}
+        self._stopping = asyncio.Event()
+        self._started = False
+        self.running = 0
+
+    # --- lifecycle ----------------------------------------------------------------
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        s = self.settings
+        if self._engine is None:
+            engine = DockerEngine(s.docker_url)
+            await engine.ping()
+            self._engine = engine
+        self._nc = await connect(s.nats_url, self.name)
+        self._js = self._nc.jetstream()
+        await ensure_layout(self._js, self.layout)
+        self._catalog = Catalog(
+            await self._js.key_value(self.layout.runtimes_bucket),
+            await self._js.key_value(self.layout.functions_bucket),
+        )
+        self._artifacts = ArtifactCache(
+            await self._js.object_store(self.layout.artifacts_bucket), s.cache_dir
+        )
+        if s.runtimes:
+            for rt in s.runtimes:
+                await self._serve_runtime(rt)
+        else:
+            self.tasks.spawn(self._follow_runtimes(), "follow-runtimes")
+        log.info(
+            "agent.started",
+            extra=fields(
+                node=s.node_id, slots=s.slots, policy=s.policy, runtimes=",".join(s.runtimes) or "*"
+            ),
+        )
+
+    async def stop(self) -> None:
+        if not self._started or self._stopping.is_set():
+            return
+        self._stopping.set()
+        # 1. stop intake: no new pull requests
+        for task in self._loops.values():
+            task.cancel()
+        await asyncio.gather(*self._loops.values(), return_exceptions=True)
+        await self.tasks.cancel_all()
+        # 2. let running calls finish up to the grace period, then cancel the rest: their
+        #    messages are not acked, so they are redelivered to another agent.
+        if not await self._calls.wait_all(self.settings.grace_s):
+            log.warning("agent.cancelling_calls", extra=fields(count=len(self._calls)))
+            await self._calls.cancel_all()
+        if self._nc is not None:
+            await self._nc.drain()
+        if self._engine is not None and self._own_engine:
+            await self._engine.close()
+        log.info("agent.stopped", extra=fields(node=self.settings.node_id))
+
+    async def __aenter__(self) -> "NodeAgent":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- intake -------------------------------------------------------------------
+    async def _follow_runtimes(self) -> None:
+        assert self._js is not None
+        kv = await self._js.key_value(self.layout.runtimes_bucket)
+        watcher = await kv.watchall()
+        try:
+            while True:
+                entry = await watcher.updates(timeout=None)  # type: ignore[no-untyped-call]
+                if entry is None:
+                    continue
+                if entry.value and entry.key not in self._loops:
+                    await self._serve_runtime(entry.key)
+                elif not entry.value and entry.key in self._loops:
+                    self._loops.pop(entry.key).cancel()
+                    log.info("agent.runtime_removed", extra=fields(runtime=entry.key))
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+
+    async def _serve_runtime(self, runtime: str) -> None:
+        assert self._js is not None
+        s = self.settings
+        sub = await self._js.pull_subscribe(
+            self.layout.invoke_runtime(runtime),
+            durable=self.layout.runtime_consumer(runtime),
+            stream=self.layout.invoke_stream,
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=s.ack_wait_s,
+                # One delivery more than attempts: the last one only records the give-up.
+                max_deliver=s.max_attempts + 1,
+                max_ack_pending=-1,
+            ),
+        )
+        task = asyncio.create_task(self._pull_loop(runtime, sub), name=f"{self.name}:pull:{runtime}")
+        task.add_done_callback(self._loop_done)
+        self._loops[runtime] = task
+        log.info("agent.serving", extra=fields(runtime=runtime, node=s.node_id))
+
+    def _loop_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("agent.pull_loop_failed", exc_info=task.exception())
+            self.tasks.failure = task.exception()
+            self.tasks.failed.set()
+
+    async def _pull_loop(self, runtime: str, sub: JetStreamContext.PullSubscription) -> None:
+        try:
+            while True:
+                # A pull request is issued only with a free slot reserved for its message.
+                await self._slots.acquire()
+                try:
+                    msgs = await sub.fetch(1, timeout=self.settings.fetch_timeout_s)
+                except NatsTimeout:
+                    self._slots.release()
+                    continue
+                except BaseException:
+                    self._slots.release()
+                    raise
+                for msg in msgs:
+                    self._calls.spawn(
+                        self._handle(msg), f"call:{msg.metadata.sequence.stream}", critical=False
+                    )
+        finally:
+            await sub.unsubscribe()
+
+    # --- one call -------------------------------------------------------------------
+    async def _handle(self, msg: Msg) -> None:
+        self.running += 1
+        try:
+            await self._handle_inner(msg)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Not acked: it will be redelivered (bounded by max_attempts).
+            log.exception("call.handler_failed", extra=fields(subject=msg.subject))
+        finally:
+            self.running -= 1
+            self._slots.release()
+
+    async def _handle_inner(self, msg: Msg) -> None:
+        assert self._js is not None
+        meta = msg.metadata
+        number = meta.sequence.stream
+        attempt = meta.num_delivered
+        try:
+            inv = decode(Invocation, msg.data)
+        except InvalidMessage as err:
+            await self._finish(
+                msg,
+                Finished(
+                    call_id=f"n{number}",
+                    number=number,
+                    status=CallStatus.ERROR,
+                    node=self.settings.node_id,
+                    error=ErrorInfo(type="InvalidInvocation", message=f"invalid invocation: {err}"),
+                ),
+            )
+            return
+        call_id = inv.id or f"n{number}"
+        base = dict(
+            call_id=call_id,
+            number=number,
+            function=inv.function,
+            version=inv.version,
+            params=inv.params,
+            node=self.settings.node_id,
+            attempt=attempt,
+        )
+        if attempt > self.settings.max_attempts:
+            await self._finish(
+                msg,
+                Finished(
+                    **base,
+                    status=CallStatus.ERROR,
+                    error=ErrorInfo(
+                        type="TooManyAttempts",
+                        message=f"gave up after {self.settings.max_attempts} attempts without completing",
+                    ),
+                ),
+            )
+            return
+
+        t0 = time.perf_counter()
+        keepalive = asyncio.create_task(self._keep_alive(msg), name=f"keepalive:{call_id}")
+        try:
+            outcome, runtime = await self._run(msg, inv, base)
+        finally:
+            keepalive.cancel()
+        await self._finish(
+            msg,
+            Finished(
+                **{**base, "version": base["version"]},
+                runtime=runtime,
+                status=outcome.status,
+                result=outcome.result,
+                error=outcome.error,
+                exit_code=outcome.exit_code,
+                container=outcome.container,
+                duration_ms=elapsed_ms(t0),
+            ),
+        )
+
+    async def _run(self, msg: Msg, inv: Invocation, base: dict) -> tuple[Outcome, str | None]:  # type: ignore[type-arg]
+        assert self._js is not None and self._engine is not None
+        runtime_name = msg.subject.rsplit(".", 1)[-1]
+        try:
+            function = await self._catalog.function(inv.function, inv.version)
+            base["version"] = function.version
+            if function.runtime != runtime_name:
+                return error_outcome(
+                    AgentError(
+                        f"function {function.name!r} belongs to runtime {function.runtime!r},"
+                        f" not {runtime_name!r}"
+                    )
+                ), runtime_name
+            runtime = await self._catalog.runtime(function.runtime)
+            await self._js.publish(
+                self.layout.event(base["call_id"], "started"), encode(Started(**base, runtime=runtime.name))
+            )
+            log.info(
+                "call.started",
+                extra=fields(
+                    call=base["call_id"],
+                    number=base["number"],
+                    function=function.name,
+                    attempt=base["attempt"],
+                ),
+            )
+            ctx = RunContext(
+                node_id=self.settings.node_id,
+                call_id=base["call_id"],
+                ca_bundle=str(self.settings.ca_bundle) if self.settings.ca_bundle else None,
+                max_result_bytes=self.settings.max_result_bytes,
+            )
+            return await run_command_call(
+                self._engine, self._artifacts, runtime, function, inv, ctx
+            ), runtime.name
+        except AgentError as err:
+            return error_outcome(err), runtime_name
+
+    async def _keep_alive(self, msg: Msg) -> None:
+        interval = max(self.settings.ack_wait_s / 3, 0.5)
+        while True:
+            await asyncio.sleep(interval)
+            await msg.in_progress()
+
+    async def _finish(self, msg: Msg, event: Finished) -> None:
+        assert self._js is not None
+        await self._js.publish(self.layout.event(event.call_id, "finished"), encode(event))
+        await msg.ack_sync()
+        log.info(
+            "call.finished",
+            extra=fields(
+                call=event.call_id,
+                number=event.number,
+                status=event.status.value,
+                ms=event.duration_ms,
+                error=event.error.type if event.error else None,
+            ),
+        )

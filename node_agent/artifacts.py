@@ -1,0 +1,171 @@
+"""Function archives: fetched from the object store by digest, cached on disk, and turned
+into the tar that ``put_archive`` copies into a container.
+
+The code tar is built once per (digest, path) and kept without its end-of-archive
+blocks, so that a call only appends its own small members (params, entry script).
+"""
+
+import asyncio
+import hashlib
+import io
+import logging
+import posixpath
+import tarfile
+import zipfile
+from collections import OrderedDict
+from pathlib import Path, PurePosixPath
+
+from nats.js.object_store import ObjectStore
+
+from common.logs import fields
+from node_agent.errors import BadArtifact
+
+log = logging.getLogger(__name__)
+
+
+def _safe_member(name: str) -> PurePosixPath | None:
+    p = PurePosixPath(name)
+    if p.is_absolute() or ".." in p.parts:
+        raise BadArtifact(f"archive entry {name!r} escapes the function directory")
+    parts = [x for x in p.parts if x not in ("", ".")]
+    return PurePosixPath(*parts) if parts else None
+
+
+def _add(tf: tarfile.TarFile, info: tarfile.TarInfo, data: bytes | None) -> None:
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    tf.addfile(info, io.BytesIO(data) if data is not None else None)
+
+
+def code_tar_body(archive: bytes, dest: str) -> bytes:
+    """The archive's files under ``dest`` (absolute), as tar members with no end marker."""
+    root = PurePosixPath(dest.lstrip("/"))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as out:
+        # The destination directories themselves, so put_archive at "/" can create them.
+        for i in range(1, len(root.parts) + 1):
+            d = tarfile.TarInfo(str(PurePosixPath(*root.parts[:i])))
+            d.type, d.mode = tarfile.DIRTYPE, 0o755
+            _add(out, d, None)
+        if archive[:4] == b"PK\x03\x04" or archive[:4] == b"PK\x05\x06":
+            _zip_members(archive, root, out)
+        elif archive[:2] == b"\x1f\x8b":
+            _tar_members(archive, root, out)
+        else:
+            raise BadArtifact("artifact is neither a zip nor a tar.gz")
+        body = buf.getvalue()[: out.offset]
+    return body
+
+
+def _zip_members(archive: bytes, root: PurePosixPath, out: tarfile.TarFile) -> None:
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(archive))
+    except zipfile.BadZipFile as err:
+        raise BadArtifact(f"bad zip: {err}") from err
+    with zf:
+        for zi in zf.infolist():
+            rel = _safe_member(zi.filename)
+            if rel is None:
+                continue
+            info = tarfile.TarInfo(str(root / rel))
+            mode = (zi.external_attr >> 16) & 0o7777
+            if zi.is_dir():
+                info.type, info.mode = tarfile.DIRTYPE, mode or 0o755
+                _add(out, info, None)
+            else:
+                data = zf.read(zi)
+                info.size, info.mode = len(data), mode or 0o644
+                _add(out, info, data)
+
+
+def _tar_members(archive: bytes, root: PurePosixPath, out: tarfile.TarFile) -> None:
+    try:
+        tf = tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz")
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise BadArtifact(f"bad tar.gz: {err}") from err
+    with tf:
+        for m in tf.getmembers():
+            rel = _safe_member(m.name)
+            if rel is None:
+                continue
+            info = tarfile.TarInfo(str(root / rel))
+            info.mode, info.mtime = m.mode, m.mtime
+            if m.isdir():
+                info.type = tarfile.DIRTYPE
+                _add(out, info, None)
+            elif m.isfile():
+                f = tf.extractfile(m)
+                data = f.read() if f else b""
+                info.size = len(data)
+                _add(out, info, data)
+            elif m.issym():
+                resolved = posixpath.normpath(str(rel.parent / m.linkname))
+                if m.linkname.startswith("/") or resolved == ".." or resolved.startswith("../"):
+                    raise BadArtifact(f"symlink {m.name!r} points outside the function")
+                info.type, info.linkname = tarfile.SYMTYPE, m.linkname
+                _add(out, info, None)
+            # Devices, fifos and hard links are dropped: the gateway refuses them at upload.
+
+
+def call_tar(code_body: bytes, files: dict[str, tuple[bytes, int]]) -> bytes:
+    """``code_body`` plus ``files`` (absolute path -> (content, mode)), ended properly."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as out:
+        dirs: set[str] = set()
+        for path, (data, mode) in files.items():
+            rel = PurePosixPath(path.lstrip("/"))
+            for i in range(1, len(rel.parts)):
+                d = str(PurePosixPath(*rel.parts[:i]))
+                if d not in dirs:
+                    dirs.add(d)
+                    di = tarfile.TarInfo(d)
+                    di.type, di.mode = tarfile.DIRTYPE, 0o755
+                    _add(out, di, None)
+            info = tarfile.TarInfo(str(rel))
+            info.size, info.mode = len(data), mode
+            _add(out, info, data)
+    return code_body + buf.getvalue()
+
+
+class ArtifactCache:
+    """Archives by digest on local disk, and code tar bodies in memory (LRU)."""
+
+    def __init__(self, store: ObjectStore, cache_dir: Path, max_bodies: int = 256) -> None:
+        self._store = store
+        self._dir = cache_dir
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._bodies: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._max = max_bodies
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def archive(self, digest: str) -> bytes:
+        path = self._dir / digest.replace(":", "-")
+        if path.exists():
+            return await asyncio.to_thread(path.read_bytes)
+        lock = self._locks.setdefault(digest, asyncio.Lock())
+        async with lock:
+            if path.exists():
+                return await asyncio.to_thread(path.read_bytes)
+            result = await self._store.get(digest)
+            data = result.data or b""
+            if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+                raise BadArtifact(f"artifact {digest} does not match its digest")
+            tmp = path.with_suffix(".part")
+            await asyncio.to_thread(tmp.write_bytes, data)
+            tmp.replace(path)
+            log.info("artifact.fetched", extra=fields(digest=digest[:19], size=len(data)))
+        self._locks.pop(digest, None)
+        return data
+
+    async def code_body(self, digest: str, dest: str) -> bytes:
+        key = (digest, dest)
+        body = self._bodies.get(key)
+        if body is not None:
+            self._bodies.move_to_end(key)
+            return body
+        archive = await self.archive(digest)
+        body = await asyncio.to_thread(code_tar_body, archive, dest)
+        self._bodies[key] = body
+        while len(self._bodies) > self._max:
+            self._bodies.popitem(last=False)
+        return body

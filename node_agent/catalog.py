@@ -1,0 +1,45 @@
+"""Looks up runtimes and function versions in KV. Function versions never change, so they
+are cached; runtimes are read fresh (a re-registered runtime applies to the next call)."""
+
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
+
+from node_agent.errors import FunctionNotFound, RuntimeNotFound
+from schemas import FunctionRecord, RuntimeSpec, decode
+
+
+class Catalog:
+    def __init__(self, runtimes: KeyValue, functions: KeyValue) -> None:
+        self._runtimes = runtimes
+        self._functions = functions
+        self._versions: dict[tuple[str, int], FunctionRecord] = {}
+
+    async def runtime(self, name: str) -> RuntimeSpec:
+        try:
+            entry = await self._runtimes.get(name)
+        except KeyNotFoundError:
+            raise RuntimeNotFound(f"runtime {name!r} is not registered") from None
+        if not entry.value:
+            raise RuntimeNotFound(f"runtime {name!r} is not registered")
+        return decode(RuntimeSpec, entry.value)
+
+    async def function(self, name: str, version: int | None) -> FunctionRecord:
+        if version is not None and (name, version) in self._versions:
+            return self._versions[(name, version)]
+        try:
+            entry = await self._functions.get(name)
+        except KeyNotFoundError:
+            raise FunctionNotFound(f"function {name!r} is not registered") from None
+        if not entry.value:
+            raise FunctionNotFound(f"function {name!r} is not registered")
+        latest = decode(FunctionRecord, entry.value)
+        self._versions[(name, latest.version)] = latest
+        if version is None or version == latest.version:
+            return latest
+        for old in await self._functions.history(name):
+            if old.value:
+                rec = decode(FunctionRecord, old.value)
+                self._versions[(name, rec.version)] = rec
+        if (name, version) not in self._versions:
+            raise FunctionNotFound(f"function {name!r} has no version {version}")
+        return self._versions[(name, version)]

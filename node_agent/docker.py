@@ -1,0 +1,180 @@
+"""The only module that talks to Docker (through aiodocker). Everything is non-blocking.
+
+Container teardown is one function, :meth:`DockerEngine.remove`.
+"""
+
+import asyncio
+import logging
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiodocker
+from aiodocker.exceptions import DockerError
+
+from common.logs import fields
+from node_agent.errors import EngineError, ImageNotFound
+
+log = logging.getLogger(__name__)
+
+_FRAME = struct.Struct(">BxxxI")
+
+
+@dataclass
+class ContainerSpec:
+    image: str
+    cmd: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    memory_mb: int = 256
+    network: bool = False
+    pids_limit: int = 256
+    binds: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Output:
+    stdout: bytes
+    stderr: bytes
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+
+
+@dataclass
+class ExitState:
+    code: int
+    oom_killed: bool
+
+
+class Engine(Protocol):
+    """What the runner needs from a container engine (fakes implement it for unit tests)."""
+
+    async def create(self, spec: ContainerSpec) -> str: ...
+    async def put_archive(self, cid: str, path: str, data: bytes) -> None: ...
+    async def start(self, cid: str) -> None: ...
+    async def wait(self, cid: str) -> int: ...
+    async def exit_state(self, cid: str) -> ExitState: ...
+    async def output(self, cid: str, max_bytes: int) -> Output: ...
+    async def remove(self, cid: str, grace_s: float = 0) -> None: ...
+    async def image_exists(self, image: str) -> bool: ...
+    async def close(self) -> None: ...
+
+
+def _container_config(spec: ContainerSpec) -> dict[str, Any]:
+    host: dict[str, Any] = {
+        "NetworkMode": "bridge" if spec.network else "none",
+        "Memory": spec.memory_mb * 1024 * 1024,
+        "MemorySwap": spec.memory_mb * 1024 * 1024,  # no swap: the limit is the limit
+        "PidsLimit": spec.pids_limit,
+        "SecurityOpt": ["no-new-privileges"],
+        "CapDrop": ["ALL"],
+        "Binds": spec.binds,
+        # Logs are read once after exit; cap what the engine keeps on disk.
+        "LogConfig": {"Type": "json-file", "Config": {"max-size": "64m", "max-file": "1"}},
+    }
+    config: dict[str, Any] = {
+        "Image": spec.image,
+        "Cmd": spec.cmd,
+        "Env": [f"{k}={v}" for k, v in spec.env.items()],
+        "Labels": spec.labels,
+        "NetworkDisabled": not spec.network,
+        "AttachStdout": False,
+        "AttachStderr": False,
+        "HostConfig": host,
+    }
+    if spec.workdir:
+        config["WorkingDir"] = spec.workdir
+    return config
+
+
+class DockerEngine:
+    def __init__(self, url: str | None = None) -> None:
+        self._docker = aiodocker.Docker(url=url)
+
+    async def ping(self) -> None:
+        try:
+            await self._docker.version()
+        except (DockerError, OSError) as err:
+            raise EngineError(f"Docker engine not reachable: {err}") from err
+
+    async def create(self, spec: ContainerSpec) -> str:
+        try:
+            container = await self._docker.containers.create(_container_config(spec))
+        except DockerError as err:
+            if err.status == 404:
+                raise ImageNotFound(f"image {spec.image!r} is not present on this node") from err
+            raise EngineError(f"create failed: {err.message}") from err
+        return str(container.id)
+
+    async def put_archive(self, cid: str, path: str, data: bytes) -> None:
+        try:
+            await self._docker.containers.container(cid).put_archive(path, data)  # type: ignore[no-untyped-call]
+        except DockerError as err:
+            raise EngineError(f"copying the code into the container failed: {err.message}") from err
+
+    async def start(self, cid: str) -> None:
+        try:
+            await self._docker.containers.container(cid).start()
+        except DockerError as err:
+            raise EngineError(f"start failed: {err.message}") from err
+
+    async def wait(self, cid: str) -> int:
+        result = await self._docker.containers.container(cid).wait()
+        return int(result.get("StatusCode", -1))
+
+    async def exit_state(self, cid: str) -> ExitState:
+        info = await self._docker.containers.container(cid).show()
+        state = info.get("State", {})
+        return ExitState(code=int(state.get("ExitCode", -1)), oom_killed=bool(state.get("OOMKilled")))
+
+    async def output(self, cid: str, max_bytes: int) -> Output:
+        """stdout and stderr of a finished container, each capped at ``max_bytes``.
+
+        One request, demultiplexed here: aiodocker's ``log()`` decodes to text, merges
+        nothing we can tell apart cheaply, and reads everything into memory.
+        """
+        out, err = bytearray(), bytearray()
+        truncated = {1: False, 2: False}
+        params = {"stdout": "1", "stderr": "1", "follow": "0"}
+        async with self._docker._query(f"containers/{cid}/logs", method="GET", params=params) as resp:
+            reader = resp.content
+            while True:
+                try:
+                    header = await reader.readexactly(_FRAME.size)
+                except asyncio.IncompleteReadError:
+                    break
+                stream, size = _FRAME.unpack(header)
+                chunk = await reader.readexactly(size)
+                buf = out if stream == 1 else err
+                room = max_bytes - len(buf)
+                if room >= len(chunk):
+                    buf += chunk
+                else:
+                    if room > 0:
+                        buf += chunk[:room]
+                    truncated[1 if stream == 1 else 2] = True
+        return Output(bytes(out), bytes(err), truncated[1], truncated[2])
+
+    async def remove(self, cid: str, grace_s: float = 0) -> None:
+        """The one teardown: SIGTERM and up to ``grace_s`` to exit, then SIGKILL, then delete."""
+        container = self._docker.containers.container(cid)
+        try:
+            if grace_s > 0:
+                await container.stop(t=int(grace_s))
+            await container.delete(force=True, v=True)
+        except DockerError as err:
+            if err.status != 404:  # already gone is fine
+                log.warning("container.remove_failed", extra=fields(container=cid[:12], error=err.message))
+
+    async def image_exists(self, image: str) -> bool:
+        try:
+            await self._docker.images.inspect(image)
+        except DockerError as err:
+            if err.status == 404:
+                return False
+            raise
+        return True
+
+    async def close(self) -> None:
+        await self._docker.close()

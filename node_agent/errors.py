@@ -1,0 +1,27 @@
+"""Errors of the node agent. Each becomes a call's error (type + message) at the edge."""
+
+
+class AgentError(Exception):
+    """Root of the agent's errors; ``kind`` is what the call record shows as error type."""
+
+    kind = "AgentError"
+
+
+class FunctionNotFound(AgentError):
+    kind = "FunctionNotFound"
+
+
+class RuntimeNotFound(AgentError):
+    kind = "RuntimeNotFound"
+
+
+class ImageNotFound(AgentError):
+    kind = "ImageNotFound"
+
+
+class BadArtifact(AgentError):
+    kind = "BadArtifact"
+
+
+class EngineError(AgentError):
+    kind = "EngineError"

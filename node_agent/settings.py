@@ -1,0 +1,50 @@
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas import is_valid_name
+
+
+def _default_node_id() -> str:
+    host = "".join(c if c.isalnum() or c in "-_" else "-" for c in socket.gethostname())
+    return (host or "node")[:48]
+
+
+class AgentSettings(BaseSettings):
+    """Configuration of one node agent (env prefix ``FAAS_AGENT_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="FAAS_AGENT_")
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    prefix: str = "faas"
+    node_id: str = Field(default_factory=_default_node_id)
+    # Runtimes served; empty = every registered runtime, following the runtimes bucket.
+    runtimes: list[str] = Field(default_factory=list)
+    # Calls run at once on this node: the agent never pulls more work than this.
+    slots: int = Field(default=8, ge=1, le=1024)
+    policy: Literal["none"] = "none"
+    # Docker endpoint; None = DOCKER_HOST or the local socket.
+    docker_url: str | None = None
+    # A CA bundle handed to containers (mounted read-only, PIP_CERT/SSL_CERT_FILE/...).
+    ca_bundle: Path | None = None
+    # Redelivery: a call not acked within ack_wait is redelivered (kept alive by in_progress
+    # while it runs); after max_attempts deliveries it ends as an error.
+    ack_wait_s: float = Field(default=30.0, ge=1)
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    fetch_timeout_s: float = Field(default=2.0, gt=0)
+    # Graceful stop: running calls get this long to finish, then are cancelled.
+    grace_s: float = Field(default=30.0, ge=0)
+    cache_dir: Path = Path("data/agent-cache")
+    # Bytes of stdout kept as the result and of stderr kept as the error tail.
+    max_result_bytes: int = 1 << 20
+    log_level: str = "INFO"
+
+    @field_validator("node_id")
+    @classmethod
+    def _safe_node_id(cls, v: str) -> str:
+        if not is_valid_name(v):
+            raise ValueError("node_id may only hold letters, digits, '-' and '_'")
+        return v

@@ -67,6 +67,10 @@ class NodeAgent:
             engine = DockerEngine(s.docker_url)
             await engine.ping()
             self._engine = engine
+        # Containers of an earlier run of this node (killed before teardown): their calls
+        # were not acked and are redelivered, so the containers are only garbage.
+        if removed := await self._engine.remove_labelled(f"faas.node={s.node_id}"):
+            log.info("agent.orphans_removed", extra=fields(node=s.node_id, count=removed))
         self._nc = await connect(s.nats_url, self.name)
         self._js = self._nc.jetstream()
         await ensure_layout(self._js, self.layout)

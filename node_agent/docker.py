@@ -58,6 +58,7 @@ class Engine(Protocol):
     async def output(self, cid: str, max_bytes: int) -> Output: ...
     async def remove(self, cid: str, grace_s: float = 0) -> None: ...
     async def image_exists(self, image: str) -> bool: ...
+    async def remove_labelled(self, label: str) -> int: ...
     async def close(self) -> None: ...
 
 
@@ -175,6 +176,12 @@ class DockerEngine:
                 return False
             raise
         return True
+
+    async def remove_labelled(self, label: str) -> int:
+        """Remove every container carrying ``label`` (e.g. left behind by a killed agent)."""
+        found = await self._docker.containers.list(all=True, filters={"label": [label]})
+        await asyncio.gather(*(self.remove(c.id) for c in found))
+        return len(found)
 
     async def close(self) -> None:
         await self._docker.close()

@@ -1,0 +1,67 @@
+"""A small HTTP client of the gateway's /v1 API, for the CLI."""
+
+import io
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+
+class GatewayError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+
+
+def pack(path: Path) -> tuple[bytes, str]:
+    """A directory is zipped (its contents at the archive root); a file is sent as is."""
+    if path.is_file():
+        return path.read_bytes(), path.name
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} is neither a file nor a directory")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(path.rglob("*")):
+            rel = f.relative_to(path)
+            if any(part in {"__pycache__", "node_modules", ".git"} for part in rel.parts):
+                continue
+            if f.is_file():
+                zf.write(f, str(rel))
+    return buf.getvalue(), f"{path.name}.zip"
+
+
+class Client:
+    def __init__(self, base_url: str) -> None:
+        self.base = base_url.rstrip("/")
+
+    async def request(self, method: str, path: str, **kw: Any) -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as http, http.request(method, self.base + path, **kw) as resp:
+            text = await resp.text()
+            body = json.loads(text) if text and resp.content_type == "application/json" else text
+            if resp.status >= 400:
+                msg = body.get("error", {}).get("message", text) if isinstance(body, dict) else text
+                raise GatewayError(resp.status, msg)
+            return resp.status, body
+
+    async def register_runtime(self, spec: dict[str, Any]) -> Any:
+        return (await self.request("POST", "/v1/runtimes", json=spec))[1]
+
+    async def deploy(self, name: str, runtime: str, path: Path, limits: dict[str, Any] | None) -> Any:
+        data, filename = pack(path)
+        form = aiohttp.FormData()
+        form.add_field("name", name)
+        form.add_field("runtime", runtime)
+        if limits:
+            form.add_field("limits", json.dumps(limits))
+        form.add_field("module", data, filename=filename, content_type="application/octet-stream")
+        return (await self.request("POST", "/v1/functions", data=form))[1]
+
+    async def invoke(self, name: str, params: Any, asynchronous: bool, wait: float | None) -> tuple[int, Any]:
+        query: dict[str, str] = {}
+        if asynchronous:
+            query["async"] = "true"
+        if wait is not None:
+            query["wait"] = str(wait)
+        return await self.request("POST", f"/v1/functions/{name}/invoke", json=params, params=query)

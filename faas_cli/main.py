@@ -1,0 +1,175 @@
+"""The ``faas`` command line."""
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from common.logs import setup_logging
+from faas_cli.client import Client, GatewayError
+from faas_cli.up import HOST_CA_BUNDLE, UpConfig, run
+
+
+def _print(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _run(coro: Any) -> Any:
+    try:
+        return asyncio.run(coro)
+    except GatewayError as err:
+        raise click.ClickException(str(err)) from None
+    except OSError as err:
+        raise click.ClickException(f"cannot reach the gateway: {err}") from None
+
+
+@click.group()
+@click.option(
+    "--gateway",
+    envvar="FAAS_GATEWAY_URL",
+    default="http://127.0.0.1:8080",
+    show_default=True,
+    help="Gateway base URL (env FAAS_GATEWAY_URL).",
+)
+@click.pass_context
+def cli(ctx: click.Context, gateway: str) -> None:
+    """Run functions and jobs in containers, on NATS JetStream and Docker."""
+    ctx.obj = Client(gateway)
+
+
+@cli.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
+@click.option("--port", default=8080, show_default=True, help="Gateway HTTP port.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Gateway bind address.")
+@click.option("--nats-port", default=4222, show_default=True)
+@click.option("--slots", default=8, show_default=True, help="Calls the node agent runs at once.")
+@click.option(
+    "--ca-bundle",
+    type=click.Path(path_type=Path, exists=True),
+    default=None,
+    help=f"CA bundle handed to containers (default: {HOST_CA_BUNDLE} if present).",
+)
+@click.option("--log-level", default="INFO", show_default=True)
+def up(
+    data_dir: Path, port: int, host: str, nats_port: int, slots: int, ca_bundle: Path | None, log_level: str
+) -> None:
+    """Run the whole platform on this host: NATS, store (SQLite), gateway, one node agent."""
+    setup_logging(log_level)
+    if ca_bundle is None and HOST_CA_BUNDLE.exists():
+        ca_bundle = HOST_CA_BUNDLE
+    cfg = UpConfig(
+        data_dir=data_dir,
+        port=port,
+        host=host,
+        nats_port=nats_port,
+        slots=slots,
+        ca_bundle=ca_bundle,
+        extra_env={
+            "FAAS_STORE_LOG_LEVEL": log_level,
+            "FAAS_GATEWAY_LOG_LEVEL": log_level,
+            "FAAS_AGENT_LOG_LEVEL": log_level,
+        },
+    )
+    sys.exit(asyncio.run(run(cfg)))
+
+
+@cli.group()
+def runtime() -> None:
+    """Register and list runtimes."""
+
+
+@runtime.command("register")
+@click.option("--name", required=True)
+@click.option("--image", required=True, help="Docker image, e.g. faas-python.")
+@click.option("--path", default="/app", show_default=True, help="Directory the function is placed in.")
+@click.option("--dependencies", default="", help="Command that installs the function's requirements.")
+@click.option("--run", "run_cmd", required=True, help="Command that runs the function.")
+@click.pass_obj
+def runtime_register(
+    client: Client, name: str, image: str, path: str, dependencies: str, run_cmd: str
+) -> None:
+    spec = {"name": name, "image": image, "path": path, "dependencies": dependencies, "run": run_cmd}
+    _print(_run(client.register_runtime(spec)))
+
+
+@runtime.command("list")
+@click.pass_obj
+def runtime_list(client: Client) -> None:
+    _print(_run(client.request("GET", "/v1/runtimes"))[1])
+
+
+@cli.group()
+def function() -> None:
+    """Deploy and list functions."""
+
+
+@function.command("deploy")
+@click.argument("name")
+@click.argument("source", type=click.Path(path_type=Path, exists=True))
+@click.option("--runtime", required=True)
+@click.option("--timeout", type=float, help="Seconds a call may run.")
+@click.option("--memory", type=int, help="Memory limit in MB.")
+@click.option("--network/--no-network", default=None, help="Network access for calls.")
+@click.pass_obj
+def function_deploy(
+    client: Client,
+    name: str,
+    source: Path,
+    runtime: str,
+    timeout: float | None,
+    memory: int | None,
+    network: bool | None,
+) -> None:
+    """Upload SOURCE (a directory, .zip or .tar.gz) as a new version of NAME."""
+    limits = {
+        k: v
+        for k, v in {"timeout_s": timeout, "memory_mb": memory, "network": network}.items()
+        if v is not None
+    }
+    _print(_run(client.deploy(name, runtime, source, limits or None)))
+
+
+@function.command("list")
+@click.pass_obj
+def function_list(client: Client) -> None:
+    _print(_run(client.request("GET", "/v1/functions"))[1])
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("params", default="{}")
+@click.option("--async", "asynchronous", is_flag=True, help="Return at once with the call id.")
+@click.option("--wait", type=float, help="Seconds to wait for the result (sync).")
+@click.pass_obj
+def invoke(client: Client, name: str, params: str, asynchronous: bool, wait: float | None) -> None:
+    """Call function NAME with PARAMS (JSON)."""
+    try:
+        value = json.loads(params)
+    except json.JSONDecodeError as err:
+        raise click.BadParameter(f"PARAMS is not valid JSON: {err}") from None
+    _, body = _run(client.invoke(name, value, asynchronous, wait))
+    _print(body)
+    if isinstance(body, dict) and body.get("status") in {"ERROR", "TIMEOUT", "CANCELLED"}:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--function", "function_name")
+@click.option("--status")
+@click.option("--limit", default=20, show_default=True)
+@click.pass_obj
+def calls(client: Client, function_name: str | None, status: str | None, limit: int) -> None:
+    """List recent calls, newest first."""
+    query = {k: v for k, v in {"function": function_name, "status": status, "limit": str(limit)}.items() if v}
+    _print(_run(client.request("GET", "/v1/calls", params=query))[1])
+
+
+@cli.command("call")
+@click.argument("call_id")
+@click.pass_obj
+def call_show(client: Client, call_id: str) -> None:
+    """Show one call by id or number."""
+    _print(_run(client.request("GET", f"/v1/calls/{call_id}"))[1])

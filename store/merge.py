@@ -1,0 +1,107 @@
+"""Folding call events into call records: pure, idempotent and tolerant of any order.
+
+JetStream delivers at least once, and the events of one call come from different publishers
+(gateway, node agents), so a record must end up the same whatever the order, and an event
+applied twice must change nothing. The rules:
+
+- a missing record is created by whichever event comes first;
+- what was called (function, version, runtime, params) is filled by any event that knows
+  it, and never overwritten; ``created_at`` is the accepted event's time (an earlier event
+  fills it provisionally when none has been seen);
+- status only moves forward (``CallStatus.rank``); the first terminal event wins and every
+  later ``Finished`` is ignored;
+- a ``Started`` of the newest attempt sets where the call runs and since when; an older
+  attempt only fills what is still empty.
+"""
+
+from collections.abc import Iterable, MutableMapping
+from datetime import UTC, datetime
+
+from schemas import Accepted, CallEvent, CallRecord, CallStatus, Finished, Started
+
+
+def _utc(at: datetime) -> datetime:
+    # A publisher may send a naive timestamp: take it as UTC so records compare and store alike.
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def new_record(event: CallEvent) -> CallRecord:
+    """The empty record an event creates before it is applied."""
+    return CallRecord(id=event.call_id, number=event.number, status=CallStatus.QUEUED)
+
+
+def merge(record: CallRecord | None, event: CallEvent) -> CallRecord:
+    """Apply one event to a record (created if None), in place; returns the record."""
+    if record is None:
+        record = new_record(event)
+    at = _utc(event.at)
+    _fill_what_was_called(record, event, at)
+    if isinstance(event, Started):
+        _apply_started(record, event, at)
+    elif isinstance(event, Finished):
+        _apply_finished(record, event, at)
+    return record
+
+
+def merge_all(records: MutableMapping[str, CallRecord], events: Iterable[CallEvent]) -> set[str]:
+    """Apply events in order to the records they name, creating missing ones.
+
+    Returns the ids of the records touched (changed or not).
+    """
+    touched: set[str] = set()
+    for event in events:
+        records[event.call_id] = merge(records.get(event.call_id), event)
+        touched.add(event.call_id)
+    return touched
+
+
+def _fill_what_was_called(record: CallRecord, event: CallEvent, at: datetime) -> None:
+    if record.function is None:
+        record.function = event.function
+    if record.version is None:
+        record.version = event.version
+    if record.runtime is None:
+        record.runtime = event.runtime
+    if record.params is None:
+        record.params = event.params
+    if isinstance(event, Accepted):
+        record.created_at = at
+    elif record.created_at is None:
+        record.created_at = at
+
+
+def _apply_started(record: CallRecord, event: Started, at: datetime) -> None:
+    # The newest attempt says where the call runs (or ran: the finishing attempt is the newest).
+    if event.attempt >= record.attempts:
+        record.node = event.node
+        if event.container is not None or event.attempt > record.attempts:
+            record.container = event.container
+        record.started_at = at
+    else:
+        if record.node is None:
+            record.node = event.node
+        if record.container is None:
+            record.container = event.container
+        if record.started_at is None:
+            record.started_at = at
+    record.attempts = max(record.attempts, event.attempt)
+    if record.status.rank < CallStatus.RUNNING.rank:
+        record.status = CallStatus.RUNNING
+
+
+def _apply_finished(record: CallRecord, event: Finished, at: datetime) -> None:
+    if event.attempt is not None:
+        record.attempts = max(record.attempts, event.attempt)
+    # First terminal event wins; a "finished" that is not terminal never moves status back.
+    if record.status.terminal or event.status.rank < record.status.rank:
+        return
+    record.status = event.status
+    record.result = event.result
+    record.error = event.error
+    record.exit_code = event.exit_code
+    record.duration_ms = event.duration_ms
+    record.finished_at = at
+    if event.node is not None:
+        record.node = event.node
+    if event.container is not None:
+        record.container = event.container

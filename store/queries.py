@@ -1,0 +1,72 @@
+"""Reading call records: one call by id or number, and filtered pages, newest first."""
+
+import base64
+import binascii
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from schemas import CallPage, CallQuery, CallRecord, GetCall
+from store.db import calls, row_to_record
+from store.errors import BadRequest, NotFound
+
+_CURSOR_TAG = "n:"
+
+
+def encode_cursor(number: int) -> str:
+    """An opaque cursor: the next page holds calls numbered below ``number``."""
+    return base64.urlsafe_b64encode(f"{_CURSOR_TAG}{number}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not raw.startswith(_CURSOR_TAG):
+            raise ValueError(raw)
+        return int(raw.removeprefix(_CURSOR_TAG))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadRequest(f"invalid cursor {cursor!r}: pass a next_cursor from a previous page") from None
+
+
+class CallQueries:
+    """Read-only queries on the calls table."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def get(self, request: GetCall) -> CallRecord:
+        """The call with the request's id or number; raises :class:`NotFound`."""
+        if request.id is not None:
+            where = calls.c.id == request.id
+            key: object = request.id
+        else:
+            where = calls.c.number == request.number
+            key = request.number
+        async with self._sessions() as session:
+            row = (await session.execute(select(calls).where(where))).mappings().first()
+        if row is None:
+            raise NotFound(f"call {key} not found")
+        return row_to_record(row)
+
+    async def list(self, query: CallQuery) -> CallPage:
+        """A page of calls, newest (highest number) first.
+
+        ``since`` is inclusive and ``until`` exclusive, both on ``created_at``.
+        ``next_cursor`` is None on the last page.
+        """
+        stmt = select(calls).order_by(calls.c.number.desc()).limit(query.limit + 1)
+        if query.function is not None:
+            stmt = stmt.where(calls.c.function == query.function)
+        if query.status is not None:
+            stmt = stmt.where(calls.c.status == query.status.value)
+        if query.since is not None:
+            stmt = stmt.where(calls.c.created_at >= query.since)
+        if query.until is not None:
+            stmt = stmt.where(calls.c.created_at < query.until)
+        if query.cursor is not None:
+            stmt = stmt.where(calls.c.number < decode_cursor(query.cursor))
+        async with self._sessions() as session:
+            rows = (await session.execute(stmt)).mappings().all()
+        items = [row_to_record(r) for r in rows[: query.limit]]
+        more = len(rows) > query.limit
+        return CallPage(items=items, next_cursor=encode_cursor(items[-1].number) if more else None)

@@ -1,0 +1,35 @@
+"""Settings of the store service, from ``FAAS_STORE_*`` environment variables."""
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas import Layout, is_valid_name
+
+
+class StoreSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FAAS_STORE_")
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    prefix: str = "faas"
+    # A SQLite file's parent directory is created when the engine is made (store.db).
+    database_url: str = "sqlite+aiosqlite:///data/faas.db"
+    # Events applied per transaction: the unit of throughput into SQLite.
+    batch_size: int = Field(default=256, ge=1, le=10_000)
+    # How long one fetch waits for events; also bounds how long a graceful stop waits.
+    fetch_timeout_s: float = Field(default=1.0, gt=0)
+    # Redelivery delay of a batch whose transaction failed (the database is down, locked...).
+    nak_delay_s: float = Field(default=2.0, ge=0)
+    # How long stop() waits for the batch in hand before cancelling the ingest loop.
+    stop_grace_s: float = Field(default=10.0, ge=0)
+    log_level: str = "INFO"
+
+    @field_validator("prefix")
+    @classmethod
+    def _valid_prefix(cls, v: str) -> str:
+        if not is_valid_name(v):
+            raise ValueError(f"invalid NATS prefix {v!r}")
+        return v
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(prefix=self.prefix)

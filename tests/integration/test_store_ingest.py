@@ -1,0 +1,239 @@
+"""The store against a real nats-server: events in through JetStream, records out over
+request/reply. Burst mode (``run_until_idle``) drives ingestion, so nothing waits on a clock."""
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client
+from sqlalchemy.exc import OperationalError
+
+from common.natsserver import NatsServer
+from schemas import Accepted, CallEvent, CallQuery, CallStatus, ErrorInfo, Finished, GetCall, Layout, encode
+from store import StoreSettings
+from store.db import create_schema, make_engine, make_sessions
+from store.ingest import Ingest, IngestConfig
+from store.queries import CallQueries
+from store.writer import CallWriter
+from tests.integration.test_store_support import (
+    T0,
+    StoreFactory,
+    ask,
+    consumer_settled,
+    eventually,
+    get_call,
+    list_all,
+    list_calls,
+    publish,
+    service_error,
+    store_factory,
+    store_settings,
+    story,
+)
+
+
+@pytest.fixture
+def settings(nats_server: NatsServer, layout: Layout, tmp_path: Path) -> StoreSettings:
+    return store_settings(nats_server.url, layout, tmp_path)
+
+
+@pytest.fixture
+async def stores() -> AsyncIterator[StoreFactory]:
+    async with store_factory() as make:
+        yield make
+
+
+# --- get --------------------------------------------------------------------------------------
+
+
+async def test_get_by_id_and_by_number(
+    nc: Client, layout: Layout, settings: StoreSettings, stores: StoreFactory
+) -> None:
+    a, b = story("call-a", 1), story("call-b", 2, end=CallStatus.ERROR)
+    await publish(nc, layout, [a[2], b[0], a[1], b[1], a[0], a[2], b[2]])  # out of order, a duplicate
+    store = stores(settings, background_ingest=False)
+    await store.start()
+    assert await store.run_until_idle() == 7
+
+    record = await get_call(nc, layout, id="call-a")
+    assert record.status is CallStatus.DONE
+    assert (record.number, record.function, record.version, record.runtime) == (1, "dice", 1, "python3")
+    assert record.params == {"n": 1} and record.result == {"roll": 2}
+    assert (record.node, record.container, record.attempts) == ("node-1", "ctr-call-a", 1)
+    assert record.created_at == T0 + timedelta(minutes=1)
+    assert record.finished_at == T0 + timedelta(minutes=1, seconds=2)
+    assert await get_call(nc, layout, number=1) == record
+
+    failed = await get_call(nc, layout, number=2)
+    assert failed.id == "call-b" and failed.status is CallStatus.ERROR
+    assert failed.error == ErrorInfo(type="Failure", message="call-b failed") and failed.exit_code == 1
+
+
+async def test_get_unknown_call_is_404(
+    nc: Client, layout: Layout, settings: StoreSettings, stores: StoreFactory
+) -> None:
+    await stores(settings, background_ingest=False).start()
+    msg = await ask(nc, layout.store_get_call, encode(GetCall(id="missing")))
+    assert service_error(msg) == ("404", "call missing not found")
+    msg = await ask(nc, layout.store_get_call, encode(GetCall(number=404)))
+    assert service_error(msg) == ("404", "call 404 not found")
+
+
+@pytest.mark.parametrize(
+    ("subject", "payload", "says"),
+    [
+        ("get", b"{not json", "invalid JSON"),
+        ("get", b"", "invalid JSON"),
+        ("get", b"{}", "give exactly one of id or number"),
+        ("get", b'{"id": "a", "number": 1}', "give exactly one of id or number"),
+        ("get", b'{"number": "seven"}', "number"),
+        ("list", b"[1, 2", "invalid JSON"),
+        ("list", b'{"limit": 0}', "limit"),
+        ("list", b'{"status": "SLEEPING"}', "status"),
+        ("list", b'{"cursor": "not a cursor"}', "invalid cursor"),
+    ],
+)
+async def test_invalid_requests_are_400(
+    nc: Client,
+    layout: Layout,
+    settings: StoreSettings,
+    stores: StoreFactory,
+    subject: str,
+    payload: bytes,
+    says: str,
+) -> None:
+    await stores(settings, background_ingest=False).start()
+    target = layout.store_get_call if subject == "get" else layout.store_list_calls
+    error = service_error(await ask(nc, target, payload))
+    assert error is not None
+    assert error[0] == "400"
+    assert says in error[1]
+
+
+# --- list -------------------------------------------------------------------------------------
+
+
+async def test_list_with_filters_and_cursor_pages(
+    nc: Client, layout: Layout, settings: StoreSettings, stores: StoreFactory
+) -> None:
+    events: list[CallEvent] = []
+    for n in range(1, 31):
+        function = "dice" if n % 3 else "coin"
+        end = None if n % 5 == 0 else (CallStatus.ERROR if n % 7 == 0 else CallStatus.DONE)
+        events += story(f"c{n:03d}", n, function=function, end=end)
+    await publish(nc, layout, events)
+    store = stores(settings.model_copy(update={"batch_size": 16}), background_ingest=False)
+    await store.start()
+    assert await store.run_until_idle() == len(events)
+
+    everything = await list_all(nc, layout, CallQuery(limit=7))
+    assert [r.number for r in everything] == list(range(30, 0, -1))
+
+    dice = await list_all(nc, layout, CallQuery(function="dice", limit=4))
+    assert [r.number for r in dice] == [n for n in range(30, 0, -1) if n % 3]
+    assert all(r.function == "dice" for r in dice)
+
+    running = await list_all(nc, layout, CallQuery(status=CallStatus.RUNNING, limit=2))
+    assert [r.number for r in running] == [30, 25, 20, 15, 10, 5]
+
+    errors = await list_calls(nc, layout, CallQuery(status=CallStatus.ERROR, function="dice"))
+    assert [r.number for r in errors.items] == [28, 14, 7] and errors.next_cursor is None
+
+    window = CallQuery(since=T0 + timedelta(minutes=10), until=T0 + timedelta(minutes=20), limit=3)
+    assert [r.number for r in await list_all(nc, layout, window)] == list(range(19, 9, -1))
+
+    first = await list_calls(nc, layout, CallQuery(limit=10))
+    assert first.next_cursor is not None
+    assert all(str(n) not in first.next_cursor for n in (20, 21))  # opaque, not the number itself
+
+    empty = await list_calls(nc, layout, CallQuery(function="nothing"))
+    assert empty.items == [] and empty.next_cursor is None
+
+
+# --- the stream is never blocked --------------------------------------------------------------
+
+
+async def test_undecodable_messages_are_terminated(
+    nc: Client, layout: Layout, settings: StoreSettings, stores: StoreFactory
+) -> None:
+    js = nc.jetstream()
+    await js.publish(layout.event("junk", "accepted"), b"not json at all")
+    await js.publish(layout.event("junk", "log"), b'{"call_id": "junk", "number": 1, "kind": "log"}')
+    await publish(nc, layout, story("good", 1))
+    store = stores(settings, background_ingest=False)
+    await store.start()
+    assert await store.run_until_idle() == 5
+    assert (await get_call(nc, layout, id="good")).status is CallStatus.DONE
+    assert await eventually(lambda: consumer_settled(nc, layout))
+
+
+async def test_a_call_number_conflict_terminates_only_the_culprit(
+    nc: Client, layout: Layout, settings: StoreSettings, stores: StoreFactory
+) -> None:
+    await publish(
+        nc,
+        layout,
+        [
+            Accepted(call_id="first", number=1),
+            Accepted(call_id="second", number=2),
+            Accepted(call_id="usurper", number=1),  # another call claiming number 1
+            Accepted(call_id="third", number=3),
+        ],
+    )
+    store = stores(settings, background_ingest=False)
+    await store.start()
+    await store.run_until_idle()
+    page = await list_calls(nc, layout, CallQuery())
+    assert [r.id for r in page.items] == ["third", "second", "first"]
+    assert await eventually(lambda: consumer_settled(nc, layout))
+
+
+class FlakyWriter(CallWriter):
+    """Fails its first transaction as a locked database would."""
+
+    def __init__(self, inner: CallWriter) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    async def apply(self, events: Sequence[CallEvent]) -> int:
+        self.calls += 1
+        if self.calls == 1:
+            raise OperationalError("INSERT ...", None, Exception("database is locked"))
+        return await self.inner.apply(events)
+
+
+async def test_a_failed_transaction_is_redelivered(nc: Client, layout: Layout, tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/flaky.db")
+    await create_schema(engine)
+    writer = FlakyWriter(CallWriter(make_sessions(engine)))
+    ingest = Ingest(nc.jetstream(), layout, writer, IngestConfig(fetch_timeout_s=0.5, nak_delay_s=0.05))
+    try:
+        await ingest.subscribe()
+        await publish(nc, layout, story("a", 1) + story("b", 2))
+        handled = await ingest.run_until_idle()
+        assert handled == 12  # six naked, six redelivered and applied
+        assert writer.calls == 2
+        page = await CallQueries(make_sessions(engine)).list(CallQuery())
+        assert [(r.id, r.status) for r in page.items] == [("b", CallStatus.DONE), ("a", CallStatus.DONE)]
+    finally:
+        await ingest.close()
+        await engine.dispose()
+
+
+async def test_a_page_too_big_for_nats_is_413(
+    nc: Client, layout: Layout, settings: StoreSettings, stores: StoreFactory
+) -> None:
+    big = "x" * 400_000
+    await publish(
+        nc,
+        layout,
+        [Finished(call_id=f"big{n}", number=n, status=CallStatus.DONE, result=big) for n in range(1, 4)],
+    )
+    store = stores(settings, background_ingest=False)
+    await store.start()
+    await store.run_until_idle()
+    assert (await get_call(nc, layout, number=2)).result == big
+    error = service_error(await ask(nc, layout.store_list_calls, encode(CallQuery())))
+    assert error is not None and error[0] == "413"
+    assert len((await list_calls(nc, layout, CallQuery(limit=2))).items) == 2

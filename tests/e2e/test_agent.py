@@ -107,7 +107,9 @@ async def test_twenty_concurrent_calls_complete_and_the_loop_stays_responsive(
             lags.append(loop.time() - t - 0.02)
 
     tick = asyncio.create_task(ticker())
-    results = await asyncio.gather(*(call(nc, layout, "python", "echo", {"i": i}, timeout=120) for i in range(20)))
+    results = await asyncio.gather(
+        *(call(nc, layout, "python", "echo", {"i": i}, timeout=120) for i in range(20))
+    )
     stop.set()
     await tick
     assert [r.status for r in results] == [CallStatus.DONE] * 20
@@ -119,17 +121,27 @@ async def test_twenty_concurrent_calls_complete_and_the_loop_stays_responsive(
 
 
 async def test_killed_agent_call_completes_after_redelivery(
-    docker_ready: None, nats_server: NatsServer, nc: Client, layout: Layout, tmp_path: Path,
+    docker_ready: None,
+    nats_server: NatsServer,
+    nc: Client,
+    layout: Layout,
+    tmp_path: Path,
     docker: aiodocker.Docker,
 ):
-    slow = {"main.py": "import json, sys, time\np = json.load(sys.stdin)\ntime.sleep(p['s'])\nprint(json.dumps(p))\n"}
+    slow = {
+        "main.py": "import json, sys, time\np = json.load(sys.stdin)\ntime.sleep(p['s'])\nprint(json.dumps(p))\n"
+    }
     await register(nc.jetstream(), layout, python_runtime(), "slow", slow)
     settings = agent_settings(nats_server.url, layout, tmp_path / "c1", ack_wait_s=2)
     env = {f"FAAS_AGENT_{k.upper()}": str(v) for k, v in settings.model_dump().items() if v is not None}
     env["FAAS_AGENT_RUNTIMES"] = "[]"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "node_agent", env={**os.environ, **env},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        sys.executable,
+        "-m",
+        "node_agent",
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     call_id = secrets.token_hex(8)
     try:

@@ -1,0 +1,71 @@
+import io
+import tarfile
+
+import pytest
+
+from node_agent.artifacts import call_tar, code_tar_body
+from node_agent.errors import BadArtifact
+from node_agent.runner import parse_result
+from tests.functions import DICE, targz_bytes, zip_bytes
+
+
+def _members(tar: bytes) -> dict[str, bytes | None]:
+    out: dict[str, bytes | None] = {}
+    with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
+        for m in tf.getmembers():
+            f = tf.extractfile(m) if m.isfile() else None
+            out[m.name] = f.read() if f else None
+    return out
+
+
+@pytest.mark.parametrize("pack", [zip_bytes, targz_bytes])
+def test_code_lands_under_the_runtime_path_with_the_call_files(pack) -> None:  # type: ignore[no-untyped-def]
+    body = code_tar_body(pack(DICE), "/srv/fn")
+    tar = call_tar(body, {"/faas/params.json": (b'{"a":1}', 0o644), "/faas/run.sh": (b"#!/bin/sh\n", 0o755)})
+    members = _members(tar)
+    assert members["srv/fn/test.py"] == DICE["test.py"].encode()
+    assert members["srv/fn/requirements.txt"] == DICE["requirements.txt"].encode()
+    assert members["faas/params.json"] == b'{"a":1}'
+    assert "srv" in members and "srv/fn" in members  # put_archive at / creates the path
+
+
+def test_body_has_no_end_marker_so_call_files_follow_it() -> None:
+    body = code_tar_body(zip_bytes({"a.py": "x"}), "/app")
+    assert len(body) % 512 == 0
+    assert body[-1024:] != b"\0" * 1024
+
+
+@pytest.mark.parametrize("name", ["../evil.py", "/etc/passwd", "a/../../b"])
+def test_escaping_entries_are_refused(name: str) -> None:
+    with pytest.raises(BadArtifact, match="escapes"):
+        code_tar_body(zip_bytes({name: "x"}), "/app")
+
+
+def test_symlink_out_of_the_function_is_refused() -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        link = tarfile.TarInfo("data")
+        link.type, link.linkname = tarfile.SYMTYPE, "../../etc"
+        tf.addfile(link)
+    with pytest.raises(BadArtifact, match="symlink"):
+        code_tar_body(buf.getvalue(), "/app")
+
+
+def test_not_an_archive() -> None:
+    with pytest.raises(BadArtifact, match="neither"):
+        code_tar_body(b"hello", "/app")
+
+
+@pytest.mark.parametrize(
+    ("stdout", "expected"),
+    [
+        (b"[4,6,4,3]\n", [4, 6, 4, 3]),
+        (b'{"a": "\xc3\xa9"}', {"a": "é"}),
+        (b"plain text\n", "plain text"),
+        (b"", None),
+        (b"  42 ", 42),
+        (b"null", None),
+    ],
+)
+def test_stdout_is_json_when_it_parses(stdout: bytes, expected: object) -> None:
+    assert parse_result(stdout) == expected

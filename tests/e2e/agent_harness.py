@@ -63,12 +63,20 @@ async def publish(nc: Client, layout: Layout, runtime: str, inv: Invocation | by
     return ack.seq
 
 
-async def call(nc: Client, layout: Layout, runtime: str, function: str, params: Any = None,
-               timeout: float = 60, **inv: Any) -> Finished:
+async def call(
+    nc: Client,
+    layout: Layout,
+    runtime: str,
+    function: str,
+    params: Any = None,
+    timeout: float = 60,
+    **inv: Any,
+) -> Finished:
     call_id = secrets.token_hex(8)
     async with CallWatcher(nc, layout, call_id) as w:
-        await publish(nc, layout, runtime,
-                      Invocation(id=call_id, function=function, params=params or {}, **inv))
+        await publish(
+            nc, layout, runtime, Invocation(id=call_id, function=function, params=params or {}, **inv)
+        )
         return await w.finished(timeout)
 
 

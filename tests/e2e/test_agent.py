@@ -129,7 +129,7 @@ async def test_killed_agent_call_completes_after_redelivery(
     docker: aiodocker.Docker,
 ):
     slow = {
-        "main.py": "import json, sys, time\np = json.load(sys.stdin)\ntime.sleep(p['s'])\nprint(json.dumps(p))\n"
+        "main.py": "import json, sys, time\np = json.load(sys.stdin)\ntime.sleep(p['s'])\nprint(json.dumps(p))",
     }
     await register(nc.jetstream(), layout, python_runtime(), "slow", slow)
     settings = agent_settings(nats_server.url, layout, tmp_path / "c1", ack_wait_s=2)

@@ -29,9 +29,9 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy
 
-# FAAS_REQUIRE_DOCKER=1: the end-to-end tier fails instead of skipping without Docker.
+# FAAS_REQUIRE_*=1: tests needing Docker or ansible fail instead of skipping without them.
 pytest: setup
-	FAAS_REQUIRE_DOCKER=1 $(BIN)/pytest -q -ra
+	FAAS_REQUIRE_DOCKER=1 FAAS_REQUIRE_ANSIBLE=1 PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -q -ra
 
 test: setup lint typecheck pytest
 

@@ -46,8 +46,10 @@ async def connect(url: str, name: str) -> Client:
     async def on_reconnect() -> None:
         log.info("nats.reconnected")
 
+    # "nats://a:4222,nats://b:4222": a cluster's servers, any of which may be down at start.
+    servers = [u.strip() for u in url.split(",") if u.strip()]
     return await nats.connect(
-        url,
+        servers,
         name=name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,

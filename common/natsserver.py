@@ -81,9 +81,7 @@ class NatsServer:
                 while True:
                     line = await self._proc.stderr.readline()
                     if not line:
-                        raise NatsServerError(
-                            "nats-server exited: " + b"".join(seen[-5:]).decode(errors="replace")
-                        )
+                        raise NatsServerError("nats-server exited: " + b"".join(seen[-5:]).decode(errors="replace"))
                     seen.append(line)
                     if m := _LISTEN.search(line):
                         port = int(m.group(1))
@@ -95,9 +93,7 @@ class NatsServer:
         self.port = port
         # Keep reading its log so the pipe never fills up and blocks the server.
         self._drain = asyncio.create_task(self._drain_log(self._proc.stderr), name="nats-server-log")
-        log.info(
-            "nats.server.ready", extra=fields(url=self.url, store_dir=self.store_dir, pid=self._proc.pid)
-        )
+        log.info("nats.server.ready", extra=fields(url=self.url, store_dir=self.store_dir, pid=self._proc.pid))
 
     async def _drain_log(self, stderr: asyncio.StreamReader) -> None:
         while line := await stderr.readline():

@@ -88,9 +88,7 @@ def runtime() -> None:
 @click.option("--dependencies", default="", help="Command that installs the function's requirements.")
 @click.option("--run", "run_cmd", required=True, help="Command that runs the function.")
 @click.pass_obj
-def runtime_register(
-    client: Client, name: str, image: str, path: str, dependencies: str, run_cmd: str
-) -> None:
+def runtime_register(client: Client, name: str, image: str, path: str, dependencies: str, run_cmd: str) -> None:
     spec = {"name": name, "image": image, "path": path, "dependencies": dependencies, "run": run_cmd}
     _print(_run(client.register_runtime(spec)))
 
@@ -124,11 +122,7 @@ def function_deploy(
     network: bool | None,
 ) -> None:
     """Upload SOURCE (a directory, .zip or .tar.gz) as a new version of NAME."""
-    limits = {
-        k: v
-        for k, v in {"timeout_s": timeout, "memory_mb": memory, "network": network}.items()
-        if v is not None
-    }
+    limits = {k: v for k, v in {"timeout_s": timeout, "memory_mb": memory, "network": network}.items() if v is not None}
     _print(_run(client.deploy(name, runtime, source, limits or None)))
 
 

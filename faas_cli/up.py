@@ -124,7 +124,8 @@ class Platform:
             await self._spawn(child)
 
     async def _wait_gateway(self, timeout: float = 60.0) -> None:
-        url = f"http://{self.cfg.host}:{self.cfg.port}/healthz"
+        """Ready means the whole read path answers: gateway up, store answering over NATS."""
+        url = f"http://{self.cfg.host}:{self.cfg.port}/v1/calls?limit=1"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         async with aiohttp.ClientSession() as http:
@@ -135,8 +136,8 @@ class Platform:
                             return
                 except aiohttp.ClientError:
                     pass
-                await asyncio.sleep(0.2)
-        raise RuntimeError(f"the gateway did not answer on {url} within {timeout:g}s")
+                await asyncio.sleep(0.1)
+        raise RuntimeError(f"the platform did not answer on {url} within {timeout:g}s")
 
     async def stop(self) -> None:
         """Reverse order: the agent finishes its calls, the gateway its requests, the store

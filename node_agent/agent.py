@@ -77,9 +77,7 @@ class NodeAgent:
             await self._js.key_value(self.layout.runtimes_bucket),
             await self._js.key_value(self.layout.functions_bucket),
         )
-        self._artifacts = ArtifactCache(
-            await self._js.object_store(self.layout.artifacts_bucket), s.cache_dir
-        )
+        self._artifacts = ArtifactCache(await self._js.object_store(self.layout.artifacts_bucket), s.cache_dir)
         if s.runtimes:
             for rt in s.runtimes:
                 await self._serve_runtime(rt)
@@ -87,9 +85,7 @@ class NodeAgent:
             self.tasks.spawn(self._follow_runtimes(), "follow-runtimes")
         log.info(
             "agent.started",
-            extra=fields(
-                node=s.node_id, slots=s.slots, policy=s.policy, runtimes=",".join(s.runtimes) or "*"
-            ),
+            extra=fields(node=s.node_id, slots=s.slots, policy=s.policy, runtimes=",".join(s.runtimes) or "*"),
         )
 
     async def stop(self) -> None:
@@ -177,9 +173,7 @@ class NodeAgent:
                     self._slots.release()
                     raise
                 for msg in msgs:
-                    self._calls.spawn(
-                        self._handle(msg), f"call:{msg.metadata.sequence.stream}", critical=False
-                    )
+                    self._calls.spawn(self._handle(msg), f"call:{msg.metadata.sequence.stream}", critical=False)
         finally:
             await sub.unsubscribe()
 
@@ -269,8 +263,7 @@ class NodeAgent:
             if function.runtime != runtime_name:
                 return error_outcome(
                     AgentError(
-                        f"function {function.name!r} belongs to runtime {function.runtime!r},"
-                        f" not {runtime_name!r}"
+                        f"function {function.name!r} belongs to runtime {function.runtime!r}, not {runtime_name!r}"
                     )
                 ), runtime_name
             runtime = await self._catalog.runtime(function.runtime)
@@ -292,9 +285,7 @@ class NodeAgent:
                 ca_bundle=str(self.settings.ca_bundle) if self.settings.ca_bundle else None,
                 max_result_bytes=self.settings.max_result_bytes,
             )
-            return await run_command_call(
-                self._engine, self._artifacts, runtime, function, inv, ctx
-            ), runtime.name
+            return await run_command_call(self._engine, self._artifacts, runtime, function, inv, ctx), runtime.name
         except AgentError as err:
             return error_outcome(err), runtime_name
 

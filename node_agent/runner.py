@@ -53,9 +53,7 @@ class RunContext:
     max_result_bytes: int
 
 
-def _env(
-    runtime: RuntimeSpec, function: FunctionRecord, params_json: bytes, ctx: RunContext
-) -> dict[str, str]:
+def _env(runtime: RuntimeSpec, function: FunctionRecord, params_json: bytes, ctx: RunContext) -> dict[str, str]:
     env = {
         "FAAS_PATH": runtime.path,
         "FAAS_RUN": runtime.run,
@@ -137,9 +135,7 @@ async def run_command_call(
                     exit_code=0,
                     container=cid,
                     logs=logs,
-                    error=ErrorInfo(
-                        type="ResultTooLarge", message=f"the result exceeds {ctx.max_result_bytes} bytes"
-                    ),
+                    error=ErrorInfo(type="ResultTooLarge", message=f"the result exceeds {ctx.max_result_bytes} bytes"),
                 )
             return Outcome(
                 status=CallStatus.DONE, result=parse_result(out.stdout), exit_code=0, container=cid, logs=logs
@@ -151,9 +147,7 @@ async def run_command_call(
                 message=f"the call exceeded its memory limit of {function.limits.memory_mb} MB",
             )
         elif code_ == DEPS_FAILED and b"faas: dependencies command failed" in out.stderr:
-            error = ErrorInfo(
-                type="DependenciesFailed", message=f"installing dependencies failed: {_tail(out.stderr)}"
-            )
+            error = ErrorInfo(type="DependenciesFailed", message=f"installing dependencies failed: {_tail(out.stderr)}")
         else:
             error = ErrorInfo(type="NonZeroExit", message=f"exit code {code_}: {_tail(out.stderr)}")
         return Outcome(status=CallStatus.ERROR, error=error, exit_code=code_, container=cid, logs=logs)

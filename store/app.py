@@ -80,9 +80,7 @@ class Store:
             js,
             self.layout,
             CallWriter(sessions),
-            IngestConfig(
-                batch_size=s.batch_size, fetch_timeout_s=s.fetch_timeout_s, nak_delay_s=s.nak_delay_s
-            ),
+            IngestConfig(batch_size=s.batch_size, fetch_timeout_s=s.fetch_timeout_s, nak_delay_s=s.nak_delay_s),
         )
         await self._ingest.subscribe()
         self._micro = await start_service(self._nc, self.layout, CallQueries(sessions))

@@ -45,9 +45,7 @@ class Ingest:
     ``request_stop()`` after the batch in hand) or ``run_until_idle()`` for a burst.
     """
 
-    def __init__(
-        self, js: JetStreamContext, layout: Layout, writer: CallWriter, config: IngestConfig
-    ) -> None:
+    def __init__(self, js: JetStreamContext, layout: Layout, writer: CallWriter, config: IngestConfig) -> None:
         self._js = js
         self._layout = layout
         self._writer = writer
@@ -158,9 +156,7 @@ class Ingest:
             await msg.ack()
         if log.isEnabledFor(logging.DEBUG):
             ms = (time.perf_counter() - started) * 1000
-            log.debug(
-                "store.batch.applied", extra=fields(events=len(decoded), changed=changed, ms=f"{ms:.1f}")
-            )
+            log.debug("store.batch.applied", extra=fields(events=len(decoded), changed=changed, ms=f"{ms:.1f}"))
 
     async def _apply_one_by_one(self, decoded: list[tuple[Msg, CallEvent]]) -> None:
         for msg, event in decoded:

@@ -74,9 +74,7 @@ async def call(
 ) -> Finished:
     call_id = secrets.token_hex(8)
     async with CallWatcher(nc, layout, call_id) as w:
-        await publish(
-            nc, layout, runtime, Invocation(id=call_id, function=function, params=params or {}, **inv)
-        )
+        await publish(nc, layout, runtime, Invocation(id=call_id, function=function, params=params or {}, **inv))
         return await w.finished(timeout)
 
 

@@ -107,9 +107,7 @@ async def test_twenty_concurrent_calls_complete_and_the_loop_stays_responsive(
             lags.append(loop.time() - t - 0.02)
 
     tick = asyncio.create_task(ticker())
-    results = await asyncio.gather(
-        *(call(nc, layout, "python", "echo", {"i": i}, timeout=120) for i in range(20))
-    )
+    results = await asyncio.gather(*(call(nc, layout, "python", "echo", {"i": i}, timeout=120) for i in range(20)))
     stop.set()
     await tick
     assert [r.status for r in results] == [CallStatus.DONE] * 20

@@ -74,9 +74,7 @@ def test_started_first_creates_a_running_record() -> None:
     assert r.created_at == r.started_at
 
 
-@pytest.mark.parametrize(
-    "status", [CallStatus.DONE, CallStatus.ERROR, CallStatus.TIMEOUT, CallStatus.CANCELLED]
-)
+@pytest.mark.parametrize("status", [CallStatus.DONE, CallStatus.ERROR, CallStatus.TIMEOUT, CallStatus.CANCELLED])
 def test_finished_first_creates_a_record_with_its_status(status: CallStatus) -> None:
     error = None if status is CallStatus.DONE else ErrorInfo(type="Boom", message="it broke")
     r = fold([finished(status, error=error, exit_code=1)])

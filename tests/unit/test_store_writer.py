@@ -85,9 +85,7 @@ async def test_a_batch_is_stored_as_merged_in_memory(writer: CallWriter, queries
         assert await queries.get(GetCall(id=call_id)) == record
 
 
-async def test_batching_and_duplicates_do_not_change_the_outcome(
-    writer: CallWriter, queries: CallQueries
-) -> None:
+async def test_batching_and_duplicates_do_not_change_the_outcome(writer: CallWriter, queries: CallQueries) -> None:
     events = story("a", 1, result={"x": None})
     for event in events:  # one event per transaction, then everything again in one batch
         await writer.apply([event])
@@ -128,9 +126,7 @@ async def test_errors_round_trip(writer: CallWriter, queries: CallQueries) -> No
     assert record.error == error and record.exit_code == 2 and record.status is CallStatus.ERROR
 
 
-async def test_a_number_taken_by_another_call_fails_the_whole_batch(
-    writer: CallWriter, engine: AsyncEngine
-) -> None:
+async def test_a_number_taken_by_another_call_fails_the_whole_batch(writer: CallWriter, engine: AsyncEngine) -> None:
     await writer.apply([Accepted(call_id="a", number=1)])
     with pytest.raises(IntegrityError):
         await writer.apply([Accepted(call_id="b", number=2), Accepted(call_id="c", number=1)])

@@ -101,13 +101,16 @@ def main() -> None:
                 payload = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
             except (TypeError, ValueError) as exc:
                 raise TypeError(f"the result is not JSON-serializable: {exc}") from None
-            reply = '{"id":%s,"ok":true,"result":%s,"logs":%s}' % (
-                json.dumps(request.get("id")), payload, json.dumps(logs.text(), ensure_ascii=False))
+            reply = (
+                f'{{"id":{json.dumps(request.get("id"))},"ok":true,"result":{payload},'
+                f'"logs":{json.dumps(logs.text(), ensure_ascii=False)}}}'
+            )
         except BaseException as exc:  # an application error: report it, stay usable
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            reply = json.dumps({"id": request.get("id"), "ok": False, "error": _error(exc),
-                                "logs": logs.text()}, ensure_ascii=False)
+            reply = json.dumps(
+                {"id": request.get("id"), "ok": False, "error": _error(exc), "logs": logs.text()}, ensure_ascii=False
+            )
         finally:
             sys.stdout, sys.stderr = real_out, real_err
         proto.write(reply + "\n")

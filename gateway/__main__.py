@@ -1,0 +1,22 @@
+"""``python -m gateway``: settings from ``FAAS_GATEWAY_*`` environment variables."""
+
+import sys
+
+from common.lifecycle import run_service
+from common.logs import setup_logging
+from gateway.app import Gateway
+from gateway.settings import GatewaySettings
+
+
+def main() -> int:
+    settings = GatewaySettings()
+    setup_logging(settings.log_level)
+
+    async def make() -> Gateway:
+        return Gateway(settings)
+
+    return run_service(make)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

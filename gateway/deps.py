@@ -1,0 +1,29 @@
+"""What route handlers get from the composition root (through the aiohttp app)."""
+
+from dataclasses import dataclass
+
+from aiohttp import web
+from nats.aio.client import Client
+
+from gateway.functions import Functions
+from gateway.invoker import Invoker
+from gateway.runtimes import Runtimes
+from gateway.settings import GatewaySettings
+from gateway.store_client import StoreClient
+
+
+@dataclass(frozen=True)
+class Deps:
+    settings: GatewaySettings
+    nc: Client
+    runtimes: Runtimes
+    functions: Functions
+    invoker: Invoker
+    store: StoreClient
+
+
+DEPS = web.AppKey("deps", Deps)
+
+
+def deps(request: web.Request) -> Deps:
+    return request.app[DEPS]

@@ -1,0 +1,214 @@
+"""Invoking a function: publish the invocation, announce it, optionally wait for it to finish.
+
+The stream sequence of the invocation in the invoke stream is the call number. A sync
+caller opens its :class:`CallWatch` *before* publishing, so a fast ``Finished`` is not missed.
+"""
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.errors import APIError
+from pydantic import ValidationError
+
+from common.logs import fields
+from gateway.call_watch import CallWatch
+from gateway.errors import GatewayError, check_name, invalid, nats_unavailable, not_found, too_large
+from gateway.functions import Functions
+from gateway.runtimes import Runtimes
+from schemas import (
+    Accepted,
+    CallRecord,
+    CallStatus,
+    Finished,
+    Invocation,
+    Layout,
+    Started,
+    encode,
+    encode_json,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Ticket:
+    """What the gateway knows about a call it has just queued."""
+
+    id: str
+    number: int
+    function: str
+    version: int
+    runtime: str
+    params: Any
+    created_at: datetime
+
+    def queued(self, status: CallStatus = CallStatus.QUEUED) -> dict[str, Any]:
+        return {"id": self.id, "number": self.number, "status": status.value}
+
+
+@dataclass
+class Outcome:
+    ticket: Ticket
+    # None: the wait ran out (or the gateway is stopping); the call goes on.
+    record: CallRecord | None
+    status: CallStatus = CallStatus.QUEUED
+
+
+class Invoker:
+    def __init__(
+        self,
+        nc: Client,
+        js: JetStreamContext,
+        layout: Layout,
+        runtimes: Runtimes,
+        functions: Functions,
+        max_params_bytes: int,
+        poll_s: float = 1.0,
+    ) -> None:
+        self._nc = nc
+        self._js = js
+        self._layout = layout
+        self._runtimes = runtimes
+        self._functions = functions
+        self._max_params_bytes = max_params_bytes
+        self._poll_s = poll_s
+        self._watches: set[CallWatch] = set()
+        self._stopping = False
+
+    def stop_waiting(self) -> None:
+        """Gateway stopping: every sync waiter answers now with "still running"; the calls go on."""
+        self._stopping = True
+        for watch in self._watches:
+            watch.abandon()
+
+    async def submit(self, function: str, params: Any, timeout_s: float | None = None) -> Ticket:
+        """Queue a call and return at once."""
+        return await self._submit(function, params, timeout_s, watch=None)
+
+    async def call(self, function: str, params: Any, wait_s: float, timeout_s: float | None = None) -> Outcome:
+        """Queue a call and wait up to ``wait_s`` for it to finish."""
+        watch = CallWatch(self._nc, self._js, self._layout, uuid.uuid4().hex, self._poll_s)
+        if self._stopping:
+            watch.abandon()
+        self._watches.add(watch)
+        try:
+            ticket = await self._submit(function, params, timeout_s, watch=watch)
+            finished = await watch.wait(wait_s)
+            if finished is None:
+                status = CallStatus.RUNNING if watch.started else CallStatus.QUEUED
+                return Outcome(ticket, None, status)
+            return Outcome(ticket, _record(ticket, watch.started, finished), finished.status)
+        finally:
+            self._watches.discard(watch)
+            await watch.close()
+
+    async def _submit(self, function: str, params: Any, timeout_s: float | None, watch: CallWatch | None) -> Ticket:
+        check_name("function", function)
+        size = len(encode_json(params))
+        if size > self._max_params_bytes:
+            raise too_large(f"params are {size} bytes, more than the limit of {self._max_params_bytes}")
+        record = await self._functions.get(function)
+        if await self._runtimes.find(record.runtime) is None:
+            raise not_found(f"runtime {record.runtime!r} of function {function!r} is not registered")
+
+        call_id = watch.call_id if watch is not None else uuid.uuid4().hex
+        now = datetime.now(UTC)
+        try:
+            inv = Invocation(
+                id=call_id,
+                function=function,
+                version=record.version,
+                params=params,
+                created_at=now,
+                timeout_s=timeout_s,
+            )
+        except ValidationError as err:
+            raise invalid(err, "invocation") from None
+
+        if watch is not None:
+            await watch.open()
+        number = await self._publish_invocation(inv, record.runtime)
+        ticket = Ticket(call_id, number, function, record.version, record.runtime, params, now)
+        await self._announce(ticket)
+        log.info(
+            "call.accepted",
+            extra=fields(
+                call=call_id,
+                number=number,
+                function=function,
+                version=record.version,
+                runtime=record.runtime,
+                sync=watch is not None,
+            ),
+        )
+        return ticket
+
+    async def _publish_invocation(self, inv: Invocation, runtime: str) -> int:
+        assert inv.id is not None
+        subject = self._layout.invoke_runtime(runtime)
+        data = encode(inv)
+        headers = {"Nats-Msg-Id": inv.id}
+        with nats_unavailable("queueing the call"):
+            for attempt in (1, 2):
+                try:
+                    ack = await self._js.publish(subject, data, stream=self._layout.invoke_stream, headers=headers)
+                    break
+                except TimeoutError:
+                    # Same message id: if the first publish did land, the stream dedups the
+                    # retry and answers with the same sequence.
+                    if attempt == 2:
+                        raise
+                except APIError as err:
+                    raise GatewayError(
+                        503, "unavailable", f"the call queue refused the call: {err.description}"
+                    ) from None
+        return int(ack.seq)
+
+    async def _announce(self, t: Ticket) -> None:
+        """The Accepted event; the call is queued already, so a failure here is logged, not raised."""
+        event = Accepted(
+            call_id=t.id,
+            number=t.number,
+            at=t.created_at,
+            function=t.function,
+            version=t.version,
+            runtime=t.runtime,
+            params=t.params,
+        )
+        try:
+            await self._js.publish(
+                self._layout.event(t.id, "accepted"),
+                encode(event),
+                stream=self._layout.events_stream,
+                headers={"Nats-Msg-Id": f"{t.id}.accepted"},
+            )
+        except Exception:
+            log.exception("call.accepted.publish_failed", extra=fields(call=t.id, number=t.number))
+
+
+def _record(t: Ticket, started: Started | None, fin: Finished) -> CallRecord:
+    """The finished call as the store will record it, from what this gateway has seen."""
+    return CallRecord(
+        id=t.id,
+        number=t.number,
+        function=t.function,
+        version=t.version,
+        runtime=t.runtime,
+        params=t.params,
+        status=fin.status,
+        attempts=fin.attempt or (started.attempt if started else 1),
+        node=fin.node or (started.node if started else None),
+        container=fin.container or (started.container if started else None),
+        created_at=t.created_at,
+        started_at=started.at if started else None,
+        finished_at=fin.at,
+        duration_ms=fin.duration_ms,
+        exit_code=fin.exit_code,
+        error=fin.error,
+        result=fin.result,
+    )

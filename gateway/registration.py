@@ -1,0 +1,105 @@
+"""Registering and removing runtimes and functions.
+
+Everything is validated before anything is written; then the archive goes to the object
+store and only then the record to KV, so a failure leaves nothing half-registered (at most
+an unreferenced archive, which a retry reuses since it is named by its digest).
+"""
+
+import hashlib
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+
+from common.logs import fields
+from gateway.archive import ArchiveError, validate_archive
+from gateway.errors import GatewayError, bad_request, check_name, invalid, too_large
+from gateway.functions import Functions
+from gateway.runtimes import Runtimes
+from schemas import FunctionRecord, InvalidMessage, Limits, RuntimeSpec, decode
+
+log = logging.getLogger(__name__)
+
+
+def parse_runtime(body: Any) -> RuntimeSpec:
+    if not isinstance(body, dict):
+        raise bad_request("invalid runtime: expected a JSON object")
+    if isinstance(body.get("name"), str) and body["name"]:
+        check_name("runtime", body["name"])
+    try:
+        return RuntimeSpec.model_validate(body)
+    except ValidationError as err:
+        raise invalid(err, "runtime") from None
+
+
+async def register_runtime(runtimes: Runtimes, body: Any) -> RuntimeSpec:
+    spec = await runtimes.put(parse_runtime(body))
+    log.info("runtime.registered", extra=fields(runtime=spec.name, image=spec.image))
+    return spec
+
+
+async def delete_runtime(runtimes: Runtimes, functions: Functions, name: str) -> None:
+    check_name("runtime", name)
+    await runtimes.get(name)
+    users = [f.name for f in await functions.all() if f.runtime == name]
+    if users:
+        raise GatewayError(409, "conflict", f"runtime {name!r} is used by functions: {', '.join(users)}")
+    await runtimes.delete(name)
+    log.info("runtime.deleted", extra=fields(runtime=name))
+
+
+def parse_limits(raw: str | None) -> Limits:
+    if raw is None or not raw.strip():
+        return Limits()
+    try:
+        return decode(Limits, raw)
+    except InvalidMessage as err:
+        raise bad_request(f"invalid limits: {err}") from None
+
+
+async def register_function(
+    runtimes: Runtimes,
+    functions: Functions,
+    *,
+    name: str,
+    runtime: str,
+    archive: bytes,
+    limits: Limits,
+    max_upload_bytes: int,
+    max_uncompressed_bytes: int,
+) -> FunctionRecord:
+    check_name("function", name)
+    check_name("runtime", runtime)
+    if len(archive) > max_upload_bytes:
+        raise too_large(f"module is larger than {max_upload_bytes} bytes")
+    if not archive:
+        raise bad_request("module is empty")
+    await runtimes.get(runtime)
+    try:
+        info = validate_archive(archive, max_uncompressed_bytes)
+    except ArchiveError as err:
+        raise GatewayError(400, "invalid_archive", str(err)) from None
+
+    digest = "sha256:" + hashlib.sha256(archive).hexdigest()
+    draft = {
+        "name": name,
+        "runtime": runtime,
+        "digest": digest,
+        "size": len(archive),
+        "archive": info.format,
+        "has_dependencies": info.has_dependencies,
+        "limits": limits,
+    }
+    await functions.store_archive(digest, archive)
+    record = await functions.add_version(draft)
+    log.info(
+        "function.registered",
+        extra=fields(function=name, version=record.version, runtime=runtime, digest=digest, size=len(archive)),
+    )
+    return record
+
+
+async def delete_function(functions: Functions, name: str) -> None:
+    check_name("function", name)
+    await functions.delete(name)
+    log.info("function.deleted", extra=fields(function=name))

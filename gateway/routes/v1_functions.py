@@ -1,0 +1,52 @@
+"""``/v1/functions``: register (multipart), list, show with versions, delete."""
+
+from aiohttp import web
+
+from gateway import registration
+from gateway.deps import deps
+from gateway.errors import bad_request, check_name
+from gateway.uploads import read_upload
+from gateway.web import json_response, model_json
+
+
+async def create(request: web.Request) -> web.Response:
+    """``POST /v1/functions``: fields ``name``, ``runtime``, file ``module``, optional ``limits`` JSON."""
+    d = deps(request)
+    s = d.settings
+    upload = await read_upload(request, s.max_upload_bytes)
+    missing = [f for f in ("name", "runtime") if not upload.fields.get(f)]
+    if upload.module is None:
+        missing.append("module")
+    if missing:
+        raise bad_request(("missing fields: " if len(missing) > 1 else "missing field: ") + ", ".join(missing))
+    assert upload.module is not None
+    record = await registration.register_function(
+        d.runtimes,
+        d.functions,
+        name=upload.fields["name"],
+        runtime=upload.fields["runtime"],
+        archive=upload.module,
+        limits=registration.parse_limits(upload.fields.get("limits")),
+        max_upload_bytes=s.max_upload_bytes,
+        max_uncompressed_bytes=s.max_uncompressed_bytes,
+    )
+    return json_response(model_json(record), status=201)
+
+
+async def list_all(request: web.Request) -> web.Response:
+    """The latest version of every function."""
+    return json_response([model_json(r) for r in await deps(request).functions.all()])
+
+
+async def get_one(request: web.Request) -> web.Response:
+    """The latest version plus ``versions``: every version number still in KV history."""
+    functions = deps(request).functions
+    name = check_name("function", request.match_info["name"])
+    record = await functions.get(name)
+    return json_response({**model_json(record), "versions": await functions.versions(name)})
+
+
+async def delete(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    await registration.delete_function(deps(request).functions, name)
+    return json_response({"deleted": name})

@@ -1,0 +1,38 @@
+"""``POST /v1/functions/{name}/invoke``: the body is the params JSON (empty = ``{}``).
+
+``?async=true`` → 202 ``{"id","number","status":"QUEUED"}``. Otherwise wait (``?wait=<s>``,
+default ``sync_wait_s``, capped at ``max_sync_wait_s``): 200 with the finished call, or 202
+with id/number/status if the wait runs out (the call goes on). ``?timeout=<s>`` lowers the
+function's timeout for this call.
+"""
+
+from aiohttp import web
+
+from gateway.deps import deps
+from gateway.errors import bad_request
+from gateway.invoker import Ticket
+from gateway.web import json_response, model_json, query_bool, query_seconds, read_json
+from schemas import CallStatus
+
+
+def _accepted(ticket: Ticket, status: CallStatus) -> web.Response:
+    return json_response(ticket.queued(status), status=202, headers={"Location": f"/v1/calls/{ticket.id}"})
+
+
+async def invoke(request: web.Request) -> web.Response:
+    d = deps(request)
+    s = d.settings
+    name = request.match_info["name"]
+    run_async = query_bool(request, "async")
+    wait = query_seconds(request, "wait")
+    timeout = query_seconds(request, "timeout")
+    if timeout == 0:
+        raise bad_request("query parameter 'timeout' must be more than 0 seconds")
+    params = await read_json(request, s.max_params_bytes, empty={})
+    if run_async:
+        return _accepted(await d.invoker.submit(name, params, timeout), CallStatus.QUEUED)
+    wait_s = min(s.sync_wait_s if wait is None else wait, s.max_sync_wait_s)
+    outcome = await d.invoker.call(name, params, wait_s, timeout)
+    if outcome.record is None:
+        return _accepted(outcome.ticket, outcome.status)
+    return json_response(model_json(outcome.record))

@@ -1,0 +1,55 @@
+"""Registered runtimes: the runtimes KV bucket (key = name, value = ``RuntimeSpec``)."""
+
+import asyncio
+
+from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.kv import KeyValue
+
+from gateway.errors import nats_unavailable, not_found
+from schemas import InvalidMessage, RuntimeSpec, decode, encode
+
+
+class Runtimes:
+    def __init__(self, kv: KeyValue) -> None:
+        self._kv = kv
+
+    async def put(self, spec: RuntimeSpec) -> RuntimeSpec:
+        """Register or replace (a new image for the same name is an upgrade, not a conflict)."""
+        with nats_unavailable("saving the runtime"):
+            await self._kv.put(spec.name, encode(spec))
+        return spec
+
+    async def find(self, name: str) -> RuntimeSpec | None:
+        with nats_unavailable("reading the runtimes bucket"):
+            try:
+                entry = await self._kv.get(name)
+            except KeyNotFoundError:
+                return None
+        if not entry.value:
+            return None
+        try:
+            return decode(RuntimeSpec, entry.value)
+        except InvalidMessage:
+            return None
+
+    async def get(self, name: str) -> RuntimeSpec:
+        spec = await self.find(name)
+        if spec is None:
+            raise not_found(f"runtime {name!r} is not registered")
+        return spec
+
+    async def names(self) -> list[str]:
+        with nats_unavailable("listing runtimes"):
+            try:
+                return sorted(await self._kv.keys())
+            except NoKeysError:
+                return []
+
+    async def all(self) -> list[RuntimeSpec]:
+        found = await asyncio.gather(*(self.find(n) for n in await self.names()))
+        return [spec for spec in found if spec is not None]
+
+    async def delete(self, name: str) -> None:
+        await self.get(name)
+        with nats_unavailable("deleting the runtime"):
+            await self._kv.delete(name)

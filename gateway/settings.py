@@ -1,0 +1,35 @@
+"""Gateway configuration: environment variables prefixed ``FAAS_GATEWAY_``."""
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1 << 20
+
+
+class GatewaySettings(BaseSettings):
+    """Tests construct this directly, e.g. ``GatewaySettings(nats_url=url, port=0)``."""
+
+    model_config = SettingsConfigDict(env_prefix="FAAS_GATEWAY_", extra="ignore")
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    prefix: str = "faas"
+    host: str = "0.0.0.0"
+    # 0 lets the OS pick a free port; read it back from ``Gateway.port``.
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_upload_bytes: int = Field(default=50 * MiB, ge=1)
+    max_params_bytes: int = Field(default=256 * 1024, ge=1)
+    # An archive may expand to at most this many times its upload limit (zip bombs).
+    max_expansion: int = Field(default=4, ge=1)
+    sync_wait_s: float = Field(default=30.0, ge=0)
+    max_sync_wait_s: float = Field(default=300.0, ge=0)
+    # A sync call also checks the events stream this often, in case its subscription missed
+    # the Finished event (NATS reconnect): the worst-case extra latency of such a call.
+    sync_poll_s: float = Field(default=1.0, gt=0)
+    store_timeout_s: float = Field(default=5.0, gt=0)
+    # How long stop() lets in-flight HTTP requests and NATS calls finish before cancelling them.
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
+    log_level: str = "INFO"
+
+    @property
+    def max_uncompressed_bytes(self) -> int:
+        return self.max_upload_bytes * self.max_expansion

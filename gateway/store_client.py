@@ -1,0 +1,76 @@
+"""Questions to the store service over NATS request/reply (nats.micro error headers)."""
+
+import asyncio
+import logging
+from typing import TypeVar
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
+from nats.micro.request import ERROR_CODE_HEADER, ERROR_HEADER
+from pydantic import BaseModel
+
+from common.logs import fields
+from gateway.errors import GatewayError, bad_request, nats_unavailable, not_found
+from schemas import CallPage, CallQuery, CallRecord, GetCall, InvalidMessage, Layout, decode, encode
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+_NO_RESPONDERS_RETRY_S = 0.05
+
+
+class StoreClient:
+    def __init__(self, nc: Client, layout: Layout, timeout_s: float) -> None:
+        self._nc = nc
+        self._layout = layout
+        self._timeout_s = timeout_s
+
+    async def get_call(self, key: GetCall) -> CallRecord:
+        return await self._ask(self._layout.store_get_call, key, CallRecord)
+
+    async def list_calls(self, query: CallQuery) -> CallPage:
+        return await self._ask(self._layout.store_list_calls, query, CallPage)
+
+    async def all_calls(self, cap: int = 10_000) -> list[CallRecord]:
+        """Every call the store knows, newest first, paging through up to ``cap`` records."""
+        calls: list[CallRecord] = []
+        cursor: str | None = None
+        while len(calls) < cap:
+            page = await self.list_calls(CallQuery(limit=min(1000, cap - len(calls)), cursor=cursor))
+            calls.extend(page.items)
+            cursor = page.next_cursor
+            if not cursor or not page.items:
+                break
+        return calls[:cap]
+
+    async def _ask(self, subject: str, request: BaseModel, answer: type[M]) -> M:
+        data = encode(request)
+        with nats_unavailable("the store service"):
+            try:
+                reply = await self._nc.request(subject, data, timeout=self._timeout_s)
+            except NoRespondersError:
+                # A store that has just (re)subscribed can still be reported as absent for a
+                # moment (seen with nats-server 2.15 right after the SUB): one quick retry.
+                await asyncio.sleep(_NO_RESPONDERS_RETRY_S)
+                reply = await self._nc.request(subject, data, timeout=self._timeout_s)
+        _raise_service_error(reply)
+        try:
+            return decode(answer, reply.data)
+        except InvalidMessage as err:
+            log.error("store.reply.invalid", extra=fields(subject=subject, error=str(err)))
+            raise GatewayError(502, "bad_gateway", f"the store answered with an invalid {answer.__name__}") from None
+
+
+def _raise_service_error(reply: Msg) -> None:
+    headers = reply.headers or {}
+    code = headers.get(ERROR_CODE_HEADER)
+    if not code:
+        return
+    message = headers.get(ERROR_HEADER) or "store error"
+    if code == "404":
+        raise not_found(message)
+    if code == "400":
+        raise bad_request(message)
+    raise GatewayError(502, "bad_gateway", f"the store failed: {code} {message}")

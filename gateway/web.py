@@ -1,0 +1,144 @@
+"""HTTP plumbing shared by the routes: the one error middleware, JSON in and out."""
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from common.logs import fields
+from gateway.errors import GatewayError, bad_request, invalid, too_large
+from schemas import InvalidMessage, decode_json
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(value, status=status, headers=headers, dumps=_dumps)
+
+
+def model_json(model: BaseModel) -> Any:
+    return model.model_dump(mode="json")
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
+
+
+@web.middleware
+async def access_log_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """One structured line per request (aiohttp's own access log is turned off)."""
+    started = time.perf_counter()
+    response: web.StreamResponse = await handler(request)
+    if log.isEnabledFor(logging.INFO):
+        log.info(
+            "http.request",
+            extra=fields(
+                method=request.method,
+                path=request.path,
+                status=response.status,
+                ms=round((time.perf_counter() - started) * 1000, 1),
+            ),
+        )
+    return response
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """The only place where exceptions become HTTP responses."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except GatewayError as err:
+        if err.status >= 500:
+            log.warning("http.unavailable", extra=fields(path=request.path, status=err.status, error=err.message))
+        return error_response(err.status, err.code, err.message)
+    except web.HTTPException as err:
+        # aiohttp's own: unknown route, wrong method, body over client_max_size.
+        if err.status < 400:
+            raise
+        keep = {k: v for k, v in err.headers.items() if k.lower() == "allow"}
+        return error_response(err.status, _CODES.get(err.status, "http_error"), err.text or err.reason, keep)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("http.unhandled", extra=fields(method=request.method, path=request.path))
+        return error_response(500, "internal", "internal error (logged by the gateway)")
+
+
+async def read_body(request: web.Request, limit: int, what: str = "body") -> bytes:
+    """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large(f"{what} is {request.content_length} bytes, more than the limit of {limit}")
+    buf = bytearray()
+    async for chunk in request.content.iter_chunked(1 << 16):
+        buf += chunk
+        if len(buf) > limit:
+            raise too_large(f"{what} is more than the limit of {limit} bytes")
+    return bytes(buf)
+
+
+def parse_json(data: bytes, empty: Any = None) -> Any:
+    """Parse an HTTP body (not a NATS payload); ``empty`` is what an empty body means."""
+    if not data.strip():
+        if empty is None:
+            raise bad_request("empty body: expected JSON")
+        return empty
+    try:
+        return decode_json(data)
+    except InvalidMessage as err:
+        raise bad_request(str(err)) from None
+
+
+async def read_json(request: web.Request, limit: int, empty: Any = None) -> Any:
+    return parse_json(await read_body(request, limit), empty)
+
+
+def parse_model(model: type[M], data: Any, what: str) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise invalid(err, what) from None
+
+
+def query_bool(request: web.Request, name: str, default: bool = False) -> bool:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in ("", "1", "true", "yes", "on"):
+        return True if value else default
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise bad_request(f"query parameter {name!r} must be true or false, not {raw!r}")
+
+
+def query_seconds(request: web.Request, name: str) -> float | None:
+    raw = request.query.get(name)
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise bad_request(f"query parameter {name!r} must be a number of seconds >= 0, not {raw!r}")
+    return value

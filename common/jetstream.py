@@ -32,6 +32,7 @@ class LayoutLimits:
     invoke_max_msgs: int = 1_000_000
     max_msg_size: int = 1 << 20
     node_ttl_s: float = 15.0
+    cancel_ttl_s: float = 7 * 24 * 3600
 
 
 async def connect(url: str, name: str) -> Client:
@@ -101,6 +102,7 @@ async def ensure_layout(js: JetStreamContext, layout: Layout, limits: LayoutLimi
     await js.create_key_value(KeyValueConfig(bucket=layout.runtimes_bucket, history=5))
     await js.create_key_value(KeyValueConfig(bucket=layout.functions_bucket, history=64))
     await js.create_key_value(KeyValueConfig(bucket=layout.nodes_bucket, history=1, ttl=limits.node_ttl_s))
+    await js.create_key_value(KeyValueConfig(bucket=layout.cancels_bucket, history=1, ttl=limits.cancel_ttl_s))
     await js.create_object_store(
         layout.artifacts_bucket, ObjectStoreConfig(storage=StorageType.FILE, description="function archives")
     )

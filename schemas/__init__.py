@@ -3,20 +3,42 @@
 Nothing outside this package parses a NATS payload; services call ``decode``/``encode``.
 """
 
-from schemas.calls import CallPage, CallQuery, CallRecord, GetCall
+from schemas.calls import CallPage, CallQuery, CallRecord, GetCall, GetLogs, LogPage
 from schemas.codec import InvalidMessage, decode, decode_json, encode, encode_json
 from schemas.events import (
     Accepted,
+    Callback,
+    CallbackOutcome,
     CallEvent,
     CallStatus,
     ErrorInfo,
     Finished,
+    LogEntry,
+    Logs,
     Started,
     decode_event,
 )
 from schemas.function import FunctionRecord, Limits
 from schemas.invocation import Invocation
+from schemas.jobs import (
+    GetJob,
+    JobAccepted,
+    JobContainer,
+    JobEvent,
+    JobFinished,
+    JobMessage,
+    JobPage,
+    JobQuery,
+    JobRecord,
+    JobResult,
+    JobSpec,
+    JobStarted,
+    JobStatus,
+    RegistryAuth,
+    decode_job_event,
+)
 from schemas.names import NAME_PATTERN, is_valid_name
+from schemas.nodes import NodeState, function_key
 from schemas.runtime import RuntimeSpec
 from schemas.subjects import Layout
 
@@ -28,20 +50,43 @@ __all__ = [
     "CallQuery",
     "CallRecord",
     "CallStatus",
+    "Callback",
+    "CallbackOutcome",
     "ErrorInfo",
     "Finished",
     "FunctionRecord",
     "GetCall",
+    "GetJob",
+    "GetLogs",
     "InvalidMessage",
     "Invocation",
+    "JobAccepted",
+    "JobContainer",
+    "JobEvent",
+    "JobFinished",
+    "JobMessage",
+    "JobPage",
+    "JobQuery",
+    "JobRecord",
+    "JobResult",
+    "JobSpec",
+    "JobStarted",
+    "JobStatus",
     "Layout",
     "Limits",
+    "LogEntry",
+    "LogPage",
+    "Logs",
+    "NodeState",
+    "RegistryAuth",
     "RuntimeSpec",
     "Started",
     "decode",
     "decode_event",
+    "decode_job_event",
     "decode_json",
     "encode",
     "encode_json",
+    "function_key",
     "is_valid_name",
 ]

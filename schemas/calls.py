@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
-from schemas.events import CallStatus, ErrorInfo
+from schemas.events import CallbackOutcome, CallStatus, ErrorInfo, LogEntry
 
 
 class CallRecord(BaseModel):
@@ -26,6 +26,8 @@ class CallRecord(BaseModel):
     exit_code: int | None = None
     error: ErrorInfo | None = None
     result: Any = None
+    callback_url: str | None = None
+    callback: CallbackOutcome | None = None
 
 
 class GetCall(BaseModel):
@@ -55,3 +57,15 @@ class CallQuery(BaseModel):
 class CallPage(BaseModel):
     items: list[CallRecord]
     next_cursor: str | None = None
+
+
+class GetLogs(BaseModel):
+    """Request on ``<prefix>.store.logs.get``: the stored output of a call or job."""
+
+    id: str
+
+
+class LogPage(BaseModel):
+    id: str
+    lines: list[LogEntry]
+    truncated: bool = False

@@ -53,6 +53,7 @@ class _Event(BaseModel):
 
 class Accepted(_Event):
     kind: Literal["accepted"] = "accepted"
+    callback_url: str | None = None
 
 
 class Started(_Event):
@@ -81,7 +82,43 @@ class Finished(_Event):
         return v
 
 
-CallEvent = Annotated[Accepted | Started | Finished, Field(discriminator="kind")]
+class LogEntry(BaseModel):
+    at: datetime
+    stream: Literal["stdout", "stderr"]
+    text: str
+
+
+class Logs(_Event):
+    """A chunk of a call's or job's output lines, published while it runs.
+
+    ``seq`` numbers chunks from 0 per attempt, so a reader can order them and drop
+    duplicates; ``truncated`` is set on the chunk after which output was cut at the limit.
+    """
+
+    kind: Literal["log"] = "log"
+    attempt: int = Field(default=1, ge=1)
+    seq: int = Field(ge=0)
+    lines: list[LogEntry]
+    truncated: bool = False
+
+
+class CallbackOutcome(BaseModel):
+    url: str
+    delivered: bool
+    attempts: int
+    status_code: int | None = None
+    error: str | None = None
+    at: datetime = Field(default_factory=_now)
+
+
+class Callback(_Event):
+    """The outcome of POSTing a finished call's result to its callback URL."""
+
+    kind: Literal["callback"] = "callback"
+    outcome: CallbackOutcome
+
+
+CallEvent = Annotated[Accepted | Started | Finished | Logs | Callback, Field(discriminator="kind")]
 _EVENT: TypeAdapter[CallEvent] = TypeAdapter(CallEvent)
 
 

@@ -12,13 +12,28 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+KiB = 1024
+
+
 class Limits(BaseModel):
-    """Per-function limits, validated at registration against these bounds."""
+    """Per-function limits with their defaults, validated at registration against these bounds.
+
+    Results and params travel in NATS messages, whose default maximum is 1 MiB: their
+    limits stay below it.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     timeout_s: float = Field(default=30.0, gt=0, le=900)
     memory_mb: int = Field(default=256, ge=16, le=8192)
+    # CPU share in cores (Docker NanoCpus).
+    cpus: float = Field(default=1.0, ge=0.05, le=64)
+    # Processes and threads in the container (a fork bomb stops here).
+    pids: int = Field(default=128, ge=8, le=4096)
+    result_bytes: int = Field(default=256 * KiB, ge=KiB, le=768 * KiB)
+    # Output kept as logs; what is past it is cut, with a visible marker.
+    log_bytes: int = Field(default=1024 * KiB, ge=KiB, le=16 * 1024 * KiB)
+    params_bytes: int = Field(default=256 * KiB, ge=KiB, le=768 * KiB)
     # Network access for the call. Dependency installation gets network regardless.
     network: bool = False
 
@@ -35,4 +50,7 @@ class FunctionRecord(BaseModel):
     # True when requirements.txt / package.json declares anything to install.
     has_dependencies: bool = False
     limits: Limits = Field(default_factory=Limits)
+    # Handler protocol: "module:function" (Python) or "module" / "module:export" (Node.js),
+    # served by the runtime's handler_command; None = the runtime's run command per call.
+    handler: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z0-9_./-]+(:[A-Za-z_][A-Za-z0-9_]*)?$")
     created_at: datetime = Field(default_factory=_now)

@@ -22,3 +22,5 @@ class Invocation(BaseModel):
     # Lower the function's timeout for this call; never raises it.
     timeout_s: float | None = Field(default=None, gt=0)
     created_at: datetime | None = None
+    # When the call ends, its result is POSTed here (retried with backoff).
+    callback_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://")

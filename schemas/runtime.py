@@ -28,6 +28,9 @@ class RuntimeSpec(BaseModel):
     path: str = Field(default="/app", max_length=255)
     dependencies: str = Field(default="", max_length=4096)
     run: str = Field(min_length=1, max_length=4096)
+    # Command that starts the runtime's handler-protocol shim (see runtimes/*/bootstrap);
+    # functions registered with a ``handler`` need it.
+    handler_command: str | None = Field(default=None, max_length=4096)
     created_at: datetime = Field(default_factory=_now)
 
     @model_validator(mode="before")

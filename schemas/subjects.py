@@ -45,6 +45,13 @@ class Layout:
     def node_consumer(self, node_id: str) -> str:
         return f"node_{node_id}"
 
+    def invoke_job(self, priority: int) -> str:
+        """Jobs wait here by priority (0..9); agents take the highest non-empty first."""
+        return f"{self.prefix}.invoke.job.{priority}"
+
+    def job_consumer(self, priority: int) -> str:
+        return f"job_p{priority}"
+
     # --- events (stream FAAS_EVENTS, limits) -------------------------------------
     @property
     def events_all(self) -> str:
@@ -77,6 +84,11 @@ class Layout:
     def artifacts_bucket(self) -> str:
         return f"{self.prefix}_artifacts"
 
+    @property
+    def cancels_bucket(self) -> str:
+        """Cancel requests of jobs (key = job id): checked before a job starts, watched while it runs."""
+        return f"{self.prefix}_cancels"
+
     # --- request/reply services ------------------------------------------------
     def call(self, function: str) -> str:
         """``nats req faas.call.<function> '<params json>'`` runs a call synchronously."""
@@ -93,3 +105,15 @@ class Layout:
     @property
     def store_list_calls(self) -> str:
         return f"{self.prefix}.store.calls.list"
+
+    @property
+    def store_get_logs(self) -> str:
+        return f"{self.prefix}.store.logs.get"
+
+    @property
+    def store_get_job(self) -> str:
+        return f"{self.prefix}.store.jobs.get"
+
+    @property
+    def store_list_jobs(self) -> str:
+        return f"{self.prefix}.store.jobs.list"

@@ -265,7 +265,7 @@ async def test_v1_function_missing_fields_are_named(http: aiohttp.ClientSession,
     [
         ('{"timeout_s": 0}', "timeout_s"),
         ('{"memory_mb": 1000000}', "memory_mb"),
-        ('{"cpus": 2}', "cpus"),
+        ('{"gpus": 2}', "gpus"),
         ("{oops", "invalid JSON"),
     ],
 )

@@ -1,0 +1,151 @@
+"""Container jobs: an image, a command and a priority, run once, with live logs and cancel.
+
+A job is published on ``<prefix>.invoke.job.<priority>`` (priority 0..9, higher first);
+its events share the events stream with calls (``<prefix>.events.<job_id>.<kind>``) with
+job-specific kinds; a cancel request is a key in the cancels KV bucket.
+"""
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from schemas.codec import decode_as
+from schemas.names import CALL_ID_PATTERN, NAME_PATTERN
+
+MIN_PRIORITY, MAX_PRIORITY = 0, 9
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobStatus(StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"
+    ERROR = "ERROR"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def rank(self) -> int:
+        return {"QUEUED": 0, "RUNNING": 1}.get(self.value, 2)
+
+    @property
+    def terminal(self) -> bool:
+        return self.rank == 2
+
+
+class RegistryAuth(BaseModel):
+    """Credentials for pulling the job's image. Never stored in records or events."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: str
+    password: str
+    serveraddress: str | None = None
+
+
+class JobContainer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(min_length=1, max_length=255)
+    command: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    registry_auth: RegistryAuth | None = None
+
+
+class JobSpec(BaseModel):
+    """What ``POST /v1/jobs`` takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = Field(default="", max_length=4096)
+    priority: int = Field(default=5, ge=MIN_PRIORITY, le=MAX_PRIORITY)
+    container: JobContainer
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: float | None = Field(default=None, gt=0)
+
+
+class JobMessage(BaseModel):
+    """The message on ``<prefix>.invoke.job.<priority>``."""
+
+    id: str = Field(pattern=CALL_ID_PATTERN)
+    spec: JobSpec
+    created_at: datetime = Field(default_factory=_now)
+
+
+class JobResult(BaseModel):
+    executed_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_ms: float | None = None
+    exit_code: int | None = None
+    error: str | None = None
+    gpus: list[str] = Field(default_factory=list)
+
+
+class JobRecord(BaseModel):
+    id: str
+    number: int | None = None
+    name: str
+    description: str = ""
+    priority: int
+    image: str
+    command: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    status: JobStatus
+    node: str | None = None
+    container: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    result: JobResult = Field(default_factory=JobResult)
+
+
+class _JobEvent(BaseModel):
+    job_id: str = Field(pattern=CALL_ID_PATTERN)
+    at: datetime = Field(default_factory=_now)
+
+
+class JobAccepted(_JobEvent):
+    kind: Literal["job_accepted"] = "job_accepted"
+    number: int
+    spec: JobSpec  # with registry_auth removed by the publisher
+
+
+class JobStarted(_JobEvent):
+    kind: Literal["job_started"] = "job_started"
+    node: str
+    container: str | None = None
+
+
+class JobFinished(_JobEvent):
+    kind: Literal["job_finished"] = "job_finished"
+    status: JobStatus
+    node: str | None = None
+    result: JobResult
+
+
+JobEvent = Annotated[JobAccepted | JobStarted | JobFinished, Field(discriminator="kind")]
+_JOB_EVENT: TypeAdapter[JobEvent] = TypeAdapter(JobEvent)
+
+
+def decode_job_event(data: bytes | str) -> JobEvent:
+    return decode_as(_JOB_EVENT, data)
+
+
+class GetJob(BaseModel):
+    id: str
+
+
+class JobQuery(BaseModel):
+    status: JobStatus | None = None
+    limit: int = Field(default=50, ge=1, le=1000)
+    cursor: str | None = None
+
+
+class JobPage(BaseModel):
+    items: list[JobRecord]
+    next_cursor: str | None = None

@@ -1,0 +1,27 @@
+"""A node agent's heartbeat, kept in the nodes KV bucket (key = node id, TTL'd)."""
+
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, Field
+
+from schemas.names import NAME_PATTERN
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def function_key(name: str, version: int) -> str:
+    return f"{name}@{version}"
+
+
+class NodeState(BaseModel):
+    node_id: str = Field(pattern=NAME_PATTERN)
+    policy: str
+    slots: int
+    free: int
+    runtimes: list[str] = Field(default_factory=list)
+    # Idle warm containers: runtime name -> count, and "function@version" -> count.
+    warm_runtimes: dict[str, int] = Field(default_factory=dict)
+    warm_functions: dict[str, int] = Field(default_factory=dict)
+    at: datetime = Field(default_factory=_now)

@@ -6,6 +6,7 @@ Container teardown is one function, :meth:`DockerEngine.remove`.
 import asyncio
 import logging
 import struct
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -129,33 +130,52 @@ class DockerEngine:
         state = info.get("State", {})
         return ExitState(code=int(state.get("ExitCode", -1)), oom_killed=bool(state.get("OOMKilled")))
 
-    async def output(self, cid: str, max_bytes: int) -> Output:
-        """stdout and stderr of a finished container, each capped at ``max_bytes``.
+    async def follow_output(self, cid: str, follow: bool = True) -> AsyncIterator[tuple[int, bytes]]:
+        """(stream, bytes) frames of a container's output from its start: 1 = stdout,
+        2 = stderr. With ``follow`` it ends when the container exits.
 
-        One request, demultiplexed here: aiodocker's ``log()`` decodes to text, merges
-        nothing we can tell apart cheaply, and reads everything into memory.
+        Read raw and demultiplexed here: aiodocker's ``log()`` decodes to text, cannot tell
+        the streams apart and reads everything into memory.
         """
-        out, err = bytearray(), bytearray()
-        truncated = {1: False, 2: False}
-        params = {"stdout": "1", "stderr": "1", "follow": "0"}
-        async with self._docker._query(f"containers/{cid}/logs", method="GET", params=params) as resp:
+        params = {"stdout": "1", "stderr": "1", "follow": "1" if follow else "0"}
+        async with self._docker._query(
+            f"containers/{cid}/logs",
+            method="GET",
+            params=params,
+            timeout=self._docker._resolve_long_running_timeout(None),
+        ) as resp:
             reader = resp.content
             while True:
                 try:
                     header = await reader.readexactly(_FRAME.size)
                 except asyncio.IncompleteReadError:
-                    break
+                    return
                 stream, size = _FRAME.unpack(header)
-                chunk = await reader.readexactly(size)
-                buf = out if stream == 1 else err
-                room = max_bytes - len(buf)
-                if room >= len(chunk):
-                    buf += chunk
-                else:
-                    if room > 0:
-                        buf += chunk[:room]
-                    truncated[1 if stream == 1 else 2] = True
+                yield stream, await reader.readexactly(size)
+
+    async def output(self, cid: str, max_bytes: int) -> Output:
+        """stdout and stderr of a finished container, each capped at ``max_bytes``."""
+        out, err = bytearray(), bytearray()
+        truncated = {1: False, 2: False}
+        async for stream, chunk in self.follow_output(cid, follow=False):
+            buf = out if stream == 1 else err
+            room = max_bytes - len(buf)
+            if room >= len(chunk):
+                buf += chunk
+            else:
+                if room > 0:
+                    buf += chunk[:room]
+                truncated[1 if stream == 1 else 2] = True
         return Output(bytes(out), bytes(err), truncated[1], truncated[2])
+
+    async def pull(self, image: str, auth: dict[str, str] | None = None) -> None:
+        """Pull ``image`` (with registry credentials if given)."""
+        try:
+            await self._docker.images.pull(image, auth=auth)
+        except DockerError as err:
+            if err.status == 404:
+                raise ImageNotFound(f"image {image!r} was not found on its registry: {err.message}") from err
+            raise EngineError(f"pulling {image!r} failed: {err.message}") from err
 
     async def remove(self, cid: str, grace_s: float = 0) -> None:
         """The one teardown: SIGTERM and up to ``grace_s`` to exit, then SIGKILL, then delete."""

@@ -73,6 +73,8 @@ class Finished(_Event):
     node: str | None = None
     container: str | None = None
     attempt: int | None = None
+    # Copied from the invocation, so that the callback dispatcher needs nothing else.
+    callback_url: str | None = None
 
     @field_validator("status")
     @classmethod

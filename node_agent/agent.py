@@ -20,9 +20,12 @@ from common.lifecycle import TaskSet
 from common.logs import fields
 from node_agent.artifacts import ArtifactCache
 from node_agent.catalog import Catalog
+from node_agent.deps import DependencyImages
 from node_agent.docker import DockerEngine, Engine
 from node_agent.errors import AgentError
-from node_agent.runner import Outcome, RunContext, elapsed_ms, error_outcome, run_command_call
+from node_agent.executor import Executor
+from node_agent.outcome import Outcome, elapsed_ms, error_outcome
+from node_agent.pools import PoolConfig, Pools
 from node_agent.settings import AgentSettings
 from schemas import (
     CallStatus,
@@ -31,6 +34,7 @@ from schemas import (
     InvalidMessage,
     Invocation,
     Layout,
+    NodeState,
     Started,
     decode,
     encode,
@@ -78,6 +82,24 @@ class NodeAgent:
             await self._js.key_value(self.layout.functions_bucket),
         )
         self._artifacts = ArtifactCache(await self._js.object_store(self.layout.artifacts_bucket), s.cache_dir)
+        ca = str(s.ca_bundle) if s.ca_bundle else None
+        deps = DependencyImages(self._engine, self._artifacts, s.node_id, ca)
+        self.executor = Executor(self._engine, self._artifacts, deps, s.node_id, s.policy, ca, runtimes=self._catalog)
+        self.pools: Pools | None = None
+        if s.policy != "none":
+            mins = {"rt:" + rt: s.pool_min for rt in s.runtimes} if s.policy == "warm-runtime" else {}
+            config = PoolConfig(
+                min_per_key=mins,
+                max_per_key=s.pool_max,
+                max_warm=s.max_warm,
+                idle_s=s.pool_idle_s,
+                window_s=s.demand_window_s,
+            )
+            self.pools = Pools(self._engine, self.executor.make_warm, config, self.tasks)
+            self.executor.pools = self.pools
+            self.tasks.spawn(self.pools.maintain(), "pools")
+        self._nodes_kv = await self._js.key_value(self.layout.nodes_bucket)
+        self.tasks.spawn(self._heartbeat(), "heartbeat")
         if s.runtimes:
             for rt in s.runtimes:
                 await self._serve_runtime(rt)
@@ -97,6 +119,12 @@ class NodeAgent:
             task.cancel()
         await asyncio.gather(*self._loops.values(), return_exceptions=True)
         await self.tasks.cancel_all()
+        if self.pools is not None:
+            await self.pools.close()
+        try:
+            await self._nodes_kv.delete(self.settings.node_id)
+        except Exception:  # NATS may be gone; the entry expires by TTL anyway
+            log.debug("agent.heartbeat_delete_failed", exc_info=True)
         # 2. let running calls finish up to the grace period, then cancel the rest: their
         #    messages are not acked, so they are redelivered to another agent.
         if not await self._calls.wait_all(self.settings.grace_s):
@@ -251,6 +279,7 @@ class NodeAgent:
                 exit_code=outcome.exit_code,
                 container=outcome.container,
                 duration_ms=elapsed_ms(t0),
+                callback_url=inv.callback_url,
             ),
         )
 
@@ -279,15 +308,27 @@ class NodeAgent:
                     attempt=base["attempt"],
                 ),
             )
-            ctx = RunContext(
-                node_id=self.settings.node_id,
-                call_id=base["call_id"],
-                ca_bundle=str(self.settings.ca_bundle) if self.settings.ca_bundle else None,
-                max_result_bytes=self.settings.max_result_bytes,
-            )
-            return await run_command_call(self._engine, self._artifacts, runtime, function, inv, ctx), runtime.name
+            return await self.executor.run(runtime, function, inv, base["call_id"]), runtime.name
         except AgentError as err:
             return error_outcome(err), runtime_name
+
+    def state(self) -> NodeState:
+        warm = self.pools.idle_counts() if self.pools else {}
+        return NodeState(
+            node_id=self.settings.node_id,
+            policy=self.settings.policy,
+            slots=self.settings.slots,
+            free=self.settings.slots - self.running,
+            runtimes=sorted(self._loops),
+            warm_runtimes={k[3:]: n for k, n in warm.items() if k.startswith("rt:")},
+            warm_functions={k[3:]: n for k, n in warm.items() if k.startswith("fn:")},
+        )
+
+    async def _heartbeat(self) -> None:
+        """The node's state in the nodes bucket (TTL'd): the gateway routes by it."""
+        while True:
+            await self._nodes_kv.put(self.settings.node_id, encode(self.state()))
+            await asyncio.sleep(self.settings.heartbeat_s)
 
     async def _keep_alive(self, msg: Msg) -> None:
         interval = max(self.settings.ack_wait_s / 3, 0.5)

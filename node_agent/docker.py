@@ -31,7 +31,12 @@ class ContainerSpec:
     memory_mb: int = 256
     network: bool = False
     pids_limit: int = 256
+    cpus: float = 1.0
     binds: list[str] = field(default_factory=list)
+    # Keep stdin open for an attached session (warm containers, handler protocol).
+    stdin: bool = False
+    # Attached sessions read output from the stream, so the engine need not keep it.
+    keep_logs: bool = True
 
 
 @dataclass
@@ -48,6 +53,30 @@ class ExitState:
     oom_killed: bool
 
 
+class Attached(Protocol):
+    """stdin/stdout/stderr of a running container."""
+
+    async def write(self, data: bytes) -> None: ...
+    async def read(self) -> tuple[int, bytes] | None: ...
+    async def close(self) -> None: ...
+
+
+class _AttachedStream:
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    async def write(self, data: bytes) -> None:
+        await self._stream.write_in(data)
+
+    async def read(self) -> tuple[int, bytes] | None:
+        """The next output frame, (1 = stdout | 2 = stderr, bytes); None at end of stream."""
+        msg = await self._stream.read_out()
+        return None if msg is None else (int(msg.stream), bytes(msg.data))
+
+    async def close(self) -> None:
+        await self._stream.close()
+
+
 class Engine(Protocol):
     """What the runner needs from a container engine (fakes implement it for unit tests)."""
 
@@ -60,6 +89,8 @@ class Engine(Protocol):
     async def remove(self, cid: str, grace_s: float = 0) -> None: ...
     async def image_exists(self, image: str) -> bool: ...
     async def remove_labelled(self, label: str) -> int: ...
+    async def attach(self, cid: str) -> Attached: ...
+    async def commit(self, cid: str, image: str) -> None: ...
     async def close(self) -> None: ...
 
 
@@ -69,11 +100,14 @@ def _container_config(spec: ContainerSpec) -> dict[str, Any]:
         "Memory": spec.memory_mb * 1024 * 1024,
         "MemorySwap": spec.memory_mb * 1024 * 1024,  # no swap: the limit is the limit
         "PidsLimit": spec.pids_limit,
+        "NanoCpus": int(spec.cpus * 1e9),
         "SecurityOpt": ["no-new-privileges"],
         "CapDrop": ["ALL"],
         "Binds": spec.binds,
         # Logs are read once after exit; cap what the engine keeps on disk.
-        "LogConfig": {"Type": "json-file", "Config": {"max-size": "64m", "max-file": "1"}},
+        "LogConfig": {"Type": "json-file", "Config": {"max-size": "64m", "max-file": "1"}}
+        if spec.keep_logs
+        else {"Type": "none", "Config": {}},
     }
     config: dict[str, Any] = {
         "Image": spec.image,
@@ -81,8 +115,11 @@ def _container_config(spec: ContainerSpec) -> dict[str, Any]:
         "Env": [f"{k}={v}" for k, v in spec.env.items()],
         "Labels": spec.labels,
         "NetworkDisabled": not spec.network,
-        "AttachStdout": False,
-        "AttachStderr": False,
+        "AttachStdout": spec.stdin,
+        "AttachStderr": spec.stdin,
+        "AttachStdin": spec.stdin,
+        "OpenStdin": spec.stdin,
+        "StdinOnce": False,
         "HostConfig": host,
     }
     if spec.workdir:
@@ -166,6 +203,8 @@ class DockerEngine:
                 if room > 0:
                     buf += chunk[:room]
                 truncated[1 if stream == 1 else 2] = True
+                if truncated[1] and truncated[2]:
+                    break  # both capped: the rest of a flood is not worth reading
         return Output(bytes(out), bytes(err), truncated[1], truncated[2])
 
     async def pull(self, image: str, auth: dict[str, str] | None = None) -> None:
@@ -202,6 +241,22 @@ class DockerEngine:
         found = await self._docker.containers.list(all=True, filters={"label": [label]})
         await asyncio.gather(*(self.remove(c.id) for c in found))
         return len(found)
+
+    async def attach(self, cid: str) -> Attached:
+        """Attach to stdin/stdout/stderr; call before ``start`` so no output is missed."""
+        stream = self._docker.containers.container(cid).attach(stdin=True, stdout=True, stderr=True)
+        try:
+            await stream._init()  # connect now, not on first use
+        except DockerError as err:
+            raise EngineError(f"attach failed: {err.message}") from err
+        return _AttachedStream(stream)
+
+    async def commit(self, cid: str, image: str) -> None:
+        repo, _, tag = image.partition(":")
+        try:
+            await self._docker.containers.container(cid).commit(repository=repo, tag=tag or "latest")
+        except DockerError as err:
+            raise EngineError(f"commit of {image!r} failed: {err.message}") from err
 
     async def close(self) -> None:
         await self._docker.close()

@@ -25,7 +25,15 @@ class AgentSettings(BaseSettings):
     runtimes: list[str] = Field(default_factory=list)
     # Calls run at once on this node: the agent never pulls more work than this.
     slots: int = Field(default=8, ge=1, le=1024)
-    policy: Literal["none"] = "none"
+    policy: Literal["none", "warm-runtime", "warm-function"] = "none"
+    # Warm pools (see node_agent/pools.py): idle containers kept per runtime (warm-runtime)
+    # at least, per key at most, on this node at most; idle expiry; demand time constant.
+    pool_min: int = Field(default=1, ge=0, le=64)
+    pool_max: int = Field(default=8, ge=1, le=256)
+    max_warm: int = Field(default=16, ge=0, le=1024)
+    pool_idle_s: float = Field(default=300.0, gt=0)
+    demand_window_s: float = Field(default=30.0, gt=0)
+    heartbeat_s: float = Field(default=2.0, gt=0)
     # Docker endpoint; None = DOCKER_HOST or the local socket.
     docker_url: str | None = None
     # A CA bundle handed to containers (mounted read-only, PIP_CERT/SSL_CERT_FILE/...).
@@ -38,8 +46,6 @@ class AgentSettings(BaseSettings):
     # Graceful stop: running calls get this long to finish, then are cancelled.
     grace_s: float = Field(default=30.0, ge=0)
     cache_dir: Path = Path("data/agent-cache")
-    # Bytes of stdout kept as the result and of stderr kept as the error tail.
-    max_result_bytes: int = 1 << 20
     log_level: str = "INFO"
 
     @field_validator("node_id")

@@ -62,6 +62,8 @@ async def register(
     files: dict[str, str],
     limits: Limits | None = None,
     version: int = 1,
+    handler: str | None = None,
+    has_dependencies: bool = False,
 ) -> FunctionRecord:
     await (await js.key_value(layout.runtimes_bucket)).put(runtime.name, encode(runtime))
     archive = zip_bytes(files)
@@ -75,6 +77,52 @@ async def register(
         size=len(archive),
         archive="zip",
         limits=limits or Limits(),
+        handler=handler,
+        has_dependencies=has_dependencies,
     )
     await (await js.key_value(layout.functions_bucket)).put(name, encode(record))
     return record
+
+
+HANDLER_RUNTIME_CMD = {"python": "python3 /opt/faas/faas_bootstrap.py", "node": "node /opt/faas/faas_bootstrap.js"}
+
+PY_HANDLER = {
+    "main.py": (
+        "import os\n"
+        "def handler(params):\n"
+        "    print('héllo from the handler', params.get('x'))\n"
+        "    if params.get('fail'):\n"
+        "        raise ValueError('bad input: ' + str(params['fail']))\n"
+        "    if params.get('crash'):\n"
+        "        os._exit(7)\n"
+        "    if params.get('set'):\n"
+        "        return {1, 2}\n"
+        "    return {'echo': params, 'pid': os.getpid()}\n"
+    ),
+    "requirements.txt": "",
+}
+
+NODE_HANDLER = {
+    "index.js": (
+        "exports.handler = async (params) => {\n"
+        "  console.log('log from node', params.x);\n"
+        "  if (params.fail) throw new RangeError('nope ' + params.fail);\n"
+        "  return { echo: params, pid: process.pid };\n"
+        "};\n"
+    ),
+    "package.json": '{"name": "fn", "version": "1.0.0"}',
+}
+
+
+def handler_runtime(kind: str = "python", name: str | None = None) -> RuntimeSpec:
+    image = PYTHON_IMAGE if kind == "python" else NODE_IMAGE
+    deps = "pip install -r requirements.txt" if kind == "python" else "npm install --omit=dev"
+    run = "python3 main.py" if kind == "python" else "node index.js"
+    return RuntimeSpec(
+        name=name or kind,
+        image=image,
+        path="/app",
+        dependencies=deps,
+        run=run,
+        handler_command=HANDLER_RUNTIME_CMD[kind],
+    )

@@ -1,0 +1,113 @@
+"""Dependencies once per function version per node: the first time a function with
+dependencies is needed, its code is installed in a container from the runtime's image, with
+the network and the CA bundle, and the container is committed as a local image keyed by the
+artifact digest. Every later container of that version starts from it, ready to run."""
+
+import asyncio
+import hashlib
+import logging
+import time
+
+from common.logs import fields
+from node_agent.artifacts import ArtifactCache, call_tar
+from node_agent.docker import ContainerSpec, Engine
+from node_agent.errors import AgentError
+from node_agent.scripts import DEPS_FAILED, DEPS_MARKER
+from schemas import FunctionRecord, RuntimeSpec
+
+log = logging.getLogger(__name__)
+
+CA_PATH = "/etc/faas/ca.pem"
+INSTALL_TIMEOUT_S = 600.0
+
+
+class DependenciesFailed(AgentError):
+    kind = "DependenciesFailed"
+
+
+def ca_env(ca_bundle: str | None) -> dict[str, str]:
+    if not ca_bundle:
+        return {}
+    return {
+        "PIP_CERT": CA_PATH,
+        "SSL_CERT_FILE": CA_PATH,
+        "REQUESTS_CA_BUNDLE": CA_PATH,
+        "NODE_EXTRA_CA_CERTS": CA_PATH,
+        "NPM_CONFIG_CAFILE": CA_PATH,
+    }
+
+
+def deps_image_name(runtime: RuntimeSpec, function: FunctionRecord) -> str:
+    """Same code + same runtime image + same install command = same image."""
+    h = hashlib.sha256(f"{function.digest}|{runtime.image}|{runtime.dependencies}|{runtime.path}".encode())
+    return f"faas-deps-{function.name.lower()}:{h.hexdigest()[:20]}"
+
+
+class DependencyImages:
+    def __init__(self, engine: Engine, artifacts: ArtifactCache, node_id: str, ca_bundle: str | None) -> None:
+        self._engine = engine
+        self._artifacts = artifacts
+        self._node_id = node_id
+        self._ca_bundle = ca_bundle
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._known: set[str] = set()
+        self.builds = 0
+
+    async def image_for(self, runtime: RuntimeSpec, function: FunctionRecord) -> str:
+        """The image a container of this function version starts from."""
+        if not function.has_dependencies or not runtime.dependencies:
+            return runtime.image
+        image = deps_image_name(runtime, function)
+        if image in self._known:
+            return image
+        lock = self._locks.setdefault(image, asyncio.Lock())
+        async with lock:
+            if image not in self._known and not await self._engine.image_exists(image):
+                await self._build(runtime, function, image)
+            self._known.add(image)
+        return image
+
+    async def _build(self, runtime: RuntimeSpec, function: FunctionRecord, image: str) -> None:
+        t0 = time.perf_counter()
+        self.builds += 1
+        script = (
+            f"#!/bin/sh\ncd '{runtime.path}' || exit 125\n"
+            f'sh -c "$FAAS_DEPENDENCIES" 1>&2 || {{ echo "{DEPS_MARKER.decode()}" >&2; exit {DEPS_FAILED}; }}\n'
+        ).encode()
+        code = await self._artifacts.code_body(function.digest, runtime.path)
+        tar = call_tar(code, {"/faas/install.sh": (script, 0o755)})
+        spec = ContainerSpec(
+            image=runtime.image,
+            cmd=["sh", "/faas/install.sh"],
+            env={"FAAS_DEPENDENCIES": runtime.dependencies, **ca_env(self._ca_bundle)},
+            workdir=runtime.path,
+            labels={"faas.node": self._node_id, "faas.build": function.name},
+            memory_mb=max(function.limits.memory_mb, 1024),
+            network=True,
+            pids_limit=1024,
+            cpus=2.0,
+            binds=[f"{self._ca_bundle}:{CA_PATH}:ro"] if self._ca_bundle else [],
+        )
+        cid = await self._engine.create(spec)
+        try:
+            await self._engine.put_archive(cid, "/", tar)
+            await self._engine.start(cid)
+            code_ = await asyncio.wait_for(self._engine.wait(cid), INSTALL_TIMEOUT_S)
+            if code_ != 0:
+                out = await self._engine.output(cid, 1 << 16)
+                tail = out.stderr[-4000:].decode("utf-8", errors="replace").strip()
+                raise DependenciesFailed(f"installing dependencies failed (exit {code_}): {tail}")
+            await self._engine.commit(cid, image)
+        except TimeoutError:
+            raise DependenciesFailed(f"installing dependencies took longer than {INSTALL_TIMEOUT_S:g}s") from None
+        finally:
+            await asyncio.shield(self._engine.remove(cid))
+        log.info(
+            "deps.image_built",
+            extra=fields(
+                function=function.name,
+                version=function.version,
+                image=image,
+                ms=round((time.perf_counter() - t0) * 1000),
+            ),
+        )

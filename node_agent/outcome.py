@@ -1,0 +1,64 @@
+"""What a call ended as, and how container exits are told apart."""
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from node_agent.errors import AgentError
+from node_agent.scripts import DEPS_FAILED, DEPS_MARKER
+from schemas import CallStatus, ErrorInfo
+from schemas.codec import InvalidMessage, decode_json
+
+STDERR_TAIL = 4096
+
+
+@dataclass
+class Outcome:
+    status: CallStatus
+    result: Any = None
+    error: ErrorInfo | None = None
+    exit_code: int | None = None
+    container: str | None = None
+    logs: str = ""
+    warm: str | None = None  # which warm path served it, for metrics and tests
+
+
+def parse_result(stdout: bytes) -> Any:
+    """stdout is the result: JSON when it parses as JSON, else the text."""
+    text = stdout.decode("utf-8", errors="replace").strip()
+    if not text:
+        return None
+    try:
+        return decode_json(text)
+    except InvalidMessage:
+        return text
+
+
+def tail(data: bytes) -> str:
+    return data[-STDERR_TAIL:].decode("utf-8", errors="replace").strip()
+
+
+def exit_error(code: int, oom_killed: bool, stderr: bytes, memory_mb: int) -> ErrorInfo:
+    if oom_killed:
+        return ErrorInfo(type="MemoryLimit", message=f"the call exceeded its memory limit of {memory_mb} MB")
+    if code == DEPS_FAILED and DEPS_MARKER in stderr:
+        return ErrorInfo(type="DependenciesFailed", message=f"installing dependencies failed: {tail(stderr)}")
+    if code == 137:
+        return ErrorInfo(type="Killed", message=f"the process was killed (exit 137): {tail(stderr)}")
+    return ErrorInfo(type="NonZeroExit", message=f"exit code {code}: {tail(stderr)}")
+
+
+def error_outcome(err: AgentError, container: str | None = None) -> Outcome:
+    return Outcome(status=CallStatus.ERROR, error=ErrorInfo(type=err.kind, message=str(err)), container=container)
+
+
+def timeout_outcome(timeout: float, container: str | None) -> Outcome:
+    return Outcome(
+        status=CallStatus.TIMEOUT,
+        error=ErrorInfo(type="Timeout", message=f"the call exceeded its timeout of {timeout:g}s"),
+        container=container,
+    )
+
+
+def elapsed_ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000, 3)

@@ -1,0 +1,215 @@
+"""Warm container pools whose sizes follow demand.
+
+Per key (``rt:<runtime>`` for warm-runtime, ``fn:<name>@<version>`` for warm-function):
+
+* demand is a decaying call rate (events/s, time constant ``window_s``);
+* the target size is what Little's law says the calls need while a container is busy or
+  being replaced: ``ceil(rate * hold_s) + 1`` while there is demand, clamped to the
+  key's minimum and ``max_per_key``;
+* idle containers beyond the target expire after ``idle_s``;
+* when the node's warm capacity (``max_warm``) is full, the least recently used idle
+  containers of other keys are evicted to make room.
+
+A container is never reused across keys; one whose call crashed, timed out or ran out of
+memory is destroyed by the caller (``release(healthy=False)``), never returned.
+"""
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from common.lifecycle import TaskSet
+from common.logs import fields
+from node_agent.docker import Attached, Engine
+from node_agent.session import HandlerSession
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WarmContainer:
+    cid: str
+    key: str
+    attached: Attached
+    reusable: bool
+    session: HandlerSession | None = None
+    created: float = field(default_factory=time.monotonic)
+    last_used: float = field(default_factory=time.monotonic)
+    calls: int = 0
+
+
+class Demand:
+    def __init__(self, window_s: float) -> None:
+        self.tau = window_s
+        self._rate = 0.0
+        self._t = time.monotonic()
+        self.service_s = 0.05  # mean time a call holds a container (EWMA)
+        self.fill_s = 0.5  # mean time to make a container ready (EWMA)
+
+    def rate(self, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        return self._rate * math.exp(-(now - self._t) / self.tau)
+
+    def hit(self) -> None:
+        now = time.monotonic()
+        self._rate = self.rate(now) + 1.0 / self.tau
+        self._t = now
+
+    def observe_service(self, seconds: float) -> None:
+        self.service_s = 0.8 * self.service_s + 0.2 * seconds
+
+    def observe_fill(self, seconds: float) -> None:
+        self.fill_s = 0.8 * self.fill_s + 0.2 * seconds
+
+
+@dataclass
+class PoolConfig:
+    min_per_key: dict[str, int] = field(default_factory=dict)
+    max_per_key: int = 8
+    max_warm: int = 16
+    idle_s: float = 300.0
+    window_s: float = 30.0
+    tick_s: float = 0.25
+
+
+Factory = Callable[[str], Awaitable[WarmContainer]]
+
+
+class Pools:
+    def __init__(self, engine: Engine, factory: Factory, config: PoolConfig, tasks: TaskSet) -> None:
+        self._engine = engine
+        self._factory = factory
+        self.config = config
+        self._tasks = tasks
+        self._idle: dict[str, deque[WarmContainer]] = {}
+        self._filling: dict[str, int] = {}
+        self._demand: dict[str, Demand] = {}
+        self._wake = asyncio.Event()
+        self._closed = False
+
+    # --- used by calls --------------------------------------------------------------
+    def want(self, key: str) -> None:
+        """Make ``key`` known (its demand is tracked and its pool maintained)."""
+        if key not in self._demand:
+            self._demand[key] = Demand(self.config.window_s)
+            self._idle.setdefault(key, deque())
+
+    def acquire(self, key: str) -> WarmContainer | None:
+        """An idle warm container for ``key`` (most recently used first), or None."""
+        self.want(key)
+        self._demand[key].hit()
+        idle = self._idle[key]
+        if not idle:
+            self._wake.set()  # refill now rather than at the next tick
+            return None
+        wc = idle.pop()
+        if len(idle) < self.target(key):
+            self._wake.set()
+        return wc
+
+    def release(self, wc: WarmContainer, healthy: bool, service_s: float) -> None:
+        self._demand[wc.key].observe_service(service_s)
+        wc.calls += 1
+        wc.last_used = time.monotonic()
+        if healthy and wc.reusable and not self._closed:
+            self._idle[wc.key].append(wc)
+        else:
+            self._destroy(wc, "used" if healthy else "unhealthy")
+            self._wake.set()
+
+    # --- sizing ---------------------------------------------------------------------
+    def target(self, key: str) -> int:
+        d = self._demand.get(key)
+        minimum = self.config.min_per_key.get(key, 0)
+        if d is None:
+            return minimum
+        rate = d.rate()
+        need = 0
+        if rate > 1.0 / (self.config.window_s * 20):
+            # reusable: containers busy with calls; single-use: containers being replaced
+            hold = d.service_s + d.fill_s
+            need = math.ceil(rate * hold) + 1
+        return max(minimum, min(self.config.max_per_key, need))
+
+    def idle_counts(self) -> dict[str, int]:
+        return {k: len(v) for k, v in self._idle.items() if v}
+
+    def _total(self) -> int:
+        return sum(len(v) for v in self._idle.values()) + sum(self._filling.values())
+
+    async def maintain(self) -> None:
+        """The pool loop: expire, evict, refill. Runs until cancelled."""
+        for key in self.config.min_per_key:
+            self.want(key)
+        while True:
+            self._tick()
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.config.tick_s)
+            except TimeoutError:
+                pass
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        for key, idle in self._idle.items():
+            target = self.target(key)
+            # expire: the least recently used first, only what is above the target
+            while len(idle) > target and now - idle[0].last_used > self.config.idle_s:
+                self._destroy(idle.popleft(), "idle")
+        for key in sorted(self._idle, key=lambda k: -self._demand[k].rate(now)):
+            missing = self.target(key) - len(self._idle[key]) - self._filling.get(key, 0)
+            for _ in range(max(missing, 0)):
+                if self._total() >= self.config.max_warm and not self._evict_for(key):
+                    break
+                self._fill(key)
+
+    def _evict_for(self, key: str) -> bool:
+        """Make room for one container of ``key`` by evicting the LRU idle one elsewhere."""
+        victims = [(wc.last_used, k) for k, q in self._idle.items() if k != key and q for wc in (q[0],)]
+        if not victims:
+            return False
+        _, victim_key = min(victims)
+        self._destroy(self._idle[victim_key].popleft(), "evicted")
+        return True
+
+    def _fill(self, key: str) -> None:
+        self._filling[key] = self._filling.get(key, 0) + 1
+        self._tasks.spawn(self._make(key), f"fill:{key}", critical=False)
+
+    async def _make(self, key: str) -> None:
+        t0 = time.monotonic()
+        try:
+            wc = await self._factory(key)
+        except Exception as err:
+            log.warning("pool.fill_failed key=%s error=%s", key, str(err)[:300])
+            # Back off a failing key: count it as filling for a moment.
+            await asyncio.sleep(2.0)
+            return
+        finally:
+            self._filling[key] -= 1
+        self._demand[key].observe_fill(time.monotonic() - t0)
+        if self._closed:
+            self._destroy(wc, "closed")
+            return
+        self._idle[key].append(wc)
+
+    def _destroy(self, wc: WarmContainer, why: str) -> None:
+        log.debug("pool.destroy", extra=fields(key=wc.key, container=wc.cid[:12], why=why))
+        self._tasks.spawn(self._teardown(wc), f"destroy:{wc.cid[:12]}", critical=False)
+
+    async def _teardown(self, wc: WarmContainer) -> None:
+        try:
+            await wc.attached.close()
+        finally:
+            await self._engine.remove(wc.cid)
+
+    async def close(self) -> None:
+        self._closed = True
+        idle = [wc for q in self._idle.values() for wc in q]
+        for q in self._idle.values():
+            q.clear()
+        await asyncio.gather(*(self._teardown(wc) for wc in idle), return_exceptions=True)

@@ -1,0 +1,163 @@
+"""Talking to a started container over its attached stdio.
+
+* :class:`HandlerSession`: the handler protocol (see runtimes/python/bootstrap): a shim
+  announces ``ready``, then answers one JSON line per call; the container is reusable.
+* :func:`run_command_session`: the command protocol on an attached container: write the
+  payload, read stdout (the result) and stderr (the logs) until the process exits.
+
+Output is read with caps as it arrives, so a function that floods its output costs the
+agent no more memory than its limits.
+"""
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from node_agent.docker import Attached
+from node_agent.errors import AgentError
+from schemas import ErrorInfo
+
+STDOUT, STDERR = 1, 2
+
+
+class SessionClosed(AgentError):
+    """The container's process exited (crashed, was killed) while we waited for it."""
+
+    kind = "Crashed"
+
+
+class ProtocolError(AgentError):
+    kind = "ProtocolError"
+
+
+class OutputTooLarge(AgentError):
+    kind = "ResultTooLarge"
+
+
+class HandlerError(BaseModel):
+    type: str
+    message: str
+    traceback: str = ""
+
+
+class HandlerReply(BaseModel):
+    id: Any = None
+    ok: bool
+    result: Any = None
+    error: HandlerError | None = None
+    logs: str = ""
+
+
+class HandlerHello(BaseModel):
+    kind: str
+    error: HandlerError | None = None
+
+
+@dataclass
+class Streams:
+    """What an attached container wrote, stdout and stderr apart, each capped."""
+
+    stdout: bytearray = field(default_factory=bytearray)
+    stderr: bytearray = field(default_factory=bytearray)
+    stderr_cap: int = 1 << 20
+    stderr_truncated: bool = False
+
+    def add_stderr(self, data: bytes) -> None:
+        room = self.stderr_cap - len(self.stderr)
+        if room >= len(data):
+            self.stderr += data
+        else:
+            self.stderr += data[: max(room, 0)]
+            self.stderr_truncated = True
+
+
+class HandlerSession:
+    def __init__(self, attached: Attached, max_line: int, stderr_cap: int = 1 << 20) -> None:
+        self._io = attached
+        self._max_line = max_line
+        self.streams = Streams(stderr_cap=stderr_cap)
+        self._calls = 0
+
+    async def _read_line(self) -> bytes:
+        buf = self.streams.stdout
+        while True:
+            nl = buf.find(b"\n")
+            if nl >= 0:
+                line = bytes(buf[:nl])
+                del buf[: nl + 1]
+                return line
+            if len(buf) > self._max_line:
+                raise OutputTooLarge(f"the reply exceeds {self._max_line} bytes")
+            frame = await self._io.read()
+            if frame is None:
+                raise SessionClosed("the function's process exited")
+            stream, data = frame
+            if stream == STDERR:
+                self.streams.add_stderr(data)
+            else:
+                buf += data
+
+    async def ready(self) -> None:
+        """Wait for the shim to load the handler; an import error is raised as the call's error."""
+        line = await self._read_line()
+        try:
+            hello = HandlerHello.model_validate_json(line)
+        except ValidationError:
+            raise ProtocolError(f"the handler shim said {line[:200]!r} instead of ready") from None
+        if hello.kind == "init_error":
+            err = hello.error or HandlerError(type="InitError", message="unknown")
+            raise HandlerInitError(err)
+        if hello.kind != "ready":
+            raise ProtocolError(f"unexpected hello {hello.kind!r}")
+
+    async def call(self, call_id: str, params_json: bytes) -> HandlerReply:
+        self._calls += 1
+        await self._io.write(b'{"id":"' + call_id.encode() + b'","params":' + params_json + b"}\n")
+        line = await self._read_line()
+        try:
+            return HandlerReply.model_validate_json(line)
+        except ValidationError as err:
+            raise ProtocolError(f"bad reply from the handler shim: {err.errors()[0]['msg']}") from None
+
+    @property
+    def calls(self) -> int:
+        return self._calls
+
+    async def close(self) -> None:
+        await self._io.close()
+
+
+class HandlerInitError(AgentError):
+    kind = "HandlerLoadError"
+
+    def __init__(self, err: HandlerError) -> None:
+        super().__init__(f"{err.type}: {err.message}\n{err.traceback}".strip())
+        self.error = err
+
+
+def error_info(err: HandlerError) -> ErrorInfo:
+    message = err.message if not err.traceback else f"{err.message}\n{err.traceback}"
+    return ErrorInfo(type=err.type, message=message)
+
+
+async def read_until_exit(attached: Attached, result_cap: int, stderr_cap: int) -> Streams:
+    """Read an attached command's output until it exits; stdout past ``result_cap`` raises
+    :class:`OutputTooLarge` at once (the caller destroys the container)."""
+    streams = Streams(stderr_cap=stderr_cap)
+    while True:
+        frame = await attached.read()
+        if frame is None:
+            return streams
+        stream, data = frame
+        if stream == STDERR:
+            streams.add_stderr(data)
+            continue
+        streams.stdout += data
+        if len(streams.stdout) > result_cap:
+            raise OutputTooLarge(f"the result exceeds its limit of {result_cap} bytes")
+
+
+async def with_timeout(coro: Any, timeout: float) -> Any:
+    return await asyncio.wait_for(coro, timeout)

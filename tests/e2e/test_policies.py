@@ -1,0 +1,178 @@
+"""Invocation policies, the handler protocol, dependencies once: real NATS, real Docker."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiodocker
+import pytest
+from nats.aio.client import Client
+
+from common.natsserver import NatsServer
+from node_agent.agent import NodeAgent
+from schemas import CallStatus, Layout, Limits
+from tests.e2e.agent_harness import agent_settings, call
+from tests.e2e.conftest import containers_with_label, wait_until
+from tests.functions import ECHO, NODE_HANDLER, PY_HANDLER, handler_runtime, python_runtime, register
+
+pytestmark = pytest.mark.e2e
+
+
+def agent_with(nats_server: NatsServer, layout: Layout, tmp_path: Path, **over: Any) -> NodeAgent:
+    return NodeAgent(agent_settings(nats_server.url, layout, tmp_path / "cache", **over))
+
+
+@pytest.fixture
+async def cold_agent(
+    docker_ready: None, nats_server: NatsServer, layout: Layout, tmp_path: Path, nc: Client
+) -> AsyncIterator[NodeAgent]:
+    async with agent_with(nats_server, layout, tmp_path, slots=4) as a:
+        yield a
+
+
+async def test_python_handler_protocol_results_logs_and_errors(
+    cold_agent: NodeAgent, nc: Client, layout: Layout
+) -> None:
+    await register(nc.jetstream(), layout, handler_runtime("python"), "h", PY_HANDLER, handler="main:handler")
+    done = await call(nc, layout, "python", "h", {"x": "✓ ünïcödé"})
+    assert done.status == CallStatus.DONE, done
+    assert done.result["echo"] == {"x": "✓ ünïcödé"}
+
+    failed = await call(nc, layout, "python", "h", {"fail": "boom"})
+    assert failed.status == CallStatus.ERROR and failed.error is not None
+    assert failed.error.type == "ValueError" and "bad input: boom" in failed.error.message
+    assert "Traceback" in failed.error.message and "main.py" in failed.error.message
+
+    bad = await call(nc, layout, "python", "h", {"set": True})
+    assert bad.error is not None and "not JSON-serializable" in bad.error.message
+
+
+async def test_node_handler_protocol(cold_agent: NodeAgent, nc: Client, layout: Layout) -> None:
+    await register(nc.jetstream(), layout, handler_runtime("node"), "nh", NODE_HANDLER, handler="index")
+    done = await call(nc, layout, "node", "nh", {"x": "ß"})
+    assert done.status == CallStatus.DONE, done
+    assert done.result["echo"] == {"x": "ß"}
+    failed = await call(nc, layout, "node", "nh", {"fail": 1})
+    assert failed.error is not None and failed.error.type == "RangeError" and "nope 1" in failed.error.message
+
+
+async def test_warm_function_reuses_one_container_until_it_crashes(
+    docker_ready: None, nats_server: NatsServer, layout: Layout, tmp_path: Path, nc: Client
+) -> None:
+    await register(nc.jetstream(), layout, handler_runtime("python"), "h", PY_HANDLER, handler="main:handler")
+    # one warm container at most, so that consecutive calls must meet the same one
+    async with agent_with(nats_server, layout, tmp_path, policy="warm-function", pool_max=1) as agent:
+        first = await call(nc, layout, "python", "h", {"x": 1})  # no pool yet: falls back to cold
+        assert first.status == CallStatus.DONE
+        assert agent.pools is not None
+        await wait_until(lambda: agent.pools.idle_counts().get("fn:h@1"))  # type: ignore[union-attr]
+        a = await call(nc, layout, "python", "h", {"x": 2})
+        b = await call(nc, layout, "python", "h", {"fail": "app error"})  # keeps the container
+        c = await call(nc, layout, "python", "h", {"x": 3})
+        assert a.status == CallStatus.DONE and c.status == CallStatus.DONE
+        assert a.container == b.container == c.container
+        assert a.result["pid"] == c.result["pid"]  # the very same process served both
+        assert agent.executor.served["warm-function"] >= 3
+
+        crashed = await call(nc, layout, "python", "h", {"crash": True})
+        assert crashed.status == CallStatus.ERROR and crashed.error is not None
+        assert "exit code 7" in crashed.error.message
+        after = await call(nc, layout, "python", "h", {"x": 4})
+        assert after.status == CallStatus.DONE and after.container != crashed.container
+
+
+async def test_warm_runtime_serves_from_a_started_container(
+    docker_ready: None,
+    nats_server: NatsServer,
+    layout: Layout,
+    tmp_path: Path,
+    nc: Client,
+    docker: aiodocker.Docker,
+) -> None:
+    await register(nc.jetstream(), layout, python_runtime(), "echo", ECHO)
+    async with agent_with(
+        nats_server, layout, tmp_path, policy="warm-runtime", runtimes=["python"], pool_min=1
+    ) as agent:
+        assert agent.pools is not None
+        await wait_until(lambda: agent.pools.idle_counts().get("rt:python"))  # type: ignore[union-attr]
+        done = await call(nc, layout, "python", "echo", {"v": "warm"})
+        assert done.status == CallStatus.DONE and done.result == {"v": "warm"}
+        assert agent.executor.served["warm-runtime"] == 1
+        # the used container is destroyed and the pool refilled
+        await wait_until(lambda: agent.pools.idle_counts().get("rt:python"))  # type: ignore[union-attr]
+        await wait_until(lambda: _gone(docker, done.container))
+
+
+async def _gone(docker: aiodocker.Docker, cid: str | None) -> bool:
+    try:
+        await docker.containers.container(cid or "").show()
+    except aiodocker.DockerError:
+        return True
+    return False
+
+
+async def test_dependencies_are_installed_once_per_version(
+    docker_ready: None, nats_server: NatsServer, layout: Layout, tmp_path: Path, nc: Client
+) -> None:
+    uses_six = {"main.py": "import json, six\nprint(json.dumps(six.__name__))\n", "requirements.txt": "six\n"}
+    await register(nc.jetstream(), layout, python_runtime(), "withdeps", uses_six, has_dependencies=True)
+    async with agent_with(nats_server, layout, tmp_path / "a", ca_bundle=_host_ca()) as agent:
+        first = await call(nc, layout, "python", "withdeps", timeout=300)
+        second = await call(nc, layout, "python", "withdeps")
+        assert first.status == CallStatus.DONE and first.result == "six", first
+        assert second.status == CallStatus.DONE
+        assert agent.executor.deps.builds == 1
+    # another agent on the node finds the image: no install at all
+    async with agent_with(nats_server, layout, tmp_path / "b", ca_bundle=_host_ca()) as agent:
+        third = await call(nc, layout, "python", "withdeps")
+        assert third.status == CallStatus.DONE and agent.executor.deps.builds == 0
+
+
+def _host_ca() -> Path | None:
+    ca = Path("/etc/ssl/certs/ca-certificates.crt")
+    return ca if ca.exists() else None
+
+
+HOG = {"main.py": "x = bytearray(400 * 1024 * 1024)\nprint(len(x))\n"}
+FORK_BOMB = {"main.py": "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"}
+FLOOD = {"main.py": "import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(100):\n    sys.stdout.write(chunk)\n"}
+
+
+@pytest.mark.parametrize("policy", ["none", "warm-function"])
+async def test_limits_end_with_clear_errors_and_leave_nothing_behind(
+    docker_ready: None,
+    nats_server: NatsServer,
+    layout: Layout,
+    tmp_path: Path,
+    nc: Client,
+    docker: aiodocker.Docker,
+    policy: str,
+) -> None:
+    js = nc.jetstream()
+    rt = python_runtime()
+    await register(js, layout, rt, "hog", HOG, limits=Limits(memory_mb=64))
+    await register(js, layout, rt, "bomb", FORK_BOMB, limits=Limits(pids=32, timeout_s=3))
+    await register(js, layout, rt, "flood", FLOOD, limits=Limits(result_bytes=64 * 1024))
+    await register(js, layout, rt, "echo", ECHO)
+    async with agent_with(nats_server, layout, tmp_path, slots=4, policy=policy):
+        hog, bomb, flood, ok = await asyncio.gather(
+            call(nc, layout, "python", "hog"),
+            call(nc, layout, "python", "bomb"),
+            call(nc, layout, "python", "flood"),
+            call(nc, layout, "python", "echo", {"still": "serving"}),
+        )
+        assert ok.status == CallStatus.DONE and ok.result == {"still": "serving"}
+        assert hog.status == CallStatus.ERROR and hog.error is not None
+        assert hog.error.type == "MemoryLimit" and "64 MB" in hog.error.message, hog.error
+        assert bomb.status == CallStatus.TIMEOUT and bomb.error is not None and "3s" in bomb.error.message
+        assert flood.status == CallStatus.ERROR and flood.error is not None
+        assert flood.error.type == "ResultTooLarge", flood.error
+        after = await call(nc, layout, "python", "echo", {"n": 1})
+        assert after.status == CallStatus.DONE
+        for done in (hog, bomb, flood, ok, after):
+            await wait_until(lambda d=done: _no_call_containers(docker, d.call_id))
+
+
+async def _no_call_containers(docker: aiodocker.Docker, call_id: str) -> bool:
+    return await containers_with_label(docker, f"faas.call={call_id}") == []

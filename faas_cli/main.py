@@ -47,6 +47,13 @@ def cli(ctx: click.Context, gateway: str) -> None:
 @click.option("--nats-port", default=4222, show_default=True)
 @click.option("--slots", default=8, show_default=True, help="Calls the node agent runs at once.")
 @click.option(
+    "--policy",
+    type=click.Choice(["none", "warm-runtime", "warm-function"]),
+    default="none",
+    show_default=True,
+    help="Invocation policy of the node agent.",
+)
+@click.option(
     "--ca-bundle",
     type=click.Path(path_type=Path, exists=True),
     default=None,
@@ -54,7 +61,14 @@ def cli(ctx: click.Context, gateway: str) -> None:
 )
 @click.option("--log-level", default="INFO", show_default=True)
 def up(
-    data_dir: Path, port: int, host: str, nats_port: int, slots: int, ca_bundle: Path | None, log_level: str
+    data_dir: Path,
+    port: int,
+    host: str,
+    nats_port: int,
+    slots: int,
+    policy: str,
+    ca_bundle: Path | None,
+    log_level: str,
 ) -> None:
     """Run the whole platform on this host: NATS, store (SQLite), gateway, one node agent."""
     setup_logging(log_level)
@@ -66,6 +80,7 @@ def up(
         host=host,
         nats_port=nats_port,
         slots=slots,
+        policy=policy,
         ca_bundle=ca_bundle,
         extra_env={
             "FAAS_STORE_LOG_LEVEL": log_level,

@@ -31,6 +31,7 @@ class UpConfig:
     host: str = "127.0.0.1"
     nats_port: int = 4222
     slots: int = 8
+    policy: str = "none"
     ca_bundle: Path | None = None
     grace_s: float = 30.0
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -59,6 +60,7 @@ class Platform:
         agent = {
             "FAAS_AGENT_NATS_URL": url,
             "FAAS_AGENT_SLOTS": str(self.cfg.slots),
+            "FAAS_AGENT_POLICY": self.cfg.policy,
             "FAAS_AGENT_CACHE_DIR": str(self.data / "agent-cache"),
             "FAAS_AGENT_GRACE_S": str(self.cfg.grace_s),
         }

@@ -15,6 +15,7 @@ from gateway.deps import DEPS, Deps
 from gateway.functions import Functions
 from gateway.invoker import Invoker
 from gateway.routes import add_routes
+from gateway.routing import NodeRouter
 from gateway.runtimes import Runtimes
 from gateway.settings import GatewaySettings
 from gateway.store_client import StoreClient
@@ -49,6 +50,7 @@ class Gateway:
         self._nc: Client | None = None
         self._invoker: Invoker | None = None
         self._call_service: CallService | None = None
+        self._router: NodeRouter | None = None
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._started = False
@@ -81,7 +83,11 @@ class Gateway:
                 await js.key_value(self.layout.functions_bucket),
                 await js.object_store(self.layout.artifacts_bucket),
             )
-            self._invoker = Invoker(nc, js, self.layout, runtimes, functions, s.max_params_bytes, poll_s=s.sync_poll_s)
+            self._router = NodeRouter(await js.key_value(self.layout.nodes_bucket), self.layout)
+            await self._router.start()
+            self._invoker = Invoker(
+                nc, js, self.layout, runtimes, functions, s.max_params_bytes, poll_s=s.sync_poll_s, router=self._router
+            )
             store = StoreClient(nc, self.layout, s.store_timeout_s)
             self._call_service = CallService(
                 nc,
@@ -124,6 +130,8 @@ class Gateway:
         if not await self.tasks.wait_all(grace):
             log.warning("gateway.stop.cancelling", extra=fields(tasks=len(self.tasks)))
             await self.tasks.cancel_all()
+        if self._router is not None:
+            await self._router.stop()
         # 5. Flush what was published and close.
         if self._nc is not None and not self._nc.is_closed:
             try:

@@ -19,6 +19,7 @@ from common.logs import fields
 from gateway.call_watch import CallWatch
 from gateway.errors import GatewayError, check_name, invalid, nats_unavailable, not_found, too_large
 from gateway.functions import Functions
+from gateway.routing import NodeRouter
 from gateway.runtimes import Runtimes
 from schemas import (
     Accepted,
@@ -69,6 +70,7 @@ class Invoker:
         functions: Functions,
         max_params_bytes: int,
         poll_s: float = 1.0,
+        router: "NodeRouter | None" = None,
     ) -> None:
         self._nc = nc
         self._js = js
@@ -77,6 +79,7 @@ class Invoker:
         self._functions = functions
         self._max_params_bytes = max_params_bytes
         self._poll_s = poll_s
+        self._router = router
         self._watches: set[CallWatch] = set()
         self._stopping = False
 
@@ -132,7 +135,12 @@ class Invoker:
 
         if watch is not None:
             await watch.open()
-        number = await self._publish_invocation(inv, record.runtime)
+        subject = (
+            self._router.subject_for(function, record.version, record.runtime)
+            if self._router is not None
+            else self._layout.invoke_runtime(record.runtime)
+        )
+        number = await self._publish_invocation(inv, subject)
         ticket = Ticket(call_id, number, function, record.version, record.runtime, params, now)
         await self._announce(ticket)
         log.info(
@@ -148,9 +156,8 @@ class Invoker:
         )
         return ticket
 
-    async def _publish_invocation(self, inv: Invocation, runtime: str) -> int:
+    async def _publish_invocation(self, inv: Invocation, subject: str) -> int:
         assert inv.id is not None
-        subject = self._layout.invoke_runtime(runtime)
         data = encode(inv)
         headers = {"Nats-Msg-Id": inv.id}
         with nats_unavailable("queueing the call"):

@@ -26,6 +26,7 @@ from node_agent.errors import AgentError
 from node_agent.executor import Executor
 from node_agent.outcome import Outcome, elapsed_ms, error_outcome
 from node_agent.pools import PoolConfig, Pools
+from node_agent.rescue import RESCUED_NUMBER, rescue_dead_nodes
 from node_agent.settings import AgentSettings
 from schemas import (
     CallStatus,
@@ -41,6 +42,8 @@ from schemas import (
 )
 
 log = logging.getLogger(__name__)
+
+NODE_LOOP = "<node>"
 
 
 class NodeAgent:
@@ -99,7 +102,10 @@ class NodeAgent:
             self.executor.pools = self.pools
             self.tasks.spawn(self.pools.maintain(), "pools")
         self._nodes_kv = await self._js.key_value(self.layout.nodes_bucket)
+        # Work the gateway routes to this node because it holds the function/runtime warm.
+        await self._serve(self.layout.invoke_node(s.node_id), self.layout.node_consumer(s.node_id), NODE_LOOP)
         self.tasks.spawn(self._heartbeat(), "heartbeat")
+        self.tasks.spawn(self._rescue_loop(), "rescue")
         if s.runtimes:
             for rt in s.runtimes:
                 await self._serve_runtime(rt)
@@ -162,24 +168,26 @@ class NodeAgent:
             await watcher.stop()  # type: ignore[no-untyped-call]
 
     async def _serve_runtime(self, runtime: str) -> None:
-        assert self._js is not None
-        s = self.settings
-        sub = await self._js.pull_subscribe(
-            self.layout.invoke_runtime(runtime),
-            durable=self.layout.runtime_consumer(runtime),
-            stream=self.layout.invoke_stream,
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=s.ack_wait_s,
-                # One delivery more than attempts: the last one only records the give-up.
-                max_deliver=s.max_attempts + 1,
-                max_ack_pending=-1,
-            ),
+        await self._serve(self.layout.invoke_runtime(runtime), self.layout.runtime_consumer(runtime), runtime)
+        log.info("agent.serving", extra=fields(runtime=runtime, node=self.settings.node_id))
+
+    def _consumer_config(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.settings.ack_wait_s,
+            # One delivery more than attempts: the last one only records the give-up.
+            max_deliver=self.settings.max_attempts + 1,
+            max_ack_pending=-1,
         )
-        task = asyncio.create_task(self._pull_loop(runtime, sub), name=f"{self.name}:pull:{runtime}")
+
+    async def _serve(self, subject: str, durable: str, key: str) -> None:
+        assert self._js is not None
+        sub = await self._js.pull_subscribe(
+            subject, durable=durable, stream=self.layout.invoke_stream, config=self._consumer_config()
+        )
+        task = asyncio.create_task(self._pull_loop(key, sub), name=f"{self.name}:pull:{key}")
         task.add_done_callback(self._loop_done)
-        self._loops[runtime] = task
-        log.info("agent.serving", extra=fields(runtime=runtime, node=s.node_id))
+        self._loops[key] = task
 
     def _loop_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -222,7 +230,8 @@ class NodeAgent:
     async def _handle_inner(self, msg: Msg) -> None:
         assert self._js is not None
         meta = msg.metadata
-        number = meta.sequence.stream
+        # A call rescued from a dead node's subject keeps the number it was accepted with.
+        number = int((msg.headers or {}).get(RESCUED_NUMBER, meta.sequence.stream))
         attempt = meta.num_delivered
         try:
             inv = decode(Invocation, msg.data)
@@ -285,10 +294,13 @@ class NodeAgent:
 
     async def _run(self, msg: Msg, inv: Invocation, base: dict) -> tuple[Outcome, str | None]:  # type: ignore[type-arg]
         assert self._js is not None and self._engine is not None
+        routed = msg.subject == self.layout.invoke_node(self.settings.node_id)
         runtime_name = msg.subject.rsplit(".", 1)[-1]
         try:
             function = await self._catalog.function(inv.function, inv.version)
             base["version"] = function.version
+            if routed:
+                runtime_name = function.runtime
             if function.runtime != runtime_name:
                 return error_outcome(
                     AgentError(
@@ -319,7 +331,7 @@ class NodeAgent:
             policy=self.settings.policy,
             slots=self.settings.slots,
             free=self.settings.slots - self.running,
-            runtimes=sorted(self._loops),
+            runtimes=sorted(k for k in self._loops if k != NODE_LOOP),
             warm_runtimes={k[3:]: n for k, n in warm.items() if k.startswith("rt:")},
             warm_functions={k[3:]: n for k, n in warm.items() if k.startswith("fn:")},
         )
@@ -329,6 +341,12 @@ class NodeAgent:
         while True:
             await self._nodes_kv.put(self.settings.node_id, encode(self.state()))
             await asyncio.sleep(self.settings.heartbeat_s)
+
+    async def _rescue_loop(self) -> None:
+        assert self._js is not None
+        while True:
+            await asyncio.sleep(max(self.settings.heartbeat_s * 2, 1.0))
+            await rescue_dead_nodes(self._js, self.layout, self._nodes_kv, self._catalog, self.settings.node_id)
 
     async def _keep_alive(self, msg: Msg) -> None:
         interval = max(self.settings.ack_wait_s / 3, 0.5)

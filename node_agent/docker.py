@@ -260,3 +260,20 @@ class DockerEngine:
 
     async def close(self) -> None:
         await self._docker.close()
+
+    async def create_job(self, spec: ContainerSpec) -> str:
+        """A container for a plain job (any image, any command): ``create`` with the same limits
+        and ``no-new-privileges``, but with the image's capabilities kept (arbitrary images may
+        need them, e.g. to chown or to bind a low port) and the image's own command when
+        ``spec.cmd`` is empty."""
+        config = _container_config(spec)
+        config["HostConfig"].pop("CapDrop", None)
+        if not spec.cmd:
+            config.pop("Cmd", None)
+        try:
+            container = await self._docker.containers.create(config)
+        except DockerError as err:
+            if err.status == 404:
+                raise ImageNotFound(f"image {spec.image!r} is not present on this node") from err
+            raise EngineError(f"create failed: {err.message}") from err
+        return str(container.id)

@@ -1,6 +1,7 @@
 """Running node agents in tests, and publishing invocations as any NATS client would."""
 
 import asyncio
+import json
 import secrets
 from pathlib import Path
 from typing import Any
@@ -94,3 +95,20 @@ class Collector:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._sub.unsubscribe()
+
+
+async def spawn_agent(settings: AgentSettings) -> asyncio.subprocess.Process:
+    """A node agent in its own process (``python -m node_agent``), to be killed by a test."""
+    import os
+    import sys
+
+    env = {f"FAAS_AGENT_{k.upper()}": str(v) for k, v in settings.model_dump().items() if v is not None}
+    env["FAAS_AGENT_RUNTIMES"] = json.dumps(settings.runtimes)
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "node_agent",
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )

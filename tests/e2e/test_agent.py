@@ -14,7 +14,7 @@ from nats.aio.client import Client
 from common.natsserver import NatsServer
 from node_agent.agent import NodeAgent
 from schemas import CallStatus, Invocation, Layout, Limits, RuntimeSpec
-from tests.e2e.agent_harness import CallWatcher, Collector, agent_settings, call, publish
+from tests.e2e.agent_harness import CallWatcher, Collector, agent_settings, call, publish, spawn_agent
 from tests.e2e.conftest import containers_with_label, wait_until
 from tests.functions import CRASH, DICE, ECHO, SLEEPY, python_runtime, register
 
@@ -158,3 +158,35 @@ async def test_killed_agent_call_completes_after_redelivery(
             proc.kill()
         for cid in await containers_with_label(docker, f"faas.call={call_id}"):
             await docker.containers.container(cid).delete(force=True)
+
+
+async def test_a_call_that_keeps_killing_its_agent_is_dead_lettered(
+    docker_ready: None,
+    nats_server: NatsServer,
+    nc: Client,
+    layout: Layout,
+    tmp_path: Path,
+    docker: aiodocker.Docker,
+):
+    slow = {"main.py": "import time\ntime.sleep(30)\n"}
+    await register(nc.jetstream(), layout, python_runtime(), "poison", slow)
+    call_id = secrets.token_hex(8)
+    settings = agent_settings(
+        nats_server.url, layout, tmp_path / "c", ack_wait_s=1.5, max_attempts=2, runtimes=["python"]
+    )
+    async with CallWatcher(nc, layout, call_id) as w:
+        await publish(nc, layout, "python", Invocation(id=call_id, function="poison"))
+        for attempt in (1, 2):  # each delivery kills the agent running it
+            proc = await spawn_agent(settings)
+            await wait_until(lambda a=attempt: w.kinds().count("started") == a, timeout=60)
+            proc.kill()
+            await proc.wait()
+        # the third delivery only records the give-up
+        async with NodeAgent(settings):
+            done = await w.finished(timeout=60)
+    assert done.status == CallStatus.ERROR and done.error is not None
+    assert done.error.type == "TooManyAttempts" and "2 attempts" in done.error.message
+    info = await nc.jetstream().stream_info(layout.invoke_stream)
+    assert info.state.messages == 0  # removed from the queue, not left to loop
+    for cid in await containers_with_label(docker, f"faas.call={call_id}"):
+        await docker.containers.container(cid).delete(force=True)

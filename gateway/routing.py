@@ -1,0 +1,73 @@
+"""Routing calls to nodes that hold them warm.
+
+Node agents put their state (free slots, idle warm containers per function version and per
+runtime) in the nodes KV bucket every few seconds. The router follows the bucket and, for a
+call, prefers a fresh node with an idle warm container of that function version, then one
+with an idle container of its runtime, and otherwise leaves the call on the runtime's shared
+subject. A routed call whose node then dies is moved back by the surviving agents.
+"""
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+
+from nats.js.kv import KeyValue
+
+from schemas import InvalidMessage, Layout, NodeState, decode, function_key
+
+log = logging.getLogger(__name__)
+
+
+class NodeRouter:
+    def __init__(self, nodes: KeyValue, layout: Layout, fresh_s: float = 6.0) -> None:
+        self._kv = nodes
+        self._layout = layout
+        self._fresh_s = fresh_s
+        self._nodes: dict[str, NodeState] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._rr = 0
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._follow(), name="gateway:node-router")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _follow(self) -> None:
+        watcher = await self._kv.watchall()
+        try:
+            while True:
+                entry = await watcher.updates(timeout=None)  # type: ignore[no-untyped-call]
+                if entry is None:
+                    continue
+                if not entry.value:
+                    self._nodes.pop(entry.key, None)
+                    continue
+                try:
+                    self._nodes[entry.key] = decode(NodeState, entry.value)
+                except InvalidMessage:
+                    log.warning("router.bad_heartbeat node=%s", entry.key)
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+
+    def subject_for(self, function: str, version: int, runtime: str) -> str:
+        now = datetime.now(UTC)
+        live = [n for n in self._nodes.values() if n.free > 0 and (now - n.at).total_seconds() < self._fresh_s]
+        key = function_key(function, version)
+        for pick in (
+            [n for n in live if n.warm_functions.get(key, 0) > 0],
+            [n for n in live if n.warm_runtimes.get(runtime, 0) > 0],
+        ):
+            if pick:
+                # the most idle warm containers first; ties spread round-robin
+                best = max(n.warm_functions.get(key, 0) + n.warm_runtimes.get(runtime, 0) for n in pick)
+                top = [n for n in pick if n.warm_functions.get(key, 0) + n.warm_runtimes.get(runtime, 0) == best]
+                self._rr += 1
+                return self._layout.invoke_node(top[self._rr % len(top)].node_id)
+        return self._layout.invoke_runtime(runtime)

@@ -1,0 +1,254 @@
+"""Running one container job: image -> create -> start -> live logs -> wait -> outcome.
+
+The run can be interrupted at any point: by a cancel (ends ``CANCELLED``), by the worker
+stopping (the job is handed back to the queue), or by its own ``timeout_s`` (``ERROR``).
+A container it created is always torn down by the engine's one teardown, ``remove``.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol, TypeVar
+
+from common.logs import fields
+from node_agent.docker import ContainerSpec, ExitState
+from node_agent.errors import AgentError, ImageNotFound
+from node_agent.logstream import LogPublisher, Publisher
+from schemas import JobMessage, JobResult, JobStatus, Layout
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# After the container exited, how long its last output may take to arrive.
+_LOG_DRAIN_S = 5.0
+_ERROR_TAIL = 4096
+
+
+class JobEngine(Protocol):
+    """What a job needs from the container engine (``DockerEngine``; fakes in unit tests)."""
+
+    async def image_exists(self, image: str) -> bool: ...
+    async def pull(self, image: str, auth: dict[str, str] | None = None) -> None: ...
+    async def create_job(self, spec: ContainerSpec) -> str: ...
+    async def start(self, cid: str) -> None: ...
+    async def wait(self, cid: str) -> int: ...
+    async def exit_state(self, cid: str) -> ExitState: ...
+    def follow_output(self, cid: str, follow: bool = True) -> AsyncIterator[tuple[int, bytes]]: ...
+    async def remove(self, cid: str, grace_s: float = 0) -> None: ...
+
+
+class Interrupt(StrEnum):
+    CANCELLED = "cancelled"  # a cancel request: the job ends CANCELLED
+    SHUTDOWN = "shutdown"  # the worker is stopping: the job goes back to the queue
+
+
+class JobControl:
+    """The stop requests of one running job; the first reason wins."""
+
+    def __init__(self) -> None:
+        self.reason: Interrupt | None = None
+        self._event = asyncio.Event()
+
+    def interrupt(self, reason: Interrupt) -> None:
+        if self.reason is None:
+            self.reason = reason
+            self._event.set()
+
+    async def wait(self) -> Interrupt:
+        await self._event.wait()
+        assert self.reason is not None
+        return self.reason
+
+
+class _Interrupted(Exception):
+    def __init__(self, reason: Interrupt) -> None:
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    node_id: str
+    cancel_grace_s: float = 10.0
+    memory_mb: int = 2048
+    cpus: float = 1.0
+    pids_limit: int = 4096
+    network: bool = True
+    max_log_bytes: int = 8 << 20
+    log_flush_s: float = 0.1
+
+
+@dataclass
+class RunOutcome:
+    status: JobStatus
+    result: JobResult = field(default_factory=JobResult)
+    container: str | None = None
+    # The worker is stopping: not finished, the message goes back to the queue.
+    requeue: bool = False
+    # The container is gone already (stopped and deleted by an interrupt or a timeout).
+    removed: bool = False
+
+
+class JobRun:
+    def __init__(
+        self,
+        job: JobMessage,
+        number: int,
+        attempt: int,
+        engine: JobEngine,
+        js: Publisher,
+        layout: Layout,
+        settings: RunSettings,
+        control: JobControl,
+        on_started: Callable[[str], Awaitable[None]],
+    ) -> None:
+        self.job = job
+        self.number = number
+        self.attempt = attempt
+        self._engine = engine
+        self._js = js
+        self._layout = layout
+        self._s = settings
+        self._control = control
+        self._on_started = on_started
+
+    async def run(self) -> RunOutcome:
+        """Never raises for a job's own failure (those are outcomes); the container, if one was
+        created, is in ``outcome.container`` for the caller to remove after the final event."""
+        try:
+            await self._interruptible(self._ensure_image(), "pull")
+            cid = await self._engine.create_job(self._container_spec())
+        except _Interrupted as stop:
+            return self._interrupted(stop.reason, None)
+        except AgentError as err:
+            return _error(str(err))
+        try:
+            return await self._run_container(cid)
+        except AgentError as err:
+            return _error(str(err), container=cid)
+        except BaseException:
+            await self._engine.remove(cid)
+            raise
+
+    # --- steps ------------------------------------------------------------------------------
+    async def _ensure_image(self) -> None:
+        c = self.job.spec.container
+        if await self._engine.image_exists(c.image):
+            return
+        auth = c.registry_auth.model_dump(exclude_none=True) if c.registry_auth else None
+        log.info("job.pull", extra=fields(job=self.job.id, image=c.image, auth=auth is not None))
+        try:
+            await self._engine.pull(c.image, auth)
+        except AgentError as err:
+            raise ImageNotFound(f"image {c.image!r} not found: not on this node and the pull failed: {err}") from err
+
+    def _container_spec(self) -> ContainerSpec:
+        c = self.job.spec.container
+        s = self._s
+        return ContainerSpec(
+            image=c.image,
+            cmd=list(c.command),
+            env=dict(c.env),
+            labels={"faas.job": self.job.id, "faas.node": s.node_id},
+            memory_mb=s.memory_mb,
+            cpus=s.cpus,
+            pids_limit=s.pids_limit,
+            network=s.network,
+        )
+
+    async def _run_container(self, cid: str) -> RunOutcome:
+        spec = self.job.spec
+        await self._engine.start(cid)
+        executed_at, t0 = datetime.now(UTC), time.perf_counter()
+        await self._on_started(cid)
+        logs = LogPublisher(
+            self._js,
+            self._layout,
+            self.job.id,
+            self.attempt,
+            self._s.max_log_bytes,
+            number=self.number,
+            flush_interval_s=self._s.log_flush_s,
+            keep_stderr=_ERROR_TAIL,
+        )
+        pump = asyncio.create_task(logs.consume(self._engine.follow_output(cid)), name=f"job:{self.job.id}:logs")
+        try:
+            code = await self._interruptible(self._engine.wait(cid), "wait", timeout_s=spec.timeout_s)
+            stop: Interrupt | None = None
+        except _Interrupted as interrupted:
+            stop, code = interrupted.reason, None
+        except TimeoutError:
+            stop, code = None, None
+        removed = code is None
+        if removed:
+            # Cancel, shutdown or timeout: the one teardown (SIGTERM, grace, SIGKILL, delete).
+            await self._engine.remove(cid, self._s.cancel_grace_s)
+        await _drain(pump, self.job.id)
+        await logs.close()
+        result = JobResult(
+            executed_at=executed_at,
+            finished_at=datetime.now(UTC),
+            duration_ms=round((time.perf_counter() - t0) * 1000, 1),
+            exit_code=code,
+        )
+        if stop is not None:
+            outcome = self._interrupted(stop, cid)
+            outcome.result = result.model_copy(update={"error": outcome.result.error})
+            outcome.removed = True
+            return outcome
+        if code is None:
+            result.error = f"timed out after {spec.timeout_s:g}s"
+            return RunOutcome(JobStatus.ERROR, result, cid, removed=True)
+        if code == 0:
+            return RunOutcome(JobStatus.FINISHED, result, cid)
+        result.error = await self._exit_error(cid, code, logs.stderr_tail)
+        return RunOutcome(JobStatus.ERROR, result, cid)
+
+    async def _exit_error(self, cid: str, code: int, stderr_tail: bytes) -> str:
+        try:
+            oom = (await self._engine.exit_state(cid)).oom_killed
+        except Exception:  # the container may be gone; the exit code says enough
+            oom = False
+        head = f"exit code {code}" + (" (out of memory)" if oom else "")
+        tail = stderr_tail.decode("utf-8", errors="replace").strip()
+        return f"{head}: {tail}" if tail else head
+
+    # --- interrupts -------------------------------------------------------------------------
+    async def _interruptible(self, step: Awaitable[T], what: str, timeout_s: float | None = None) -> T:
+        """``step``, unless a stop request comes first (raises ``_Interrupted``) or ``timeout_s``
+        passes (``TimeoutError``); the step is cancelled either way."""
+        task: asyncio.Task[T] = asyncio.ensure_future(step)
+        stop = asyncio.create_task(self._control.wait(), name=f"job:{self.job.id}:{what}:stop")
+        try:
+            done, _ = await asyncio.wait({task, stop}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not task.done():
+                task.cancel()
+            await asyncio.gather(task, stop, return_exceptions=True)
+        if task in done:
+            return task.result()
+        if stop in done:
+            raise _Interrupted(stop.result())
+        raise TimeoutError
+
+    def _interrupted(self, reason: Interrupt, cid: str | None) -> RunOutcome:
+        if reason is Interrupt.SHUTDOWN:
+            return RunOutcome(JobStatus.QUEUED, container=cid, requeue=True)
+        return RunOutcome(JobStatus.CANCELLED, JobResult(finished_at=datetime.now(UTC), error="cancelled"), cid)
+
+
+def _error(message: str, container: str | None = None) -> RunOutcome:
+    return RunOutcome(JobStatus.ERROR, JobResult(finished_at=datetime.now(UTC), error=message), container)
+
+
+async def _drain(pump: "asyncio.Task[Any]", job_id: str) -> None:
+    """The output stream ends when the container exits; bounded, in case the engine hangs."""
+    try:
+        await asyncio.wait_for(pump, _LOG_DRAIN_S)
+    except TimeoutError:
+        log.warning("job.logs.drain_timeout", extra=fields(job=job_id))

@@ -7,6 +7,7 @@ an unreferenced archive, which a retry reuses since it is named by its digest).
 
 import hashlib
 import logging
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,6 +18,7 @@ from gateway.errors import GatewayError, bad_request, check_name, invalid, too_l
 from gateway.functions import Functions
 from gateway.runtimes import Runtimes
 from schemas import FunctionRecord, InvalidMessage, Limits, RuntimeSpec, decode
+from schemas.function import HANDLER_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,7 @@ async def register_function(
     limits: Limits,
     max_upload_bytes: int,
     max_uncompressed_bytes: int,
+    handler: str | None = None,
 ) -> FunctionRecord:
     check_name("function", name)
     check_name("runtime", runtime)
@@ -74,7 +77,14 @@ async def register_function(
         raise too_large(f"module is larger than {max_upload_bytes} bytes")
     if not archive:
         raise bad_request("module is empty")
-    await runtimes.get(runtime)
+    if handler and not re.match(HANDLER_PATTERN, handler):
+        raise bad_request(f"handler {handler!r} is not 'module' or 'module:function'")
+    spec = await runtimes.get(runtime)
+    if handler and not spec.handler_command:
+        raise bad_request(
+            f"runtime {runtime!r} has no handler_command, so it cannot serve handler {handler!r};"
+            " register the runtime with one (e.g. 'python3 /opt/faas/faas_bootstrap.py') or omit 'handler'"
+        )
     try:
         info = validate_archive(archive, max_uncompressed_bytes)
     except ArchiveError as err:
@@ -89,6 +99,7 @@ async def register_function(
         "archive": info.format,
         "has_dependencies": info.has_dependencies,
         "limits": limits,
+        "handler": handler or None,
     }
     await functions.store_archive(digest, archive)
     record = await functions.add_version(draft)

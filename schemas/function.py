@@ -7,6 +7,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.names import NAME_PATTERN
 
+HANDLER_PATTERN = r"^[A-Za-z0-9_./-]+(:[A-Za-z_][A-Za-z0-9_]*)?$"
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -52,5 +54,5 @@ class FunctionRecord(BaseModel):
     limits: Limits = Field(default_factory=Limits)
     # Handler protocol: "module:function" (Python) or "module" / "module:export" (Node.js),
     # served by the runtime's handler_command; None = the runtime's run command per call.
-    handler: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z0-9_./-]+(:[A-Za-z_][A-Za-z0-9_]*)?$")
+    handler: str | None = Field(default=None, max_length=200, pattern=HANDLER_PATTERN)
     created_at: datetime = Field(default_factory=_now)

@@ -10,7 +10,8 @@ from gateway.web import json_response, model_json
 
 
 async def create(request: web.Request) -> web.Response:
-    """``POST /v1/functions``: fields ``name``, ``runtime``, file ``module``, optional ``limits`` JSON."""
+    """``POST /v1/functions``: fields ``name``, ``runtime``, file ``module``,
+    optional ``limits`` JSON and ``handler`` (``module:function``: the handler protocol)."""
     d = deps(request)
     s = d.settings
     upload = await read_upload(request, s.max_upload_bytes)
@@ -27,6 +28,7 @@ async def create(request: web.Request) -> web.Response:
         runtime=upload.fields["runtime"],
         archive=upload.module,
         limits=registration.parse_limits(upload.fields.get("limits")),
+        handler=upload.fields.get("handler"),
         max_upload_bytes=s.max_upload_bytes,
         max_uncompressed_bytes=s.max_uncompressed_bytes,
     )

@@ -48,13 +48,17 @@ class Client:
     async def register_runtime(self, spec: dict[str, Any]) -> Any:
         return (await self.request("POST", "/v1/runtimes", json=spec))[1]
 
-    async def deploy(self, name: str, runtime: str, path: Path, limits: dict[str, Any] | None) -> Any:
+    async def deploy(
+        self, name: str, runtime: str, path: Path, limits: dict[str, Any] | None, handler: str | None = None
+    ) -> Any:
         data, filename = pack(path)
         form = aiohttp.FormData()
         form.add_field("name", name)
         form.add_field("runtime", runtime)
         if limits:
             form.add_field("limits", json.dumps(limits))
+        if handler:
+            form.add_field("handler", handler)
         form.add_field("module", data, filename=filename, content_type="application/octet-stream")
         return (await self.request("POST", "/v1/functions", data=form))[1]
 

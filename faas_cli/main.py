@@ -102,9 +102,16 @@ def runtime() -> None:
 @click.option("--path", default="/app", show_default=True, help="Directory the function is placed in.")
 @click.option("--dependencies", default="", help="Command that installs the function's requirements.")
 @click.option("--run", "run_cmd", required=True, help="Command that runs the function.")
+@click.option(
+    "--handler-command", help="Command starting the handler shim, e.g. 'python3 /opt/faas/faas_bootstrap.py'."
+)
 @click.pass_obj
-def runtime_register(client: Client, name: str, image: str, path: str, dependencies: str, run_cmd: str) -> None:
+def runtime_register(
+    client: Client, name: str, image: str, path: str, dependencies: str, run_cmd: str, handler_command: str | None
+) -> None:
     spec = {"name": name, "image": image, "path": path, "dependencies": dependencies, "run": run_cmd}
+    if handler_command:
+        spec["handler_command"] = handler_command
     _print(_run(client.register_runtime(spec)))
 
 
@@ -123,8 +130,11 @@ def function() -> None:
 @click.argument("name")
 @click.argument("source", type=click.Path(path_type=Path, exists=True))
 @click.option("--runtime", required=True)
+@click.option("--handler", help="module:function served by the runtime's handler shim (fast, warm-reusable).")
 @click.option("--timeout", type=float, help="Seconds a call may run.")
 @click.option("--memory", type=int, help="Memory limit in MB.")
+@click.option("--cpus", type=float, help="CPU share in cores.")
+@click.option("--pids", type=int, help="Processes/threads a call may have.")
 @click.option("--network/--no-network", default=None, help="Network access for calls.")
 @click.pass_obj
 def function_deploy(
@@ -132,13 +142,17 @@ def function_deploy(
     name: str,
     source: Path,
     runtime: str,
+    handler: str | None,
     timeout: float | None,
     memory: int | None,
+    cpus: float | None,
+    pids: int | None,
     network: bool | None,
 ) -> None:
     """Upload SOURCE (a directory, .zip or .tar.gz) as a new version of NAME."""
-    limits = {k: v for k, v in {"timeout_s": timeout, "memory_mb": memory, "network": network}.items() if v is not None}
-    _print(_run(client.deploy(name, runtime, source, limits or None)))
+    wanted = {"timeout_s": timeout, "memory_mb": memory, "cpus": cpus, "pids": pids, "network": network}
+    limits = {k: v for k, v in wanted.items() if v is not None}
+    _print(_run(client.deploy(name, runtime, source, limits or None, handler)))
 
 
 @function.command("list")

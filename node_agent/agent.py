@@ -8,6 +8,7 @@ redelivered early.
 
 import asyncio
 import logging
+import secrets
 import time
 
 from nats.aio.client import Client
@@ -24,6 +25,7 @@ from node_agent.deps import DependencyImages
 from node_agent.docker import DockerEngine, Engine
 from node_agent.errors import AgentError
 from node_agent.executor import Executor
+from node_agent.nodeid import claim_node_id
 from node_agent.outcome import Outcome, elapsed_ms, error_outcome
 from node_agent.pools import PoolConfig, Pools
 from node_agent.rescue import RESCUED_NUMBER, rescue_dead_nodes
@@ -62,6 +64,7 @@ class NodeAgent:
         self._stopping = asyncio.Event()
         self._started = False
         self.running = 0
+        self.instance = secrets.token_hex(6)
 
     # --- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
@@ -73,13 +76,15 @@ class NodeAgent:
             engine = DockerEngine(s.docker_url)
             await engine.ping()
             self._engine = engine
+        self._nc = await connect(s.nats_url, self.name)
+        self._js = self._nc.jetstream()
+        await ensure_layout(self._js, self.layout)
+        self._nodes_kv = await self._js.key_value(self.layout.nodes_bucket)
+        await claim_node_id(self._nodes_kv, s.node_id, s.heartbeat_s)
         # Containers of an earlier run of this node (killed before teardown): their calls
         # were not acked and are redelivered, so the containers are only garbage.
         if removed := await self._engine.remove_labelled(f"faas.node={s.node_id}"):
             log.info("agent.orphans_removed", extra=fields(node=s.node_id, count=removed))
-        self._nc = await connect(s.nats_url, self.name)
-        self._js = self._nc.jetstream()
-        await ensure_layout(self._js, self.layout)
         self._catalog = Catalog(
             await self._js.key_value(self.layout.runtimes_bucket),
             await self._js.key_value(self.layout.functions_bucket),
@@ -101,7 +106,6 @@ class NodeAgent:
             self.pools = Pools(self._engine, self.executor.make_warm, config, self.tasks)
             self.executor.pools = self.pools
             self.tasks.spawn(self.pools.maintain(), "pools")
-        self._nodes_kv = await self._js.key_value(self.layout.nodes_bucket)
         # Work the gateway routes to this node because it holds the function/runtime warm.
         await self._serve(self.layout.invoke_node(s.node_id), self.layout.node_consumer(s.node_id), NODE_LOOP)
         self.tasks.spawn(self._heartbeat(), "heartbeat")
@@ -328,6 +332,7 @@ class NodeAgent:
         warm = self.pools.idle_counts() if self.pools else {}
         return NodeState(
             node_id=self.settings.node_id,
+            instance=self.instance,
             policy=self.settings.policy,
             slots=self.settings.slots,
             free=self.settings.slots - self.running,

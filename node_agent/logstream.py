@@ -214,6 +214,7 @@ class LogPublisher:
     async def _flush_later(self) -> None:
         try:
             await asyncio.wait_for(self._closing.wait(), self._interval)
+            return  # close() publishes everything in one last chunk
         except TimeoutError:
             pass
         await self.flush()

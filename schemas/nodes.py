@@ -17,6 +17,8 @@ def function_key(name: str, version: int) -> str:
 
 class NodeState(BaseModel):
     node_id: str = Field(pattern=NAME_PATTERN)
+    # A random id per agent process: tells two live agents claiming one node id apart.
+    instance: str | None = None
     policy: str
     slots: int
     free: int

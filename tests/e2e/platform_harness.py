@@ -2,6 +2,7 @@
 processes) on free ports in a temporary data dir."""
 
 import asyncio
+import secrets
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,7 +22,9 @@ def free_port() -> int:
 
 @asynccontextmanager
 async def running_platform(data_dir: Path, **over: Any) -> AsyncIterator[Platform]:
-    cfg = UpConfig(data_dir=data_dir, port=free_port(), nats_port=0, slots=8, grace_s=5, **over)
+    # A node id of its own: never the host name another test's (or a developer's) agent uses.
+    extra_env = {"FAAS_AGENT_NODE_ID": "t" + secrets.token_hex(4), **over.pop("extra_env", {})}
+    cfg = UpConfig(data_dir=data_dir, port=free_port(), nats_port=0, slots=8, grace_s=5, extra_env=extra_env, **over)
     platform = Platform(cfg)
     try:
         await platform.start()

@@ -1,9 +1,12 @@
 """The whole platform, as `faas up` runs it: real nats-server, store, gateway and node agent
 processes, real containers. The README's dice example, over both route sets and over NATS."""
 
+import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -11,7 +14,7 @@ import pytest
 from faas_cli.up import Platform
 from tests.e2e.natsproto import RawNats
 from tests.e2e.platform_harness import base_url, poll_json, running_platform
-from tests.functions import DICE, SLEEPY, targz_bytes, zip_bytes
+from tests.functions import DICE, PY_HANDLER, SLEEPY, targz_bytes, zip_bytes
 
 pytestmark = pytest.mark.e2e
 
@@ -169,3 +172,66 @@ async def test_restart_keeps_runtimes_functions_and_calls(docker_ready: None, tm
         async with http.post("/v1/functions/dice/invoke", json={"roll": "1d6"}) as resp:
             again = await resp.json()
         assert again["status"] == "DONE" and again["number"] > call["number"]
+
+
+async def _faas(platform: Platform, *args: str) -> tuple[int, Any]:
+    """The `faas` command, as a user runs it."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "faas_cli",
+        "--gateway",
+        base_url(platform),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    text = out.decode() or err.decode()
+    try:
+        return proc.returncode or 0, json.loads(text)
+    except json.JSONDecodeError:
+        return proc.returncode or 0, text
+
+
+async def test_cli_register_deploy_invoke(platform: Platform, tmp_path: Path) -> None:
+    code, spec = await _faas(
+        platform,
+        "runtime",
+        "register",
+        "--name",
+        "clipy",
+        "--image",
+        "faas-python",
+        "--run",
+        "python3 main.py",
+        "--handler-command",
+        "python3 /opt/faas/faas_bootstrap.py",
+    )
+    assert code == 0 and spec["name"] == "clipy", spec
+    src = tmp_path / "fn"
+    src.mkdir()
+    for name, text in PY_HANDLER.items():
+        (src / name).write_text(text)
+    code, rec = await _faas(
+        platform,
+        "function",
+        "deploy",
+        "clifn",
+        str(src),
+        "--runtime",
+        "clipy",
+        "--handler",
+        "main:handler",
+        "--timeout",
+        "10",
+    )
+    assert code == 0 and rec["version"] == 1 and rec["limits"]["timeout_s"] == 10, rec
+    code, call = await _faas(platform, "invoke", "clifn", '{"x": "cli"}')
+    assert code == 0 and call["status"] == "DONE" and call["result"]["echo"] == {"x": "cli"}, call
+    code, failed = await _faas(platform, "invoke", "clifn", '{"fail": "oops"}')
+    assert code == 1 and failed["error"]["type"] == "ValueError"
+    code, shown = await _faas(platform, "call", str(call["number"]))
+    assert code == 0 and shown["id"] == call["id"]
+    code, msg = await _faas(platform, "invoke", "nosuch", "{}")
+    assert code != 0 and "404" in msg

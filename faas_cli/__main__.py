@@ -1,0 +1,3 @@
+from faas_cli.main import cli
+
+cli()

@@ -1,0 +1,357 @@
+"""Container jobs on a node: priority intake within the node's slots, one run per job, cancels.
+
+Per job: decode -> give up after ``max_attempts`` deliveries -> cancelled while queued? (the
+cancels bucket) -> run (``job_run``: image, container, live logs, wait) -> publish
+``JobFinished`` -> ack -> remove the container. The ack comes only after the final event is
+stored, so the job of an agent that dies is redelivered; while it runs, ``in_progress`` keeps
+it from being redelivered early. A cancel request (a key in the cancels bucket) is watched
+and stops the job's container: SIGTERM, ``cancel_grace_s``, SIGKILL.
+
+The worker shares the node's slot semaphore with the call pull loops: a slot is taken only
+when a job is known to be waiting, so an idle job intake never holds one.
+"""
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.errors import KeyNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
+
+from common.lifecycle import TaskSet
+from common.logs import fields
+from node_agent.job_intake import PriorityIntake
+from node_agent.job_run import Interrupt, JobControl, JobEngine, JobRun, RunOutcome, RunSettings
+from schemas import (
+    InvalidMessage,
+    JobFinished,
+    JobMessage,
+    JobResult,
+    JobStarted,
+    JobStatus,
+    Layout,
+    decode,
+    encode,
+)
+
+log = logging.getLogger(__name__)
+
+# After the grace period, interrupted jobs get cancel_grace_s plus this to stop their containers.
+_STOP_MARGIN_S = 10.0
+_ERROR_BACKOFF_S = 1.0
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """The worker's settings; ``python -m node_agent`` builds it from ``AgentSettings``."""
+
+    node_id: str
+    # Graceful stop: running jobs get this long to finish, then go back to the queue.
+    grace_s: float = 30.0
+    # A cancelled (or timed out) job's container gets this long between SIGTERM and SIGKILL.
+    cancel_grace_s: float = 10.0
+    ack_wait_s: float = 30.0
+    max_attempts: int = 3
+    # Idle intake: one stream-info request per poll (and at once when a job is published).
+    poll_s: float = 0.5
+    memory_mb: int = 2048
+    cpus: float = 1.0
+    pids_limit: int = 4096
+    network: bool = True
+    max_log_bytes: int = 8 << 20
+    log_flush_s: float = 0.1
+
+    def __post_init__(self) -> None:
+        if min(self.grace_s, self.cancel_grace_s) < 0 or self.ack_wait_s < 1 or self.poll_s <= 0:
+            raise ValueError(f"invalid job config {self}")
+        if self.max_attempts < 1 or self.memory_mb < 16 or self.max_log_bytes < 0:
+            raise ValueError(f"invalid job config {self}")
+
+    def run_settings(self) -> RunSettings:
+        return RunSettings(
+            node_id=self.node_id,
+            cancel_grace_s=self.cancel_grace_s,
+            memory_mb=self.memory_mb,
+            cpus=self.cpus,
+            pids_limit=self.pids_limit,
+            network=self.network,
+            max_log_bytes=self.max_log_bytes,
+            log_flush_s=self.log_flush_s,
+        )
+
+
+class JobWorker:
+    """``worker = JobWorker(config, slots, nc, layout, engine); await worker.start() ... stop()``.
+
+    ``tasks``: the owner's TaskSet for the worker's side tasks (intake, cancel watch), so that
+    one dying stops the owner loudly; by default the worker's own.
+    """
+
+    def __init__(
+        self,
+        config: JobConfig,
+        slots: asyncio.Semaphore,
+        nc: Client,
+        layout: Layout,
+        engine: JobEngine,
+        tasks: TaskSet | None = None,
+    ) -> None:
+        self.config = config
+        self._slots = slots
+        self._nc = nc
+        self._js = nc.jetstream()
+        self._layout = layout
+        self._engine = engine
+        self.tasks = tasks or TaskSet(f"jobs:{config.node_id}")
+        self._jobs = TaskSet(f"jobs:{config.node_id}:run")
+        self._intake = PriorityIntake(nc, layout, config.ack_wait_s, config.max_attempts + 1, config.poll_s)
+        self._running: dict[str, JobControl] = {}
+        self._side: list[asyncio.Task[Any]] = []
+        self._intake_task: asyncio.Task[Any] | None = None
+        self._cancels: KeyValue | None = None
+        self._started = False
+        self._stopping = False
+        self._requeue_all = False
+
+    @property
+    def running(self) -> list[str]:
+        """Ids of the jobs this worker is running now."""
+        return list(self._running)
+
+    # --- lifecycle ----------------------------------------------------------------------
+    async def start(self, intake: bool = True) -> None:
+        """Create the consumers, watch cancels and (unless ``intake=False``, for
+        ``run_until_idle``) take jobs whenever a slot is free. Idempotent."""
+        if self._started:
+            return
+        self._started = True
+        await self._intake.setup()
+        self._cancels = await self._js.key_value(self._layout.cancels_bucket)
+        watcher = await self._cancels.watchall(meta_only=True, ignore_deletes=True)
+        self._side.append(self.tasks.spawn(self._watch_cancels(watcher), "jobs:cancel-watch"))
+        if intake:
+            self._intake_task = self.tasks.spawn(self._intake_loop(), "jobs:intake")
+            self._side.append(self._intake_task)
+        log.info("jobs.started", extra=fields(node=self.config.node_id, intake=intake))
+
+    async def stop(self) -> None:
+        """Stop taking jobs; running ones get ``grace_s`` to finish, then their containers are
+        stopped and they go back to the queue (another node runs them again)."""
+        if not self._started or self._stopping:
+            return
+        self._stopping = True
+        c = self.config
+        # 1. No new jobs.
+        if self._intake_task is not None:
+            self._intake_task.cancel()
+            await asyncio.gather(self._intake_task, return_exceptions=True)
+        # 2. Running jobs may finish within the grace period.
+        if not await self._jobs.wait_all(c.grace_s):
+            # 3. The rest: SIGTERM, cancel_grace_s, SIGKILL, nak. Then whatever still hangs is cancelled.
+            log.warning("jobs.requeueing", extra=fields(node=c.node_id, jobs=",".join(self._running)))
+            self._requeue_all = True
+            for control in self._running.values():
+                control.interrupt(Interrupt.SHUTDOWN)
+            if not await self._jobs.wait_all(c.cancel_grace_s + _STOP_MARGIN_S):
+                log.error("jobs.stop.cancelling", extra=fields(node=c.node_id, tasks=len(self._jobs)))
+                await self._jobs.cancel_all()
+        # 4. Side tasks and subscriptions.
+        for task in self._side:
+            task.cancel()
+        await asyncio.gather(*self._side, return_exceptions=True)
+        await self._intake.close()
+        log.info("jobs.stopped", extra=fields(node=c.node_id))
+
+    async def __aenter__(self) -> "JobWorker":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def run_until_idle(self) -> int:
+        """Burst mode (after ``start(intake=False)``): take jobs, highest priority first and
+        within the slots, until none is ready and none is running. Returns how many were taken."""
+        taken = 0
+        while True:
+            while await self._take_one(wait=False):
+                taken += 1
+            if not len(self._jobs):
+                return taken
+            await self._jobs.wait_all()
+
+    # --- intake ---------------------------------------------------------------------------
+    async def _intake_loop(self) -> None:
+        while True:
+            try:
+                await self._take_one(wait=True)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Loop boundary: NATS reconnecting, the consumers deleted under us... pause, redo.
+                log.exception("jobs.intake.error", extra=fields(node=self.config.node_id))
+                await asyncio.sleep(_ERROR_BACKOFF_S)
+                try:
+                    await self._intake.setup()
+                except Exception as err:
+                    log.warning("jobs.intake.setup_failed", extra=fields(error=repr(err)))
+
+    async def _take_one(self, wait: bool) -> bool:
+        """Take the highest-priority ready job into a slot; False if none is ready (``wait=False``)."""
+        while True:
+            levels = await self._intake.waiting_levels()
+            if levels:
+                refresh = self._slots.locked()
+                await self._slots.acquire()
+                try:
+                    if refresh:  # waited for the slot: a higher level may have filled meanwhile
+                        levels = await self._intake.waiting_levels()
+                    msg = await self._intake.take(levels)
+                except BaseException:
+                    self._slots.release()
+                    raise
+                if msg is not None:
+                    self._jobs.spawn(self._handle(msg), f"job:{msg.metadata.sequence.stream}", critical=False)
+                    return True
+                self._slots.release()
+            if not wait:
+                return False
+            await self._intake.wait_for_news()
+
+    async def _watch_cancels(self, watcher: KeyValue.KeyWatcher) -> None:
+        try:
+            while True:
+                entry = await watcher.updates(timeout=None)  # type: ignore[no-untyped-call]
+                if entry is None:  # end of the initial values: cancels of jobs long gone
+                    continue
+                control = self._running.get(entry.key)
+                if control is not None and control.reason is None:
+                    log.info("job.cancel_requested", extra=fields(job=entry.key, node=self.config.node_id))
+                    control.interrupt(Interrupt.CANCELLED)
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+
+    # --- one job -------------------------------------------------------------------------
+    async def _handle(self, msg: Msg) -> None:
+        try:
+            await self._process(msg)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Not acked: redelivered after ack_wait (bounded by max_attempts).
+            log.exception("job.handler_failed", extra=fields(subject=msg.subject, node=self.config.node_id))
+        finally:
+            self._slots.release()
+
+    async def _process(self, msg: Msg) -> None:
+        meta = msg.metadata
+        number, attempt = meta.sequence.stream, meta.num_delivered
+        try:
+            job = decode(JobMessage, msg.data)
+        except InvalidMessage as err:
+            await self._finish(msg, self._finished(f"j{number}", JobStatus.ERROR, f"invalid job: {err}"), attempt)
+            return
+        if attempt > self.config.max_attempts:
+            error = f"gave up after {self.config.max_attempts} attempts without completing"
+            await self._finish(msg, self._finished(job.id, JobStatus.ERROR, error), attempt)
+            return
+        # Registered before the cancels bucket is read: a cancel from now on reaches the run.
+        control = JobControl()
+        self._running[job.id] = control
+        if self._requeue_all:
+            control.interrupt(Interrupt.SHUTDOWN)
+        try:
+            if await self._cancel_requested(job.id) or control.reason is Interrupt.CANCELLED:
+                await self._cancel_queued(msg, job.id, attempt)
+                return
+            outcome = await self._run(msg, job, number, attempt, control)
+        finally:
+            if self._running.get(job.id) is control:
+                del self._running[job.id]
+        try:
+            if outcome.requeue:
+                log.info("job.requeued", extra=fields(job=job.id, number=number, node=self.config.node_id))
+                await msg.nak()
+            else:
+                event = JobFinished(
+                    job_id=job.id, status=outcome.status, node=self.config.node_id, result=outcome.result
+                )
+                await self._finish(msg, event, attempt)
+        finally:
+            if outcome.container is not None and not outcome.removed:
+                await self._engine.remove(outcome.container)
+
+    async def _run(self, msg: Msg, job: JobMessage, number: int, attempt: int, control: JobControl) -> RunOutcome:
+        async def started(cid: str) -> None:
+            event = JobStarted(job_id=job.id, node=self.config.node_id, container=cid)
+            await self._publish(event.job_id, event.kind, encode(event), f"{job.id}.job_started.{attempt}")
+            log.info(
+                "job.started",
+                extra=fields(
+                    job=job.id, number=number, attempt=attempt, priority=job.spec.priority, container=cid[:12]
+                ),
+            )
+
+        run = JobRun(
+            job, number, attempt, self._engine, self._js, self._layout, self.config.run_settings(), control, started
+        )
+        keepalive = asyncio.create_task(self._keep_alive(msg, job.id), name=f"job:{job.id}:keepalive")
+        try:
+            return await run.run()
+        finally:
+            keepalive.cancel()
+            await asyncio.gather(keepalive, return_exceptions=True)
+
+    async def _cancel_requested(self, job_id: str) -> bool:
+        assert self._cancels is not None
+        try:
+            await self._cancels.get(job_id)
+        except KeyNotFoundError:
+            return False
+        return True
+
+    async def _cancel_queued(self, msg: Msg, job_id: str, attempt: int) -> None:
+        """Cancelled before it started: never runs. The gateway has usually published the
+        final event already (it does when its record says QUEUED); if not, it is done here."""
+        try:
+            await self._js.get_last_msg(self._layout.events_stream, self._layout.event(job_id, "job_finished"))
+        except NotFoundError:
+            event = self._finished(job_id, JobStatus.CANCELLED, "cancelled before it started")
+            await self._finish(msg, event, attempt)
+            return
+        await msg.ack_sync()
+        log.info("job.cancelled_queued", extra=fields(job=job_id, node=self.config.node_id))
+
+    def _finished(self, job_id: str, status: JobStatus, error: str) -> JobFinished:
+        result = JobResult(finished_at=datetime.now(UTC), error=error)
+        return JobFinished(job_id=job_id, status=status, node=self.config.node_id, result=result)
+
+    async def _finish(self, msg: Msg, event: JobFinished, attempt: int) -> None:
+        await self._publish(event.job_id, event.kind, encode(event), f"{event.job_id}.job_finished.{attempt}")
+        await msg.ack_sync()
+        r = event.result
+        log.info(
+            "job.finished",
+            extra=fields(job=event.job_id, status=event.status.value, exit_code=r.exit_code, ms=r.duration_ms),
+        )
+
+    async def _publish(self, job_id: str, kind: str, data: bytes, msg_id: str) -> None:
+        await self._js.publish(
+            self._layout.event(job_id, kind),
+            data,
+            stream=self._layout.events_stream,
+            headers={"Nats-Msg-Id": msg_id},
+        )
+
+    async def _keep_alive(self, msg: Msg, job_id: str) -> None:
+        interval = max(self.config.ack_wait_s / 3, 0.5)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await msg.in_progress()
+            except Exception as err:  # NATS reconnecting: the next beat may get through
+                log.warning("job.keepalive_failed", extra=fields(job=job_id, error=repr(err)))

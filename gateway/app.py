@@ -11,9 +11,13 @@ from common.jetstream import connect, ensure_layout
 from common.lifecycle import TaskSet
 from common.logs import fields
 from gateway.call_service import CallService
+from gateway.callback_post import RetryPolicy
+from gateway.callbacks import CallbackDispatcher
 from gateway.deps import DEPS, Deps
 from gateway.functions import Functions
 from gateway.invoker import Invoker
+from gateway.jobs import Jobs
+from gateway.log_stream import LogStreams
 from gateway.routes import add_routes
 from gateway.routing import NodeRouter
 from gateway.runtimes import Runtimes
@@ -51,6 +55,8 @@ class Gateway:
         self._invoker: Invoker | None = None
         self._call_service: CallService | None = None
         self._router: NodeRouter | None = None
+        self._log_streams: LogStreams | None = None
+        self._callbacks: CallbackDispatcher | None = None
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._started = False
@@ -98,8 +104,20 @@ class Gateway:
                 s.max_params_bytes,
             )
             await self._call_service.start()
+            jobs = Jobs(js, self.layout, store, await js.key_value(self.layout.cancels_bucket))
+            self._log_streams = LogStreams(js, self.layout, store, s.sse_keepalive_s, s.max_log_streams)
+            if s.callbacks:
+                policy = RetryPolicy(
+                    max_attempts=s.callback_max_attempts,
+                    first_delay_s=s.callback_backoff_s,
+                    max_delay_s=s.callback_max_backoff_s,
+                    deadline_s=s.callback_deadline_s,
+                    timeout_s=s.callback_timeout_s,
+                )
+                self._callbacks = CallbackDispatcher(js, self.layout, policy, s.callback_concurrency, tasks=self.tasks)
+                await self._callbacks.start()
 
-            app = build_app(Deps(s, nc, runtimes, functions, self._invoker, store))
+            app = build_app(Deps(s, nc, runtimes, functions, self._invoker, store, jobs, self._log_streams))
             self._runner = web.AppRunner(
                 app, handle_signals=False, shutdown_timeout=s.shutdown_grace_s, access_log=None
             )
@@ -120,9 +138,15 @@ class Gateway:
         #    up to max_sync_wait_s; their calls go on and end up in the store.
         if self._invoker is not None:
             self._invoker.stop_waiting()
-        # 2. No new calls over NATS.
+        # Live log streams end now too (the client reconnects elsewhere).
+        if self._log_streams is not None:
+            self._log_streams.close_all()
+        # 2. No new calls over NATS; callback deliveries in flight get the grace period (the
+        #    rest are redelivered to another gateway).
         if self._call_service is not None:
             await self._call_service.stop()
+        if self._callbacks is not None:
+            await self._callbacks.stop(grace)
         # 3. Stop accepting HTTP; requests in flight get the grace period, then are cancelled.
         if self._runner is not None:
             await self._runner.cleanup()

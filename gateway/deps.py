@@ -7,6 +7,8 @@ from nats.aio.client import Client
 
 from gateway.functions import Functions
 from gateway.invoker import Invoker
+from gateway.jobs import Jobs
+from gateway.log_stream import LogStreams
 from gateway.runtimes import Runtimes
 from gateway.settings import GatewaySettings
 from gateway.store_client import StoreClient
@@ -20,6 +22,8 @@ class Deps:
     functions: Functions
     invoker: Invoker
     store: StoreClient
+    jobs: Jobs
+    log_streams: LogStreams
 
 
 DEPS = web.AppKey("deps", Deps)

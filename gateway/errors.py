@@ -1,5 +1,6 @@
 """The gateway's one root exception; it becomes an HTTP or nats.micro error only at the edge."""
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -9,8 +10,10 @@ from nats.errors import NoRespondersError
 from pydantic import ValidationError
 
 from schemas import NAME_PATTERN, is_valid_name
+from schemas.names import CALL_ID_PATTERN
 
 NAME_RULE = "1-63 letters, digits, '-' or '_', starting with a letter or digit"
+_ID = re.compile(CALL_ID_PATTERN)
 
 
 class GatewayError(Exception):
@@ -47,6 +50,13 @@ def check_name(kind: str, name: str) -> str:
     if not is_valid_name(name):
         raise GatewayError(400, "invalid_name", f"invalid {kind} name {name!r}: use {NAME_RULE} ({NAME_PATTERN})")
     return name
+
+
+def check_id(kind: str, value: str) -> str:
+    """A call or job id goes into NATS subjects: anything else cannot exist (404)."""
+    if not _ID.match(value):
+        raise not_found(f"no {kind} {value!r}")
+    return value
 
 
 def describe_validation(err: ValidationError, what: str = "") -> str:

@@ -47,6 +47,7 @@ class Ticket:
     runtime: str
     params: Any
     created_at: datetime
+    callback_url: str | None = None
 
     def queued(self, status: CallStatus = CallStatus.QUEUED) -> dict[str, Any]:
         return {"id": self.id, "number": self.number, "status": status.value}
@@ -89,18 +90,27 @@ class Invoker:
         for watch in self._watches:
             watch.abandon()
 
-    async def submit(self, function: str, params: Any, timeout_s: float | None = None) -> Ticket:
+    async def submit(
+        self, function: str, params: Any, timeout_s: float | None = None, callback_url: str | None = None
+    ) -> Ticket:
         """Queue a call and return at once."""
-        return await self._submit(function, params, timeout_s, watch=None)
+        return await self._submit(function, params, timeout_s, watch=None, callback_url=callback_url)
 
-    async def call(self, function: str, params: Any, wait_s: float, timeout_s: float | None = None) -> Outcome:
+    async def call(
+        self,
+        function: str,
+        params: Any,
+        wait_s: float,
+        timeout_s: float | None = None,
+        callback_url: str | None = None,
+    ) -> Outcome:
         """Queue a call and wait up to ``wait_s`` for it to finish."""
         watch = CallWatch(self._nc, self._js, self._layout, uuid.uuid4().hex, self._poll_s)
         if self._stopping:
             watch.abandon()
         self._watches.add(watch)
         try:
-            ticket = await self._submit(function, params, timeout_s, watch=watch)
+            ticket = await self._submit(function, params, timeout_s, watch=watch, callback_url=callback_url)
             finished = await watch.wait(wait_s)
             if finished is None:
                 status = CallStatus.RUNNING if watch.started else CallStatus.QUEUED
@@ -110,7 +120,14 @@ class Invoker:
             self._watches.discard(watch)
             await watch.close()
 
-    async def _submit(self, function: str, params: Any, timeout_s: float | None, watch: CallWatch | None) -> Ticket:
+    async def _submit(
+        self,
+        function: str,
+        params: Any,
+        timeout_s: float | None,
+        watch: CallWatch | None,
+        callback_url: str | None = None,
+    ) -> Ticket:
         check_name("function", function)
         size = len(encode_json(params))
         if size > self._max_params_bytes:
@@ -129,6 +146,7 @@ class Invoker:
                 params=params,
                 created_at=now,
                 timeout_s=timeout_s,
+                callback_url=callback_url,
             )
         except ValidationError as err:
             raise invalid(err, "invocation") from None
@@ -141,7 +159,7 @@ class Invoker:
             else self._layout.invoke_runtime(record.runtime)
         )
         number = await self._publish_invocation(inv, subject)
-        ticket = Ticket(call_id, number, function, record.version, record.runtime, params, now)
+        ticket = Ticket(call_id, number, function, record.version, record.runtime, params, now, callback_url)
         await self._announce(ticket)
         log.info(
             "call.accepted",
@@ -186,6 +204,7 @@ class Invoker:
             version=t.version,
             runtime=t.runtime,
             params=t.params,
+            callback_url=t.callback_url,
         )
         try:
             await self._js.publish(
@@ -218,4 +237,5 @@ def _record(t: Ticket, started: Started | None, fin: Finished) -> CallRecord:
         exit_code=fin.exit_code,
         error=fin.error,
         result=fin.result,
+        callback_url=t.callback_url,
     )

@@ -28,6 +28,22 @@ class GatewaySettings(BaseSettings):
     store_timeout_s: float = Field(default=5.0, gt=0)
     # How long stop() lets in-flight HTTP requests and NATS calls finish before cancelling them.
     shutdown_grace_s: float = Field(default=10.0, ge=0)
+    # Container jobs: the largest ``POST /v1/jobs`` body.
+    max_job_bytes: int = Field(default=256 * 1024, ge=1)
+    # Live logs (Server-Sent Events): a comment this often keeps idle streams (and proxies) open;
+    # at most this many streams at once on this gateway (503 beyond).
+    sse_keepalive_s: float = Field(default=15.0, gt=0)
+    max_log_streams: int = Field(default=1000, ge=1)
+    # Callbacks: POST a finished call to its callback URL; retried with exponential backoff
+    # (first delay, doubling, capped) up to max_attempts or the deadline; at most
+    # callback_concurrency deliveries at once on this gateway.
+    callbacks: bool = True
+    callback_concurrency: int = Field(default=32, ge=1, le=10_000)
+    callback_timeout_s: float = Field(default=10.0, gt=0)
+    callback_max_attempts: int = Field(default=5, ge=1, le=100)
+    callback_backoff_s: float = Field(default=0.5, ge=0)
+    callback_max_backoff_s: float = Field(default=30.0, ge=0)
+    callback_deadline_s: float = Field(default=300.0, gt=0)
     log_level: str = "INFO"
 
     @property

@@ -12,7 +12,22 @@ from pydantic import BaseModel
 
 from common.logs import fields
 from gateway.errors import GatewayError, bad_request, nats_unavailable, not_found
-from schemas import CallPage, CallQuery, CallRecord, GetCall, InvalidMessage, Layout, decode, encode
+from schemas import (
+    CallPage,
+    CallQuery,
+    CallRecord,
+    GetCall,
+    GetJob,
+    GetLogs,
+    InvalidMessage,
+    JobPage,
+    JobQuery,
+    JobRecord,
+    Layout,
+    LogPage,
+    decode,
+    encode,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +47,16 @@ class StoreClient:
 
     async def list_calls(self, query: CallQuery) -> CallPage:
         return await self._ask(self._layout.store_list_calls, query, CallPage)
+
+    async def get_job(self, key: GetJob) -> JobRecord:
+        return await self._ask(self._layout.store_get_job, key, JobRecord)
+
+    async def list_jobs(self, query: JobQuery) -> JobPage:
+        return await self._ask(self._layout.store_list_jobs, query, JobPage)
+
+    async def get_logs(self, key: GetLogs) -> LogPage:
+        """The stored output of a call or a job."""
+        return await self._ask(self._layout.store_get_logs, key, LogPage)
 
     async def all_calls(self, cap: int = 10_000) -> list[CallRecord]:
         """Every call the store knows, newest first, paging through up to ``cap`` records."""

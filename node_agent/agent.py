@@ -25,6 +25,7 @@ from node_agent.deps import DependencyImages
 from node_agent.docker import DockerEngine, Engine
 from node_agent.errors import AgentError
 from node_agent.executor import Executor
+from node_agent.jobs import JobConfig, JobWorker
 from node_agent.nodeid import claim_node_id
 from node_agent.outcome import Outcome, elapsed_ms, error_outcome
 from node_agent.pools import PoolConfig, Pools
@@ -65,6 +66,7 @@ class NodeAgent:
         self._started = False
         self.running = 0
         self.instance = secrets.token_hex(6)
+        self._jobs: JobWorker | None = None
 
     # --- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
@@ -108,6 +110,10 @@ class NodeAgent:
             self.tasks.spawn(self.pools.maintain(), "pools")
         # Work the gateway routes to this node because it holds the function/runtime warm.
         await self._serve(self.layout.invoke_node(s.node_id), self.layout.node_consumer(s.node_id), NODE_LOOP)
+        # Container jobs share the node's slots with calls.
+        jobs = JobConfig(node_id=s.node_id, grace_s=s.grace_s, ack_wait_s=s.ack_wait_s, max_attempts=s.max_attempts)
+        self._jobs = JobWorker(jobs, self._slots, self._nc, self.layout, self._engine, tasks=self.tasks)
+        await self._jobs.start()
         self.tasks.spawn(self._heartbeat(), "heartbeat")
         self.tasks.spawn(self._rescue_loop(), "rescue")
         if s.runtimes:
@@ -135,11 +141,15 @@ class NodeAgent:
             await self._nodes_kv.delete(self.settings.node_id)
         except Exception:  # NATS may be gone; the entry expires by TTL anyway
             log.debug("agent.heartbeat_delete_failed", exc_info=True)
+
         # 2. let running calls finish up to the grace period, then cancel the rest: their
         #    messages are not acked, so they are redelivered to another agent.
-        if not await self._calls.wait_all(self.settings.grace_s):
-            log.warning("agent.cancelling_calls", extra=fields(count=len(self._calls)))
-            await self._calls.cancel_all()
+        async def drain_calls() -> None:
+            if not await self._calls.wait_all(self.settings.grace_s):
+                log.warning("agent.cancelling_calls", extra=fields(count=len(self._calls)))
+                await self._calls.cancel_all()
+
+        await asyncio.gather(drain_calls(), self._jobs.stop() if self._jobs else asyncio.sleep(0))
         if self._nc is not None:
             await self._nc.drain()
         if self._engine is not None and self._own_engine:

@@ -177,18 +177,23 @@ class JobRun:
         )
         pump = asyncio.create_task(logs.consume(self._engine.follow_output(cid)), name=f"job:{self.job.id}:logs")
         try:
-            code = await self._interruptible(self._engine.wait(cid), "wait", timeout_s=spec.timeout_s)
-            stop: Interrupt | None = None
-        except _Interrupted as interrupted:
-            stop, code = interrupted.reason, None
-        except TimeoutError:
-            stop, code = None, None
-        removed = code is None
-        if removed:
-            # Cancel, shutdown or timeout: the one teardown (SIGTERM, grace, SIGKILL, delete).
-            await self._engine.remove(cid, self._s.cancel_grace_s)
-        await _drain(pump, self.job.id)
-        await logs.close()
+            try:
+                code = await self._interruptible(self._engine.wait(cid), "wait", timeout_s=spec.timeout_s)
+                stop: Interrupt | None = None
+            except _Interrupted as interrupted:
+                stop, code = interrupted.reason, None
+            except TimeoutError:
+                stop, code = None, None
+            if code is None:
+                # Cancel, shutdown or timeout: the one teardown (SIGTERM, grace, SIGKILL, delete).
+                await self._engine.remove(cid, self._s.cancel_grace_s)
+            await _drain(pump, self.job.id)
+        finally:
+            # Also on an engine failure: no output task outlives the run, what was read is published.
+            if not pump.done():
+                pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
+            await logs.close()
         result = JobResult(
             executed_at=executed_at,
             finished_at=datetime.now(UTC),

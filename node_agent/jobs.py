@@ -158,7 +158,12 @@ class JobWorker:
                 control.interrupt(Interrupt.SHUTDOWN)
             if not await self._jobs.wait_all(c.cancel_grace_s + _STOP_MARGIN_S):
                 log.error("jobs.stop.cancelling", extra=fields(node=c.node_id, tasks=len(self._jobs)))
-                await self._jobs.cancel_all()
+                # A task cancelled while it tears a container down finishes that teardown; an
+                # engine that hangs gets a second cancel (from wait_for) after the margin.
+                try:
+                    await asyncio.wait_for(self._jobs.cancel_all(), _STOP_MARGIN_S)
+                except TimeoutError:
+                    log.error("jobs.stop.abandoned", extra=fields(node=c.node_id, tasks=len(self._jobs)))
         # 4. Side tasks and subscriptions.
         for task in self._side:
             task.cancel()

@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from gateway.routes import health, legacy, v1_calls, v1_functions, v1_invoke, v1_runtimes
+from gateway.routes import health, legacy, v1_calls, v1_functions, v1_invoke, v1_jobs, v1_logs, v1_runtimes
 
 
 def add_routes(app: web.Application) -> None:
@@ -29,5 +29,11 @@ def add_routes(app: web.Application) -> None:
             web.post("/v1/functions/{name}/invoke", v1_invoke.invoke),
             web.get("/v1/calls", v1_calls.list_calls),
             web.get("/v1/calls/{key}", v1_calls.get_call),
+            web.get("/v1/calls/{id}/logs", v1_logs.call_logs),
+            web.post("/v1/jobs", v1_jobs.create),
+            web.get("/v1/jobs", v1_jobs.list_jobs),
+            web.get("/v1/jobs/{id}", v1_jobs.get_job),
+            web.post("/v1/jobs/{id}/cancel", v1_jobs.cancel),
+            web.get("/v1/jobs/{id}/logs", v1_logs.job_logs),
         ]
     )

@@ -4,10 +4,15 @@
 default ``sync_wait_s``, capped at ``max_sync_wait_s``): 200 with the finished call, or 202
 with id/number/status if the wait runs out (the call goes on). ``?timeout=<s>`` lowers the
 function's timeout for this call.
+
+A callback URL (``?callback_url=`` or the ``X-Callback-Url`` header, http or https) gets the
+finished call POSTed to it (the record the sync invoke returns, with ``X-Faas-Call-Id`` and
+``X-Faas-Call-Status`` headers), retried with backoff; the outcome becomes a ``callback`` event.
 """
 
 from aiohttp import web
 
+from gateway.callback_post import check_callback_url
 from gateway.deps import deps
 from gateway.errors import bad_request
 from gateway.invoker import Ticket
@@ -16,7 +21,19 @@ from schemas import CallStatus
 
 
 def _accepted(ticket: Ticket, status: CallStatus) -> web.Response:
-    return json_response(ticket.queued(status), status=202, headers={"Location": f"/v1/calls/{ticket.id}"})
+    body = ticket.queued(status)
+    if ticket.callback_url:
+        body["callback_url"] = ticket.callback_url
+    return json_response(body, status=202, headers={"Location": f"/v1/calls/{ticket.id}"})
+
+
+def _callback_url(request: web.Request) -> str | None:
+    url = request.query.get("callback_url") or request.headers.get("X-Callback-Url")
+    if not url:
+        return None
+    if problem := check_callback_url(url):
+        raise bad_request(f"callback URL {url[:200]!r} {problem}")
+    return url
 
 
 async def invoke(request: web.Request) -> web.Response:
@@ -28,11 +45,12 @@ async def invoke(request: web.Request) -> web.Response:
     timeout = query_seconds(request, "timeout")
     if timeout == 0:
         raise bad_request("query parameter 'timeout' must be more than 0 seconds")
+    callback_url = _callback_url(request)
     params = await read_json(request, s.max_params_bytes, empty={})
     if run_async:
-        return _accepted(await d.invoker.submit(name, params, timeout), CallStatus.QUEUED)
+        return _accepted(await d.invoker.submit(name, params, timeout, callback_url), CallStatus.QUEUED)
     wait_s = min(s.sync_wait_s if wait is None else wait, s.max_sync_wait_s)
-    outcome = await d.invoker.call(name, params, wait_s, timeout)
+    outcome = await d.invoker.call(name, params, wait_s, timeout, callback_url)
     if outcome.record is None:
         return _accepted(outcome.ticket, outcome.status)
     return json_response(model_json(outcome.record))

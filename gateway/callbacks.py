@@ -1,0 +1,241 @@
+"""The callback dispatcher: a side task of every gateway that POSTs finished calls to their
+``callback_url`` and records the outcome as a ``callback`` event.
+
+The gateways share one durable pull consumer (``callbacks``) on ``<prefix>.events.*.finished``,
+so each finished call is handled by one of them; a ``finished`` event without a callback URL
+is acked at once. A delivery runs in its own task (at most ``concurrency`` at once, so one
+slow URL never holds up the others), keeps its message alive while it retries, and acks it
+after the ``callback`` event is stored. Delivery is at least once: a gateway that dies in the
+middle leaves the message to another, which POSTs again (receivers dedupe on
+``X-Faas-Call-Id``); a call whose ``callback`` event exists already is not POSTed again.
+"""
+
+import asyncio
+import logging
+
+import aiohttp
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+from pydantic import BaseModel
+
+from common.lifecycle import TaskSet
+from common.logs import fields
+from gateway.callback_post import RetryPolicy, host_of, post_with_retries
+from schemas import (
+    Accepted,
+    Callback,
+    CallRecord,
+    Finished,
+    InvalidMessage,
+    Layout,
+    Started,
+    decode,
+    encode,
+)
+
+log = logging.getLogger(__name__)
+
+CONSUMER = "callbacks"
+_FETCH_TIMEOUT_S = 1.0
+_ERROR_BACKOFF_S = 1.0
+_MAX_BATCH = 64
+_EVENT_MODELS: dict[str, type[BaseModel]] = {"accepted": Accepted, "started": Started, "callback": Callback}
+
+
+class CallbackDispatcher:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        layout: Layout,
+        policy: RetryPolicy,
+        concurrency: int = 32,
+        ack_wait_s: float = 30.0,
+        tasks: TaskSet | None = None,
+    ) -> None:
+        self._js = js
+        self._layout = layout
+        self._policy = policy
+        self._concurrency = concurrency
+        self._ack_wait_s = ack_wait_s
+        self.tasks = tasks or TaskSet("callbacks")
+        self._deliveries = TaskSet("callbacks:deliveries")
+        self._room = asyncio.Event()
+        self._room.set()
+        self._sub: JetStreamContext.PullSubscription | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.Task[None] | None = None
+
+    def consumer_config(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            name=CONSUMER,
+            durable_name=CONSUMER,
+            description="gateways: POST finished calls to their callback URL",
+            filter_subject=self._layout.event("*", "finished"),
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self._ack_wait_s,
+            max_ack_pending=10_000,
+        )
+
+    async def start(self) -> None:
+        if self._loop is not None:
+            return
+        stream = self._layout.events_stream
+        await self._js.add_consumer(stream, self.consumer_config())
+        self._sub = await self._js.pull_subscribe_bind(consumer=CONSUMER, stream=stream)
+        self._session = aiohttp.ClientSession(headers={"User-Agent": "faas-gateway"})
+        self._loop = self.tasks.spawn(self._run(), "callbacks")
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop fetching; deliveries in flight get ``grace_s``, then are cancelled (their
+        messages are not acked: another gateway delivers them)."""
+        if self._loop is not None:
+            self._loop.cancel()
+            await asyncio.gather(self._loop, return_exceptions=True)
+        if not await self._deliveries.wait_all(grace_s):
+            log.warning("callbacks.stop.cancelling", extra=fields(deliveries=len(self._deliveries)))
+            await self._deliveries.cancel_all()
+        if self._session is not None:
+            await self._session.close()
+        if self._sub is not None:
+            try:
+                await self._sub.unsubscribe()
+            except Exception:  # the connection is closing: the binding goes with it
+                log.debug("callbacks.unsubscribe_failed", exc_info=True)
+
+    async def _run(self) -> None:
+        assert self._sub is not None
+        while True:
+            await self._room.wait()
+            want = min(self._concurrency - len(self._deliveries), _MAX_BATCH)
+            try:
+                msgs = await self._sub.fetch(max(want, 1), timeout=_FETCH_TIMEOUT_S)
+            except TimeoutError:
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Loop boundary: NATS reconnecting, the consumer deleted... pause and go on.
+                log.exception("callbacks.fetch_failed")
+                await asyncio.sleep(_ERROR_BACKOFF_S)
+                continue
+            for msg in msgs:
+                await self._take(msg)
+
+    async def _take(self, msg: Msg) -> None:
+        try:
+            event = decode(Finished, msg.data)
+        except InvalidMessage as err:
+            log.warning("callbacks.event.invalid", extra=fields(subject=msg.subject, error=str(err)))
+            await msg.term()
+            return
+        if not event.callback_url:
+            await msg.ack()
+            return
+        task = self._deliveries.spawn(self._deliver(msg, event, event.callback_url), f"callback:{event.call_id}", False)
+        # Runs after the TaskSet's own done callback (registered first), which drops the task.
+        task.add_done_callback(self._delivered)
+        if len(self._deliveries) >= self._concurrency:
+            self._room.clear()
+
+    def _delivered(self, _: object) -> None:
+        if len(self._deliveries) < self._concurrency:
+            self._room.set()
+
+    async def _deliver(self, msg: Msg, event: Finished, url: str) -> None:
+        keepalive = asyncio.create_task(self._keep_alive(msg), name=f"callback:{event.call_id}:keepalive")
+        try:
+            if await self._last(event.call_id, "callback") is not None:
+                await msg.ack()  # handled already (a redelivered or duplicate finished event)
+                return
+            record = await self._record(event)
+            headers = {
+                "Content-Type": "application/json",
+                "X-Faas-Call-Id": event.call_id,
+                "X-Faas-Call-Status": event.status.value,
+            }
+            assert self._session is not None
+            outcome = await post_with_retries(
+                self._session, url, record.model_dump_json().encode(), headers, self._policy
+            )
+            done = Callback(
+                call_id=event.call_id,
+                number=event.number,
+                function=record.function,
+                version=record.version,
+                runtime=record.runtime,
+                outcome=outcome,
+            )
+            await self._js.publish(
+                self._layout.event(event.call_id, done.kind),
+                encode(done),
+                stream=self._layout.events_stream,
+                headers={"Nats-Msg-Id": f"{event.call_id}.callback"},
+            )
+            await msg.ack()
+            log.log(
+                logging.INFO if outcome.delivered else logging.WARNING,
+                "callback.delivered" if outcome.delivered else "callback.failed",
+                extra=fields(
+                    call=event.call_id,
+                    host=host_of(url),
+                    attempts=outcome.attempts,
+                    status=outcome.status_code,
+                    error=outcome.error,
+                ),
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Not acked: redelivered after ack_wait, to this gateway or another.
+            log.exception("callback.dispatch_failed", extra=fields(call=event.call_id))
+        finally:
+            keepalive.cancel()
+            await asyncio.gather(keepalive, return_exceptions=True)
+
+    async def _record(self, fin: Finished) -> CallRecord:
+        """The finished call as the sync invoke returns it, from its events."""
+        found, started = await self._last(fin.call_id, "accepted"), await self._last(fin.call_id, "started")
+        acc = found if isinstance(found, Accepted) else None
+        start = started if isinstance(started, Started) else None
+        return CallRecord(
+            id=fin.call_id,
+            number=fin.number,
+            function=fin.function or (acc.function if acc else None),
+            version=fin.version or (acc.version if acc else None),
+            runtime=fin.runtime or (acc.runtime if acc else None),
+            params=fin.params if fin.params is not None else (acc.params if acc else None),
+            status=fin.status,
+            attempts=fin.attempt or (start.attempt if start else 1),
+            node=fin.node or (start.node if start else None),
+            container=fin.container or (start.container if start else None),
+            created_at=acc.at if acc else None,
+            started_at=start.at if start else None,
+            finished_at=fin.at,
+            duration_ms=fin.duration_ms,
+            exit_code=fin.exit_code,
+            error=fin.error,
+            result=fin.result,
+            callback_url=fin.callback_url,
+        )
+
+    async def _last(self, call_id: str, kind: str) -> BaseModel | None:
+        try:
+            msg = await self._js.get_last_msg(self._layout.events_stream, self._layout.event(call_id, kind))
+        except NotFoundError:
+            return None
+        try:
+            return decode(_EVENT_MODELS[kind], msg.data or b"")
+        except InvalidMessage:
+            return None
+
+    async def _keep_alive(self, msg: Msg) -> None:
+        interval = max(self._ack_wait_s / 3, 0.5)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await msg.in_progress()
+            except Exception as err:  # NATS reconnecting: the next beat may get through
+                log.warning("callback.keepalive_failed", extra=fields(error=repr(err)))

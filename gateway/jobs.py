@@ -1,0 +1,158 @@
+"""Container jobs: queue one (by priority), cancel one.
+
+A job is published on ``<prefix>.invoke.job.<priority>``; its stream sequence is the job
+number. The ``job_accepted`` event carries the spec without its registry credentials, so
+they never reach the events stream or the store. A cancel is a key in the cancels bucket,
+which the node agents check before a job starts and watch while it runs.
+"""
+
+import logging
+import uuid
+from datetime import UTC, datetime
+
+from nats.js import JetStreamContext
+from nats.js.errors import APIError, NotFoundError
+from nats.js.kv import KeyValue
+
+from common.logs import fields
+from gateway.errors import GatewayError, check_id, nats_unavailable, not_found
+from gateway.store_client import StoreClient
+from schemas import (
+    GetJob,
+    InvalidMessage,
+    JobAccepted,
+    JobFinished,
+    JobMessage,
+    JobRecord,
+    JobResult,
+    JobSpec,
+    JobStatus,
+    Layout,
+    decode_job_event,
+    encode,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Jobs:
+    def __init__(self, js: JetStreamContext, layout: Layout, store: StoreClient, cancels: KeyValue) -> None:
+        self._js = js
+        self._layout = layout
+        self._store = store
+        self._cancels = cancels
+
+    async def submit(self, spec: JobSpec) -> JobRecord:
+        """Queue a job; returns its record as the store will first show it (QUEUED)."""
+        job_id = "j" + uuid.uuid4().hex
+        now = datetime.now(UTC)
+        message = JobMessage(id=job_id, spec=spec, created_at=now)
+        number = await self._queue(self._layout.invoke_job(spec.priority), encode(message), job_id)
+        public = spec.model_copy(update={"container": spec.container.model_copy(update={"registry_auth": None})})
+        await self._announce(JobAccepted(job_id=job_id, number=number, spec=public, at=now))
+        log.info("job.accepted", extra=fields(job=job_id, number=number, priority=spec.priority, name=spec.name))
+        c = spec.container
+        return JobRecord(
+            id=job_id,
+            number=number,
+            name=spec.name,
+            description=spec.description,
+            priority=spec.priority,
+            image=c.image,
+            command=c.command,
+            env=c.env,
+            metadata=spec.metadata,
+            status=JobStatus.QUEUED,
+            created_at=now,
+            updated_at=now,
+        )
+
+    async def cancel(self, job_id: str) -> JobStatus:
+        """Ask for a job to be cancelled; returns the status it has now (CANCELLED at once if it
+        was still queued, else RUNNING until its node has stopped it). 404 unknown, 409 ended."""
+        check_id("job", job_id)
+        status = await self._status(job_id)
+        if status is None:
+            raise not_found(f"no job {job_id!r}")
+        if status.terminal:
+            raise GatewayError(409, "conflict", f"job {job_id!r} has already ended ({status.value})")
+        with nats_unavailable("requesting the cancel"):
+            await self._cancels.put(job_id, datetime.now(UTC).isoformat().encode())
+        log.info("job.cancel_requested", extra=fields(job=job_id, status=status.value))
+        if status != JobStatus.QUEUED:
+            return status
+        # Queued: the record shows it at once. A node taking the job meanwhile sees the key
+        # (checked before a job starts, watched while it runs) and ends it CANCELLED too.
+        now = datetime.now(UTC)
+        event = JobFinished(
+            job_id=job_id,
+            at=now,
+            status=JobStatus.CANCELLED,
+            result=JobResult(finished_at=now, error="cancelled before it started"),
+        )
+        with nats_unavailable("recording the cancel"):
+            await self._js.publish(
+                self._layout.event(job_id, event.kind),
+                encode(event),
+                stream=self._layout.events_stream,
+                headers={"Nats-Msg-Id": f"{job_id}.job_finished.cancel"},
+            )
+        return JobStatus.CANCELLED
+
+    async def _status(self, job_id: str) -> JobStatus | None:
+        """The store's status; if the store does not know the job (yet: it lags the events
+        stream) or is down, the job's latest events say it."""
+        try:
+            return (await self._store.get_job(GetJob(id=job_id))).status
+        except GatewayError as err:
+            if err.status != 404 and err.status < 500:
+                raise
+        finished = await self._last_event(job_id, "job_finished")
+        if finished is not None:
+            try:
+                event = decode_job_event(finished)
+            except InvalidMessage:
+                return JobStatus.ERROR
+            return event.status if isinstance(event, JobFinished) else JobStatus.ERROR
+        if await self._last_event(job_id, "job_started") is not None:
+            return JobStatus.RUNNING
+        if await self._last_event(job_id, "job_accepted") is not None:
+            return JobStatus.QUEUED
+        return None
+
+    async def _last_event(self, job_id: str, kind: str) -> bytes | None:
+        with nats_unavailable("reading the job's events"):
+            try:
+                msg = await self._js.get_last_msg(self._layout.events_stream, self._layout.event(job_id, kind))
+            except NotFoundError:
+                return None
+        return msg.data or b""
+
+    async def _queue(self, subject: str, data: bytes, msg_id: str) -> int:
+        headers = {"Nats-Msg-Id": msg_id}
+        with nats_unavailable("queueing the job"):
+            for attempt in (1, 2):
+                try:
+                    ack = await self._js.publish(subject, data, stream=self._layout.invoke_stream, headers=headers)
+                    break
+                except TimeoutError:
+                    # Same message id: a retry of a publish that did land is deduplicated.
+                    if attempt == 2:
+                        raise
+                except APIError as err:
+                    raise GatewayError(
+                        503, "unavailable", f"the job queue refused the job: {err.description}"
+                    ) from None
+        return int(ack.seq)
+
+    async def _announce(self, event: JobAccepted) -> None:
+        """The job is queued already: a failure here is logged, not raised."""
+        try:
+            await self._js.publish(
+                self._layout.event(event.job_id, event.kind),
+                encode(event),
+                stream=self._layout.events_stream,
+                headers={"Nats-Msg-Id": f"{event.job_id}.job_accepted"},
+            )
+        except Exception:
+            log.exception("job.accepted.publish_failed", extra=fields(job=event.job_id, number=event.number))

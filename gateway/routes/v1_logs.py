@@ -1,0 +1,32 @@
+"""``GET /v1/calls/{id}/logs`` and ``GET /v1/jobs/{id}/logs``.
+
+Stored output as a JSON ``LogPage`` (``{"id", "lines": [{"at","stream","text"}], "truncated"}``)
+from the store; with ``?follow=true`` or ``Accept: text/event-stream``, the live stream
+(Server-Sent Events, see ``gateway.log_stream``) from the first line to the end of the run.
+"""
+
+from typing import Literal
+
+from aiohttp import web
+
+from gateway.deps import deps
+from gateway.errors import check_id
+from gateway.log_stream import wants_stream
+from gateway.web import json_response, model_json
+from schemas import GetLogs
+
+
+async def call_logs(request: web.Request) -> web.StreamResponse:
+    return await _logs(request, "call")
+
+
+async def job_logs(request: web.Request) -> web.StreamResponse:
+    return await _logs(request, "job")
+
+
+async def _logs(request: web.Request, kind: Literal["call", "job"]) -> web.StreamResponse:
+    d = deps(request)
+    id = check_id(kind, request.match_info["id"])
+    if wants_stream(request):
+        return await d.log_streams.serve(request, id, kind)
+    return json_response(model_json(await d.store.get_logs(GetLogs(id=id))))

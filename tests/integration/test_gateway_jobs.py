@@ -1,0 +1,201 @@
+"""``/v1/jobs``: submit (message on the priority subject, credentials kept out of events),
+list/show from the store, cancel (queued, running, ended, unknown), stored logs."""
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from nats.aio.client import Client
+from nats.js.errors import KeyNotFoundError, NotFoundError
+
+from common.natsserver import NatsServer
+from schemas import (
+    JobAccepted,
+    JobFinished,
+    JobMessage,
+    JobStatus,
+    Layout,
+    LogEntry,
+    LogPage,
+    decode,
+    decode_job_event,
+)
+from tests.integration.test_gateway_jobs_support import (
+    T0,
+    StoreState,
+    fake_job_store,
+    job_record,
+    publish_job_finished,
+)
+from tests.integration.test_gateway_support import running_gateway
+
+SPEC: dict[str, Any] = {
+    "name": "train",
+    "description": "a training run",
+    "priority": 7,
+    "container": {
+        "image": "registry.example/ml/train:1",
+        "command": ["python3", "train.py"],
+        "env": {"EPOCHS": "3"},
+        "registry_auth": {"username": "bot", "password": "s3cret-pw"},
+    },
+    "metadata": {"team": "ml"},
+    "timeout_s": 600,
+}
+
+
+@pytest.fixture
+async def http(nats_server: NatsServer, layout: Layout, nc: Client) -> AsyncIterator[aiohttp.ClientSession]:
+    async with running_gateway(nats_server.url, layout, store_timeout_s=0.5, callbacks=False) as (_, session):
+        yield session
+
+
+@pytest.fixture
+async def store(nc: Client, layout: Layout) -> AsyncIterator[StoreState]:
+    async with fake_job_store(nc, layout) as state:
+        yield state
+
+
+async def job_event(nc: Client, layout: Layout, job_id: str, kind: str) -> Any:
+    msg = await nc.jetstream().get_last_msg(layout.events_stream, layout.event(job_id, kind))
+    return decode_job_event(msg.data or b"")
+
+
+async def submit(http: aiohttp.ClientSession, spec: dict[str, Any] = SPEC) -> dict[str, Any]:
+    async with http.post("/v1/jobs", json=spec) as r:
+        assert r.status == 201, await r.text()
+        assert r.headers["Location"].startswith("/v1/jobs/j")
+        body: dict[str, Any] = await r.json()
+        return body
+
+
+async def test_submit_queues_the_job_by_priority_and_keeps_credentials_out_of_events(
+    http: aiohttp.ClientSession, nc: Client, layout: Layout
+) -> None:
+    body = await submit(http)
+    job_id = body["id"]
+    assert job_id.startswith("j") and len(job_id) == 33
+    assert body["status"] == "QUEUED" and body["priority"] == 7 and body["name"] == "train"
+    assert body["image"] == "registry.example/ml/train:1" and body["command"] == ["python3", "train.py"]
+    assert body["env"] == {"EPOCHS": "3"} and body["metadata"] == {"team": "ml"}
+    assert "s3cret-pw" not in str(body)
+
+    # The message on the priority's subject: the number is its stream sequence; it keeps the
+    # credentials (the node pulls the image with them).
+    msg = await nc.jetstream().get_last_msg(layout.invoke_stream, layout.invoke_job(7))
+    assert msg.seq == body["number"]
+    assert msg.headers and msg.headers["Nats-Msg-Id"] == job_id
+    queued = decode(JobMessage, msg.data or b"")
+    assert queued.id == job_id and queued.spec.container.registry_auth is not None
+    assert queued.spec.container.registry_auth.password == "s3cret-pw"
+
+    accepted = await job_event(nc, layout, job_id, "job_accepted")
+    assert isinstance(accepted, JobAccepted)
+    assert accepted.number == body["number"] and accepted.spec.container.registry_auth is None
+    raw = await nc.jetstream().get_last_msg(layout.events_stream, layout.event(job_id, "job_accepted"))
+    assert b"s3cret" not in (raw.data or b"")
+
+
+async def test_invalid_specs_are_refused(http: aiohttp.ClientSession) -> None:
+    for spec, expect in (
+        ({"name": "x"}, "container"),
+        ({**SPEC, "priority": 12}, "priority"),
+        ({**SPEC, "name": "bad name"}, "name"),
+        ({**SPEC, "surprise": 1}, "surprise"),
+        ({**SPEC, "timeout_s": 0}, "timeout_s"),
+    ):
+        async with http.post("/v1/jobs", json=spec) as r:
+            assert r.status == 400, spec
+            assert expect in (await r.json())["error"]["message"]
+    async with http.post("/v1/jobs", data=b"not json") as r:
+        assert r.status == 400
+
+
+async def test_list_and_get_come_from_the_store(http: aiohttp.ClientSession, store: StoreState) -> None:
+    store.jobs["ja"] = job_record("ja", JobStatus.RUNNING, number=1, node="node-1")
+    store.jobs["jb"] = job_record("jb", JobStatus.FINISHED, number=2)
+    async with http.get("/v1/jobs", params={"status": "RUNNING", "limit": "10"}) as r:
+        assert r.status == 200
+        page = await r.json()
+    assert [j["id"] for j in page["items"]] == ["ja"] and page["next_cursor"] == "next"
+    assert store.job_queries[-1].status == JobStatus.RUNNING and store.job_queries[-1].limit == 10
+    async with http.get("/v1/jobs/ja") as r:
+        assert r.status == 200
+        assert (await r.json())["node"] == "node-1"
+    async with http.get("/v1/jobs/nope") as r:
+        assert r.status == 404
+    async with http.get("/v1/jobs", params={"status": "SLEEPING"}) as r:
+        assert r.status == 400
+
+
+async def test_cancel_a_queued_job_records_it_at_once(
+    http: aiohttp.ClientSession, store: StoreState, nc: Client, layout: Layout
+) -> None:
+    job_id = (await submit(http))["id"]
+    store.jobs[job_id] = job_record(job_id, JobStatus.QUEUED)
+    async with http.post(f"/v1/jobs/{job_id}/cancel") as r:
+        assert r.status == 202, await r.text()
+        assert await r.json() == {"id": job_id, "status": "CANCELLED", "cancel_requested": True}
+    kv = await nc.jetstream().key_value(layout.cancels_bucket)
+    assert (await kv.get(job_id)).value
+    finished = await job_event(nc, layout, job_id, "job_finished")
+    assert isinstance(finished, JobFinished) and finished.status == JobStatus.CANCELLED
+
+
+async def test_cancel_a_running_job_asks_its_node(
+    http: aiohttp.ClientSession, store: StoreState, nc: Client, layout: Layout
+) -> None:
+    store.jobs["jrun"] = job_record("jrun", JobStatus.RUNNING)
+    async with http.post("/v1/jobs/jrun/cancel") as r:
+        assert r.status == 202
+        assert (await r.json())["status"] == "RUNNING"
+    kv = await nc.jetstream().key_value(layout.cancels_bucket)
+    assert (await kv.get("jrun")).value
+    with pytest.raises(NotFoundError):  # the node publishes the final event once it stopped it
+        await nc.jetstream().get_last_msg(layout.events_stream, layout.event("jrun", "job_finished"))
+
+
+async def test_cancel_an_ended_or_unknown_job(
+    http: aiohttp.ClientSession, store: StoreState, nc: Client, layout: Layout
+) -> None:
+    store.jobs["jdone"] = job_record("jdone", JobStatus.FINISHED)
+    async with http.post("/v1/jobs/jdone/cancel") as r:
+        assert r.status == 409
+        assert (await r.json())["error"]["code"] == "conflict"
+    for unknown in ("jnope", "bad.id"):
+        async with http.post(f"/v1/jobs/{unknown}/cancel") as r:
+            assert r.status == 404
+    kv = await nc.jetstream().key_value(layout.cancels_bucket)
+    for key in ("jdone", "jnope"):
+        with pytest.raises(KeyNotFoundError):
+            await kv.get(key)
+
+
+async def test_cancel_falls_back_to_the_events_when_the_store_lags(
+    http: aiohttp.ClientSession, store: StoreState, nc: Client, layout: Layout
+) -> None:
+    job_id = (await submit(http))["id"]  # the fake store never hears of it
+    async with http.post(f"/v1/jobs/{job_id}/cancel") as r:
+        assert r.status == 202
+        assert (await r.json())["status"] == "CANCELLED"
+    other = (await submit(http))["id"]
+    await publish_job_finished(nc, layout, other, JobStatus.ERROR)
+    async with http.post(f"/v1/jobs/{other}/cancel") as r:
+        assert r.status == 409
+
+
+async def test_stored_logs_as_json(http: aiohttp.ClientSession, store: StoreState) -> None:
+    line = LogEntry(at=T0, stream="stdout", text="epoch 1")
+    store.logs["ja"] = LogPage(id="ja", lines=[line], truncated=True)
+    async with http.get("/v1/jobs/ja/logs") as r:
+        assert r.status == 200
+        assert await r.json() == {
+            "id": "ja",
+            "lines": [{"at": "2024-05-01T12:00:00Z", "stream": "stdout", "text": "epoch 1"}],
+            "truncated": True,
+        }
+    async with http.get("/v1/calls/ja/logs") as r:
+        assert r.status == 200
+    async with http.get("/v1/jobs/jx/logs") as r:
+        assert r.status == 404

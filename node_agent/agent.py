@@ -26,6 +26,7 @@ from node_agent.docker import DockerEngine, Engine
 from node_agent.errors import AgentError
 from node_agent.executor import Executor
 from node_agent.jobs import JobConfig, JobWorker
+from node_agent.logstream import LogPublisher
 from node_agent.nodeid import claim_node_id
 from node_agent.outcome import Outcome, elapsed_ms, error_outcome
 from node_agent.pools import PoolConfig, Pools
@@ -334,7 +335,20 @@ class NodeAgent:
                     attempt=base["attempt"],
                 ),
             )
-            return await self.executor.run(runtime, function, inv, base["call_id"]), runtime.name
+            lim = function.limits
+            logs = LogPublisher(
+                self._js,
+                self.layout,
+                base["call_id"],
+                base["attempt"],
+                lim.log_bytes,
+                number=base["number"],
+                keep_stdout=lim.result_bytes,
+                # the command protocol's stdout is the result, not logs
+                publish_stdout=bool(function.handler),
+            )
+            async with logs:
+                return await self.executor.run(runtime, function, inv, base["call_id"], logs), runtime.name
         except AgentError as err:
             return error_outcome(err), runtime_name
 

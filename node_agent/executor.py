@@ -21,8 +21,9 @@ from typing import Protocol
 
 from node_agent.artifacts import ArtifactCache, call_tar
 from node_agent.deps import CA_PATH, DependencyImages, ca_env
-from node_agent.docker import ContainerSpec, Engine
+from node_agent.docker import Attached, ContainerSpec, Engine
 from node_agent.errors import AgentError
+from node_agent.logstream import LogPublisher
 from node_agent.outcome import (
     Outcome,
     error_outcome,
@@ -92,7 +93,24 @@ class Executor:
         self._specs: dict[str, tuple[RuntimeSpec, FunctionRecord | None]] = {}
 
     # --- entry point ----------------------------------------------------------------
-    async def run(self, runtime: RuntimeSpec, function: FunctionRecord, inv: Invocation, call_id: str) -> Outcome:
+    async def run(
+        self,
+        runtime: RuntimeSpec,
+        function: FunctionRecord,
+        inv: Invocation,
+        call_id: str,
+        logs: "LogPublisher | None" = None,
+    ) -> Outcome:
+        """Run the call; its output lines go to ``logs`` (live on cold command calls, at the
+        end of the call on the others, where the container hands them over in one piece)."""
+        out = await self._run(runtime, function, inv, call_id, logs)
+        if logs is not None and out.logs and not out.logs_published:
+            await logs.write(1 if function.handler else 2, out.logs.encode())
+        return out
+
+    async def _run(
+        self, runtime: RuntimeSpec, function: FunctionRecord, inv: Invocation, call_id: str, logs: "LogPublisher | None"
+    ) -> Outcome:
         limits = function.limits
         timeout = min(inv.timeout_s or limits.timeout_s, limits.timeout_s)
         params_json = encode_json(inv.params)
@@ -108,7 +126,7 @@ class Executor:
                 self.served["warm-runtime" if key.startswith("rt:") else "warm-function"] += 1
                 return await self._run_warm(wc, runtime, function, call_id, params_json, timeout)
         self.served["cold"] += 1
-        return await self._run_cold(runtime, function, call_id, params_json, timeout)
+        return await self._run_cold(runtime, function, call_id, params_json, timeout, logs)
 
     def _pool_key(self, runtime: RuntimeSpec, function: FunctionRecord) -> str | None:
         if self.policy == "warm-function":
@@ -150,7 +168,13 @@ class Executor:
 
     # --- cold (policy none, and every fallback) --------------------------------------
     async def _run_cold(
-        self, runtime: RuntimeSpec, function: FunctionRecord, call_id: str, params_json: bytes, timeout: float
+        self,
+        runtime: RuntimeSpec,
+        function: FunctionRecord,
+        call_id: str,
+        params_json: bytes,
+        timeout: float,
+        logs: "LogPublisher | None" = None,
     ) -> Outcome:
         image, install = await self._image_and_deps(runtime, function)
         code = await self.artifacts.code_body(function.digest, runtime.path)
@@ -160,7 +184,9 @@ class Executor:
             spec = self._spec(image, runtime, function, ["sh", "/faas/run.sh"], stdin=True, labels=labels)
         else:
             files["/faas/params.json"] = (params_json, 0o644)
-            spec = self._spec(image, runtime, function, ["sh", "/faas/run.sh"], stdin=False, labels=labels)
+            # Attached (race-free, unlike following the engine's log) when lines go out live.
+            live = logs is not None
+            spec = self._spec(image, runtime, function, ["sh", "/faas/run.sh"], stdin=live, labels=labels)
         cid = await self.engine.create(spec)
         try:
             await self.engine.put_archive(cid, "/", call_tar(code, files))
@@ -170,6 +196,13 @@ class Executor:
                     await self.engine.start(cid)
                     session = HandlerSession(attached, self._max_line(function), function.limits.log_bytes)
                     return await self._handler_call(session, cid, function, call_id, params_json, timeout, ready=True)
+                finally:
+                    await attached.close()
+            if logs is not None:
+                attached = await self.engine.attach(cid)
+                try:
+                    await self.engine.start(cid)
+                    return await self._live_command(cid, attached, function, timeout, logs)
                 finally:
                     await attached.close()
             await self.engine.start(cid)
@@ -204,6 +237,50 @@ class Executor:
         state = await self.engine.exit_state(cid)
         error = exit_error(exit_code, state.oom_killed, out.stderr, lim.memory_mb)
         return Outcome(status=CallStatus.ERROR, error=error, exit_code=exit_code, container=cid, logs=logs)
+
+    async def _live_command(
+        self, cid: str, attached: Attached, function: FunctionRecord, timeout: float, logs: "LogPublisher"
+    ) -> Outcome:
+        """A command-protocol call whose stderr lines are published as they come; stdout is
+        the result, kept up to its limit (past it the container is stopped at once)."""
+        lim = function.limits
+
+        async def pump() -> bool:
+            while (frame := await attached.read()) is not None:
+                await logs.write(*frame)
+                if logs.stdout_truncated:
+                    return False
+            return True
+
+        try:
+            async with asyncio.timeout(timeout):
+                within_limit = await pump()
+                if not within_limit:
+                    return Outcome(
+                        status=CallStatus.ERROR,
+                        container=cid,
+                        logs_published=True,
+                        error=ErrorInfo(
+                            type="ResultTooLarge", message=f"the result exceeds its limit of {lim.result_bytes} bytes"
+                        ),
+                    )
+                exit_code = await self.engine.wait(cid)
+        except TimeoutError:
+            out = timeout_outcome(timeout, cid)
+            out.logs_published = True
+            return out
+        await logs.flush()
+        if exit_code == 0:
+            return Outcome(
+                status=CallStatus.DONE,
+                result=parse_result(logs.stdout),
+                exit_code=0,
+                container=cid,
+                logs_published=True,
+            )
+        state = await self.engine.exit_state(cid)
+        error = exit_error(exit_code, state.oom_killed, logs.stderr_tail, lim.memory_mb)
+        return Outcome(status=CallStatus.ERROR, error=error, exit_code=exit_code, container=cid, logs_published=True)
 
     def _max_line(self, function: FunctionRecord) -> int:
         # a reply line: the result, the captured logs (JSON-escaped, so up to 6x), framing

@@ -21,6 +21,7 @@ class Outcome:
     container: str | None = None
     logs: str = ""
     warm: str | None = None  # which warm path served it, for metrics and tests
+    logs_published: bool = False  # the lines already went out as log events, live
 
 
 def parse_result(stdout: bytes) -> Any:

@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup up test lint typecheck pytest bench clean
+.PHONY: setup up test lint typecheck pytest bench experiments clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 	bash scripts/ensure-docker.sh
 	bash scripts/build-images.sh
+	bash scripts/ensure-postgres.sh
 
 up: setup
 	$(BIN)/faas up
@@ -29,14 +30,25 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy
 
-# FAAS_REQUIRE_*=1: tests needing Docker or ansible fail instead of skipping without them.
+# FAAS_REQUIRE_*=1: tests needing Docker, ansible or PostgreSQL fail instead of skipping without
+# them. The store's PostgreSQL tests use the server scripts/ensure-postgres.sh set up (it prints its URL).
 pytest: setup
+	FAAS_TEST_POSTGRES_URL="$$(bash scripts/ensure-postgres.sh 2>/dev/null | tail -n 1)" FAAS_REQUIRE_POSTGRES=1 \
 	FAAS_REQUIRE_DOCKER=1 FAAS_REQUIRE_ANSIBLE=1 PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -q -ra
 
 test: setup lint typecheck pytest
 
+# One benchmark run (figures against targets, JSON in bench/out/); options: python -m bench.run -h
 bench: setup
 	$(BIN)/python -m bench.run
+
+# Every policy on one workload, one CSV row per call, figures (experiments/out/); needs matplotlib
+$(VENV)/.bench: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	touch $@
+
+experiments: setup $(VENV)/.bench
+	$(BIN)/python -m experiments
 
 clean:
 	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache

@@ -1,4 +1,5 @@
-"""The store: consumes the events stream into SQL call records and answers queries over NATS.
+"""The store: consumes the events stream into SQL (call records, job records, logs) and
+answers queries over NATS.
 
 ``python -m store`` runs it; :class:`store.app.Store` is the service object.
 """

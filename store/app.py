@@ -20,18 +20,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from common.jetstream import connect, ensure_layout
 from common.lifecycle import TaskSet
 from common.logs import fields
-from store.db import create_schema, make_engine, make_sessions
-from store.ingest import Ingest, IngestConfig
+from store.db import make_engine, make_sessions
+from store.ingest import Ingest, IngestConfig, IngestStats
+from store.job_queries import JobQueries
+from store.log_queries import LogQueries
+from store.migrate import migrate
 from store.queries import CallQueries
-from store.service import start_service
+from store.service import Queries, start_service
 from store.settings import StoreSettings
-from store.writer import CallWriter
+from store.writer import EventWriter
 
 log = logging.getLogger(__name__)
 
 
 class Store:
-    """Consumes the events stream into SQL call records and answers queries over NATS."""
+    """Consumes the events stream into SQL (call and job records, logs) and answers queries
+    over NATS."""
 
     name = "store"
 
@@ -67,9 +71,10 @@ class Store:
 
     async def _start(self) -> None:
         s = self.settings
-        # The database first: a bad URL fails before anything is consumed.
+        # The database first: a bad URL fails before anything is consumed, and the schema is
+        # upgraded (Alembic) before anything reads or writes it.
         self._engine = make_engine(s.database_url)
-        await create_schema(self._engine)
+        revision = await migrate(self._engine)
         sessions = make_sessions(self._engine)
 
         self._nc = await connect(s.nats_url, name="faas-store")
@@ -77,16 +82,37 @@ class Store:
         await ensure_layout(js, self.layout)
 
         self._ingest = Ingest(
-            js,
+            self._nc,
             self.layout,
-            CallWriter(sessions),
-            IngestConfig(batch_size=s.batch_size, fetch_timeout_s=s.fetch_timeout_s, nak_delay_s=s.nak_delay_s),
+            EventWriter(sessions),
+            IngestConfig(
+                batch_size=s.batch_size,
+                fetch_timeout_s=s.fetch_timeout_s,
+                nak_delay_s=s.nak_delay_s,
+                ack_wait_s=s.ack_wait_s,
+            ),
         )
         await self._ingest.subscribe()
-        self._micro = await start_service(self._nc, self.layout, CallQueries(sessions))
+        queries = Queries(
+            calls=CallQueries(sessions),
+            # A logs reply is cut to what one message of this server may carry.
+            logs=LogQueries(sessions, max_bytes=self._nc.max_payload),
+            jobs=JobQueries(sessions),
+        )
+        self._micro = await start_service(self._nc, self.layout, queries)
         if self.background_ingest:
             self.tasks.spawn(self._ingest.run(), name="ingest")
-        log.info("store.started", extra=fields(prefix=self.layout.prefix, database=_safe_url(s.database_url)))
+        log.info(
+            "store.started",
+            extra=fields(prefix=self.layout.prefix, database=_safe_url(s.database_url), schema=revision),
+        )
+
+    @property
+    def ingest_stats(self) -> IngestStats:
+        """What the ingest loop has done so far (acks, batches, first and last ack times)."""
+        if self._ingest is None:
+            raise RuntimeError("start() the Store first")
+        return self._ingest.stats
 
     async def run_until_idle(self) -> int:
         """Burst mode (``background_ingest=False``): ingest until the consumer has nothing

@@ -1,30 +1,41 @@
 """The ingest loop: events stream -> durable pull consumer -> one transaction per batch -> ack.
 
-Delivery is at least once and :mod:`store.merge` is idempotent, so the loop acks only after
+Delivery is at least once and the merge rules are idempotent, so the loop acks only after
 commit. A message that does not decode is logged and terminated (it would never decode, and
 must not block the stream); a batch whose transaction fails is naked for redelivery later.
+
+The next batch is fetched while the current one is written: decoding and acking run on the
+event loop while the database works, which is most of the sustained throughput. Batches are
+still applied one at a time and in order.
 """
 
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
+from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy.exc import IntegrityError
 
 from common.logs import fields
-from schemas import CallEvent, InvalidMessage, Layout, decode_event
-from store.writer import CallWriter
+from schemas import InvalidMessage, Layout
+from store.events import StoreEvent, decode_store_event, event_id
+from store.pull import ConsumerGone, PullConsumer
 
 log = logging.getLogger(__name__)
 
 
+class Writer(Protocol):
+    async def apply(self, events: Sequence[StoreEvent]) -> int: ...
+
+
 @dataclass(frozen=True)
 class IngestConfig:
-    batch_size: int = 256
+    batch_size: int = 512
     fetch_timeout_s: float = 1.0
     nak_delay_s: float = 2.0
     # Generous: a batch is acked only after its commit, and a slow disk must not stall delivery.
@@ -38,27 +49,50 @@ class IngestConfig:
             raise ValueError(f"invalid ingest config {self}")
 
 
+@dataclass
+class IngestStats:
+    """Counters of one Ingest, for logs and the benchmark (monotonic clock times)."""
+
+    acked: int = 0
+    terminated: int = 0
+    naked: int = 0
+    batches: int = 0
+    first_ack_at: float | None = None
+    last_ack_at: float | None = None
+
+    def record_acks(self, n: int) -> None:
+        now = time.monotonic()
+        if self.first_ack_at is None:
+            self.first_ack_at = now
+        self.last_ack_at = now
+        self.acked += n
+
+
 class Ingest:
-    """Consumes ``<prefix>.events.>`` into the calls table.
+    """Consumes ``<prefix>.events.>`` into the store's tables.
 
     ``await ingest.subscribe()`` once, then either ``run()`` as a long-lived task (ended by
-    ``request_stop()`` after the batch in hand) or ``run_until_idle()`` for a burst.
+    ``request_stop()`` after the batches in hand) or ``run_until_idle()`` for a burst.
     """
 
-    def __init__(self, js: JetStreamContext, layout: Layout, writer: CallWriter, config: IngestConfig) -> None:
-        self._js = js
+    def __init__(self, nc: Client, layout: Layout, writer: Writer, config: IngestConfig) -> None:
+        self._nc = nc
+        self._js = nc.jetstream()
         self._layout = layout
         self._writer = writer
         self._config = config
-        self._sub: JetStreamContext.PullSubscription | None = None
+        self._pull: PullConsumer | None = None
+        # The next batch, fetched while the current one is written.
+        self._next: asyncio.Task[list[Msg]] | None = None
         self._stop = asyncio.Event()
+        self.stats = IngestStats()
 
     def consumer_config(self) -> ConsumerConfig:
         name = self._layout.store_consumer
         return ConsumerConfig(
             name=name,
             durable_name=name,
-            description="store: call records",
+            description="store: call and job records, logs",
             deliver_policy=DeliverPolicy.ALL,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=self._config.ack_wait_s,
@@ -72,23 +106,23 @@ class Ingest:
         config = self.consumer_config()
         # CONSUMER.CREATE without an action creates or updates: a changed config applies.
         await self._js.add_consumer(stream, config)
-        old, self._sub = self._sub, await self._js.pull_subscribe_bind(consumer=config.name, stream=stream)
+        await self._drop_prefetch()
+        old, self._pull = self._pull, await PullConsumer.bind(self._nc, stream, config.name or "")
         if old is not None:
-            await _quietly_unsubscribe(old)
+            await old.close()
 
     async def close(self) -> None:
         """Unbind the subscription (the durable consumer stays). Call after ``run()`` returned.
 
-        Unsubscribe rather than let the connection drain it: draining waits for the client-side
-        queue to be processed, and a pull subscription's queue can hold late status messages
-        that nothing will ever read. A real message left there is redelivered after ack_wait.
+        A message left unacknowledged (a cancelled fetch) is redelivered after ack_wait.
         """
-        sub, self._sub = self._sub, None
-        if sub is not None:
-            await _quietly_unsubscribe(sub)
+        await self._drop_prefetch()
+        pull, self._pull = self._pull, None
+        if pull is not None:
+            await pull.close()
 
     def request_stop(self) -> None:
-        """Ask ``run()`` to return once the batch in hand is applied and acked."""
+        """Ask ``run()`` to return once the batches in hand are applied and acked."""
         self._stop.set()
 
     async def run(self) -> None:
@@ -97,17 +131,21 @@ class Ingest:
         while not self._stop.is_set():
             try:
                 await self.step()
+            except ConsumerGone as err:
+                log.warning("store.ingest.consumer_gone", extra=fields(error=str(err)))
+                await self._recover()
             except Exception:
-                # Loop boundary: NATS reconnecting, the consumer deleted under us... log, pause,
-                # bind again and go on. The messages of a failed step are redelivered.
+                # Loop boundary: NATS reconnecting, the stream recreated... log, pause, bind
+                # again and go on. The messages of a failed step are redelivered.
                 log.exception("store.ingest.error")
-                try:
-                    await asyncio.wait_for(self._stop.wait(), self._config.error_backoff_s)
-                except TimeoutError:
-                    pass
-                if not self._stop.is_set():
-                    await self._rebind()
-        log.info("store.ingest.stopped")
+                await self._recover()
+        # A batch fetched ahead is in hand too: apply and ack it rather than leave it to ack_wait.
+        if self._next is not None:
+            try:
+                await self.step()
+            except Exception:
+                log.exception("store.ingest.error")
+        log.info("store.ingest.stopped", extra=fields(acked=self.stats.acked, batches=self.stats.batches))
 
     async def run_until_idle(self) -> int:
         """Burst mode: ingest until a fetch comes back empty. Returns the messages handled."""
@@ -117,25 +155,34 @@ class Ingest:
         return total
 
     async def step(self) -> int:
-        """Fetch one batch and apply it. Returns how many messages it handled (0: idle)."""
-        if self._sub is None:
+        """Take one batch (the one fetched ahead, or a new fetch), start fetching the next
+        unless stopping, and apply it. Returns how many messages it handled (0: idle)."""
+        pull = self._pull
+        if pull is None:
             raise RuntimeError("Ingest.subscribe() first")
-        try:
-            msgs = await self._sub.fetch(self._config.batch_size, timeout=self._config.fetch_timeout_s)
-        except TimeoutError:
-            # nats.errors.TimeoutError (a TimeoutError) or a bare asyncio one: nothing to fetch.
-            return 0
+        if self._next is not None:
+            task, self._next = self._next, None
+            msgs = await task
+        else:
+            msgs = await pull.fetch(self._config.batch_size, self._config.fetch_timeout_s)
+        if msgs and not self._stop.is_set():
+            self._next = asyncio.create_task(
+                pull.fetch(self._config.batch_size, self._config.fetch_timeout_s), name="store:ingest:prefetch"
+            )
         await self._handle(msgs)
         return len(msgs)
 
     async def _handle(self, msgs: list[Msg]) -> None:
-        decoded: list[tuple[Msg, CallEvent]] = []
+        if not msgs:
+            return
+        decoded: list[tuple[Msg, StoreEvent]] = []
         for msg in msgs:
             try:
-                decoded.append((msg, decode_event(msg.data)))
+                decoded.append((msg, decode_store_event(msg.data)))
             except InvalidMessage as err:
                 log.warning("store.event.invalid", extra=fields(subject=msg.subject, error=str(err)))
                 await msg.term()
+                self.stats.terminated += 1
         if not decoded:
             return
         started = time.perf_counter()
@@ -151,38 +198,61 @@ class Ingest:
             log.exception("store.batch.failed", extra=fields(events=len(decoded)))
             for msg, _ in decoded:
                 await msg.nak(delay=self._config.nak_delay_s)
+            self.stats.naked += len(decoded)
             return
         for msg, _ in decoded:
             await msg.ack()
+        self.stats.record_acks(len(decoded))
+        self.stats.batches += 1
         if log.isEnabledFor(logging.DEBUG):
             ms = (time.perf_counter() - started) * 1000
             log.debug("store.batch.applied", extra=fields(events=len(decoded), changed=changed, ms=f"{ms:.1f}"))
 
-    async def _apply_one_by_one(self, decoded: list[tuple[Msg, CallEvent]]) -> None:
+    async def _apply_one_by_one(self, decoded: list[tuple[Msg, StoreEvent]]) -> None:
         for msg, event in decoded:
             try:
                 await self._writer.apply([event])
             except IntegrityError as err:
                 log.error(
                     "store.event.conflict",
-                    extra=fields(call=event.call_id, number=event.number, kind=event.kind, error=err.orig),
+                    extra=fields(
+                        id=event_id(event), number=getattr(event, "number", None), kind=event.kind, error=err.orig
+                    ),
                 )
                 await msg.term()
+                self.stats.terminated += 1
             except Exception:
-                log.exception("store.event.failed", extra=fields(call=event.call_id, kind=event.kind))
+                log.exception("store.event.failed", extra=fields(id=event_id(event), kind=event.kind))
                 await msg.nak(delay=self._config.nak_delay_s)
+                self.stats.naked += 1
             else:
                 await msg.ack()
+                self.stats.record_acks(1)
+
+    async def _drop_prefetch(self) -> None:
+        task, self._next = self._next, None
+        if task is None:
+            return
+        task.cancel()
+        try:
+            await task
+        except BaseException as err:
+            # Cancelled, or the fetch had failed (the loop logged that already): either way
+            # whatever it held is redelivered after ack_wait. Our own cancellation goes on.
+            if isinstance(err, asyncio.CancelledError) and asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                raise
+
+    async def _recover(self) -> None:
+        await self._drop_prefetch()
+        try:
+            await asyncio.wait_for(self._stop.wait(), self._config.error_backoff_s)
+        except TimeoutError:
+            pass
+        if not self._stop.is_set():
+            await self._rebind()
 
     async def _rebind(self) -> None:
         try:
             await self.subscribe()
         except Exception:
             log.exception("store.ingest.rebind_failed")
-
-
-async def _quietly_unsubscribe(sub: JetStreamContext.PullSubscription) -> None:
-    try:
-        await sub.unsubscribe()
-    except Exception:
-        log.debug("store.ingest.unsubscribe_failed", exc_info=True)

@@ -11,13 +11,21 @@ applied twice must change nothing. The rules:
 - status only moves forward (``CallStatus.rank``); the first terminal event wins and every
   later ``Finished`` is ignored;
 - a ``Started`` of the newest attempt sets where the call runs and since when; an older
-  attempt only fills what is still empty.
+  attempt only fills what is still empty;
+- ``callback_url`` is filled by the first event that carries one (``Accepted``, ``Finished``);
+- a ``Callback`` sets ``callback``, the delivery outcome: the latest (by its ``at``) wins,
+  whatever the order they arrive in. It is not a status change.
+
+``Logs`` events are not record events: they go to the log chunks (:mod:`store.writer`).
 """
 
 from collections.abc import Iterable, MutableMapping
 from datetime import UTC, datetime
 
-from schemas import Accepted, CallEvent, CallRecord, CallStatus, Finished, Started
+from schemas import Accepted, Callback, CallbackOutcome, CallRecord, CallStatus, Finished, Started
+
+# The call events that shape a record.
+RecordEvent = Accepted | Started | Finished | Callback
 
 
 def _utc(at: datetime) -> datetime:
@@ -25,12 +33,12 @@ def _utc(at: datetime) -> datetime:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
-def new_record(event: CallEvent) -> CallRecord:
+def new_record(event: RecordEvent) -> CallRecord:
     """The empty record an event creates before it is applied."""
     return CallRecord(id=event.call_id, number=event.number, status=CallStatus.QUEUED)
 
 
-def merge(record: CallRecord | None, event: CallEvent) -> CallRecord:
+def merge(record: CallRecord | None, event: RecordEvent) -> CallRecord:
     """Apply one event to a record (created if None), in place; returns the record."""
     if record is None:
         record = new_record(event)
@@ -40,10 +48,12 @@ def merge(record: CallRecord | None, event: CallEvent) -> CallRecord:
         _apply_started(record, event, at)
     elif isinstance(event, Finished):
         _apply_finished(record, event, at)
+    elif isinstance(event, Callback):
+        _apply_callback(record, event)
     return record
 
 
-def merge_all(records: MutableMapping[str, CallRecord], events: Iterable[CallEvent]) -> set[str]:
+def merge_all(records: MutableMapping[str, CallRecord], events: Iterable[RecordEvent]) -> set[str]:
     """Apply events in order to the records they name, creating missing ones.
 
     Returns the ids of the records touched (changed or not).
@@ -55,7 +65,7 @@ def merge_all(records: MutableMapping[str, CallRecord], events: Iterable[CallEve
     return touched
 
 
-def _fill_what_was_called(record: CallRecord, event: CallEvent, at: datetime) -> None:
+def _fill_what_was_called(record: CallRecord, event: RecordEvent, at: datetime) -> None:
     if record.function is None:
         record.function = event.function
     if record.version is None:
@@ -64,6 +74,8 @@ def _fill_what_was_called(record: CallRecord, event: CallEvent, at: datetime) ->
         record.runtime = event.runtime
     if record.params is None:
         record.params = event.params
+    if record.callback_url is None and isinstance(event, Accepted | Finished):
+        record.callback_url = event.callback_url
     if isinstance(event, Accepted):
         record.created_at = at
     elif record.created_at is None:
@@ -105,3 +117,17 @@ def _apply_finished(record: CallRecord, event: Finished, at: datetime) -> None:
         record.node = event.node
     if event.container is not None:
         record.container = event.container
+
+
+def _apply_callback(record: CallRecord, event: Callback) -> None:
+    outcome = event.outcome.model_copy(update={"at": _utc(event.outcome.at)})
+    if record.callback is None or _callback_order(outcome) >= _callback_order(record.callback):
+        record.callback = outcome
+    if record.callback_url is None:
+        record.callback_url = outcome.url
+
+
+def _callback_order(outcome: CallbackOutcome) -> tuple[datetime, bool, int]:
+    # Latest first; on a tie, a delivery beats a failure and more attempts beat fewer, so the
+    # outcome does not depend on which of two same-instant events arrived last.
+    return _utc(outcome.at), outcome.delivered, outcome.attempts

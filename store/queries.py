@@ -1,31 +1,28 @@
 """Reading call records: one call by id or number, and filtered pages, newest first."""
 
-import base64
-import binascii
-
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas import CallPage, CallQuery, CallRecord, GetCall
-from store.db import calls, row_to_record
-from store.errors import BadRequest, NotFound
+from store import cursor
+from store.errors import NotFound
+from store.rows import row_to_record
+from store.tables import calls
 
-_CURSOR_TAG = "n:"
+_CURSOR_TAG = "n"
 
 
 def encode_cursor(number: int) -> str:
     """An opaque cursor: the next page holds calls numbered below ``number``."""
-    return base64.urlsafe_b64encode(f"{_CURSOR_TAG}{number}".encode()).decode().rstrip("=")
+    return cursor.pack(_CURSOR_TAG, str(number))
 
 
-def decode_cursor(cursor: str) -> int:
+def decode_cursor(value: str) -> int:
+    raw = cursor.unpack(_CURSOR_TAG, value)
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not raw.startswith(_CURSOR_TAG):
-            raise ValueError(raw)
-        return int(raw.removeprefix(_CURSOR_TAG))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest(f"invalid cursor {cursor!r}: pass a next_cursor from a previous page") from None
+        return int(raw)
+    except ValueError:
+        raise cursor.invalid(value) from None
 
 
 class CallQueries:

@@ -1,13 +1,14 @@
-"""The store's request/reply endpoints on ``nats.micro``: get a call, list calls.
+"""The store's request/reply endpoints on ``nats.micro``: calls, logs, jobs.
 
 Errors become micro error replies here and nowhere else: 400 for a request that does not
-decode or cannot be answered as asked, 404 for an unknown call, 413 for a reply too big for
-NATS, 500 for anything else (logged with its traceback). nats.micro awaits a handler inline
+decode or cannot be answered as asked, 404 for an unknown call or job, 413 for a reply too big
+for NATS, 500 for anything else (logged with its traceback). nats.micro awaits a handler inline
 per subscription; the queries are single indexed reads, so that does not hold up others long.
 """
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from nats.aio.client import Client
 from nats.errors import MaxPayloadError
@@ -17,35 +18,60 @@ from nats.micro.service import Service
 from pydantic import BaseModel
 
 from common.logs import fields
-from schemas import CallQuery, GetCall, InvalidMessage, Layout, decode, encode
+from schemas import CallQuery, GetCall, GetJob, GetLogs, InvalidMessage, JobQuery, Layout, decode, encode
 from store.errors import BadRequest, NotFound
+from store.job_queries import JobQueries
+from store.log_queries import LogQueries
 from store.queries import CallQueries
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "faas-store"
-SERVICE_VERSION = "0.1.0"
+SERVICE_VERSION = "0.2.0"
 
 
-async def start_service(nc: Client, layout: Layout, queries: CallQueries) -> Service:
-    """Start the micro service with its two endpoints; stop it with ``await service.stop()``."""
+@dataclass(frozen=True)
+class Queries:
+    calls: CallQueries
+    logs: LogQueries
+    jobs: JobQueries
+
+
+async def start_service(nc: Client, layout: Layout, queries: Queries) -> Service:
+    """Start the micro service with its endpoints; stop it with ``await service.stop()``."""
 
     async def get_call(request: Request) -> None:
-        await _answer(request, lambda: queries.get(decode(GetCall, request.data)))
+        await _answer(request, lambda: queries.calls.get(decode(GetCall, request.data)))
 
     async def list_calls(request: Request) -> None:
-        await _answer(request, lambda: queries.list(decode(CallQuery, request.data)))
+        await _answer(request, lambda: queries.calls.list(decode(CallQuery, request.data)))
 
+    async def get_logs(request: Request) -> None:
+        await _answer(request, lambda: queries.logs.get(decode(GetLogs, request.data)))
+
+    async def get_job(request: Request) -> None:
+        await _answer(request, lambda: queries.jobs.get(decode(GetJob, request.data)))
+
+    async def list_jobs(request: Request) -> None:
+        await _answer(request, lambda: queries.jobs.list(decode(JobQuery, request.data)))
+
+    endpoints = {
+        "get_call": (layout.store_get_call, get_call),
+        "list_calls": (layout.store_list_calls, list_calls),
+        "get_logs": (layout.store_get_logs, get_logs),
+        "get_job": (layout.store_get_job, get_job),
+        "list_jobs": (layout.store_list_jobs, list_jobs),
+    }
     service = await add_service(
         nc,
         name=SERVICE_NAME,
         version=SERVICE_VERSION,
-        description="call records",
+        description="call records, logs, job records",
         queue_group=SERVICE_NAME,
     )
     try:
-        await service.add_endpoint(name="get_call", subject=layout.store_get_call, handler=get_call)
-        await service.add_endpoint(name="list_calls", subject=layout.store_list_calls, handler=list_calls)
+        for name, (subject, handler) in endpoints.items():
+            await service.add_endpoint(name=name, subject=subject, handler=handler)
         await _flush_subscriptions(nc)
     except BaseException:
         await service.stop()

@@ -14,11 +14,13 @@ class StoreSettings(BaseSettings):
     # A SQLite file's parent directory is created when the engine is made (store.db).
     database_url: str = "sqlite+aiosqlite:///data/faas.db"
     # Events applied per transaction: the unit of throughput into SQLite.
-    batch_size: int = Field(default=256, ge=1, le=10_000)
+    batch_size: int = Field(default=512, ge=1, le=10_000)
     # How long one fetch waits for events; also bounds how long a graceful stop waits.
     fetch_timeout_s: float = Field(default=1.0, gt=0)
     # Redelivery delay of a batch whose transaction failed (the database is down, locked...).
     nak_delay_s: float = Field(default=2.0, ge=0)
+    # Redelivery delay of events a store took but never acknowledged (it was killed, say).
+    ack_wait_s: float = Field(default=30.0, gt=0)
     # How long stop() waits for the batch in hand before cancelling the ingest loop.
     stop_grace_s: float = Field(default=10.0, ge=0)
     log_level: str = "INFO"

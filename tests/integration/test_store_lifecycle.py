@@ -157,3 +157,36 @@ async def test_stop_with_nats_down_is_prompt(
     # Nothing to drain: the client is closed instead of reconnecting for ever.
     assert time.monotonic() - started < settings.fetch_timeout_s + 3.0
     assert len(store.tasks) == 0
+
+
+async def test_a_deleted_consumer_is_made_again(
+    nc: Client, layout: Layout, settings: StoreSettings, stores: StoreFactory
+) -> None:
+    await publish(nc, layout, story("before", 1))
+    store = stores(settings)
+    await store.start()
+    await eventually(lambda: done_call(nc, layout, "before"))
+
+    # Someone deletes the durable consumer under the running store: it binds a new one.
+    await nc.jetstream().delete_consumer(layout.events_stream, layout.store_consumer)
+    await publish(nc, layout, story("after", 2))
+    after = await eventually(lambda: done_call(nc, layout, "after"), timeout=15.0)
+    assert after.result == {"roll": 3}
+    assert not store.tasks.failed.is_set()
+
+
+async def test_an_idle_store_takes_a_new_event_at_once(
+    nc: Client, layout: Layout, settings: StoreSettings, stores: StoreFactory
+) -> None:
+    # A long fetch timeout: the event must wake the waiting pull, not the next poll.
+    store = stores(settings.model_copy(update={"fetch_timeout_s": 20.0, "stop_grace_s": 1.0}))
+    await store.start()
+    await eventually(lambda: _true_if(store.ingest_stats.acked == 0 and len(store.tasks) == 1))
+    started = time.monotonic()
+    await publish(nc, layout, story("wake", 1))
+    await eventually(lambda: done_call(nc, layout, "wake"), timeout=10.0)
+    assert time.monotonic() - started < 5.0
+
+
+async def _true_if(condition: bool) -> bool | None:
+    return True if condition else None

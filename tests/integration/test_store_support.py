@@ -14,6 +14,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
+from pydantic import BaseModel
 
 from schemas import (
     Accepted,
@@ -31,9 +32,11 @@ from schemas import (
     encode,
 )
 from store import Store, StoreSettings
+from store.events import StoreEvent, event_id
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 StoreFactory = Callable[..., Store]
 
@@ -191,3 +194,16 @@ async def consumer_settled(nc: Client, layout: Layout) -> bool | None:
     """True once the store's consumer has nothing pending or unacknowledged."""
     info = await nc.jetstream().consumer_info(layout.events_stream, layout.store_consumer)
     return True if info.num_pending == 0 and info.num_ack_pending == 0 else None
+
+
+async def publish_any(nc: Client, layout: Layout, events: Sequence[StoreEvent]) -> None:
+    """Call and job events alike, each on ``<prefix>.events.<id>.<kind>``."""
+    js = nc.jetstream()
+    for event in events:
+        await js.publish(layout.event(event_id(event), event.kind), encode(event))
+
+
+async def ask_for(nc: Client, subject: str, request: BaseModel, answer: type[M]) -> M:
+    msg = await ask(nc, subject, encode(request))
+    assert service_error(msg) is None, service_error(msg)
+    return decode(answer, msg.data)

@@ -1,13 +1,13 @@
 """store.merge: the rules that fold call events into a record, without NATS or a database."""
 
 import itertools
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
-from schemas import Accepted, CallEvent, CallRecord, CallStatus, ErrorInfo, Finished, Started
-from store.merge import merge, merge_all
+from schemas import Accepted, Callback, CallbackOutcome, CallRecord, CallStatus, ErrorInfo, Finished, Started
+from store.merge import RecordEvent, merge, merge_all
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 CALL = "c1"
@@ -47,7 +47,7 @@ def finished(status: CallStatus = CallStatus.DONE, **kw: Any) -> Finished:
     return Finished(**{**base, **kw})
 
 
-def fold(events: list[CallEvent]) -> CallRecord:
+def fold(events: list[RecordEvent]) -> CallRecord:
     record: CallRecord | None = None
     for event in events:
         record = merge(record, event)
@@ -95,7 +95,7 @@ def test_the_full_story_in_order() -> None:
 
 
 def test_every_order_gives_the_same_record() -> None:
-    events: list[CallEvent] = [
+    events: list[RecordEvent] = [
         accepted(),
         started(1),
         started(2, node="n2"),
@@ -111,13 +111,13 @@ def test_every_order_gives_the_same_record() -> None:
 
 
 @pytest.mark.parametrize("event", [accepted(), started(), finished()], ids=lambda e: e.kind)
-def test_the_same_event_twice_changes_nothing(event: CallEvent) -> None:
+def test_the_same_event_twice_changes_nothing(event: RecordEvent) -> None:
     once = fold([event]).model_dump()
     assert fold([event, event]).model_dump() == once
 
 
 def test_duplicates_anywhere_in_a_history_change_nothing() -> None:
-    story: list[CallEvent] = [accepted(), started(), finished()]
+    story: list[RecordEvent] = [accepted(), started(), finished()]
     clean = fold(story).model_dump()
     assert fold([story[0], story[0], story[1], story[0], story[2], story[1], story[2]]).model_dump() == clean
 
@@ -217,3 +217,70 @@ def test_merge_all_creates_and_updates_several_records() -> None:
     touched = merge_all(records, [finished(call_id="c2", number=8)])
     assert touched == {"c2"}
     assert records["c2"].status.terminal
+
+
+# --- callbacks --------------------------------------------------------------------------------
+
+
+def callback(delivered: bool, seconds: int, attempts: int = 1, **kw: Any) -> Callback:
+    outcome = CallbackOutcome(
+        url="https://example.test/hook",
+        delivered=delivered,
+        attempts=attempts,
+        status_code=200 if delivered else 502,
+        error=None if delivered else "bad gateway",
+        at=T0 + timedelta(seconds=seconds),
+    )
+    return Callback(call_id=CALL, number=7, at=outcome.at, outcome=outcome, **kw)
+
+
+def test_accepted_callback_url_fills_the_record() -> None:
+    r = fold([accepted(callback_url="https://example.test/hook"), started()])
+    assert r.callback_url == "https://example.test/hook" and r.callback is None
+
+
+def test_a_finished_event_fills_the_callback_url_when_accepted_is_missing() -> None:
+    r = fold([finished(callback_url="https://example.test/late")])
+    assert r.callback_url == "https://example.test/late"
+    r = fold([accepted(callback_url="https://example.test/first"), finished(callback_url="https://other.test")])
+    assert r.callback_url == "https://example.test/first"
+
+
+def test_the_latest_callback_outcome_wins_in_any_order() -> None:
+    events: list[RecordEvent] = [
+        accepted(callback_url="https://example.test/hook"),
+        finished(),
+        callback(False, 20, attempts=1),
+        callback(False, 25, attempts=2),
+        callback(True, 30, attempts=3),
+    ]
+    results = {fold(list(order)).model_dump_json() for order in itertools.permutations(events)}
+    assert len(results) == 1
+    r = CallRecord.model_validate_json(results.pop())
+    assert r.callback is not None
+    assert (r.callback.delivered, r.callback.attempts, r.callback.status_code) == (True, 3, 200)
+    # Not a status change.
+    assert r.status is CallStatus.DONE and r.finished_at == T0 + timedelta(seconds=10)
+
+
+def test_a_callback_is_not_a_status_change_even_first() -> None:
+    r = fold([callback(True, 30)])
+    assert r.status is CallStatus.QUEUED
+    assert r.callback_url == "https://example.test/hook"  # known from the outcome
+    r = fold([callback(True, 30), started(), finished()])
+    assert r.status is CallStatus.DONE and r.callback is not None and r.callback.delivered
+
+
+def test_same_instant_outcomes_do_not_depend_on_arrival() -> None:
+    failed, delivered = callback(False, 30, attempts=2), callback(True, 30, attempts=2)
+    assert fold([failed, delivered]).callback == fold([delivered, failed]).callback == delivered.outcome
+
+
+def test_callback_times_are_kept_in_utc() -> None:
+    east = timezone(timedelta(hours=3))
+    outcome = CallbackOutcome(
+        url="https://x.test", delivered=True, attempts=1, at=datetime(2025, 1, 1, 15, tzinfo=east)
+    )
+    r = fold([Callback(call_id=CALL, number=7, outcome=outcome)])
+    assert r.callback is not None and r.callback.at == datetime(2025, 1, 1, 12, tzinfo=UTC)
+    assert r.callback.at.tzinfo is UTC

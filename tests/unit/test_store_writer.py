@@ -1,4 +1,5 @@
-"""store.writer and store.db: batches of events into a real SQLite file, no NATS."""
+"""store.writer and store.queries on calls: batches of events into a real database (SQLite,
+and PostgreSQL when one is configured: see test_store_backends), no NATS."""
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -12,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas import (
     Accepted,
-    CallEvent,
     CallQuery,
     CallRecord,
     CallStatus,
@@ -21,26 +21,27 @@ from schemas import (
     GetCall,
     Started,
 )
-from store.db import calls, create_schema, make_engine, make_sessions
+from store.db import make_engine, make_sessions
 from store.errors import BadRequest, NotFound
-from store.merge import merge_all
+from store.merge import RecordEvent, merge_all
+from store.migrate import migrate
 from store.queries import CallQueries, decode_cursor, encode_cursor
-from store.writer import CallWriter
+from store.tables import calls
+from store.writer import EventWriter
+from tests.unit.test_store_backends import BACKENDS, migrated_engine
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
 
 
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/nested/dir/calls.db")
-    await create_schema(engine)
-    yield engine
-    await engine.dispose()
+@pytest.fixture(params=BACKENDS)
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    async with migrated_engine(request.param, tmp_path) as engine:
+        yield engine
 
 
 @pytest.fixture
-def writer(engine: AsyncEngine) -> CallWriter:
-    return CallWriter(make_sessions(engine))
+def writer(engine: AsyncEngine) -> EventWriter:
+    return EventWriter(make_sessions(engine))
 
 
 @pytest.fixture
@@ -48,7 +49,7 @@ def queries(engine: AsyncEngine) -> CallQueries:
     return CallQueries(make_sessions(engine))
 
 
-def story(call_id: str, number: int, *, params: Any = None, result: Any = None) -> list[CallEvent]:
+def story(call_id: str, number: int, *, params: Any = None, result: Any = None) -> list[RecordEvent]:
     at = T0 + timedelta(minutes=number)
     return [
         Accepted(call_id=call_id, number=number, at=at, function="dice", runtime="py", params=params),
@@ -65,27 +66,32 @@ def story(call_id: str, number: int, *, params: Any = None, result: Any = None) 
     ]
 
 
-def expected(events: list[CallEvent]) -> dict[str, CallRecord]:
+def expected(events: list[RecordEvent]) -> dict[str, CallRecord]:
     records: dict[str, CallRecord] = {}
     merge_all(records, events)
     return records
 
 
-async def test_sqlite_file_gets_its_directory_and_wal(engine: AsyncEngine, tmp_path: Path) -> None:
-    assert (tmp_path / "nested" / "dir" / "calls.db").exists()
-    async with engine.connect() as conn:
-        assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
-        assert (await conn.execute(text("PRAGMA synchronous"))).scalar() == 1  # NORMAL
+async def test_sqlite_file_gets_its_directory_and_wal(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/nested/dir/calls.db")
+    try:
+        await migrate(engine)
+        assert (tmp_path / "nested" / "dir" / "calls.db").exists()
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
+            assert (await conn.execute(text("PRAGMA synchronous"))).scalar() == 1  # NORMAL
+    finally:
+        await engine.dispose()
 
 
-async def test_a_batch_is_stored_as_merged_in_memory(writer: CallWriter, queries: CallQueries) -> None:
+async def test_a_batch_is_stored_as_merged_in_memory(writer: EventWriter, queries: CallQueries) -> None:
     events = story("a", 1, params={"n": 6}, result=[1, 2]) + story("b", 2, params="p", result="r")
     assert await writer.apply(events) == 2
     for call_id, record in expected(events).items():
         assert await queries.get(GetCall(id=call_id)) == record
 
 
-async def test_batching_and_duplicates_do_not_change_the_outcome(writer: CallWriter, queries: CallQueries) -> None:
+async def test_batching_and_duplicates_do_not_change_the_outcome(writer: EventWriter, queries: CallQueries) -> None:
     events = story("a", 1, result={"x": None})
     for event in events:  # one event per transaction, then everything again in one batch
         await writer.apply([event])
@@ -93,7 +99,7 @@ async def test_batching_and_duplicates_do_not_change_the_outcome(writer: CallWri
     assert await queries.get(GetCall(id="a")) == expected(events)["a"]
 
 
-async def test_out_of_order_across_batches(writer: CallWriter, queries: CallQueries) -> None:
+async def test_out_of_order_across_batches(writer: EventWriter, queries: CallQueries) -> None:
     accepted, started, finished = story("a", 1, params=[1])
     await writer.apply([finished])
     await writer.apply([started, accepted])
@@ -104,14 +110,14 @@ async def test_out_of_order_across_batches(writer: CallWriter, queries: CallQuer
 
 
 @pytest.mark.parametrize("value", ["text", [1, None], 0, False, 2.5, {"nested": [None]}, None])
-async def test_json_columns_hold_any_json_value(writer: CallWriter, queries: CallQueries, value: Any) -> None:
+async def test_json_columns_hold_any_json_value(writer: EventWriter, queries: CallQueries, value: Any) -> None:
     await writer.apply(story("a", 1, params=value, result=value))
     record = await queries.get(GetCall(id="a"))
     assert record.params == value and record.result == value
     assert type(record.result) is type(value)
 
 
-async def test_timestamps_come_back_in_utc(writer: CallWriter, queries: CallQueries) -> None:
+async def test_timestamps_come_back_in_utc(writer: EventWriter, queries: CallQueries) -> None:
     east = datetime(2025, 6, 1, 17, 0, tzinfo=timezone(timedelta(hours=5)))
     await writer.apply([Accepted(call_id="a", number=1, at=east)])
     record = await queries.get(GetCall(id="a"))
@@ -119,14 +125,14 @@ async def test_timestamps_come_back_in_utc(writer: CallWriter, queries: CallQuer
     assert record.created_at.tzinfo is UTC and record.created_at.hour == 12
 
 
-async def test_errors_round_trip(writer: CallWriter, queries: CallQueries) -> None:
+async def test_errors_round_trip(writer: EventWriter, queries: CallQueries) -> None:
     error = ErrorInfo(type="ValueError", message="bad\nline two")
     await writer.apply([Finished(call_id="a", number=1, status=CallStatus.ERROR, error=error, exit_code=2)])
     record = await queries.get(GetCall(id="a"))
     assert record.error == error and record.exit_code == 2 and record.status is CallStatus.ERROR
 
 
-async def test_a_number_taken_by_another_call_fails_the_whole_batch(writer: CallWriter, engine: AsyncEngine) -> None:
+async def test_a_number_taken_by_another_call_fails_the_whole_batch(writer: EventWriter, engine: AsyncEngine) -> None:
     await writer.apply([Accepted(call_id="a", number=1)])
     with pytest.raises(IntegrityError):
         await writer.apply([Accepted(call_id="b", number=2), Accepted(call_id="c", number=1)])
@@ -134,8 +140,8 @@ async def test_a_number_taken_by_another_call_fails_the_whole_batch(writer: Call
         assert (await conn.execute(select(func.count()).select_from(calls))).scalar() == 1
 
 
-async def test_big_batches_are_loaded_in_chunks(writer: CallWriter, engine: AsyncEngine) -> None:
-    events: list[CallEvent] = [Accepted(call_id=f"c{i}", number=i) for i in range(1, 1201)]
+async def test_big_batches_are_loaded_in_chunks(writer: EventWriter, engine: AsyncEngine) -> None:
+    events: list[RecordEvent] = [Accepted(call_id=f"c{i}", number=i) for i in range(1, 1201)]
     assert await writer.apply(events) == 1200
     assert await writer.apply([Started(call_id=e.call_id, number=e.number, node="n") for e in events]) == 1200
     async with engine.connect() as conn:
@@ -150,8 +156,8 @@ async def test_get_unknown_call(queries: CallQueries) -> None:
         await queries.get(GetCall(number=42))
 
 
-async def test_list_filters_and_pages(writer: CallWriter, queries: CallQueries) -> None:
-    events: list[CallEvent] = []
+async def test_list_filters_and_pages(writer: EventWriter, queries: CallQueries) -> None:
+    events: list[RecordEvent] = []
     for n in range(1, 8):
         events += story(f"c{n}", n)[: 1 if n % 2 else 3]  # odd numbers stay QUEUED
     await writer.apply(events)
@@ -171,7 +177,7 @@ async def test_list_filters_and_pages(writer: CallWriter, queries: CallQueries) 
     assert (await queries.list(CallQuery(function="other"))).items == []
 
 
-async def test_an_exact_last_page_has_no_next_cursor(writer: CallWriter, queries: CallQueries) -> None:
+async def test_an_exact_last_page_has_no_next_cursor(writer: EventWriter, queries: CallQueries) -> None:
     await writer.apply([Accepted(call_id=f"c{n}", number=n) for n in range(1, 5)])
     page = await queries.list(CallQuery(limit=4))
     assert len(page.items) == 4 and page.next_cursor is None

@@ -1,0 +1,112 @@
+"""Conversion between rows (mappings keyed by column name) and what the store hands out.
+
+``*_to_values`` give every column but the writer's own bookkeeping; reading a row back and
+converting it again gives equal values, which is how the writer tells what changed.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+from schemas import CallbackOutcome, CallRecord, CallStatus, ErrorInfo, JobResult, JobStatus
+from store.job_merge import JobState
+
+
+def record_to_values(record: CallRecord) -> dict[str, Any]:
+    """Column values of a call record (without ``updated_at``)."""
+    return {
+        "id": record.id,
+        "number": record.number,
+        "function": record.function,
+        "version": record.version,
+        "runtime": record.runtime,
+        "params": record.params,
+        "status": record.status.value,
+        "attempts": record.attempts,
+        "node": record.node,
+        "container": record.container,
+        "created_at": record.created_at,
+        "started_at": record.started_at,
+        "finished_at": record.finished_at,
+        "duration_ms": record.duration_ms,
+        "exit_code": record.exit_code,
+        "error_type": record.error.type if record.error else None,
+        "error_message": record.error.message if record.error else None,
+        "result": record.result,
+        "callback_url": record.callback_url,
+        "callback": record.callback.model_dump(mode="json") if record.callback else None,
+    }
+
+
+def row_to_record(row: Mapping[Any, Any]) -> CallRecord:
+    """A call record from a row mapping (``result.mappings()`` or ``Row._mapping``)."""
+    error = None
+    if row["error_type"] is not None or row["error_message"] is not None:
+        error = ErrorInfo(type=row["error_type"] or "Error", message=row["error_message"] or "")
+    callback = row["callback"]
+    return CallRecord(
+        id=row["id"],
+        number=row["number"],
+        function=row["function"],
+        version=row["version"],
+        runtime=row["runtime"],
+        params=row["params"],
+        status=CallStatus(row["status"]),
+        attempts=row["attempts"],
+        node=row["node"],
+        container=row["container"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        duration_ms=row["duration_ms"],
+        exit_code=row["exit_code"],
+        error=error,
+        result=row["result"],
+        callback_url=row["callback_url"],
+        callback=CallbackOutcome.model_validate(callback) if callback is not None else None,
+    )
+
+
+def job_to_values(state: JobState) -> dict[str, Any]:
+    """Column values of a job (all of them: ``updated_at`` is an event time here)."""
+    return {
+        "id": state.id,
+        "number": state.number,
+        "name": state.name,
+        "description": state.description,
+        "priority": state.priority,
+        "image": state.image,
+        "command": state.command,
+        "env": state.env,
+        "metadata": state.metadata,
+        "status": state.status.value,
+        "started_node": state.started_node,
+        "finished_node": state.finished_node,
+        "container": state.container,
+        "started_at": state.started_at,
+        "created_at": state.created_at,
+        "updated_at": state.updated_at,
+        "result": state.result.model_dump(mode="json"),
+    }
+
+
+def row_to_job(row: Mapping[Any, Any]) -> JobState:
+    result = row["result"]
+    return JobState(
+        id=row["id"],
+        number=row["number"],
+        name=row["name"],
+        description=row["description"],
+        priority=row["priority"],
+        image=row["image"],
+        command=row["command"],
+        env=row["env"],
+        metadata=row["metadata"],
+        status=JobStatus(row["status"]),
+        started_node=row["started_node"],
+        finished_node=row["finished_node"],
+        container=row["container"],
+        started_at=row["started_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        result=JobResult.model_validate(result) if result is not None else JobResult(),
+    )

@@ -1,0 +1,113 @@
+"""The store's tables: call records, log chunks, job records.
+
+Defined here and only here: Alembic migrations (``store/migrations``) are written against
+``Base.metadata``, and a unit test checks that the two agree. Code reads and writes through
+the Core tables (``calls``, ``call_logs``, ``jobs``), whose keys are the column names.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, String, Table, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from store.db import Base, FreeJSON, UTCDateTime
+
+
+class CallRow(Base):
+    __tablename__ = "calls"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    number: Mapped[int] = mapped_column(BigInteger, unique=True, index=True)
+    function: Mapped[str | None] = mapped_column(String)
+    version: Mapped[int | None] = mapped_column(Integer)
+    runtime: Mapped[str | None] = mapped_column(String)
+    params: Mapped[Any] = mapped_column(FreeJSON, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    node: Mapped[str | None] = mapped_column(String)
+    container: Mapped[str | None] = mapped_column(String)
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    duration_ms: Mapped[float | None] = mapped_column(Float)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    error_type: Mapped[str | None] = mapped_column(String)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[Any] = mapped_column(FreeJSON, nullable=True)
+    # When the store last wrote the row (wall clock), not an event time.
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    # schemas.CallbackOutcome as JSON: the latest delivery outcome.
+    callback: Mapped[Any] = mapped_column(FreeJSON, nullable=True)
+
+    # Listing is "newest first by number", usually filtered by function or status: these
+    # also serve plain lookups by function or status (their leading column).
+    __table_args__ = (
+        Index("ix_calls_function_number", "function", "number"),
+        Index("ix_calls_status_number", "status", "number"),
+    )
+
+
+class LogChunkRow(Base):
+    """One ``Logs`` event: the key makes a redelivered chunk a no-op."""
+
+    __tablename__ = "call_logs"
+
+    # A call id or a job id: both publish their output the same way.
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The chunk's list of schemas.LogEntry, as JSON text encoded once by the schemas models
+    # (cheaper than a JSON column, and exactly the bytes a LogPage reply carries).
+    lines: Mapped[str] = mapped_column(Text)
+    # Size of those lines in a LogPage reply, separators included, so that a reader can stop
+    # at the NATS payload limit without loading everything.
+    nbytes: Mapped[int] = mapped_column(Integer)
+    truncated: Mapped[bool] = mapped_column(Boolean)
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    number: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    # What was asked: NULL until the job_accepted event is seen (never registry_auth).
+    name: Mapped[str | None] = mapped_column(String)
+    description: Mapped[str | None] = mapped_column(Text)
+    priority: Mapped[int | None] = mapped_column(Integer)
+    image: Mapped[str | None] = mapped_column(String)
+    command: Mapped[Any] = mapped_column(FreeJSON, nullable=True)
+    env: Mapped[Any] = mapped_column(FreeJSON, nullable=True)
+    meta: Mapped[Any] = mapped_column("metadata", FreeJSON, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    # Where it ran: the finished event's node when it names one, else the latest start's.
+    started_node: Mapped[str | None] = mapped_column(String)
+    finished_node: Mapped[str | None] = mapped_column(String)
+    container: Mapped[str | None] = mapped_column(String)
+    # Time of the latest job_started: a redelivered job's newest start says where it runs.
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Time of the latest event applied (an event time, as JobRecord.updated_at).
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # schemas.JobResult as JSON.
+    result: Mapped[Any] = mapped_column(FreeJSON, nullable=True)
+
+    # Listing is newest first by (created_at, id), optionally filtered by status.
+    __table_args__ = (
+        Index("ix_jobs_created_id", "created_at", "id"),
+        Index("ix_jobs_status_created_id", "status", "created_at", "id"),
+    )
+
+
+def _table(mapped: type[Base]) -> Table:
+    # Mapped classes type __table__ as FromClause; these are plain Tables.
+    table = mapped.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+calls = _table(CallRow)
+call_logs = _table(LogChunkRow)
+jobs = _table(JobRow)

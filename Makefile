@@ -18,7 +18,6 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 	bash scripts/ensure-docker.sh
 	bash scripts/build-images.sh
-	bash scripts/ensure-postgres.sh
 
 up: setup
 	$(BIN)/faas up
@@ -33,6 +32,7 @@ typecheck: $(VENV)/.installed
 # FAAS_REQUIRE_*=1: tests needing Docker, ansible or PostgreSQL fail instead of skipping without
 # them. The store's PostgreSQL tests use the server scripts/ensure-postgres.sh set up (it prints its URL).
 pytest: setup
+	bash scripts/ensure-postgres.sh
 	FAAS_TEST_POSTGRES_URL="$$(bash scripts/ensure-postgres.sh 2>/dev/null | tail -n 1)" FAAS_REQUIRE_POSTGRES=1 \
 	FAAS_REQUIRE_DOCKER=1 FAAS_REQUIRE_ANSIBLE=1 PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -q -ra
 

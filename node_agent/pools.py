@@ -168,8 +168,16 @@ class Pools:
                 self._fill(key)
 
     def _evict_for(self, key: str) -> bool:
-        """Make room for one container of ``key`` by evicting the LRU idle one elsewhere."""
-        victims = [(wc.last_used, k) for k, q in self._idle.items() if k != key and q for wc in (q[0],)]
+        """Make room for one container of ``key`` by evicting the least recently used idle
+        container of a key that needs it less: one holding more than its target, or one with
+        lower demand (never an equal one, or two keys would evict each other in turn)."""
+        now = time.monotonic()
+        rate = self._demand[key].rate(now)
+        victims = [
+            (q[0].last_used, k)
+            for k, q in self._idle.items()
+            if k != key and q and (len(q) > self.target(k) or self._demand[k].rate(now) < rate)
+        ]
         if not victims:
             return False
         _, victim_key = min(victims)

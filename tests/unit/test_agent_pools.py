@@ -1,0 +1,126 @@
+"""Pool sizing, expiry and eviction, with a fake container factory (no Docker)."""
+
+import asyncio
+import itertools
+from typing import Any
+
+import pytest
+
+from common.lifecycle import TaskSet
+from node_agent.pools import Demand, PoolConfig, Pools, WarmContainer
+
+
+class FakeAttached:
+    async def write(self, data: bytes) -> None: ...
+    async def read(self) -> tuple[int, bytes] | None:
+        return None
+
+    async def close(self) -> None: ...
+
+
+class FakeEngine:
+    def __init__(self) -> None:
+        self.removed: list[str] = []
+
+    async def remove(self, cid: str, grace_s: float = 0) -> None:
+        self.removed.append(cid)
+
+    def __getattr__(self, name: str) -> Any:  # the pools use nothing else
+        raise AssertionError(f"unexpected engine call {name}")
+
+
+def make_pools(**cfg: Any) -> tuple[Pools, FakeEngine, list[str]]:
+    engine = FakeEngine()
+    made: list[str] = []
+    ids = itertools.count()
+
+    async def factory(key: str) -> WarmContainer:
+        cid = f"{key}#{next(ids)}"
+        made.append(cid)
+        return WarmContainer(cid=cid, key=key, attached=FakeAttached(), reusable=True)
+
+    pools = Pools(engine, factory, PoolConfig(**cfg), TaskSet("test"))  # type: ignore[arg-type]
+    return pools, engine, made
+
+
+async def settle(pools: Pools) -> None:
+    pools._tick()
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def test_demand_decays_and_accumulates() -> None:
+    d = Demand(window_s=10)
+    for _ in range(10):
+        d.hit()
+    assert d.rate() == pytest.approx(1.0, rel=0.05)  # 10 calls in a 10 s window
+    assert d.rate(now=d._t + 10) == pytest.approx(1.0 / 2.718, rel=0.05)
+
+
+async def test_no_demand_no_containers_and_minimum_is_kept() -> None:
+    pools, _, made = make_pools(min_per_key={"rt:python": 2})
+    pools.want("rt:python")
+    pools.want("fn:f@1")
+    await settle(pools)
+    assert pools.idle_counts() == {"rt:python": 2}
+    assert all(c.startswith("rt:python") for c in made)
+
+
+async def test_a_miss_grows_the_pool_and_a_hit_takes_the_newest() -> None:
+    pools, _, _ = make_pools()
+    assert pools.acquire("fn:f@1") is None  # cold fallback, but now there is demand
+    await settle(pools)
+    assert pools.idle_counts().get("fn:f@1", 0) >= 1
+    wc = pools.acquire("fn:f@1")
+    assert wc is not None and wc.key == "fn:f@1"
+    pools.release(wc, healthy=True, service_s=0.01)
+    assert pools.acquire("fn:f@1") is wc  # reusable containers come back
+
+
+async def test_high_rate_targets_more_containers_within_the_maximum() -> None:
+    pools, _, _ = make_pools(max_per_key=4, window_s=1)
+    for _ in range(200):
+        pools.acquire("fn:hot@1")
+    assert pools.target("fn:hot@1") == 4
+    await settle(pools)
+    assert pools.idle_counts()["fn:hot@1"] == 4
+
+
+async def test_unhealthy_and_single_use_containers_are_destroyed() -> None:
+    pools, engine, _ = make_pools()
+    pools.acquire("fn:f@1")
+    await settle(pools)
+    wc = pools.acquire("fn:f@1")
+    assert wc is not None
+    pools.release(wc, healthy=False, service_s=0.01)
+    await settle(pools)
+    assert wc.cid in engine.removed
+    one_shot = WarmContainer(cid="x", key="fn:f@1", attached=FakeAttached(), reusable=False)
+    pools.release(one_shot, healthy=True, service_s=0.01)
+    await settle(pools)
+    assert "x" in engine.removed
+
+
+async def test_idle_containers_expire_down_to_the_target() -> None:
+    pools, engine, _ = make_pools(idle_s=0.0, window_s=0.01)
+    pools.acquire("fn:f@1")
+    await settle(pools)
+    assert pools.idle_counts()
+    await asyncio.sleep(0.05)  # the demand decays to nothing; the container idles past idle_s
+    await settle(pools)
+    assert pools.idle_counts() == {}
+    assert engine.removed
+
+
+async def test_at_capacity_the_least_recently_used_idle_container_is_evicted() -> None:
+    pools, engine, _ = make_pools(max_warm=2, max_per_key=1)
+    for key in ("fn:a@1", "fn:b@1"):
+        pools.acquire(key)
+        await settle(pools)
+    assert set(pools.idle_counts()) == {"fn:a@1", "fn:b@1"}
+    a_cid = next(iter(pools._idle["fn:a@1"])).cid
+    pools._idle["fn:a@1"][0].last_used -= 100  # a is the least recently used
+    pools.acquire("fn:c@1")
+    await settle(pools)
+    assert a_cid in engine.removed
+    assert set(pools.idle_counts()) == {"fn:b@1", "fn:c@1"}

@@ -106,7 +106,7 @@ class NodeAgent:
                 idle_s=s.pool_idle_s,
                 window_s=s.demand_window_s,
             )
-            self.pools = Pools(self._engine, self.executor.make_warm, config, self.tasks)
+            self.pools = Pools(self._engine, self.executor.make_warm, config)
             self.executor.pools = self.pools
             self.tasks.spawn(self.pools.maintain(), "pools")
         # Work the gateway routes to this node because it holds the function/runtime warm.
@@ -136,8 +136,6 @@ class NodeAgent:
             task.cancel()
         await asyncio.gather(*self._loops.values(), return_exceptions=True)
         await self.tasks.cancel_all()
-        if self.pools is not None:
-            await self.pools.close()
         try:
             await self._nodes_kv.delete(self.settings.node_id)
         except Exception:  # NATS may be gone; the entry expires by TTL anyway
@@ -151,6 +149,9 @@ class NodeAgent:
                 await self._calls.cancel_all()
 
         await asyncio.gather(drain_calls(), self._jobs.stop() if self._jobs else asyncio.sleep(0))
+        # 3. no call holds a warm container now: destroy the pools
+        if self.pools is not None:
+            await self.pools.close()
         if self._nc is not None:
             await self._nc.drain()
         if self._engine is not None and self._own_engine:

@@ -444,6 +444,7 @@ class Executor:
         self, spec: ContainerSpec, key: str, reusable: bool, files: bytes | None, function: FunctionRecord | None
     ) -> WarmContainer:
         cid = await self.engine.create(spec)
+        attached: Attached | None = None
         try:
             if files is not None:
                 await self.engine.put_archive(cid, "/", files)
@@ -455,5 +456,7 @@ class Executor:
                 await asyncio.wait_for(wc.session.ready(), READY_TIMEOUT_S)
             return wc
         except BaseException:
+            if attached is not None:
+                await asyncio.shield(attached.close())
             await asyncio.shield(self.engine.remove(cid))
             raise

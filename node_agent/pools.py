@@ -80,11 +80,12 @@ Factory = Callable[[str], Awaitable[WarmContainer]]
 
 
 class Pools:
-    def __init__(self, engine: Engine, factory: Factory, config: PoolConfig, tasks: TaskSet) -> None:
+    def __init__(self, engine: Engine, factory: Factory, config: PoolConfig) -> None:
         self._engine = engine
         self._factory = factory
         self.config = config
-        self._tasks = tasks
+        # fills and teardowns: not critical one by one, but all awaited by close()
+        self._tasks = TaskSet("pools")
         self._idle: dict[str, deque[WarmContainer]] = {}
         self._filling: dict[str, int] = {}
         self._demand: dict[str, Demand] = {}
@@ -215,9 +216,14 @@ class Pools:
         finally:
             await self._engine.remove(wc.cid)
 
-    async def close(self) -> None:
+    async def close(self, timeout: float = 30.0) -> None:
+        """Destroy every idle container; wait for fills and teardowns under way. Call it once
+        no call holds a container any more (a container released later is destroyed too)."""
         self._closed = True
         idle = [wc for q in self._idle.values() for wc in q]
         for q in self._idle.values():
             q.clear()
         await asyncio.gather(*(self._teardown(wc) for wc in idle), return_exceptions=True)
+        # fills finishing now destroy what they made (self._closed)
+        if not await self._tasks.wait_all(timeout):
+            await self._tasks.cancel_all()

@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from common.lifecycle import TaskSet
 from node_agent.pools import Demand, PoolConfig, Pools, WarmContainer
 
 
@@ -39,7 +38,7 @@ def make_pools(**cfg: Any) -> tuple[Pools, FakeEngine, list[str]]:
         made.append(cid)
         return WarmContainer(cid=cid, key=key, attached=FakeAttached(), reusable=True)
 
-    pools = Pools(engine, factory, PoolConfig(**cfg), TaskSet("test"))  # type: ignore[arg-type]
+    pools = Pools(engine, factory, PoolConfig(**cfg))  # type: ignore[arg-type]
     return pools, engine, made
 
 

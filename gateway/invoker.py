@@ -161,17 +161,18 @@ class Invoker:
         number = await self._publish_invocation(inv, subject)
         ticket = Ticket(call_id, number, function, record.version, record.runtime, params, now, callback_url)
         await self._announce(ticket)
-        log.info(
-            "call.accepted",
-            extra=fields(
-                call=call_id,
-                number=number,
-                function=function,
-                version=record.version,
-                runtime=record.runtime,
-                sync=watch is not None,
-            ),
-        )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "call.accepted",
+                extra=fields(
+                    call=call_id,
+                    number=number,
+                    function=function,
+                    version=record.version,
+                    runtime=record.runtime,
+                    sync=watch is not None,
+                ),
+            )
         return ticket
 
     async def _publish_invocation(self, inv: Invocation, subject: str) -> int:
@@ -206,12 +207,11 @@ class Invoker:
             params=t.params,
             callback_url=t.callback_url,
         )
+        # Not awaited for its PubAck: the invocation is durable already, and every later event
+        # (started, finished) carries what the store needs to build the record without it.
         try:
-            await self._js.publish(
-                self._layout.event(t.id, "accepted"),
-                encode(event),
-                stream=self._layout.events_stream,
-                headers={"Nats-Msg-Id": f"{t.id}.accepted"},
+            await self._nc.publish(
+                self._layout.event(t.id, "accepted"), encode(event), headers={"Nats-Msg-Id": f"{t.id}.accepted"}
             )
         except Exception:
             log.exception("call.accepted.publish_failed", extra=fields(call=t.id, number=t.number))

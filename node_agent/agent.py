@@ -327,7 +327,7 @@ class NodeAgent:
             await self._js.publish(
                 self.layout.event(base["call_id"], "started"), encode(Started(**base, runtime=runtime.name))
             )
-            log.info(
+            log.debug(
                 "call.started",
                 extra=fields(
                     call=base["call_id"],
@@ -387,8 +387,10 @@ class NodeAgent:
     async def _finish(self, msg: Msg, event: Finished) -> None:
         assert self._js is not None
         await self._js.publish(self.layout.event(event.call_id, "finished"), encode(event))
-        await msg.ack_sync()
-        log.info(
+        # The Finished event is stored: a lost ack only means a redelivery, whose second
+        # Finished the store ignores (the first final event wins).
+        await msg.ack()
+        (log.debug if event.status == CallStatus.DONE else log.info)(
             "call.finished",
             extra=fields(
                 call=event.call_id,

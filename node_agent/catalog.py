@@ -1,5 +1,7 @@
 """Looks up runtimes and function versions in KV. Function versions never change, so they
-are cached; runtimes are read fresh (a re-registered runtime applies to the next call)."""
+are cached; runtimes are cached for two seconds (a re-registered runtime applies within it)."""
+
+import time
 
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
@@ -9,12 +11,24 @@ from schemas import FunctionRecord, RuntimeSpec, decode
 
 
 class Catalog:
-    def __init__(self, runtimes: KeyValue, functions: KeyValue) -> None:
+    def __init__(self, runtimes: KeyValue, functions: KeyValue, runtime_ttl_s: float = 2.0) -> None:
         self._runtimes = runtimes
         self._functions = functions
         self._versions: dict[tuple[str, int], FunctionRecord] = {}
+        # Runtimes are read at most every runtime_ttl_s: a re-registration applies within it.
+        self._ttl = runtime_ttl_s
+        self._runtime_cache: dict[str, tuple[float, RuntimeSpec]] = {}
 
     async def runtime(self, name: str) -> RuntimeSpec:
+        now = time.monotonic()
+        cached = self._runtime_cache.get(name)
+        if cached is not None and now - cached[0] < self._ttl:
+            return cached[1]
+        spec = await self._read_runtime(name)
+        self._runtime_cache[name] = (now, spec)
+        return spec
+
+    async def _read_runtime(self, name: str) -> RuntimeSpec:
         try:
             entry = await self._runtimes.get(name)
         except KeyNotFoundError:

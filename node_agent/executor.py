@@ -17,6 +17,7 @@ import json
 import logging
 import time
 from collections import Counter
+from contextvars import ContextVar
 from typing import Protocol
 
 from node_agent.artifacts import ArtifactCache, call_tar
@@ -36,6 +37,7 @@ from node_agent.scripts import WARM_COMMAND_CMD, WARM_RUNTIME_CMD, entry_script
 from node_agent.session import (
     HandlerInitError,
     HandlerSession,
+    OnLog,
     OutputTooLarge,
     SessionClosed,
     error_info,
@@ -47,6 +49,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LIMITS = Limits()
 READY_TIMEOUT_S = 60.0
+
+
+# Where the running call's output lines go (a LogPublisher's write): one call per task, so
+# a context variable carries it to the session code without threading it through every path.
+_CALL_LOG: ContextVar[OnLog | None] = ContextVar("faas_call_log", default=None)
 
 
 class RuntimeLookup(Protocol):
@@ -103,7 +110,11 @@ class Executor:
     ) -> Outcome:
         """Run the call; its output lines go to ``logs`` (live on cold command calls, at the
         end of the call on the others, where the container hands them over in one piece)."""
-        out = await self._run(runtime, function, inv, call_id, logs)
+        token = _CALL_LOG.set(logs.write if logs is not None else None)
+        try:
+            out = await self._run(runtime, function, inv, call_id, logs)
+        finally:
+            _CALL_LOG.reset(token)
         if logs is not None and out.logs and not out.logs_published:
             await logs.write(1 if function.handler else 2, out.logs.encode())
         return out
@@ -302,7 +313,7 @@ class Executor:
             async with asyncio.timeout(timeout):
                 if ready:
                     await session.ready()
-                reply = await session.call(call_id, params_json)
+                reply = await session.call(call_id, params_json, on_log=_CALL_LOG.get())
         except TimeoutError:
             out = timeout_outcome(timeout, cid)
             out.warm = "unhealthy"
@@ -349,6 +360,7 @@ class Executor:
         call_id: str,
         params_json: bytes,
         timeout: float,
+        logs: "LogPublisher | None" = None,
     ) -> Outcome:
         assert self.pools is not None
         t0 = time.monotonic()
@@ -398,14 +410,15 @@ class Executor:
         lim = function.limits
         try:
             async with asyncio.timeout(timeout):
-                streams = await read_until_exit(wc.attached, lim.result_bytes, lim.log_bytes)
+                streams = await read_until_exit(wc.attached, lim.result_bytes, lim.log_bytes, _CALL_LOG.get())
                 exit_code = await self.engine.wait(wc.cid)
         except TimeoutError:
             return timeout_outcome(timeout, wc.cid)
         except OutputTooLarge as err:
             return error_outcome(err, wc.cid)
-        logs = streams.stderr.decode("utf-8", errors="replace")
-        if streams.stderr_truncated:
+        streamed = _CALL_LOG.get() is not None  # the lines already went out as they came
+        logs = "" if streamed else streams.stderr.decode("utf-8", errors="replace")
+        if streams.stderr_truncated and not streamed:
             logs += f"\n[faas: log truncated at {lim.log_bytes} bytes]"
         if exit_code == 0:
             return Outcome(

@@ -10,6 +10,7 @@ agent no more memory than its limits.
 """
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,17 @@ class HandlerReply(BaseModel):
     logs: str = ""
 
 
+class HandlerLog(BaseModel):
+    """A line of output the function printed during a call, sent as it happens."""
+
+    kind: str
+    stream: str = "stdout"
+    text: str = ""
+
+
+OnLog = Callable[[int, bytes], Awaitable[None]]
+
+
 class HandlerHello(BaseModel):
     kind: str
     error: HandlerError | None = None
@@ -79,6 +91,7 @@ class HandlerSession:
         self._max_line = max_line
         self.streams = Streams(stderr_cap=stderr_cap)
         self._calls = 0
+        self._on_log: OnLog | None = None
 
     async def _read_line(self) -> bytes:
         buf = self.streams.stdout
@@ -96,6 +109,8 @@ class HandlerSession:
             stream, data = frame
             if stream == STDERR:
                 self.streams.add_stderr(data)
+                if self._on_log is not None:  # raw writes to fd 1/2 (C code, subprocesses)
+                    await self._on_log(STDERR, data)
             else:
                 buf += data
 
@@ -112,14 +127,25 @@ class HandlerSession:
         if hello.kind != "ready":
             raise ProtocolError(f"unexpected hello {hello.kind!r}")
 
-    async def call(self, call_id: str, params_json: bytes) -> HandlerReply:
+    async def call(self, call_id: str, params_json: bytes, on_log: OnLog | None = None) -> HandlerReply:
+        """One call; what the function prints meanwhile goes to ``on_log`` line by line."""
         self._calls += 1
-        await self._io.write(b'{"id":"' + call_id.encode() + b'","params":' + params_json + b"}\n")
-        line = await self._read_line()
+        self._on_log = on_log
         try:
-            return HandlerReply.model_validate_json(line)
-        except ValidationError as err:
-            raise ProtocolError(f"bad reply from the handler shim: {err.errors()[0]['msg']}") from None
+            await self._io.write(b'{"id":"' + call_id.encode() + b'","params":' + params_json + b"}\n")
+            while True:
+                line = await self._read_line()
+                if line.startswith(b'{"kind":"log"'):
+                    if on_log is not None:
+                        entry = HandlerLog.model_validate_json(line)
+                        await on_log(STDERR if entry.stream == "stderr" else STDOUT, entry.text.encode())
+                    continue
+                try:
+                    return HandlerReply.model_validate_json(line)
+                except ValidationError as err:
+                    raise ProtocolError(f"bad reply from the handler shim: {err.errors()[0]['msg']}") from None
+        finally:
+            self._on_log = None
 
     @property
     def calls(self) -> int:
@@ -142,9 +168,10 @@ def error_info(err: HandlerError) -> ErrorInfo:
     return ErrorInfo(type=err.type, message=message)
 
 
-async def read_until_exit(attached: Attached, result_cap: int, stderr_cap: int) -> Streams:
+async def read_until_exit(attached: Attached, result_cap: int, stderr_cap: int, on_log: OnLog | None = None) -> Streams:
     """Read an attached command's output until it exits; stdout past ``result_cap`` raises
-    :class:`OutputTooLarge` at once (the caller destroys the container)."""
+    :class:`OutputTooLarge` at once (the caller destroys the container). stderr goes to
+    ``on_log`` as it comes."""
     streams = Streams(stderr_cap=stderr_cap)
     while True:
         frame = await attached.read()
@@ -153,6 +180,8 @@ async def read_until_exit(attached: Attached, result_cap: int, stderr_cap: int) 
         stream, data = frame
         if stream == STDERR:
             streams.add_stderr(data)
+            if on_log is not None:
+                await on_log(STDERR, data)
             continue
         streams.stdout += data
         if len(streams.stdout) > result_cap:

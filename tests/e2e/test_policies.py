@@ -11,8 +11,8 @@ from nats.aio.client import Client
 
 from common.natsserver import NatsServer
 from node_agent.agent import NodeAgent
-from schemas import CallStatus, Layout, Limits
-from tests.e2e.agent_harness import agent_settings, call
+from schemas import CallStatus, Layout, Limits, decode_event
+from tests.e2e.agent_harness import Collector, agent_settings, call
 from tests.e2e.conftest import containers_with_label, wait_until
 from tests.functions import ECHO, NODE_HANDLER, PY_HANDLER, handler_runtime, python_runtime, register
 
@@ -176,3 +176,25 @@ async def test_limits_end_with_clear_errors_and_leave_nothing_behind(
 
 async def _no_call_containers(docker: aiodocker.Docker, call_id: str) -> bool:
     return await containers_with_label(docker, f"faas.call={call_id}") == []
+
+
+@pytest.mark.parametrize("policy", ["none", "warm-function"])
+async def test_handler_prints_are_published_as_log_events(
+    docker_ready: None, nats_server: NatsServer, layout: Layout, tmp_path: Path, nc: Client, policy: str
+) -> None:
+    await register(nc.jetstream(), layout, handler_runtime("python"), "h", PY_HANDLER, handler="main:handler")
+    async with agent_with(nats_server, layout, tmp_path, policy=policy, pool_max=1) as agent:
+        if policy == "warm-function":
+            await call(nc, layout, "python", "h", {"x": 0})
+            await wait_until(lambda: agent.pools.idle_counts().get("fn:h@1"))  # type: ignore[union-attr]
+        async with Collector(nc, layout.events_all) as events:
+            done = await call(nc, layout, "python", "h", {"x": "ünï"})
+            await wait_until(lambda: any(b'"log"' in m and done.call_id.encode() in m for m in events.messages))
+    assert done.status == CallStatus.DONE
+    lines = [
+        line
+        for m in events.messages
+        if b'"kind":"log"' in m
+        for line in decode_event(m).lines  # type: ignore[union-attr]
+    ]
+    assert any(line.text == "héllo from the handler ünï" and line.stream == "stdout" for line in lines), lines

@@ -12,21 +12,27 @@ const TRUNCATED = "\n[faas: log truncated]\n";
 const protoWrite = process.stdout.write.bind(process.stdout);
 const send = (obj) => protoWrite(JSON.stringify(obj) + "\n");
 
+// During a call, what the function writes goes to the agent at once as {"kind":"log"} lines
+// on the protocol channel, within the call's log budget.
 let logs = null;
-function capture(chunk) {
-  if (logs === null) { process.stderr.__faasWrite(chunk); return true; }
-  const s = typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8");
-  if (logs.size < MAX_LOG) {
-    const room = MAX_LOG - logs.size;
-    logs.parts.push(s.slice(0, room));
-    logs.size += Math.min(s.length, room);
-    if (s.length > room) logs.truncated = true;
-  } else logs.truncated = true;
-  return true;
+function capturer(stream) {
+  return function (chunk) {
+    if (logs === null) { process.stderr.__faasWrite(chunk); return true; }
+    if (logs.truncated) return true;
+    const s = typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8");
+    const text = s.slice(0, MAX_LOG - logs.size);
+    logs.size += text.length;
+    if (text) send({ kind: "log", stream, text });
+    if (text.length < s.length) {
+      logs.truncated = true;
+      send({ kind: "log", stream: "stderr", text: TRUNCATED });
+    }
+    return true;
+  };
 }
 process.stderr.__faasWrite = process.stderr.write.bind(process.stderr);
-process.stdout.write = capture;
-process.stderr.write = capture;
+process.stdout.write = capturer("stdout");
+process.stderr.write = capturer("stderr");
 
 function errorInfo(e) {
   if (e instanceof Error) return { type: e.name || "Error", message: e.message, traceback: e.stack || "" };
@@ -56,18 +62,16 @@ async function pump() {
   busy = true;
   while (queue.length) {
     const req = queue.shift();
-    logs = { parts: [], size: 0, truncated: false };
+    logs = { size: 0, truncated: false };
     let reply;
     try {
       const result = await handler(req.params);
       let payload;
       try { payload = JSON.stringify(result === undefined ? null : result); }
       catch (e) { throw new TypeError("the result is not JSON-serializable: " + e.message); }
-      const text = logs.parts.join("") + (logs.truncated ? TRUNCATED : "");
-      reply = `{"id":${JSON.stringify(req.id)},"ok":true,"result":${payload},"logs":${JSON.stringify(text)}}`;
+      reply = `{"id":${JSON.stringify(req.id)},"ok":true,"result":${payload},"logs":""}`;
     } catch (e) {
-      const text = logs.parts.join("") + (logs.truncated ? TRUNCATED : "");
-      reply = JSON.stringify({ id: req.id, ok: false, error: errorInfo(e), logs: text });
+      reply = JSON.stringify({ id: req.id, ok: false, error: errorInfo(e), logs: "" });
     }
     logs = null;
     protoWrite(reply + "\n");

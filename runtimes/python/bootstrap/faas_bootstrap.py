@@ -6,13 +6,14 @@ and serves calls as JSON lines.
 Protocol (one JSON object per line):
     shim -> agent  {"kind": "ready"} | {"kind": "init_error", "error": {...}}
     agent -> shim  {"id": "...", "params": <any JSON>}
-    shim -> agent  {"id": "...", "ok": true, "result": <JSON>, "logs": "..."}
-                   {"id": "...", "ok": false, "error": {"type", "message", "traceback"}, "logs": "..."}
+    shim -> agent  {"kind": "log", "stream": "stdout"|"stderr", "text": "..."}  (0..n, during a call)
+                   {"id": "...", "ok": true, "result": <JSON>, "logs": ""}
+                   {"id": "...", "ok": false, "error": {"type", "message", "traceback"}, "logs": ""}
 
 The protocol channel is a private copy of the original stdout; fd 1 is pointed at stderr so
 that nothing the function prints (Python, C extensions, subprocesses) can corrupt it. What
 the function prints through sys.stdout/sys.stderr during a call is captured as that call's
-logs (capped, with a visible marker).
+logs, sent to the agent as they happen (capped, with a visible marker).
 """
 
 import asyncio
@@ -28,29 +29,46 @@ MAX_LOG_CHARS = int(os.environ.get("FAAS_MAX_LOG_BYTES", str(1 << 20)))
 TRUNCATED = "\n[faas: log truncated]\n"
 
 
-class _CappedLog(io.TextIOBase):
+class _Budget:
+    """Log bytes a call may still print (shared by its stdout and stderr)."""
+
     def __init__(self, cap: int) -> None:
-        self.parts: list[str] = []
-        self.size = 0
-        self.cap = cap
+        self.left = cap
         self.truncated = False
+
+
+class _LiveLog(io.TextIOBase):
+    """sys.stdout / sys.stderr during a call: each write goes to the agent at once as a
+    ``{"kind": "log"}`` line on the protocol channel, within the call's log budget."""
+
+    def __init__(self, send, stream: str, budget: _Budget) -> None:  # type: ignore[no-untyped-def]
+        self._send = send
+        self.stream = stream
+        self.budget = budget
+        self._pending = ""
 
     def writable(self) -> bool:
         return True
 
     def write(self, s: str) -> int:
-        if self.size < self.cap:
-            room = self.cap - self.size
-            self.parts.append(s[:room])
-            self.size += min(len(s), room)
-            if len(s) > room:
-                self.truncated = True
-        else:
-            self.truncated = True
+        b = self.budget
+        if b.truncated or not s:
+            return len(s)
+        text = s[: b.left]
+        b.left -= len(text)
+        self._pending += text
+        if "\n" in text or len(self._pending) > 8192:
+            self.flush()
+        if len(s) > len(text):
+            b.truncated = True
+            self.flush()
+            self._send({"kind": "log", "stream": "stderr", "text": TRUNCATED})
         return len(s)
 
-    def text(self) -> str:
-        return "".join(self.parts) + (TRUNCATED if self.truncated else "")
+    def flush(self) -> None:
+        if self._pending:
+            self._send({"kind": "log", "stream": self.stream, "text": self._pending})
+            self._pending = ""
 
 
 def _error(exc: BaseException) -> dict:
@@ -90,9 +108,9 @@ def main() -> None:
         if not line.strip():
             continue
         request = json.loads(line)
-        logs = _CappedLog(MAX_LOG_CHARS)
+        budget = _Budget(MAX_LOG_CHARS)
         real_out, real_err = sys.stdout, sys.stderr
-        sys.stdout = sys.stderr = logs
+        sys.stdout, sys.stderr = _LiveLog(send, "stdout", budget), _LiveLog(send, "stderr", budget)
         try:
             result = handler(request.get("params"))
             if inspect.isawaitable(result):
@@ -101,17 +119,16 @@ def main() -> None:
                 payload = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
             except (TypeError, ValueError) as exc:
                 raise TypeError(f"the result is not JSON-serializable: {exc}") from None
-            reply = (
-                f'{{"id":{json.dumps(request.get("id"))},"ok":true,"result":{payload},'
-                f'"logs":{json.dumps(logs.text(), ensure_ascii=False)}}}'
-            )
+            reply = f'{{"id":{json.dumps(request.get("id"))},"ok":true,"result":{payload},"logs":""}}'
         except BaseException as exc:  # an application error: report it, stay usable
             if isinstance(exc, KeyboardInterrupt):
                 raise
             reply = json.dumps(
-                {"id": request.get("id"), "ok": False, "error": _error(exc), "logs": logs.text()}, ensure_ascii=False
+                {"id": request.get("id"), "ok": False, "error": _error(exc), "logs": ""}, ensure_ascii=False
             )
         finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
             sys.stdout, sys.stderr = real_out, real_err
         proto.write(reply + "\n")
         proto.flush()

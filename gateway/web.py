@@ -48,7 +48,7 @@ async def access_log_middleware(request: web.Request, handler: Any) -> web.Strea
     """One structured line per request (aiohttp's own access log is turned off)."""
     started = time.perf_counter()
     response: web.StreamResponse = await handler(request)
-    # Per-request lines are DEBUG: at INFO they cost a fifth of the gateway's CPU (docs/benchmarks.md).
+    # Per-request lines are DEBUG: at INFO they cost about a tenth of the gateway's CPU (docs/benchmarks.md).
     if log.isEnabledFor(logging.DEBUG):
         log.debug(
             "http.request",

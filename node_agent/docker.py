@@ -14,7 +14,7 @@ import aiodocker
 from aiodocker.exceptions import DockerError
 
 from common.logs import fields
-from node_agent.errors import EngineError, ImageNotFound
+from node_agent.errors import EngineError, ImageNotFound, StreamClosed
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,11 @@ class _AttachedStream:
         self._stream = stream
 
     async def write(self, data: bytes) -> None:
-        await self._stream.write_in(data)
+        try:
+            await self._stream.write_in(data)
+        except (AssertionError, RuntimeError, OSError, DockerError) as err:
+            # aiodocker asserts on a transport that is gone; the container's process died
+            raise StreamClosed(f"the container's stdin is closed: {err!r}") from err
 
     async def read(self) -> tuple[int, bytes] | None:
         """The next output frame, (1 = stdout | 2 = stderr, bytes); None at end of stream."""

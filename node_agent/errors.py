@@ -25,3 +25,10 @@ class BadArtifact(AgentError):
 
 class EngineError(AgentError):
     kind = "EngineError"
+
+
+class StreamClosed(EngineError):
+    """Writing to a container's attached stdin failed: its process is gone. Nothing was
+    delivered, so the call can still run elsewhere."""
+
+    kind = "StreamClosed"

@@ -20,10 +20,11 @@ from collections import Counter
 from contextvars import ContextVar
 from typing import Protocol
 
+from common.logs import fields
 from node_agent.artifacts import ArtifactCache, call_tar
 from node_agent.deps import CA_PATH, DependencyImages, ca_env
 from node_agent.docker import Attached, ContainerSpec, Engine
-from node_agent.errors import AgentError
+from node_agent.errors import AgentError, StreamClosed
 from node_agent.logstream import LogPublisher
 from node_agent.outcome import (
     Outcome,
@@ -331,6 +332,8 @@ class Executor:
                 warm="unhealthy",
                 logs=session.streams.stderr.decode("utf-8", errors="replace"),
             )
+        except StreamClosed:
+            raise  # nothing reached the function: the caller runs the call elsewhere
         except AgentError as err:
             out = error_outcome(err, cid)
             out.warm = "unhealthy"
@@ -364,7 +367,7 @@ class Executor:
     ) -> Outcome:
         assert self.pools is not None
         t0 = time.monotonic()
-        out = Outcome(status=CallStatus.ERROR)
+        out = Outcome(status=CallStatus.ERROR, warm="unhealthy")
         try:
             if wc.key.startswith("rt:"):
                 out = await self._on_warm_runtime(wc, runtime, function, call_id, params_json, timeout)
@@ -376,6 +379,11 @@ class Executor:
                 out = await self._on_warm_command(wc, function, params_json, timeout)
                 out.warm = out.warm or "warm-function"
             return out
+        except StreamClosed as err:
+            # The warm container died while idle: discard it, run the call cold instead.
+            log.warning("pool.dead_container", extra=fields(key=wc.key, container=wc.cid[:12], error=str(err)))
+            self.served["cold"] += 1
+            return await self._run_cold(runtime, function, call_id, params_json, timeout)
         finally:
             self.pools.release(wc, healthy=out.warm not in ("unhealthy", None), service_s=time.monotonic() - t0)
 

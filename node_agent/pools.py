@@ -116,7 +116,7 @@ class Pools:
         self._demand[wc.key].observe_service(service_s)
         wc.calls += 1
         wc.last_used = time.monotonic()
-        if healthy and wc.reusable and not self._closed:
+        if healthy and wc.reusable and not self._closed and len(self._idle[wc.key]) < self.config.max_per_key:
             self._idle[wc.key].append(wc)
         else:
             self._destroy(wc, "used" if healthy else "unhealthy")

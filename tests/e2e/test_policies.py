@@ -198,3 +198,24 @@ async def test_handler_prints_are_published_as_log_events(
         for line in decode_event(m).lines  # type: ignore[union-attr]
     ]
     assert any(line.text == "héllo from the handler ünï" and line.stream == "stdout" for line in lines), lines
+
+
+async def test_a_warm_container_that_died_idle_is_replaced_without_failing_the_call(
+    docker_ready: None,
+    nats_server: NatsServer,
+    layout: Layout,
+    tmp_path: Path,
+    nc: Client,
+    docker: aiodocker.Docker,
+) -> None:
+    await register(nc.jetstream(), layout, handler_runtime("python"), "h", PY_HANDLER, handler="main:handler")
+    async with agent_with(nats_server, layout, tmp_path, policy="warm-function", pool_max=1) as agent:
+        await call(nc, layout, "python", "h", {"x": 0})
+        await wait_until(lambda: agent.pools.idle_counts().get("fn:h@1"))  # type: ignore[union-attr]
+        running = await docker.containers.list(filters={"label": ["faas.pool=fn_h_1"], "status": ["running"]})
+        assert running
+        for c in running:
+            await c.kill()
+        done = await call(nc, layout, "python", "h", {"x": 1}, timeout=30)
+        assert done.status == CallStatus.DONE and done.attempt == 1, done
+        assert done.result["echo"] == {"x": 1}

@@ -1,0 +1,118 @@
+"""Floors measured in the same run as the figures they are compared with."""
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import aiodocker
+
+from bench.stats import pct, summary
+
+__all__ = ["container_floor", "json_line_floor", "one_shot_floor", "pct", "summary"]
+
+
+async def container_floor(image: str, n: int, network_disabled: bool = False) -> list[float]:
+    """create + start + wait + remove of ``python3 -c pass``, no network, through aiodocker.
+
+    ``NetworkMode: none`` still gives the container a network namespace (with a loopback);
+    ``network_disabled`` also sets ``NetworkDisabled``, as the agent does, which skips it and
+    saves a large part of the start."""
+    config: dict[str, Any] = {"Image": image, "Cmd": ["python3", "-c", "pass"], "HostConfig": {"NetworkMode": "none"}}
+    if network_disabled:
+        config["NetworkDisabled"] = True
+    out = []
+    async with aiodocker.Docker() as docker:
+        for _ in range(n):
+            t = time.perf_counter()
+            c = await docker.containers.create(config)
+            await c.start()
+            await c.wait()
+            await c.delete(force=True)
+            out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+async def json_line_floor(image: str, n: int) -> list[float]:
+    """One JSON line round trip to a process already running in a container (attached stdio)."""
+    echo = "import sys\nfor line in sys.stdin:\n    sys.stdout.write(line)\n    sys.stdout.flush()\n"
+    async with aiodocker.Docker() as docker:
+        c = await docker.containers.create(
+            {
+                "Image": image,
+                "Cmd": ["python3", "-u", "-c", echo],
+                "OpenStdin": True,
+                "AttachStdin": True,
+                "AttachStdout": True,
+                "HostConfig": {"NetworkMode": "none"},
+            }
+        )
+        try:
+            stream = c.attach(stdin=True, stdout=True, stderr=True)
+            async with stream:
+                await c.start()
+                out = []
+                for i in range(n):
+                    t = time.perf_counter()
+                    await stream.write_in(json.dumps({"i": i}).encode() + b"\n")
+                    buf = b""
+                    while not buf.endswith(b"\n"):
+                        msg = await stream.read_out()
+                        assert msg is not None
+                        buf += msg.data
+                    out.append((time.perf_counter() - t) * 1000)
+                return out
+        finally:
+            await c.delete(force=True)
+
+
+async def one_shot_floor(image: str, n: int) -> dict[str, list[float]]:
+    """What a warm-runtime call costs at least: a container is created and started ahead (not
+    timed) with a shell waiting on stdin; a line arrives, the shell execs ``python3 -c
+    'print(1)'``. Timed from the write to: the first output (``output``), the end of the
+    attached stream as the process exits (``eof``), Docker's ``wait`` answering (``wait``)."""
+    cmd = ["sh", "-c", "head -n 1 >/dev/null && exec python3 -c 'print(1)'"]
+    out: dict[str, list[float]] = {"output": [], "eof": [], "wait": []}
+    async with aiodocker.Docker() as docker:
+        for _ in range(n):
+            c = await docker.containers.create(
+                {
+                    "Image": image,
+                    "Cmd": cmd,
+                    "OpenStdin": True,
+                    "StdinOnce": True,
+                    "AttachStdin": True,
+                    "AttachStdout": True,
+                    "HostConfig": {"NetworkMode": "none"},
+                }
+            )
+            try:
+                stream = c.attach(stdin=True, stdout=True, stderr=True)
+                async with stream:
+                    await c.start()
+                    t = time.perf_counter()
+                    await stream.write_in(b"go\n")
+                    first = None
+                    while await stream.read_out() is not None:
+                        first = first or time.perf_counter()
+                    eof = time.perf_counter()
+                    await c.wait()
+                    done = time.perf_counter()
+                out["output"].append(((first or eof) - t) * 1000)
+                out["eof"].append((eof - t) * 1000)
+                out["wait"].append((done - t) * 1000)
+            finally:
+                await c.delete(force=True)
+    return out
+
+
+if __name__ == "__main__":
+
+    async def main() -> None:
+        print("container floor", summary(await container_floor("faas-python", 10)))
+        print("container floor, network disabled", summary(await container_floor("faas-python", 10, True)))
+        print("json-line floor", summary(await json_line_floor("faas-python", 200)))
+        for what, values in (await one_shot_floor("faas-python", 10)).items():
+            print(f"one-shot floor ({what})", summary(values))
+
+    asyncio.run(main())

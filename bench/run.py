@@ -1,0 +1,463 @@
+"""One benchmark run on this machine: floors, then each policy on a fresh platform.
+
+    python -m bench.run            # full run (a few minutes on 2 cores)
+    python -m bench.run --quick    # smaller sizes, for a smoke test
+
+Prints a table (figures, targets, PASS/MISS) and writes the same as JSON to ``bench/out/``.
+Every call goes over HTTP (``POST /v1/functions/{name}/invoke``, sync) to 127.0.0.1.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from bench import floors, profile
+from bench.client import CallResult, LoadResult, closed_loop, invoke, phases_ms
+from bench.containers import ContainerWatch
+from bench.cpu import CpuMeter, wait_quiet
+from bench.functions import FUNCTIONS, FunctionDef
+from bench.machine import describe, one_line
+from bench.platform import BenchPlatform
+from bench.report import Row, at_least, at_most, table
+from bench.stats import summary
+
+OUT = Path(__file__).parent / "out"
+IMAGE = "faas-python"
+
+COLD_FLOOR_RATIO = 1.3
+WARM_RUNTIME_P50_MS = 30.0
+WARM_FUNCTION_P50_MS = 3.0
+THROUGHPUT_PER_S = 1000.0
+
+
+@dataclass(frozen=True)
+class Sizes:
+    floor_containers: int = 20
+    floor_lines: int = 500
+    floor_one_shot: int = 10
+    cold_calls: int = 30
+    rt_calls: int = 50
+    wf_calls: int = 1000
+    tp_calls: int = 2000
+    tp_seconds: float = 10.0
+    levels: tuple[int, ...] = (1, 8, 64)
+    slots: int = 8
+    # before each part, wait up to this long for the machine to be quiet (0: don't)
+    quiet_s: float = 0.0
+    log_level: str | None = None  # the services' log level (None: their default, INFO)
+    profile_level: int | None = None  # py-spy the services during this throughput level
+
+
+QUICK = Sizes(
+    floor_containers=5,
+    floor_lines=100,
+    floor_one_shot=3,
+    cold_calls=8,
+    rt_calls=15,
+    wf_calls=200,
+    tp_calls=300,
+    tp_seconds=3.0,
+)
+
+
+def say(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stdout, flush=True)
+
+
+# --- measurements -----------------------------------------------------------------------
+def latencies(calls: list[CallResult]) -> list[float]:
+    return [c.latency_ms for c in calls if c.ok]
+
+
+def failures(calls: list[CallResult]) -> dict[str, Any]:
+    bad = [c for c in calls if not c.ok]
+    return {
+        "count": len(bad),
+        "statuses": dict(Counter(c.status for c in bad)),
+        "examples": [{"id": c.call_id, "status": c.status, "error": c.error} for c in bad[:5]],
+    }
+
+
+def phase_medians(calls: list[CallResult]) -> dict[str, float]:
+    phases = [p for c in calls if c.ok and (p := phases_ms(c)) is not None]
+    if not phases:
+        return {}
+    return {k: float(summary([p[k] for p in phases])["p50"]) for k in phases[0]}
+
+
+def cpu_groups(p: BenchPlatform) -> dict[str, list[int]]:
+    groups = {
+        child.name: [child.proc.pid] for child in p.platform.children if child.proc and child.proc.returncode is None
+    }
+    if p.platform.nats.pid:
+        groups["nats-server"] = [p.platform.nats.pid]
+    groups["bench (client + log relay)"] = [os.getpid()]
+    return groups
+
+
+def service_env(s: Sizes) -> dict[str, str]:
+    if not s.log_level:
+        return {}
+    return {f"FAAS_{svc}_LOG_LEVEL": s.log_level for svc in ("GATEWAY", "AGENT", "STORE")}
+
+
+def per_call_ms(cpu_s: dict[str, float], calls: int) -> dict[str, float]:
+    return {k: round(v * 1000 / calls, 3) for k, v in cpu_s.items()} if calls else {}
+
+
+async def sequential(p: BenchPlatform, fn: FunctionDef, n: int) -> list[CallResult]:
+    assert p.http is not None
+    return [await invoke(p.http, fn.name, {"i": i}) for i in range(n)]
+
+
+async def first_call(p: BenchPlatform, fn: FunctionDef) -> CallResult:
+    """One call to get everything cached (artifact, image, pool demand); must succeed."""
+    assert p.http is not None
+    first = await invoke(p.http, fn.name, {"first": True})
+    if not first.ok:
+        raise RuntimeError(f"the first call of {fn.name} under {p.policy} failed: {first}; see {p.log_path}")
+    return first
+
+
+async def bench_floors(s: Sizes, containers: bool) -> dict[str, Any]:
+    """The JSON-line and one-shot floors; the container floor too unless the cold calls are
+    measured (then it is measured between them, see :func:`bench_cold`)."""
+    say(f"floors: {s.floor_lines} JSON lines, {s.floor_one_shot} one-shots")
+    await floors.container_floor(IMAGE, 1)  # the image's layers in the page cache
+    out: dict[str, Any] = {"json_line": summary(await floors.json_line_floor(IMAGE, s.floor_lines))}
+    for what, values in (await floors.one_shot_floor(IMAGE, s.floor_one_shot)).items():
+        out[f"one_shot_{what}"] = summary(values)
+    if containers:
+        out["container"] = summary(await floors.container_floor(IMAGE, s.floor_containers))
+    return out
+
+
+async def bench_cold(s: Sizes, work: Path, watch: ContainerWatch, out_dir: Path) -> dict[str, Any]:
+    fn = FUNCTIONS["py-cmd"]
+    async with BenchPlatform(
+        work / "none", "none", slots=s.slots, log_path=work / "none.log", agent_env=service_env(s)
+    ) as p:
+        await p.register(fn)
+        await first_call(p, fn)
+        say(f"none: {s.cold_calls} sequential calls of {fn.name} (command protocol), each after a floor container")
+        t0 = time.time()
+        # Floor and calls alternate, so that both see the same machine (a shared machine's
+        # load drifts by more than the 1.3x the target allows).
+        floor: list[float] = []
+        floor_nd: list[float] = []
+        calls = []
+        assert p.http is not None
+        for i in range(s.cold_calls):
+            floor += await floors.container_floor(IMAGE, 1)
+            floor_nd += await floors.container_floor(IMAGE, 1, network_disabled=True)
+            calls.append(await invoke(p.http, fn.name, {"i": i}))
+        await watch.sync()
+        cold = watch.cold_calls()
+        return {
+            "floor": summary(floor),
+            "floor_network_disabled": summary(floor_nd),
+            "function": fn.name,
+            "latency": summary(latencies(calls)),
+            "phases_p50": phase_medians(calls),
+            "containers_created": watch.counts(t0),
+            "cold_calls": sum(c.call_id in cold for c in calls),
+            "failures": failures(calls),
+            "log": str(p.log_path),
+        }
+
+
+async def bench_warm_runtime(s: Sizes, work: Path, watch: ContainerWatch, out_dir: Path) -> dict[str, Any]:
+    fn = FUNCTIONS["py-cmd"]
+    async with BenchPlatform(
+        work / "wr", "warm-runtime", slots=s.slots, log_path=work / "warm-runtime.log", agent_env=service_env(s)
+    ) as p:
+        await p.register(fn)
+        await first_call(p, fn)  # no pool yet: cold; makes the runtime's pool wanted
+        warm = await p.wait_warm(fn, 1, timeout=60)
+        say(f"warm-runtime: pool has {warm}; {s.rt_calls} sequential calls of {fn.name}, back to back")
+        t0 = time.time()
+        calls = await sequential(p, fn, s.rt_calls)
+        await watch.sync()
+        cold = watch.cold_calls()
+        served_warm = [c for c in calls if c.call_id not in cold]
+        return {
+            "function": fn.name,
+            "latency": summary(latencies(calls)),
+            "latency_served_warm": summary(latencies(served_warm)),
+            "phases_p50_served_warm": phase_medians(served_warm),
+            "containers_created": watch.counts(t0),
+            "cold_calls": len(calls) - len(served_warm),
+            "failures": failures(calls),
+            "log": str(p.log_path),
+        }
+
+
+async def load_level(
+    p: BenchPlatform, fn: FunctionDef, s: Sizes, concurrency: int, watch: ContainerWatch, out_dir: Path
+) -> dict[str, Any]:
+    assert p.http is not None
+    # Warm up at this concurrency: the pool follows demand, give it the demand, then wait
+    # until the heartbeat shows the containers idle.
+    await closed_loop(p.http, fn.name, concurrency, max_calls=20 * concurrency + 50, max_s=2.0)
+    warm = await p.wait_warm(fn, min(concurrency, s.slots), timeout=30)
+    meter = CpuMeter(cpu_groups(p))
+    t0 = time.time()
+    profiling = None
+    if s.profile_level == concurrency:
+        pids = {c.name: c.proc.pid for c in p.platform.children if c.proc and c.proc.returncode is None}
+        seconds = max(1.0, s.tp_seconds - 1)
+        profiling = asyncio.create_task(profile.record(pids, seconds, out_dir / "profile"))
+    meter.start()
+    load: LoadResult = await closed_loop(p.http, fn.name, concurrency, s.tp_calls, s.tp_seconds)
+    cpu = meter.stop()
+    profiled = profile.summarise(await profiling) if profiling else {}
+    await watch.sync()
+    cold = watch.cold_calls()
+    say(f"  {concurrency:>3} clients: {load.throughput:.0f} calls/s over {len(load.calls)} calls (pool {warm})")
+    return {
+        "concurrency": concurrency,
+        "calls": len(load.calls),
+        "wall_s": round(load.wall_s, 3),
+        "calls_per_s": load.throughput,
+        "latency": summary(latencies(load.calls)),
+        "phases_p50": phase_medians(load.calls),
+        "cpu_ms_per_call": per_call_ms(cpu, len(load.calls)),
+        "cpu_busy_cores": {k: round(v / load.wall_s, 2) for k, v in cpu.items()},
+        "other_processes_cpu_s": meter.other_top,
+        "warm_idle_before": warm,
+        "containers_created": watch.counts(t0),
+        "cold_calls": sum(c.call_id in cold for c in load.calls),
+        "failures": failures(load.calls),
+        **({"profile": profiled} if profiled else {}),
+    }
+
+
+async def bench_warm_function(s: Sizes, work: Path, watch: ContainerWatch, out_dir: Path) -> dict[str, Any]:
+    fn = FUNCTIONS["py"]
+    async with BenchPlatform(
+        work / "wf", "warm-function", slots=s.slots, log_path=work / "warm-function.log", agent_env=service_env(s)
+    ) as p:
+        await p.register(fn)
+        await first_call(p, fn)
+        warm = await p.wait_warm(fn, 1, timeout=60)
+        say(f"warm-function: pool has {warm}; {s.wf_calls} sequential calls of {fn.name} (handler protocol)")
+        meter = CpuMeter(cpu_groups(p))
+        t0 = time.time()
+        meter.start()
+        calls = await sequential(p, fn, s.wf_calls)
+        cpu = meter.stop()
+        await watch.sync()
+        cold = watch.cold_calls()
+        out: dict[str, Any] = {
+            "function": fn.name,
+            "latency": summary(latencies(calls)),
+            "phases_p50": phase_medians(calls),
+            "cpu_ms_per_call": per_call_ms(cpu, len(calls)),
+            "other_processes_cpu_s": meter.other_top,
+            "containers_created": watch.counts(t0),
+            "cold_calls": sum(c.call_id in cold for c in calls),
+            "failures": failures(calls),
+            "log": str(p.log_path),
+        }
+        say(f"warm-function throughput: up to {s.tp_calls} calls or {s.tp_seconds:g} s per level")
+        out["throughput"] = [await load_level(p, fn, s, c, watch, out_dir) for c in s.levels]
+        return out
+
+
+# --- the table --------------------------------------------------------------------------
+def note_of(r: dict[str, Any], cold: bool = True) -> str:
+    parts = []
+    if cold and r.get("cold_calls"):
+        parts.append(f"{r['cold_calls']} cold")
+    if r["failures"]["count"]:
+        parts.append(f"{r['failures']['count']} failed: {r['failures']['statuses']}")
+    return "; ".join(parts)
+
+
+def rows_of(res: dict[str, Any]) -> list[Row]:
+    fl = res["floors"]
+    container_floor = res["none"]["floor"] if "none" in res else fl["container"]
+    rows = [Row("floor: container create+start+wait+remove", container_floor)]
+    if "none" in res:
+        rows.append(Row("  same, NetworkDisabled (as the agent)", res["none"]["floor_network_disabled"]))
+    rows += [
+        Row("floor: JSON line round trip (attached stdio)", fl["json_line"]),
+        Row("floor: one-shot process on stdin, to exit (wait)", fl["one_shot_wait"]),
+    ]
+    floor = container_floor["p50"]
+    if (cold := res.get("none")) is not None:
+        p50 = cold["latency"].get("p50")
+        ratio = p50 / floor if p50 is not None else None
+        strict = cold.get("floor_network_disabled", {}).get("p50")
+        strict_note = f"{p50 / strict:.2f}x the NetworkDisabled floor" if p50 and strict else ""
+        rows.append(
+            Row(
+                "none: cold call (command), HTTP sync",
+                cold["latency"],
+                target=f"p50 <= {COLD_FLOOR_RATIO}x floor = {COLD_FLOOR_RATIO * floor:.0f} ms",
+                ok=at_most(ratio, COLD_FLOOR_RATIO),
+                note="; ".join(
+                    x for x in (f"{ratio:.2f}x floor" if ratio else "", strict_note, note_of(cold, False)) if x
+                ),
+            )
+        )
+    if (rt := res.get("warm-runtime")) is not None:
+        rows.append(
+            Row(
+                "warm-runtime: no deps (command), HTTP sync",
+                rt["latency"],
+                target=f"p50 <= {WARM_RUNTIME_P50_MS:g} ms",
+                ok=at_most(rt["latency"].get("p50"), WARM_RUNTIME_P50_MS),
+                note=note_of(rt),
+            )
+        )
+        rows.append(Row("  of which served warm", rt["latency_served_warm"]))
+    if (wf := res.get("warm-function")) is not None:
+        rows.append(
+            Row(
+                "warm-function: handler, HTTP sync",
+                wf["latency"],
+                target=f"p50 <= {WARM_FUNCTION_P50_MS:g} ms",
+                ok=at_most(wf["latency"].get("p50"), WARM_FUNCTION_P50_MS),
+                note=note_of(wf),
+            )
+        )
+        for level in wf["throughput"]:
+            rows.append(
+                Row(
+                    f"warm-function throughput, {level['concurrency']} clients",
+                    {"n": level["calls"]},
+                    unit="calls/s",
+                    value=level["calls_per_s"],
+                    target=f">= {THROUGHPUT_PER_S:g} calls/s",
+                    ok=at_least(level["calls_per_s"], THROUGHPUT_PER_S),
+                    note=f"latency p50 {level['latency'].get('p50', 0):.1f} ms"
+                    + (f"; {n}" if (n := note_of(level)) else ""),
+                )
+            )
+    return rows
+
+
+# --- main -------------------------------------------------------------------------------
+async def quiet(s: Sizes, res: dict[str, Any], part: str) -> None:
+    """Record how busy the machine was (other work) before a part; wait for quiet if asked."""
+    busy = await wait_quiet(s.quiet_s) if s.quiet_s > 0 else await wait_quiet(0)
+    res.setdefault("busy_cores_before", {})[part] = round(busy, 2)
+    if busy > 0.3:
+        say(f"note: {busy:.1f} cores busy with other work before {part}")
+
+
+async def main(s: Sizes, policies: list[str], out_dir: Path) -> dict[str, Any]:
+    machine = await describe()
+    say(f"machine: {one_line(machine)}")
+    res: dict[str, Any] = {"machine": machine, "sizes": asdict(s), "started_at": time.time()}
+    await quiet(s, res, "floors")
+    res["floors"] = await bench_floors(s, containers="none" not in policies)
+    with tempfile.TemporaryDirectory(prefix="faas-bench-") as tmp:
+        work = Path(tmp)
+        logs = out_dir / "logs"
+        async with ContainerWatch(IMAGE) as watch:
+            for policy, run in (
+                ("none", bench_cold),
+                ("warm-runtime", bench_warm_runtime),
+                ("warm-function", bench_warm_function),
+            ):
+                if policy in policies:
+                    await quiet(s, res, policy)
+                    res[policy] = await run(s, work, watch, out_dir)
+                    keep_log(res[policy], logs, policy)
+    res["finished_at"] = time.time()
+    rows = rows_of(res)
+    res["table"] = [r.as_dict() for r in rows]
+    return res
+
+
+def keep_log(result: dict[str, Any], logs: Path, policy: str) -> None:
+    """The services' output of a policy's platform, kept beside the JSON."""
+    src = Path(result["log"])
+    if src.exists():
+        logs.mkdir(parents=True, exist_ok=True)
+        dst = logs / f"{policy}.log"
+        dst.write_bytes(src.read_bytes())
+        result["log"] = str(dst)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes (a smoke test, about a minute)")
+    ap.add_argument("--calls", type=int, help="sequential warm-function calls (default 1000; quick 200)")
+    ap.add_argument("--cold-calls", type=int, help="sequential calls under policy none (default 30)")
+    ap.add_argument("--rt-calls", type=int, help="sequential calls under warm-runtime (default 50)")
+    ap.add_argument("--tp-calls", type=int, help="calls per throughput level at most (default 2000)")
+    ap.add_argument("--tp-seconds", type=float, help="seconds per throughput level at most (default 10)")
+    ap.add_argument("--levels", help="concurrent clients per throughput level, comma-separated (default 1,8,64)")
+    ap.add_argument("--slots", type=int, help="the agent's slots (default 8, as faas up)")
+    ap.add_argument(
+        "--wait-quiet",
+        type=float,
+        metavar="SECONDS",
+        help="before each part, wait up to SECONDS for other work on the machine to stop (default 0)",
+    )
+    ap.add_argument("--log-level", help="the services' log level (default: theirs, INFO)")
+    ap.add_argument(
+        "--profile",
+        type=int,
+        metavar="CLIENTS",
+        help="sample gateway, agent and store with py-spy during the throughput level with CLIENTS clients",
+    )
+    ap.add_argument("--policies", default="none,warm-runtime,warm-function", help="which policies to run")
+    ap.add_argument("--out", type=Path, default=OUT, help="where the JSON goes (default bench/out)")
+    return ap.parse_args(argv)
+
+
+def sizes_from(args: argparse.Namespace) -> Sizes:
+    s = QUICK if args.quick else Sizes()
+    over: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "wf_calls": args.calls,
+            "cold_calls": args.cold_calls,
+            "rt_calls": args.rt_calls,
+            "tp_calls": args.tp_calls,
+            "tp_seconds": args.tp_seconds,
+            "slots": args.slots,
+            "quiet_s": args.wait_quiet,
+            "log_level": args.log_level,
+            "profile_level": args.profile,
+        }.items()
+        if v is not None
+    }
+    if args.levels:
+        over["levels"] = tuple(int(x) for x in args.levels.split(","))
+    return replace(s, **over)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sizes = sizes_from(args)
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    args.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    res = asyncio.run(main(sizes, policies, args.out))
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(res["started_at"]))
+    path = args.out / f"bench-{stamp}.json"
+    text = json.dumps(res, indent=2, default=str)
+    path.write_text(text)
+    (args.out / "latest.json").write_text(text)
+    print()
+    print(f"faas benchmark, {one_line(res['machine'])}")
+    print(table(rows_of(res)))
+    print(f"\n{time.perf_counter() - t0:.0f} s; JSON: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli())

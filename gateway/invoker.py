@@ -12,13 +12,13 @@ from typing import Any
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.errors import APIError
 from pydantic import ValidationError
 
 from common.logs import fields
 from gateway.call_watch import CallWatch
-from gateway.errors import GatewayError, check_name, invalid, nats_unavailable, not_found, too_large
+from gateway.errors import check_name, invalid, not_found, too_large
 from gateway.functions import Functions
+from gateway.queueing import enqueue
 from gateway.routing import NodeRouter
 from gateway.runtimes import Runtimes
 from schemas import (
@@ -177,23 +177,7 @@ class Invoker:
 
     async def _publish_invocation(self, inv: Invocation, subject: str) -> int:
         assert inv.id is not None
-        data = encode(inv)
-        headers = {"Nats-Msg-Id": inv.id}
-        with nats_unavailable("queueing the call"):
-            for attempt in (1, 2):
-                try:
-                    ack = await self._js.publish(subject, data, stream=self._layout.invoke_stream, headers=headers)
-                    break
-                except TimeoutError:
-                    # Same message id: if the first publish did land, the stream dedups the
-                    # retry and answers with the same sequence.
-                    if attempt == 2:
-                        raise
-                except APIError as err:
-                    raise GatewayError(
-                        503, "unavailable", f"the call queue refused the call: {err.description}"
-                    ) from None
-        return int(ack.seq)
+        return await enqueue(self._js, self._layout, subject, encode(inv), inv.id, "call")
 
     async def _announce(self, t: Ticket) -> None:
         """The Accepted event; the call is queued already, so a failure here is logged, not raised."""

@@ -11,11 +11,12 @@ import uuid
 from datetime import UTC, datetime
 
 from nats.js import JetStreamContext
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
 from common.logs import fields
 from gateway.errors import GatewayError, check_id, nats_unavailable, not_found
+from gateway.queueing import enqueue
 from gateway.store_client import StoreClient
 from schemas import (
     GetJob,
@@ -129,21 +130,7 @@ class Jobs:
         return msg.data or b""
 
     async def _queue(self, subject: str, data: bytes, msg_id: str) -> int:
-        headers = {"Nats-Msg-Id": msg_id}
-        with nats_unavailable("queueing the job"):
-            for attempt in (1, 2):
-                try:
-                    ack = await self._js.publish(subject, data, stream=self._layout.invoke_stream, headers=headers)
-                    break
-                except TimeoutError:
-                    # Same message id: a retry of a publish that did land is deduplicated.
-                    if attempt == 2:
-                        raise
-                except APIError as err:
-                    raise GatewayError(
-                        503, "unavailable", f"the job queue refused the job: {err.description}"
-                    ) from None
-        return int(ack.seq)
+        return await enqueue(self._js, self._layout, subject, data, msg_id, "job")
 
     async def _announce(self, event: JobAccepted) -> None:
         """The job is queued already: a failure here is logged, not raised."""

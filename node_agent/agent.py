@@ -324,8 +324,13 @@ class NodeAgent:
                     )
                 ), runtime_name
             runtime = await self._catalog.runtime(function.runtime)
-            await self._js.publish(
-                self.layout.event(base["call_id"], "started"), encode(Started(**base, runtime=runtime.name))
+            # Not awaited for its PubAck (the stream still stores it): nothing depends on it
+            # being durable, the Finished event carries everything the record needs.
+            assert self._nc is not None
+            await self._nc.publish(
+                self.layout.event(base["call_id"], "started"),
+                encode(Started(**base, runtime=runtime.name)),
+                headers={"Nats-Msg-Id": f"{base['call_id']}.started.{base['attempt']}"},
             )
             log.debug(
                 "call.started",

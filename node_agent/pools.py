@@ -3,9 +3,9 @@
 Per key (``rt:<runtime>`` for warm-runtime, ``fn:<name>@<version>`` for warm-function):
 
 * demand is a decaying call rate (events/s, time constant ``window_s``);
-* the target size is what Little's law says the calls need while a container is busy or
-  being replaced: ``ceil(rate * hold_s) + 1`` while there is demand, clamped to the
-  key's minimum and ``max_per_key``;
+* the target size (idle + being made + busy with calls) is what Little's law says the
+  calls need while a container is busy or being replaced: ``ceil(rate * hold_s) + 1``
+  while there is demand, clamped to the key's minimum and ``max_per_key``;
 * idle containers beyond the target expire after ``idle_s``;
 * when the node's warm capacity (``max_warm``) is full, the least recently used idle
   containers of other keys are evicted to make room.
@@ -88,6 +88,7 @@ class Pools:
         self._tasks = TaskSet("pools")
         self._idle: dict[str, deque[WarmContainer]] = {}
         self._filling: dict[str, int] = {}
+        self._busy: dict[str, int] = {}  # handed to calls, not yet released
         self._demand: dict[str, Demand] = {}
         self._wake = asyncio.Event()
         self._closed = False
@@ -108,15 +109,17 @@ class Pools:
             self._wake.set()  # refill now rather than at the next tick
             return None
         wc = idle.pop()
-        if len(idle) < self.target(key):
+        self._busy[key] = self._busy.get(key, 0) + 1
+        if self._size(key) < self.target(key):
             self._wake.set()
         return wc
 
     def release(self, wc: WarmContainer, healthy: bool, service_s: float) -> None:
         self._demand[wc.key].observe_service(service_s)
+        self._busy[wc.key] = self._busy.get(wc.key, 0) - 1
         wc.calls += 1
         wc.last_used = time.monotonic()
-        if healthy and wc.reusable and not self._closed and len(self._idle[wc.key]) < self.config.max_per_key:
+        if healthy and wc.reusable and not self._closed and self._size(wc.key) < self.config.max_per_key:
             self._idle[wc.key].append(wc)
         else:
             self._destroy(wc, "used" if healthy else "unhealthy")
@@ -139,6 +142,10 @@ class Pools:
     def idle_counts(self) -> dict[str, int]:
         return {k: len(v) for k, v in self._idle.items() if v}
 
+    def _size(self, key: str) -> int:
+        """Containers of ``key``: idle, being made, and busy with calls."""
+        return len(self._idle.get(key, ())) + self._filling.get(key, 0) + self._busy.get(key, 0)
+
     def _total(self) -> int:
         return sum(len(v) for v in self._idle.values()) + sum(self._filling.values())
 
@@ -159,10 +166,10 @@ class Pools:
         for key, idle in self._idle.items():
             target = self.target(key)
             # expire: the least recently used first, only what is above the target
-            while len(idle) > target and now - idle[0].last_used > self.config.idle_s:
+            while idle and self._size(key) > target and now - idle[0].last_used > self.config.idle_s:
                 self._destroy(idle.popleft(), "idle")
         for key in sorted(self._idle, key=lambda k: -self._demand[k].rate(now)):
-            missing = self.target(key) - len(self._idle[key]) - self._filling.get(key, 0)
+            missing = self.target(key) - self._size(key)
             for _ in range(max(missing, 0)):
                 if self._total() >= self.config.max_warm and not self._evict_for(key):
                     break
@@ -177,7 +184,7 @@ class Pools:
         victims = [
             (q[0].last_used, k)
             for k, q in self._idle.items()
-            if k != key and q and (len(q) > self.target(k) or self._demand[k].rate(now) < rate)
+            if k != key and q and (self._size(k) > self.target(k) or self._demand[k].rate(now) < rate)
         ]
         if not victims:
             return False

@@ -123,3 +123,18 @@ async def test_at_capacity_the_least_recently_used_idle_container_is_evicted() -
     await settle(pools)
     assert a_cid in engine.removed
     assert set(pools.idle_counts()) == {"fn:b@1", "fn:c@1"}
+
+
+async def test_busy_containers_count_toward_the_maximum_so_nothing_churns() -> None:
+    pools, engine, made = make_pools(max_per_key=2, window_s=1)
+    for _ in range(100):
+        pools.acquire("fn:hot@1")
+    await settle(pools)
+    a, b = pools.acquire("fn:hot@1"), pools.acquire("fn:hot@1")
+    assert a is not None and b is not None
+    await settle(pools)  # both busy: the pool is full, nothing new is made
+    assert len(made) == 2
+    pools.release(a, healthy=True, service_s=0.01)
+    pools.release(b, healthy=True, service_s=0.01)
+    await settle(pools)
+    assert engine.removed == [] and len(made) == 2 and pools.idle_counts() == {"fn:hot@1": 2}

@@ -88,7 +88,7 @@ class Pools:
         self._tasks = TaskSet("pools")
         self._idle: dict[str, deque[WarmContainer]] = {}
         self._filling: dict[str, int] = {}
-        self._busy: dict[str, int] = {}  # handed to calls, not yet released
+        self._busy: dict[str, int] = {}  # reusable ones handed to calls, not yet released
         self._demand: dict[str, Demand] = {}
         self._wake = asyncio.Event()
         self._closed = False
@@ -109,14 +109,16 @@ class Pools:
             self._wake.set()  # refill now rather than at the next tick
             return None
         wc = idle.pop()
-        self._busy[key] = self._busy.get(key, 0) + 1
+        if wc.reusable:  # a single-use container never comes back: it is not part of the pool
+            self._busy[key] = self._busy.get(key, 0) + 1
         if self._size(key) < self.target(key):
             self._wake.set()
         return wc
 
     def release(self, wc: WarmContainer, healthy: bool, service_s: float) -> None:
         self._demand[wc.key].observe_service(service_s)
-        self._busy[wc.key] = self._busy.get(wc.key, 0) - 1
+        if wc.reusable:
+            self._busy[wc.key] = self._busy.get(wc.key, 0) - 1
         wc.calls += 1
         wc.last_used = time.monotonic()
         if healthy and wc.reusable and not self._closed and self._size(wc.key) < self.config.max_per_key:

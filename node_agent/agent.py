@@ -247,7 +247,8 @@ class NodeAgent:
         assert self._js is not None
         meta = msg.metadata
         # A call rescued from a dead node's subject keeps the number it was accepted with.
-        number = int((msg.headers or {}).get(RESCUED_NUMBER, meta.sequence.stream))
+        rescued = (msg.headers or {}).get(RESCUED_NUMBER, "")
+        number = int(rescued) if rescued.isdigit() else meta.sequence.stream
         attempt = meta.num_delivered
         try:
             inv = decode(Invocation, msg.data)
@@ -341,20 +342,16 @@ class NodeAgent:
                     attempt=base["attempt"],
                 ),
             )
-            lim = function.limits
             logs = LogPublisher(
                 self._js,
                 self.layout,
                 base["call_id"],
                 base["attempt"],
-                lim.log_bytes,
+                function.limits.log_bytes,
                 number=base["number"],
-                keep_stdout=lim.result_bytes,
-                # the command protocol's stdout is the result, not logs
-                publish_stdout=bool(function.handler),
             )
             async with logs:
-                return await self.executor.run(runtime, function, inv, base["call_id"], logs), runtime.name
+                return await self.executor.run(runtime, function, inv, base["call_id"], logs.write), runtime.name
         except AgentError as err:
             return error_outcome(err), runtime_name
 

@@ -6,13 +6,13 @@ artifact digest. Every later container of that version starts from it, ready to 
 import asyncio
 import hashlib
 import logging
+import shlex
 import time
 
 from common.logs import fields
 from node_agent.artifacts import ArtifactCache, call_tar
 from node_agent.docker import ContainerSpec, Engine
 from node_agent.errors import AgentError
-from node_agent.scripts import DEPS_FAILED, DEPS_MARKER
 from schemas import FunctionRecord, RuntimeSpec
 
 log = logging.getLogger(__name__)
@@ -71,8 +71,7 @@ class DependencyImages:
         t0 = time.perf_counter()
         self.builds += 1
         script = (
-            f"#!/bin/sh\ncd '{runtime.path}' || exit 125\n"
-            f'sh -c "$FAAS_DEPENDENCIES" 1>&2 || {{ echo "{DEPS_MARKER.decode()}" >&2; exit {DEPS_FAILED}; }}\n'
+            f'#!/bin/sh\ncd {shlex.quote(runtime.path)} || exit 125\nexec sh -c "$FAAS_DEPENDENCIES" 1>&2\n'
         ).encode()
         code = await self._artifacts.code_body(function.digest, runtime.path)
         tar = call_tar(code, {"/faas/install.sh": (script, 0o755)})

@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from node_agent.errors import AgentError
-from node_agent.scripts import DEPS_FAILED, DEPS_MARKER
 from schemas import CallStatus, ErrorInfo
 from schemas.codec import InvalidMessage, decode_json
 
@@ -19,9 +18,8 @@ class Outcome:
     error: ErrorInfo | None = None
     exit_code: int | None = None
     container: str | None = None
-    logs: str = ""
-    warm: str | None = None  # which warm path served it, for metrics and tests
-    logs_published: bool = False  # the lines already went out as log events, live
+    # False: the container must not serve another call (crashed, timed out, out of memory)
+    reusable: bool = True
 
 
 def parse_result(stdout: bytes) -> Any:
@@ -42,22 +40,22 @@ def tail(data: bytes) -> str:
 def exit_error(code: int, oom_killed: bool, stderr: bytes, memory_mb: int) -> ErrorInfo:
     if oom_killed:
         return ErrorInfo(type="MemoryLimit", message=f"the call exceeded its memory limit of {memory_mb} MB")
-    if code == DEPS_FAILED and DEPS_MARKER in stderr:
-        return ErrorInfo(type="DependenciesFailed", message=f"installing dependencies failed: {tail(stderr)}")
     if code == 137:
         return ErrorInfo(type="Killed", message=f"the process was killed (exit 137): {tail(stderr)}")
     return ErrorInfo(type="NonZeroExit", message=f"exit code {code}: {tail(stderr)}")
 
 
-def error_outcome(err: AgentError, container: str | None = None) -> Outcome:
-    return Outcome(status=CallStatus.ERROR, error=ErrorInfo(type=err.kind, message=str(err)), container=container)
+def error_outcome(err: AgentError, container: str | None = None, reusable: bool = True) -> Outcome:
+    error = ErrorInfo(type=err.kind, message=str(err))
+    return Outcome(status=CallStatus.ERROR, error=error, container=container, reusable=reusable)
 
 
-def timeout_outcome(timeout: float, container: str | None) -> Outcome:
+def timeout_outcome(timeout: float, container: str | None, reusable: bool = False) -> Outcome:
     return Outcome(
         status=CallStatus.TIMEOUT,
         error=ErrorInfo(type="Timeout", message=f"the call exceeded its timeout of {timeout:g}s"),
         container=container,
+        reusable=reusable,
     )
 
 

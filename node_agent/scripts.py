@@ -5,19 +5,11 @@ import shlex
 
 from schemas import FunctionRecord, RuntimeSpec
 
-DEPS_FAILED = 213
-DEPS_MARKER = b"faas: dependencies command failed"
 
-
-def entry_script(runtime: RuntimeSpec, function: FunctionRecord, install_deps: bool) -> bytes:
-    """``/faas/run.sh``: enter the function's directory, install dependencies if asked, then
-    run it: the command protocol with params on stdin, or the handler shim."""
+def entry_script(runtime: RuntimeSpec, function: FunctionRecord) -> bytes:
+    """``/faas/run.sh``: enter the function's directory and run it: the command protocol with
+    params on stdin, or the handler shim. Dependencies are in the image already (deps.py)."""
     lines = ["#!/bin/sh", f"cd {shlex.quote(runtime.path)} || exit 125"]
-    if install_deps and runtime.dependencies:
-        lines.append(
-            f"sh -c {shlex.quote(runtime.dependencies)} 1>&2 || "
-            f'{{ echo "{DEPS_MARKER.decode()}" >&2; exit {DEPS_FAILED}; }}'
-        )
     if function.handler:
         if not runtime.handler_command:
             raise ValueError(f"runtime {runtime.name!r} has no handler_command")

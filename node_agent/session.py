@@ -137,7 +137,10 @@ class HandlerSession:
                 line = await self._read_line()
                 if line.startswith(b'{"kind":"log"'):
                     if on_log is not None:
-                        entry = HandlerLog.model_validate_json(line)
+                        try:
+                            entry = HandlerLog.model_validate_json(line)
+                        except ValidationError:
+                            raise ProtocolError(f"bad log line from the handler shim: {line[:200]!r}") from None
                         await on_log(STDERR if entry.stream == "stderr" else STDOUT, entry.text.encode())
                     continue
                 try:

@@ -13,7 +13,7 @@ from nats.aio.client import Client
 
 from common.natsserver import NatsServer
 from node_agent.agent import NodeAgent
-from schemas import CallStatus, Invocation, Layout, Limits, RuntimeSpec
+from schemas import CallStatus, Invocation, Layout, Limits, RuntimeSpec, encode
 from tests.e2e.agent_harness import CallWatcher, Collector, agent_settings, call, publish, spawn_agent
 from tests.e2e.conftest import containers_with_label, wait_until
 from tests.functions import CRASH, DICE, ECHO, SLEEPY, python_runtime, register
@@ -190,3 +190,17 @@ async def test_a_call_that_keeps_killing_its_agent_is_dead_lettered(
     assert info.state.messages == 0  # removed from the queue, not left to loop
     for cid in await containers_with_label(docker, f"faas.call={call_id}"):
         await docker.containers.container(cid).delete(force=True)
+
+
+async def test_a_bad_call_number_header_is_ignored_not_looped(agent: NodeAgent, nc: Client, layout: Layout):
+    await register(nc.jetstream(), layout, python_runtime(), "echo", ECHO)
+    call_id = secrets.token_hex(8)
+    async with CallWatcher(nc, layout, call_id) as w:
+        ack = await nc.jetstream().publish(
+            layout.invoke_runtime("python"),
+            encode(Invocation(id=call_id, function="echo", params={"n": 1})),
+            stream=layout.invoke_stream,
+            headers={"Faas-Call-Number": "abc"},
+        )
+        done = await w.finished()
+    assert done.status == CallStatus.DONE and done.number == ack.seq and done.attempt == 1

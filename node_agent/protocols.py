@@ -1,0 +1,95 @@
+"""One call in a started container whose stdio is attached: the handler protocol (a shim
+that answers JSON lines, reusable) and the command protocol (stdout is the result, the
+process exits). Every way a call can end becomes an :class:`Outcome`; ``reusable=False``
+tells a pool to destroy the container."""
+
+import asyncio
+import json
+
+from node_agent.docker import Attached, Engine
+from node_agent.errors import AgentError, StreamClosed
+from node_agent.outcome import Outcome, error_outcome, exit_error, parse_result, timeout_outcome
+from node_agent.session import (
+    HandlerInitError,
+    HandlerSession,
+    OnLog,
+    OutputTooLarge,
+    SessionClosed,
+    error_info,
+    read_until_exit,
+)
+from schemas import CallStatus, ErrorInfo, FunctionRecord
+
+
+def max_line(function: FunctionRecord) -> int:
+    """The longest protocol line: a result, or a log line (JSON-escaped: up to 6x), plus framing."""
+    return function.limits.result_bytes + 6 * function.limits.log_bytes + 4096
+
+
+def too_large(function: FunctionRecord, cid: str) -> Outcome:
+    limit = function.limits.result_bytes
+    return Outcome(
+        status=CallStatus.ERROR,
+        container=cid,
+        error=ErrorInfo(type="ResultTooLarge", message=f"the result exceeds its limit of {limit} bytes"),
+    )
+
+
+async def handler_call(
+    engine: Engine,
+    session: HandlerSession,
+    cid: str,
+    function: FunctionRecord,
+    call_id: str,
+    params_json: bytes,
+    timeout: float,
+    ready: bool,
+    on_log: OnLog | None,
+) -> Outcome:
+    """One call over the handler protocol (waiting for the shim's hello first if ``ready``).
+    Raises only :class:`StreamClosed`: nothing reached the function, it may run elsewhere."""
+    try:
+        async with asyncio.timeout(timeout):
+            if ready:
+                await session.ready()
+            reply = await session.call(call_id, params_json, on_log=on_log)
+    except TimeoutError:
+        return timeout_outcome(timeout, cid, reusable=False)
+    except HandlerInitError as err:
+        return Outcome(status=CallStatus.ERROR, error=error_info(err.error), container=cid, reusable=False)
+    except SessionClosed:
+        state = await engine.exit_state(cid)
+        error = exit_error(state.code, state.oom_killed, bytes(session.streams.stderr), function.limits.memory_mb)
+        return Outcome(status=CallStatus.ERROR, error=error, exit_code=state.code, container=cid, reusable=False)
+    except StreamClosed:
+        raise
+    except AgentError as err:
+        return error_outcome(err, cid, reusable=False)
+    if not reply.ok:
+        # An application error: the container stays in service.
+        assert reply.error is not None
+        return Outcome(status=CallStatus.ERROR, error=error_info(reply.error), container=cid)
+    if len(json.dumps(reply.result, ensure_ascii=False).encode()) > function.limits.result_bytes:
+        return too_large(function, cid)
+    return Outcome(status=CallStatus.DONE, result=reply.result, container=cid)
+
+
+async def command_call(
+    engine: Engine, attached: Attached, cid: str, function: FunctionRecord, timeout: float, on_log: OnLog | None
+) -> Outcome:
+    """The command protocol on a started container: stdout (up to the result limit; past it
+    the call ends at once) is the result, stderr goes to ``on_log`` as it comes."""
+    lim = function.limits
+    try:
+        async with asyncio.timeout(timeout):
+            streams = await read_until_exit(attached, lim.result_bytes, lim.log_bytes, on_log)
+            exit_code = await engine.wait(cid)
+    except TimeoutError:
+        return timeout_outcome(timeout, cid)
+    except OutputTooLarge:
+        return too_large(function, cid)
+    if exit_code == 0:
+        return Outcome(status=CallStatus.DONE, result=parse_result(bytes(streams.stdout)), exit_code=0, container=cid)
+    state = await engine.exit_state(cid)
+    error = exit_error(exit_code, state.oom_killed, bytes(streams.stderr), lim.memory_mb)
+    return Outcome(status=CallStatus.ERROR, error=error, exit_code=exit_code, container=cid)

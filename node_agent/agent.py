@@ -1,15 +1,10 @@
-"""The node agent: one pull loop per served runtime, bounded by free slots.
-
-Per message: decode -> look up function and runtime -> publish Started -> run -> publish
-Finished -> ack. The ack comes only after the final event is stored in JetStream, so a call
-whose agent dies is redelivered; while it runs, ``in_progress`` keeps it from being
-redelivered early.
-"""
+"""The node agent: its lifecycle, one pull loop per served runtime (plus this node's routed
+subject) bounded by free slots, warm pools, heartbeat and rescue. What happens to one message
+is in calls.py."""
 
 import asyncio
 import logging
 import secrets
-import time
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -20,28 +15,19 @@ from common.jetstream import connect, ensure_layout
 from common.lifecycle import TaskSet
 from common.logs import fields
 from node_agent.artifacts import ArtifactCache
+from node_agent.calls import CallRunner
 from node_agent.catalog import Catalog
 from node_agent.deps import DependencyImages
 from node_agent.docker import DockerEngine, Engine
-from node_agent.errors import AgentError
 from node_agent.executor import Executor
 from node_agent.jobs import JobConfig, JobWorker
-from node_agent.logstream import LogPublisher
 from node_agent.nodeid import claim_node_id
-from node_agent.outcome import Outcome, elapsed_ms, error_outcome
 from node_agent.pools import PoolConfig, Pools
-from node_agent.rescue import RESCUED_NUMBER, rescue_dead_nodes
+from node_agent.rescue import rescue_dead_nodes
 from node_agent.settings import AgentSettings
 from schemas import (
-    CallStatus,
-    ErrorInfo,
-    Finished,
-    InvalidMessage,
-    Invocation,
     Layout,
     NodeState,
-    Started,
-    decode,
     encode,
 )
 
@@ -109,6 +95,9 @@ class NodeAgent:
             self.pools = Pools(self._engine, self.executor.make_warm, config)
             self.executor.pools = self.pools
             self.tasks.spawn(self.pools.maintain(), "pools")
+        self._calls_runner = CallRunner(
+            self._nc, self._js, self.layout, self._catalog, self.executor, s.node_id, s.ack_wait_s, s.max_attempts
+        )
         # Work the gateway routes to this node because it holds the function/runtime warm.
         await self._serve(self.layout.invoke_node(s.node_id), self.layout.node_consumer(s.node_id), NODE_LOOP)
         # Container jobs share the node's slots with calls.
@@ -233,7 +222,7 @@ class NodeAgent:
     async def _handle(self, msg: Msg) -> None:
         self.running += 1
         try:
-            await self._handle_inner(msg)
+            await self._calls_runner.handle(msg)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -242,118 +231,6 @@ class NodeAgent:
         finally:
             self.running -= 1
             self._slots.release()
-
-    async def _handle_inner(self, msg: Msg) -> None:
-        assert self._js is not None
-        meta = msg.metadata
-        # A call rescued from a dead node's subject keeps the number it was accepted with.
-        rescued = (msg.headers or {}).get(RESCUED_NUMBER, "")
-        number = int(rescued) if rescued.isdigit() else meta.sequence.stream
-        attempt = meta.num_delivered
-        try:
-            inv = decode(Invocation, msg.data)
-        except InvalidMessage as err:
-            await self._finish(
-                msg,
-                Finished(
-                    call_id=f"n{number}",
-                    number=number,
-                    status=CallStatus.ERROR,
-                    node=self.settings.node_id,
-                    error=ErrorInfo(type="InvalidInvocation", message=f"invalid invocation: {err}"),
-                ),
-            )
-            return
-        call_id = inv.id or f"n{number}"
-        base = dict(
-            call_id=call_id,
-            number=number,
-            function=inv.function,
-            version=inv.version,
-            params=inv.params,
-            node=self.settings.node_id,
-            attempt=attempt,
-        )
-        if attempt > self.settings.max_attempts:
-            await self._finish(
-                msg,
-                Finished(
-                    **base,
-                    status=CallStatus.ERROR,
-                    error=ErrorInfo(
-                        type="TooManyAttempts",
-                        message=f"gave up after {self.settings.max_attempts} attempts without completing",
-                    ),
-                ),
-            )
-            return
-
-        t0 = time.perf_counter()
-        keepalive = asyncio.create_task(self._keep_alive(msg), name=f"keepalive:{call_id}")
-        try:
-            outcome, runtime = await self._run(msg, inv, base)
-        finally:
-            keepalive.cancel()
-        await self._finish(
-            msg,
-            Finished(
-                **{**base, "version": base["version"]},
-                runtime=runtime,
-                status=outcome.status,
-                result=outcome.result,
-                error=outcome.error,
-                exit_code=outcome.exit_code,
-                container=outcome.container,
-                duration_ms=elapsed_ms(t0),
-                callback_url=inv.callback_url,
-            ),
-        )
-
-    async def _run(self, msg: Msg, inv: Invocation, base: dict) -> tuple[Outcome, str | None]:  # type: ignore[type-arg]
-        assert self._js is not None and self._engine is not None
-        routed = msg.subject == self.layout.invoke_node(self.settings.node_id)
-        runtime_name = msg.subject.rsplit(".", 1)[-1]
-        try:
-            function = await self._catalog.function(inv.function, inv.version)
-            base["version"] = function.version
-            if routed:
-                runtime_name = function.runtime
-            if function.runtime != runtime_name:
-                return error_outcome(
-                    AgentError(
-                        f"function {function.name!r} belongs to runtime {function.runtime!r}, not {runtime_name!r}"
-                    )
-                ), runtime_name
-            runtime = await self._catalog.runtime(function.runtime)
-            # Not awaited for its PubAck (the stream still stores it): nothing depends on it
-            # being durable, the Finished event carries everything the record needs.
-            assert self._nc is not None
-            await self._nc.publish(
-                self.layout.event(base["call_id"], "started"),
-                encode(Started(**base, runtime=runtime.name)),
-                headers={"Nats-Msg-Id": f"{base['call_id']}.started.{base['attempt']}"},
-            )
-            log.debug(
-                "call.started",
-                extra=fields(
-                    call=base["call_id"],
-                    number=base["number"],
-                    function=function.name,
-                    attempt=base["attempt"],
-                ),
-            )
-            logs = LogPublisher(
-                self._js,
-                self.layout,
-                base["call_id"],
-                base["attempt"],
-                function.limits.log_bytes,
-                number=base["number"],
-            )
-            async with logs:
-                return await self.executor.run(runtime, function, inv, base["call_id"], logs.write), runtime.name
-        except AgentError as err:
-            return error_outcome(err), runtime_name
 
     def state(self) -> NodeState:
         warm = self.pools.idle_counts() if self.pools else {}
@@ -379,26 +256,3 @@ class NodeAgent:
         while True:
             await asyncio.sleep(max(self.settings.heartbeat_s * 2, 1.0))
             await rescue_dead_nodes(self._js, self.layout, self._nodes_kv, self._catalog, self.settings.node_id)
-
-    async def _keep_alive(self, msg: Msg) -> None:
-        interval = max(self.settings.ack_wait_s / 3, 0.5)
-        while True:
-            await asyncio.sleep(interval)
-            await msg.in_progress()
-
-    async def _finish(self, msg: Msg, event: Finished) -> None:
-        assert self._js is not None
-        await self._js.publish(self.layout.event(event.call_id, "finished"), encode(event))
-        # The Finished event is stored: a lost ack only means a redelivery, whose second
-        # Finished the store ignores (the first final event wins).
-        await msg.ack()
-        (log.debug if event.status == CallStatus.DONE else log.info)(
-            "call.finished",
-            extra=fields(
-                call=event.call_id,
-                number=event.number,
-                status=event.status.value,
-                ms=event.duration_ms,
-                error=event.error.type if event.error else None,
-            ),
-        )

@@ -60,3 +60,86 @@ def at_most(value: float | None, limit: float) -> bool | None:
 
 def at_least(value: float | None, limit: float) -> bool | None:
     return None if value is None else value >= limit
+
+
+COLD_FLOOR_RATIO = 1.3
+WARM_RUNTIME_P50_MS = 30.0
+WARM_FUNCTION_P50_MS = 3.0
+THROUGHPUT_PER_S = 1000.0
+
+
+# --- the benchmark's results as table rows -------------------------------------------
+def note_of(r: dict[str, Any], cold: bool = True) -> str:
+    parts = []
+    if cold and r.get("cold_calls"):
+        parts.append(f"{r['cold_calls']} cold")
+    if r["failures"]["count"]:
+        parts.append(f"{r['failures']['count']} failed: {r['failures']['statuses']}")
+    return "; ".join(parts)
+
+
+def rows_of(res: dict[str, Any]) -> list[Row]:
+    fl = res["floors"]
+    container_floor = res["none"]["floor"] if "none" in res else fl["container"]
+    rows = [Row("floor: container create+start+wait+remove", container_floor)]
+    if "none" in res:
+        rows.append(Row("  same, NetworkDisabled (as the agent)", res["none"]["floor_network_disabled"]))
+    rows += [
+        Row("floor: JSON line round trip (attached stdio)", fl["json_line"]),
+        Row("floor: one-shot process on stdin, to exit (wait)", fl["one_shot_wait"]),
+    ]
+    floor = container_floor["p50"]
+    if (cold := res.get("none")) is not None:
+        p50 = cold["latency"].get("p50")
+        ratio = p50 / floor if p50 is not None else None
+        strict = cold.get("floor_network_disabled", {}).get("p50")
+        strict_note = f"{p50 / strict:.2f}x the NetworkDisabled floor" if p50 and strict else ""
+        rows.append(
+            Row(
+                "none: cold call (command), HTTP sync",
+                cold["latency"],
+                target=f"p50 <= {COLD_FLOOR_RATIO}x floor = {COLD_FLOOR_RATIO * floor:.0f} ms",
+                ok=at_most(ratio, COLD_FLOOR_RATIO),
+                note="; ".join(
+                    x for x in (f"{ratio:.2f}x floor" if ratio else "", strict_note, note_of(cold, False)) if x
+                ),
+            )
+        )
+    if (rt := res.get("warm-runtime")) is not None:
+        rows.append(
+            Row(
+                "warm-runtime: no deps (command), HTTP sync",
+                rt["latency"],
+                target=f"p50 <= {WARM_RUNTIME_P50_MS:g} ms",
+                ok=at_most(rt["latency"].get("p50"), WARM_RUNTIME_P50_MS),
+                note=note_of(rt),
+            )
+        )
+        rows.append(Row("  of which served warm", rt["latency_served_warm"]))
+    if (wf := res.get("warm-function")) is not None:
+        rows.append(
+            Row(
+                "warm-function: handler, HTTP sync",
+                wf["latency"],
+                target=f"p50 <= {WARM_FUNCTION_P50_MS:g} ms",
+                ok=at_most(wf["latency"].get("p50"), WARM_FUNCTION_P50_MS),
+                note=note_of(wf),
+            )
+        )
+        for level in wf["throughput"]:
+            rows.append(
+                Row(
+                    f"warm-function throughput, {level['concurrency']} clients",
+                    {"n": level["calls"]},
+                    unit="calls/s",
+                    value=level["calls_per_s"],
+                    target=f">= {THROUGHPUT_PER_S:g} calls/s",
+                    ok=at_least(level["calls_per_s"], THROUGHPUT_PER_S),
+                    note=f"latency p50 {level['latency'].get('p50', 0):.1f} ms"
+                    + (f"; {n}" if (n := note_of(level)) else ""),
+                )
+            )
+    return rows
+
+
+# --- main -------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ import pytest
 
 from bench.client import CallResult, phases_ms
 from bench.profile import library_of, parse_collapsed, self_time
-from bench.report import Row, at_least, at_most, table
-from bench.run import QUICK, Sizes, rows_of, sizes_from
+from bench.report import Row, at_least, at_most, rows_of, table
+from bench.run import QUICK, Sizes, sizes_from
 from bench.stats import pct, summary
 
 

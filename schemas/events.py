@@ -4,18 +4,15 @@ Every event carries the call id and number and, where the publisher knows them, 
 called, so that the store can build a record from whichever event reaches it first.
 """
 
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter, field_validator
 
+from schemas.clock import utcnow
 from schemas.codec import decode_as
 from schemas.names import CALL_ID_PATTERN
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class CallStatus(StrEnum):
@@ -44,7 +41,7 @@ class ErrorInfo(BaseModel):
 class _Event(BaseModel):
     call_id: str = Field(pattern=CALL_ID_PATTERN)
     number: int = Field(ge=1)
-    at: datetime = Field(default_factory=_now)
+    at: datetime = Field(default_factory=utcnow)
     function: str | None = None
     version: int | None = None
     runtime: str | None = None
@@ -110,7 +107,7 @@ class CallbackOutcome(BaseModel):
     attempts: int
     status_code: int | None = None
     error: str | None = None
-    at: datetime = Field(default_factory=_now)
+    at: datetime = Field(default_factory=utcnow)
 
 
 class Callback(_Event):

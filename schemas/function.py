@@ -1,17 +1,14 @@
 """A registered function version and its limits."""
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.clock import utcnow
 from schemas.names import NAME_PATTERN
 
 HANDLER_PATTERN = r"^[A-Za-z0-9_./-]+(:[A-Za-z_][A-Za-z0-9_]*)?$"
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 KiB = 1024
@@ -55,4 +52,4 @@ class FunctionRecord(BaseModel):
     # Handler protocol: "module:function" (Python) or "module" / "module:export" (Node.js),
     # served by the runtime's handler_command; None = the runtime's run command per call.
     handler: str | None = Field(default=None, max_length=200, pattern=HANDLER_PATTERN)
-    created_at: datetime = Field(default_factory=_now)
+    created_at: datetime = Field(default_factory=utcnow)

@@ -5,20 +5,17 @@ its events share the events stream with calls (``<prefix>.events.<job_id>.<kind>
 job-specific kinds; a cancel request is a key in the cancels KV bucket.
 """
 
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from schemas.clock import utcnow
 from schemas.codec import decode_as
 from schemas.names import CALL_ID_PATTERN, NAME_PATTERN
 
 MIN_PRIORITY, MAX_PRIORITY = 0, 9
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class JobStatus(StrEnum):
@@ -74,7 +71,7 @@ class JobMessage(BaseModel):
 
     id: str = Field(pattern=CALL_ID_PATTERN)
     spec: JobSpec
-    created_at: datetime = Field(default_factory=_now)
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class JobResult(BaseModel):
@@ -106,7 +103,7 @@ class JobRecord(BaseModel):
 
 class _JobEvent(BaseModel):
     job_id: str = Field(pattern=CALL_ID_PATTERN)
-    at: datetime = Field(default_factory=_now)
+    at: datetime = Field(default_factory=utcnow)
 
 
 class JobAccepted(_JobEvent):

@@ -1,14 +1,11 @@
 """A node agent's heartbeat, kept in the nodes KV bucket (key = node id, TTL'd)."""
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from schemas.clock import utcnow
 from schemas.names import NAME_PATTERN
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def function_key(name: str, version: int) -> str:
@@ -26,4 +23,4 @@ class NodeState(BaseModel):
     # Idle warm containers: runtime name -> count, and "function@version" -> count.
     warm_runtimes: dict[str, int] = Field(default_factory=dict)
     warm_functions: dict[str, int] = Field(default_factory=dict)
-    at: datetime = Field(default_factory=_now)
+    at: datetime = Field(default_factory=utcnow)

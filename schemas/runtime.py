@@ -1,18 +1,15 @@
 """A runtime: a container image plus how to install a function's dependencies and run it."""
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from schemas.clock import utcnow
 from schemas.names import NAME_PATTERN, is_valid_name
 
 _IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class RuntimeSpec(BaseModel):
@@ -31,7 +28,7 @@ class RuntimeSpec(BaseModel):
     # Command that starts the runtime's handler-protocol shim (see runtimes/*/bootstrap);
     # functions registered with a ``handler`` need it.
     handler_command: str | None = Field(default=None, max_length=4096)
-    created_at: datetime = Field(default_factory=_now)
+    created_at: datetime = Field(default_factory=utcnow)
 
     @model_validator(mode="before")
     @classmethod

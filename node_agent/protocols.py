@@ -4,6 +4,7 @@ process exits). Every way a call can end becomes an :class:`Outcome`; ``reusable
 tells a pool to destroy the container."""
 
 import asyncio
+import contextlib
 import json
 
 from node_agent.docker import Attached, Engine
@@ -20,10 +21,26 @@ from node_agent.session import (
 )
 from schemas import CallStatus, ErrorInfo, FunctionRecord
 
+OOM_POLLS, OOM_POLL_S = 10, 0.05
+
 
 def max_line(function: FunctionRecord) -> int:
     """The longest protocol line: a result, or a log line (JSON-escaped: up to 6x), plus framing."""
     return function.limits.result_bytes + 6 * function.limits.log_bytes + 4096
+
+
+async def exit_outcome(engine: Engine, cid: str, code: int | None, stderr: bytes, function: FunctionRecord) -> Outcome:
+    """A non-zero exit as an error. A SIGKILL (137) is checked for the memory limit for a
+    moment: Docker may handle the exit before the OOM event that caused it."""
+    state = await engine.exit_state(cid)
+    for _ in range(OOM_POLLS):
+        if state.code != 137 or state.oom_killed:
+            break
+        await asyncio.sleep(OOM_POLL_S)
+        state = await engine.exit_state(cid)
+    exit_code = state.code if code is None else code
+    error = exit_error(exit_code, state.oom_killed, stderr, function.limits.memory_mb)
+    return Outcome(status=CallStatus.ERROR, error=error, exit_code=exit_code, container=cid, reusable=False)
 
 
 def too_large(function: FunctionRecord, cid: str) -> Outcome:
@@ -58,9 +75,10 @@ async def handler_call(
     except HandlerInitError as err:
         return Outcome(status=CallStatus.ERROR, error=error_info(err.error), container=cid, reusable=False)
     except SessionClosed:
-        state = await engine.exit_state(cid)
-        error = exit_error(state.code, state.oom_killed, bytes(session.streams.stderr), function.limits.memory_mb)
-        return Outcome(status=CallStatus.ERROR, error=error, exit_code=state.code, container=cid, reusable=False)
+        # The stream ended: the process is exiting (bounded, in case only the stream broke).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(engine.wait(cid), 5.0)
+        return await exit_outcome(engine, cid, None, bytes(session.streams.stderr), function)
     except StreamClosed:
         raise
     except AgentError as err:
@@ -90,6 +108,4 @@ async def command_call(
         return too_large(function, cid)
     if exit_code == 0:
         return Outcome(status=CallStatus.DONE, result=parse_result(bytes(streams.stdout)), exit_code=0, container=cid)
-    state = await engine.exit_state(cid)
-    error = exit_error(exit_code, state.oom_killed, bytes(streams.stderr), lim.memory_mb)
-    return Outcome(status=CallStatus.ERROR, error=error, exit_code=exit_code, container=cid)
+    return await exit_outcome(engine, cid, exit_code, bytes(streams.stderr), function)

@@ -72,6 +72,10 @@ class Finished(_Event):
     attempt: int | None = None
     # Copied from the invocation, so that the callback dispatcher needs nothing else.
     callback_url: str | None = None
+    # When the call was accepted (the invocation's created_at) and when this attempt started:
+    # a short call may be recorded from this event alone (see README, "Events").
+    created_at: datetime | None = None
+    started_at: datetime | None = None
 
     @field_validator("status")
     @classmethod

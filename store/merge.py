@@ -7,7 +7,10 @@ applied twice must change nothing. The rules:
 - a missing record is created by whichever event comes first;
 - what was called (function, version, runtime, params) is filled by any event that knows
   it, and never overwritten; ``created_at`` is the accepted event's time (an earlier event
-  fills it provisionally when none has been seen);
+  fills it provisionally when none has been seen, a ``Finished`` with the ``created_at`` it
+  carries);
+- a ``Finished`` that carries ``started_at`` fills it when no ``Started`` was seen (an agent
+  may leave out the Started event of a short call);
 - status only moves forward (``CallStatus.rank``); the first terminal event wins and every
   later ``Finished`` is ignored;
 - a ``Started`` of the newest attempt sets where the call runs and since when; an older
@@ -79,7 +82,8 @@ def _fill_what_was_called(record: CallRecord, event: RecordEvent, at: datetime) 
     if isinstance(event, Accepted):
         record.created_at = at
     elif record.created_at is None:
-        record.created_at = at
+        created = event.created_at if isinstance(event, Finished) else None
+        record.created_at = _utc(created) if created is not None else at
 
 
 def _apply_started(record: CallRecord, event: Started, at: datetime) -> None:
@@ -113,6 +117,8 @@ def _apply_finished(record: CallRecord, event: Finished, at: datetime) -> None:
     record.exit_code = event.exit_code
     record.duration_ms = event.duration_ms
     record.finished_at = at
+    if record.started_at is None and event.started_at is not None:
+        record.started_at = _utc(event.started_at)
     if event.node is not None:
         record.node = event.node
     if event.container is not None:

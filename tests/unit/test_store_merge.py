@@ -284,3 +284,21 @@ def test_callback_times_are_kept_in_utc() -> None:
     r = fold([Callback(call_id=CALL, number=7, outcome=outcome)])
     assert r.callback is not None and r.callback.at == datetime(2025, 1, 1, 12, tzinfo=UTC)
     assert r.callback.at.tzinfo is UTC
+
+
+def test_a_finished_event_alone_records_when_the_call_was_accepted_and_started() -> None:
+    """An agent may leave out the Started event of a short call, and a sync call's Accepted
+    event may never be published: Finished carries both times."""
+    r = fold([finished(function="dice", version=2, created_at=T0, started_at=T0 + timedelta(seconds=3))])
+    assert r.status is CallStatus.DONE
+    assert r.created_at == T0
+    assert r.started_at == T0 + timedelta(seconds=3)
+    assert r.finished_at == T0 + timedelta(seconds=10)
+
+
+def test_the_accepted_and_started_events_win_over_the_times_a_finished_event_carries() -> None:
+    late = T0 + timedelta(seconds=5)
+    for order in itertools.permutations([accepted(), started(), finished(created_at=late, started_at=late)]):
+        r = fold(list(order))
+        assert r.created_at == T0, order
+        assert r.started_at == T0 + timedelta(seconds=1), order

@@ -8,9 +8,11 @@ from aiohttp import web
 from nats.aio.client import Client
 
 from common.jetstream import connect, ensure_layout
+from common.kvmirror import KVMirror
 from common.lifecycle import TaskSet
 from common.logs import fields
 from gateway.call_service import CallService
+from gateway.call_watch import Replies
 from gateway.callback_post import RetryPolicy
 from gateway.callbacks import CallbackDispatcher
 from gateway.deps import DEPS, Deps
@@ -55,6 +57,8 @@ class Gateway:
         self._invoker: Invoker | None = None
         self._call_service: CallService | None = None
         self._router: NodeRouter | None = None
+        self._mirrors: tuple[KVMirror, ...] = ()
+        self._replies: Replies | None = None
         self._log_streams: LogStreams | None = None
         self._callbacks: CallbackDispatcher | None = None
         self._runner: web.AppRunner | None = None
@@ -89,10 +93,24 @@ class Gateway:
                 await js.key_value(self.layout.functions_bucket),
                 await js.object_store(self.layout.artifacts_bucket),
             )
+            self._mirrors = (runtimes.mirror, functions.mirror)
+            for mirror in self._mirrors:
+                await mirror.start()
             self._router = NodeRouter(await js.key_value(self.layout.nodes_bucket), self.layout)
             await self._router.start()
+            self._replies = Replies(nc)
+            await self._replies.start()
             self._invoker = Invoker(
-                nc, js, self.layout, runtimes, functions, s.max_params_bytes, poll_s=s.sync_poll_s, router=self._router
+                nc,
+                js,
+                self.layout,
+                runtimes,
+                functions,
+                s.max_params_bytes,
+                self._replies,
+                poll_s=s.sync_poll_s,
+                router=self._router,
+                announce_after_s=s.announce_after_s,
             )
             store = StoreClient(nc, self.layout, s.store_timeout_s)
             self._call_service = CallService(
@@ -156,6 +174,10 @@ class Gateway:
             await self.tasks.cancel_all()
         if self._router is not None:
             await self._router.stop()
+        for mirror in self._mirrors:
+            await mirror.stop()
+        if self._replies is not None:
+            await self._replies.stop()
         # 5. Flush what was published and close.
         if self._nc is not None and not self._nc.is_closed:
             try:

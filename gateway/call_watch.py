@@ -1,13 +1,18 @@
 """Waiting for one call to finish.
 
-The fast path is a core NATS subscription to the call's event subjects, opened before the
-invocation is published. A core subscription can miss events, though: everything published
-while the connection is reconnecting, and (seen with nats-server 2.15) a publish from another
-connection in the instant right after the SUB. The events stream keeps every event, so while
-waiting the watch also asks the stream for the call's last ``finished`` event every ``poll_s``.
+The fast path: the invocation carries a ``Faas-Reply-To`` header naming a subject of this
+gateway's one long-lived reply subscription (:class:`Replies`), and the agent that runs the
+call publishes its ``finished`` event there as well as to the events stream. No subscription
+is made per call, so none can be missed in the instant after its SUB (seen with nats-server
+2.15 when each call subscribed to its own event subjects).
+
+Core NATS is at most once: a reply is lost if the connection is reconnecting at that moment.
+The events stream keeps every event, so while waiting the watch also asks the stream for the
+call's last ``finished`` event every ``poll_s``.
 """
 
 import asyncio
+import contextlib
 import logging
 
 from nats.aio.client import Client
@@ -17,32 +22,79 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from common.logs import fields
-from gateway.errors import nats_unavailable
 from schemas import CallEvent, Finished, InvalidMessage, Layout, Started, decode_event
 
 log = logging.getLogger(__name__)
 
 
-class CallWatch:
-    def __init__(self, nc: Client, js: JetStreamContext, layout: Layout, call_id: str, poll_s: float) -> None:
+class Replies:
+    """This gateway's reply subscription: ``<inbox>.<call_id>`` -> the call's watch."""
+
+    def __init__(self, nc: Client) -> None:
         self._nc = nc
+        self._inbox = nc.new_inbox()
+        self._watches: dict[str, CallWatch] = {}
+        self._sub: Subscription | None = None
+
+    async def start(self) -> None:
+        self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_msg)
+
+    async def stop(self) -> None:
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            with contextlib.suppress(Exception):  # the connection may be closing with it
+                await sub.unsubscribe()
+
+    def subject(self, call_id: str) -> str:
+        return f"{self._inbox}.{call_id}"
+
+    def add(self, watch: "CallWatch") -> None:
+        self._watches[watch.call_id] = watch
+
+    def remove(self, watch: "CallWatch") -> None:
+        if self._watches.get(watch.call_id) is watch:
+            del self._watches[watch.call_id]
+
+    async def _on_msg(self, msg: Msg) -> None:
+        watch = self._watches.get(msg.subject.rsplit(".", 1)[-1])
+        if watch is not None:
+            watch.take(msg.data, msg.subject)
+
+
+class CallWatch:
+    def __init__(self, replies: Replies, js: JetStreamContext, layout: Layout, call_id: str, poll_s: float) -> None:
+        self._replies = replies
         self._js = js
         self._layout = layout
         self.call_id = call_id
         self._poll_s = poll_s
         self._finished: asyncio.Future[Finished | None] = asyncio.get_running_loop().create_future()
-        self._sub: Subscription | None = None
         self.started: Started | None = None
 
-    async def open(self) -> None:
-        """Subscribe; call before publishing the invocation."""
-        with nats_unavailable("watching the call"):
-            self._sub = await self._nc.subscribe(self._layout.events_of(self.call_id), cb=self._on_msg)
+    @property
+    def reply_to(self) -> str:
+        """The subject the agent sends the finished event to (the ``Faas-Reply-To`` header)."""
+        return self._replies.subject(self.call_id)
+
+    def open(self) -> None:
+        """Start listening; call before publishing the invocation."""
+        self._replies.add(self)
+
+    @property
+    def finished(self) -> bool:
+        return self._finished.done() and not self._finished.cancelled() and self._finished.result() is not None
 
     def abandon(self) -> None:
         """Stop waiting now (the gateway is stopping); ``wait`` returns None."""
         if not self._finished.done():
             self._finished.set_result(None)
+
+    async def wait_reply(self, wait_s: float) -> Finished | None:
+        """Wait only for the reply (no stream check): the common, short case."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._finished), wait_s)
+        except TimeoutError:
+            return None
 
     async def wait(self, wait_s: float) -> Finished | None:
         """The Finished event, or None if ``wait_s`` ran out first (or the watch was abandoned)."""
@@ -63,20 +115,12 @@ class CallWatch:
                     self.started = started
                 return None
 
-    async def close(self) -> None:
+    def close(self) -> None:
         if not self._finished.done():
             self._finished.cancel()
-        sub, self._sub = self._sub, None
-        if sub is not None:
-            try:
-                await sub.unsubscribe()
-            except Exception:  # the connection is closing: the subscription goes with it
-                log.debug("watch.unsubscribe.failed", exc_info=True)
+        self._replies.remove(self)
 
-    async def _on_msg(self, msg: Msg) -> None:
-        self._take(msg.data, msg.subject)
-
-    def _take(self, data: bytes, subject: str) -> CallEvent | None:
+    def take(self, data: bytes, subject: str) -> CallEvent | None:
         try:
             event = decode_event(data)
         except InvalidMessage as err:
@@ -101,4 +145,4 @@ class CallWatch:
         except Exception as err:  # NATS trouble: the subscription may still deliver; keep waiting
             log.warning("watch.stream_check.failed", extra=fields(call=self.call_id, error=repr(err)))
             return None
-        return self._take(msg.data or b"", subject)
+        return self.take(msg.data or b"", subject)

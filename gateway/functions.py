@@ -5,10 +5,11 @@ import asyncio
 import logging
 from typing import Any
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError, ObjectNotFoundError
+from nats.js.errors import KeyWrongLastSequenceError, NoKeysError, ObjectNotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from nats.js.object_store import ObjectStore
 
+from common.kvmirror import KVMirror
 from common.logs import fields
 from gateway.errors import GatewayError, nats_unavailable, not_found
 from schemas import FunctionRecord, InvalidMessage, decode, encode
@@ -22,15 +23,14 @@ class Functions:
     def __init__(self, kv: KeyValue, artifacts: ObjectStore) -> None:
         self._kv = kv
         self._artifacts = artifacts
+        # Every call reads its function: from this copy of the bucket, not a KV round trip.
+        self.mirror = KVMirror(kv, "functions")
 
     async def find(self, name: str) -> FunctionRecord | None:
         """The latest version, or None if unknown or deleted."""
         with nats_unavailable("reading the functions bucket"):
-            try:
-                entry = await self._kv.get(name)
-            except KeyNotFoundError:
-                return None
-        return _decode(entry.value)
+            value = await self.mirror.get(name)
+        return _decode(value)
 
     async def get(self, name: str) -> FunctionRecord:
         record = await self.find(name)
@@ -90,9 +90,11 @@ class Functions:
             record = FunctionRecord.model_validate({**draft, "version": version})
             with nats_unavailable("saving the function"):
                 try:
-                    await self._kv.update(name, encode(record), last=last_revision)
+                    data = encode(record)
+                    revision = await self._kv.update(name, data, last=last_revision)
                 except KeyWrongLastSequenceError:
                     continue
+            self.mirror.note(name, revision, data)
             return record
         raise GatewayError(409, "conflict", f"function {name!r} is being registered concurrently: retry")
 
@@ -101,6 +103,7 @@ class Functions:
         await self.get(name)
         with nats_unavailable("deleting the function"):
             await self._kv.delete(name)
+        self.mirror.forget(name)
 
 
 def _decode(value: bytes | None) -> FunctionRecord | None:

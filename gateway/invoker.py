@@ -2,6 +2,12 @@
 
 The stream sequence of the invocation in the invoke stream is the call number. A sync
 caller opens its :class:`CallWatch` *before* publishing, so a fast ``Finished`` is not missed.
+
+An async call is announced (the ``accepted`` event: the store records it QUEUED) at once. A
+sync call is announced only if it has not finished after ``announce_after_s``: a short call's
+record is made from its ``finished`` event alone, which carries everything the accepted event
+would have (what was called, params, created_at). Nothing is lost if this gateway dies before
+announcing: the invocation is in the invoke stream, and its events are the agent's.
 """
 
 import logging
@@ -15,13 +21,14 @@ from nats.js import JetStreamContext
 from pydantic import ValidationError
 
 from common.logs import fields
-from gateway.call_watch import CallWatch
+from gateway.call_watch import CallWatch, Replies
 from gateway.errors import check_name, invalid, not_found, too_large
 from gateway.functions import Functions
 from gateway.queueing import enqueue
 from gateway.routing import NodeRouter
 from gateway.runtimes import Runtimes
 from schemas import (
+    REPLY_TO,
     Accepted,
     CallRecord,
     CallStatus,
@@ -70,10 +77,14 @@ class Invoker:
         runtimes: Runtimes,
         functions: Functions,
         max_params_bytes: int,
+        replies: Replies,
         poll_s: float = 1.0,
         router: "NodeRouter | None" = None,
+        announce_after_s: float = 0.1,
     ) -> None:
         self._nc = nc
+        self._replies = replies
+        self._announce_after_s = announce_after_s
         self._js = js
         self._layout = layout
         self._runtimes = runtimes
@@ -94,7 +105,9 @@ class Invoker:
         self, function: str, params: Any, timeout_s: float | None = None, callback_url: str | None = None
     ) -> Ticket:
         """Queue a call and return at once."""
-        return await self._submit(function, params, timeout_s, watch=None, callback_url=callback_url)
+        ticket = await self._submit(function, params, timeout_s, watch=None, callback_url=callback_url)
+        await self._announce(ticket)
+        return ticket
 
     async def call(
         self,
@@ -105,20 +118,24 @@ class Invoker:
         callback_url: str | None = None,
     ) -> Outcome:
         """Queue a call and wait up to ``wait_s`` for it to finish."""
-        watch = CallWatch(self._nc, self._js, self._layout, uuid.uuid4().hex, self._poll_s)
+        watch = CallWatch(self._replies, self._js, self._layout, uuid.uuid4().hex, self._poll_s)
         if self._stopping:
             watch.abandon()
         self._watches.add(watch)
         try:
             ticket = await self._submit(function, params, timeout_s, watch=watch, callback_url=callback_url)
-            finished = await watch.wait(wait_s)
+            short = min(wait_s, self._announce_after_s)
+            finished = await watch.wait_reply(short)
+            if finished is None:
+                await self._announce(ticket)
+                finished = await watch.wait(max(0.0, wait_s - short))
             if finished is None:
                 status = CallStatus.RUNNING if watch.started else CallStatus.QUEUED
                 return Outcome(ticket, None, status)
             return Outcome(ticket, _record(ticket, watch.started, finished), finished.status)
         finally:
             self._watches.discard(watch)
-            await watch.close()
+            watch.close()
 
     async def _submit(
         self,
@@ -152,15 +169,15 @@ class Invoker:
             raise invalid(err, "invocation") from None
 
         if watch is not None:
-            await watch.open()
+            watch.open()
         subject = (
             self._router.subject_for(function, record.version, record.runtime)
             if self._router is not None
             else self._layout.invoke_runtime(record.runtime)
         )
-        number = await self._publish_invocation(inv, subject)
+        reply_to = watch.reply_to if watch is not None else None
+        number = await self._publish_invocation(inv, subject, reply_to)
         ticket = Ticket(call_id, number, function, record.version, record.runtime, params, now, callback_url)
-        await self._announce(ticket)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "call.accepted",
@@ -175,9 +192,10 @@ class Invoker:
             )
         return ticket
 
-    async def _publish_invocation(self, inv: Invocation, subject: str) -> int:
+    async def _publish_invocation(self, inv: Invocation, subject: str, reply_to: str | None) -> int:
         assert inv.id is not None
-        return await enqueue(self._js, self._layout, subject, encode(inv), inv.id, "call")
+        extra = {REPLY_TO: reply_to} if reply_to else None
+        return await enqueue(self._js, self._layout, subject, encode(inv), inv.id, "call", extra)
 
     async def _announce(self, t: Ticket) -> None:
         """The Accepted event; the call is queued already, so a failure here is logged, not raised."""
@@ -215,7 +233,7 @@ def _record(t: Ticket, started: Started | None, fin: Finished) -> CallRecord:
         node=fin.node or (started.node if started else None),
         container=fin.container or (started.container if started else None),
         created_at=t.created_at,
-        started_at=started.at if started else None,
+        started_at=started.at if started else fin.started_at,
         finished_at=fin.at,
         duration_ms=fin.duration_ms,
         exit_code=fin.exit_code,

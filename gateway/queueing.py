@@ -7,13 +7,21 @@ from gateway.errors import GatewayError, nats_unavailable
 from schemas import Layout
 
 
-async def enqueue(js: JetStreamContext, layout: Layout, subject: str, data: bytes, msg_id: str, what: str) -> int:
+async def enqueue(
+    js: JetStreamContext,
+    layout: Layout,
+    subject: str,
+    data: bytes,
+    msg_id: str,
+    what: str,
+    headers: dict[str, str] | None = None,
+) -> int:
     """Publish with ``Nats-Msg-Id`` and one retry on a timeout; returns the stream sequence.
 
     A retry of a publish that did land is deduplicated by the stream and answered with the
     same sequence, so a call or job is never queued twice.
     """
-    headers = {"Nats-Msg-Id": msg_id}
+    headers = {**(headers or {}), "Nats-Msg-Id": msg_id}
     with nats_unavailable(f"queueing the {what}"):
         for attempt in (1, 2):
             try:

@@ -2,9 +2,10 @@
 
 import asyncio
 
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.errors import NoKeysError
 from nats.js.kv import KeyValue
 
+from common.kvmirror import KVMirror
 from gateway.errors import nats_unavailable, not_found
 from schemas import InvalidMessage, RuntimeSpec, decode, encode
 
@@ -12,23 +13,24 @@ from schemas import InvalidMessage, RuntimeSpec, decode, encode
 class Runtimes:
     def __init__(self, kv: KeyValue) -> None:
         self._kv = kv
+        # Every call reads its runtime: from this copy of the bucket, not a KV round trip.
+        self.mirror = KVMirror(kv, "runtimes")
 
     async def put(self, spec: RuntimeSpec) -> RuntimeSpec:
         """Register or replace (a new image for the same name is an upgrade, not a conflict)."""
+        data = encode(spec)
         with nats_unavailable("saving the runtime"):
-            await self._kv.put(spec.name, encode(spec))
+            revision = await self._kv.put(spec.name, data)
+        self.mirror.note(spec.name, revision, data)
         return spec
 
     async def find(self, name: str) -> RuntimeSpec | None:
         with nats_unavailable("reading the runtimes bucket"):
-            try:
-                entry = await self._kv.get(name)
-            except KeyNotFoundError:
-                return None
-        if not entry.value:
+            value = await self.mirror.get(name)
+        if not value:
             return None
         try:
-            return decode(RuntimeSpec, entry.value)
+            return decode(RuntimeSpec, value)
         except InvalidMessage:
             return None
 
@@ -53,3 +55,4 @@ class Runtimes:
         await self.get(name)
         with nats_unavailable("deleting the runtime"):
             await self._kv.delete(name)
+        self.mirror.forget(name)

@@ -96,7 +96,15 @@ class NodeAgent:
             self.executor.pools = self.pools
             self.tasks.spawn(self.pools.maintain(), "pools")
         self._calls_runner = CallRunner(
-            self._nc, self._js, self.layout, self._catalog, self.executor, s.node_id, s.ack_wait_s, s.max_attempts
+            self._nc,
+            self._js,
+            self.layout,
+            self._catalog,
+            self.executor,
+            s.node_id,
+            s.ack_wait_s,
+            s.max_attempts,
+            started_after_s=s.started_after_s,
         )
         # Work the gateway routes to this node because it holds the function/runtime warm.
         await self._serve(self.layout.invoke_node(s.node_id), self.layout.node_consumer(s.node_id), NODE_LOOP)

@@ -1,16 +1,24 @@
 """One invocation message, from delivery to its final event and ack.
 
-decode -> look up function and runtime -> publish Started -> run -> publish Finished -> ack.
+decode -> look up function and runtime -> run -> reply + publish Finished -> ack.
 The ack comes only after the Finished event is stored in JetStream, so a call whose agent
 dies is redelivered; while it runs, ``in_progress`` keeps it from being redelivered early.
 A message that cannot be decoded, or that was delivered more than ``max_attempts`` times,
 ends as an error right away (and so leaves the queue).
+
+Fewer events for short calls: ``Started`` is published only when the call is still running
+after ``started_after_s`` (its ``at`` is still when it started); the Finished event carries
+``created_at`` and ``started_at`` so that the store can record a short call from it alone.
+An invocation with a ``Faas-Reply-To`` header (a waiting gateway) also gets the Finished
+event on that subject over core NATS, before the durable publish: the caller's answer does
+not wait for the events stream.
 """
 
 import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from nats.aio.client import Client
@@ -24,7 +32,19 @@ from node_agent.executor import Executor
 from node_agent.logstream import LogPublisher
 from node_agent.outcome import Outcome, elapsed_ms, error_outcome
 from node_agent.rescue import RESCUED_NUMBER
-from schemas import CallStatus, ErrorInfo, Finished, InvalidMessage, Invocation, Layout, Started, decode, encode
+from schemas import (
+    REPLY_TO,
+    CallStatus,
+    ErrorInfo,
+    Finished,
+    InvalidMessage,
+    Invocation,
+    Layout,
+    Started,
+    decode,
+    encode,
+)
+from schemas.clock import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +56,8 @@ class _Call:
     attempt: int
     inv: Invocation
     version: int | None  # the invocation's pin until the function is resolved
+    reply_to: str | None = None
+    started_at: datetime | None = None
 
     def fields(self, node: str) -> dict[str, Any]:
         """What every event of this call carries."""
@@ -57,18 +79,22 @@ class CallRunner:
         node_id: str,
         ack_wait_s: float,
         max_attempts: int,
+        started_after_s: float = 0.0,
     ) -> None:
         self._nc, self._js, self._layout = nc, js, layout
         self._catalog, self._executor = catalog, executor
         self._node_id = node_id
         self._ack_wait_s = ack_wait_s
         self._max_attempts = max_attempts
+        self._started_after_s = started_after_s
+        self._announcing: set[asyncio.Task[None]] = set()
 
     async def handle(self, msg: Msg) -> None:
         meta = msg.metadata
         # A call rescued from a dead node's subject keeps the number it was accepted with.
         rescued = (msg.headers or {}).get(RESCUED_NUMBER, "")
         number = int(rescued) if rescued.isdigit() else meta.sequence.stream
+        reply_to = _reply_subject((msg.headers or {}).get(REPLY_TO))
         try:
             inv = decode(Invocation, msg.data)
         except InvalidMessage as err:
@@ -76,21 +102,27 @@ class CallRunner:
             event = Finished(
                 call_id=f"n{number}", number=number, status=CallStatus.ERROR, node=self._node_id, error=error
             )
-            await self._finish(msg, event)
+            await self._finish(msg, event, reply_to)
             return
-        call = _Call(inv.id or f"n{number}", number, meta.num_delivered, inv, inv.version)
+        call = _Call(inv.id or f"n{number}", number, meta.num_delivered, inv, inv.version, reply_to)
         if call.attempt > self._max_attempts:
             message = f"gave up after {self._max_attempts} attempts without completing"
             error = ErrorInfo(type="TooManyAttempts", message=message)
-            await self._finish(msg, Finished(**call.fields(self._node_id), status=CallStatus.ERROR, error=error))
+            event = Finished(
+                **call.fields(self._node_id), status=CallStatus.ERROR, error=error, created_at=inv.created_at
+            )
+            await self._finish(msg, event, reply_to)
             return
 
         t0 = time.perf_counter()
         keepalive = asyncio.create_task(self._keep_alive(msg), name=f"keepalive:{call.id}")
+        announce: asyncio.TimerHandle | None = None
         try:
-            outcome, runtime = await self._run(msg, call)
+            outcome, runtime, announce = await self._run(msg, call)
         finally:
             keepalive.cancel()
+            if announce is not None:
+                announce.cancel()
         finished = Finished(
             **call.fields(self._node_id),
             runtime=runtime,
@@ -101,10 +133,12 @@ class CallRunner:
             container=outcome.container,
             duration_ms=elapsed_ms(t0),
             callback_url=inv.callback_url,
+            created_at=inv.created_at,
+            started_at=call.started_at,
         )
-        await self._finish(msg, finished)
+        await self._finish(msg, finished, reply_to)
 
-    async def _run(self, msg: Msg, call: _Call) -> tuple[Outcome, str | None]:
+    async def _run(self, msg: Msg, call: _Call) -> tuple[Outcome, str | None, asyncio.TimerHandle | None]:
         # Routed work (this node's subject) may be of any runtime; the rest must match.
         routed = msg.subject == self._layout.invoke_node(self._node_id)
         runtime_name = msg.subject.rsplit(".", 1)[-1]
@@ -115,23 +149,42 @@ class CallRunner:
                 runtime_name = function.runtime
             if function.runtime != runtime_name:
                 wrong = f"function {function.name!r} belongs to runtime {function.runtime!r}, not {runtime_name!r}"
-                return error_outcome(AgentError(wrong)), runtime_name
+                return error_outcome(AgentError(wrong)), runtime_name, None
             runtime = await self._catalog.runtime(function.runtime)
-            # Not awaited for its PubAck (the stream still stores it): nothing depends on it
-            # being durable, the Finished event carries everything the record needs.
-            await self._nc.publish(
-                self._layout.event(call.id, "started"),
-                encode(Started(**call.fields(self._node_id), runtime=runtime.name)),
-                headers={"Nats-Msg-Id": f"{call.id}.started.{call.attempt}"},
-            )
-            log.debug("call.started", extra=fields(call=call.id, number=call.number, attempt=call.attempt))
+            call.started_at = utcnow()
+            started = Started(**call.fields(self._node_id), runtime=runtime.name, at=call.started_at)
+            announce = None
+            if self._started_after_s > 0:
+                loop = asyncio.get_running_loop()
+                announce = loop.call_later(self._started_after_s, self._announce_soon, started)
+            else:
+                await self._announce(started)
             logs = LogPublisher(
                 self._js, self._layout, call.id, call.attempt, function.limits.log_bytes, number=call.number
             )
             async with logs:
-                return await self._executor.run(runtime, function, call.inv, call.id, logs.write), runtime.name
+                outcome = await self._executor.run(runtime, function, call.inv, call.id, logs.write)
+            return outcome, runtime.name, announce
         except AgentError as err:
-            return error_outcome(err), runtime_name
+            return error_outcome(err), runtime_name, None
+
+    def _announce_soon(self, started: Started) -> None:
+        task = asyncio.create_task(self._announce(started), name=f"started:{started.call_id}")
+        self._announcing.add(task)
+        task.add_done_callback(self._announcing.discard)
+
+    async def _announce(self, started: Started) -> None:
+        # Not awaited for its PubAck (the stream still stores it): nothing depends on it
+        # being durable, the Finished event carries everything the record needs.
+        try:
+            await self._nc.publish(
+                self._layout.event(started.call_id, "started"),
+                encode(started),
+                headers={"Nats-Msg-Id": f"{started.call_id}.started.{started.attempt}"},
+            )
+        except Exception:
+            log.warning("call.started.publish_failed", extra=fields(call=started.call_id), exc_info=True)
+        log.debug("call.started", extra=fields(call=started.call_id, attempt=started.attempt))
 
     async def _keep_alive(self, msg: Msg) -> None:
         interval = max(self._ack_wait_s / 3, 0.5)
@@ -139,8 +192,14 @@ class CallRunner:
             await asyncio.sleep(interval)
             await msg.in_progress()
 
-    async def _finish(self, msg: Msg, event: Finished) -> None:
-        await self._js.publish(self._layout.event(event.call_id, "finished"), encode(event))
+    async def _finish(self, msg: Msg, event: Finished, reply_to: str | None = None) -> None:
+        data = encode(event)
+        if reply_to:
+            try:
+                await self._nc.publish(reply_to, data)
+            except Exception:  # the waiter also reads the events stream
+                log.warning("call.reply_failed", extra=fields(call=event.call_id), exc_info=True)
+        await self._js.publish(self._layout.event(event.call_id, "finished"), data)
         # The Finished event is stored: a lost ack only means a redelivery, whose second
         # Finished the store ignores (the first final event wins).
         await msg.ack()
@@ -154,3 +213,14 @@ class CallRunner:
                 error=event.error.type if event.error else None,
             ),
         )
+
+
+def _reply_subject(value: str | None) -> str | None:
+    """A header any publisher can set: only a plain subject (no wildcard, no empty token)."""
+    if not value or len(value) > 256:
+        return None
+    tokens = value.split(".")
+    if any(not t or t in ("*", ">") or any(c.isspace() for c in t) for t in tokens):
+        log.warning("call.bad_reply_subject", extra=fields(value=value[:80]))
+        return None
+    return value

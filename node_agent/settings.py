@@ -43,6 +43,9 @@ class AgentSettings(BaseSettings):
     ack_wait_s: float = Field(default=30.0, ge=1)
     max_attempts: int = Field(default=3, ge=1, le=100)
     fetch_timeout_s: float = Field(default=2.0, gt=0)
+    # A call still running after this gets its ``started`` event (its record shows RUNNING);
+    # a shorter one is recorded from its ``finished`` event alone. 0: every call at once.
+    started_after_s: float = Field(default=0.05, ge=0)
     # Graceful stop: running calls get this long to finish, then are cancelled.
     grace_s: float = Field(default=30.0, ge=0)
     cache_dir: Path = Path("data/agent-cache")

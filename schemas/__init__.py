@@ -19,7 +19,7 @@ from schemas.events import (
     decode_event,
 )
 from schemas.function import FunctionRecord, Limits
-from schemas.invocation import Invocation
+from schemas.invocation import REPLY_TO, Invocation
 from schemas.jobs import (
     GetJob,
     JobAccepted,
@@ -44,6 +44,7 @@ from schemas.subjects import Layout
 
 __all__ = [
     "NAME_PATTERN",
+    "REPLY_TO",
     "Accepted",
     "CallEvent",
     "CallPage",

@@ -2,6 +2,11 @@
 
 The minimal message a NATS publisher sends is ``{"function": "dice", "params": {...}}``.
 The gateway also sets ``id``, ``version`` and ``created_at``.
+
+A publisher that waits for the result may set the header :data:`REPLY_TO` to a subject: the
+agent that ran the call publishes its ``finished`` event there too (core NATS, at most once,
+before the durable copy reaches the events stream). It is a shortcut, not a guarantee: the
+events stream keeps the durable ``finished`` event.
 """
 
 from datetime import datetime
@@ -10,6 +15,8 @@ from typing import Any
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from schemas.names import CALL_ID_PATTERN, NAME_PATTERN
+
+REPLY_TO = "Faas-Reply-To"
 
 
 class Invocation(BaseModel):

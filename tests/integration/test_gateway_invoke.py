@@ -13,7 +13,7 @@ from nats.aio.client import Client
 
 from common.natsserver import NatsServer
 from gateway import Gateway
-from gateway.call_watch import CallWatch
+from gateway.call_watch import CallWatch, Replies
 from schemas import (
     Accepted,
     CallRecord,
@@ -268,9 +268,9 @@ async def test_stop_answers_waiting_calls_and_ends_within_a_deadline(
 
 
 async def test_watch_falls_back_to_the_events_stream(nc: Client, layout: Layout) -> None:
-    """Events the core subscription never saw (here: no subscription at all) are found in the stream."""
+    """Events the reply subject never saw (here: the watch is not even listening) are found in the stream."""
     js = nc.jetstream()
-    watch = CallWatch(nc, js, layout, "call1", poll_s=0.05)
+    watch = CallWatch(Replies(nc), js, layout, "call1", poll_s=0.05)
     try:
         started = Started(call_id="call1", number=1, node="n1")
         await js.publish(layout.event("call1", "started"), encode(started))
@@ -284,4 +284,4 @@ async def test_watch_falls_back_to_the_events_stream(nc: Client, layout: Layout)
         assert event is not None and event.result == 42
         assert time.monotonic() - t0 < 5
     finally:
-        await watch.close()
+        watch.close()

@@ -22,6 +22,7 @@ from nats.micro.request import Request
 
 from gateway import Gateway, GatewaySettings
 from schemas import (
+    REPLY_TO,
     CallPage,
     CallQuery,
     CallRecord,
@@ -153,6 +154,9 @@ class FakeAgent:
         self.layout = layout
         self.runtime = runtime
         self._sub: Any = None
+        # call id -> the Faas-Reply-To subject its invocation named, as a real agent keeps it
+        self.reply_to: dict[str, str] = {}
+        self.started_at: dict[str, datetime] = {}
 
     async def pull(self, timeout: float = 5.0) -> tuple[Invocation, int]:
         """The next invocation and its stream sequence (the call number)."""
@@ -162,11 +166,15 @@ class FakeAgent:
             )
         [msg] = await self._sub.fetch(1, timeout=timeout)
         await msg.ack()
-        return decode(Invocation, msg.data), msg.metadata.sequence.stream
+        inv = decode(Invocation, msg.data)
+        if inv.id and (reply_to := (msg.headers or {}).get(REPLY_TO)):
+            self.reply_to[inv.id] = reply_to
+        return inv, msg.metadata.sequence.stream
 
     async def start(self, inv: Invocation, number: int) -> None:
         assert inv.id is not None
         event = Started(call_id=inv.id, number=number, node="node-1", container="c-1", function=inv.function)
+        self.started_at[inv.id] = event.at
         await self.js.publish(self.layout.event(inv.id, "started"), encode(event))
 
     async def finish(
@@ -188,8 +196,10 @@ class FakeAgent:
             duration_ms=12.5,
             exit_code=0,
             attempt=1,
-            **extra,
+            **{"created_at": inv.created_at, "started_at": self.started_at.pop(inv.id, None), **extra},
         )
+        if reply_to := self.reply_to.pop(inv.id, None):
+            await self.nc.publish(reply_to, encode(event))
         await self.js.publish(self.layout.event(inv.id, "finished"), encode(event))
 
 

@@ -1,0 +1,98 @@
+"""An in-memory copy of a KV bucket, kept up to date by a watch.
+
+The gateway reads a function and its runtime on every call; two KV round trips per call
+cost more than the rest of its work. A mirror answers from memory once the watch has
+delivered the bucket's current values, and falls back to a KV read before that and for a key
+it does not hold (a key created elsewhere an instant ago is found, not refused).
+
+Consistency: a write made through :meth:`note` (the writer's own registration) is seen at
+once; a write made by another process is seen when its watch update arrives (milliseconds).
+Entries only move forward by revision, so a late watch update never undoes a newer write.
+"""
+
+import asyncio
+import contextlib
+import logging
+
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+
+log = logging.getLogger(__name__)
+
+
+class KVMirror:
+    def __init__(self, kv: KeyValue, name: str) -> None:
+        self._kv = kv
+        self._name = name
+        # key -> (revision, value); value None: deleted at that revision.
+        self._entries: dict[str, tuple[int, bytes | None]] = {}
+        self._ready = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def ready(self) -> bool:
+        """The watch has delivered every value the bucket held when it started."""
+        return self._ready
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._follow(), name=f"kv-mirror:{self._name}")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._ready = False
+
+    def note(self, key: str, revision: int, value: bytes | None) -> None:
+        """Record a write (value None: a delete) this process has just made."""
+        current = self._entries.get(key)
+        if current is None or revision > current[0]:
+            self._entries[key] = (revision, value)
+
+    def forget(self, key: str) -> None:
+        """Drop what is held for a key (after a delete this process made): the next read asks KV."""
+        self._entries.pop(key, None)
+
+    async def get(self, key: str) -> bytes | None:
+        """The key's latest value, None when it is unknown or deleted."""
+        held = self._entries.get(key)
+        if held is not None and self._ready:
+            return held[1]
+        try:
+            entry = await self._kv.get(key)
+        except KeyNotFoundError:
+            return None
+        value = entry.value or None
+        if entry.revision is not None:
+            self.note(key, entry.revision, value)
+        return value
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                await self._watch()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A watch can end with the connection; answer from KV until it is back.
+                self._ready = False
+                log.warning("kv_mirror.watch_failed bucket=%s", self._name, exc_info=True)
+                await asyncio.sleep(1.0)
+
+    async def _watch(self) -> None:
+        watcher = await self._kv.watchall()
+        try:
+            while True:
+                entry = await watcher.updates(timeout=None)  # type: ignore[no-untyped-call]
+                if entry is None:  # the bucket's current values are all in
+                    self._ready = True
+                    continue
+                deleted = entry.operation in (KV_DEL, KV_PURGE) or not entry.value
+                self.note(entry.key, entry.revision or 0, None if deleted else entry.value)
+        finally:
+            self._ready = False
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]

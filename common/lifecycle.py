@@ -7,13 +7,16 @@ exit code. Signals are handled only in :func:`run_service`, called from ``__main
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from common.logs import fields
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class TaskSet:
@@ -97,4 +100,18 @@ def run_service(make: Callable[[], Awaitable[Service]]) -> int:
         service = await make()
         return await run_until_stopped(service, stop)
 
-    return asyncio.run(main())
+    return run_loop(main())
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` on uvloop where it is installed (it is a dependency on Linux and macOS):
+    the services spend a large share of their CPU in the event loop's socket and callback work.
+    ``FAAS_EVENT_LOOP=asyncio`` keeps the standard loop."""
+    if os.environ.get("FAAS_EVENT_LOOP", "uvloop") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.run(main)
+    return asyncio.run(main)

@@ -15,6 +15,7 @@ import nats
 from nats.aio.client import Client
 from nats.js.errors import NoKeysError
 
+from bench.client import Caller
 from bench.functions import RUNTIMES, FunctionDef
 from faas_cli.up import HOST_CA_BUNDLE, Platform, UpConfig
 from schemas import Layout, NodeState, decode, function_key
@@ -69,6 +70,8 @@ class BenchPlatform:
         self._redirect: contextlib.AbstractContextManager[Any] | None = None
         self._nc: Client | None = None
         self.http: aiohttp.ClientSession | None = None
+        # invocations: the lean client (bench/client.py), registrations: aiohttp
+        self.calls: Caller | None = None
 
     @property
     def url(self) -> str:
@@ -89,6 +92,7 @@ class BenchPlatform:
             await self.platform.start()
             self._nc = await nats.connect(self.platform.nats.url, name="bench")
             self.http = aiohttp.ClientSession(self.url, connector=aiohttp.TCPConnector(limit=128))
+            self.calls = Caller(self.cfg.host, self.cfg.port)
         except BaseException:
             await self._close()
             raise
@@ -101,6 +105,8 @@ class BenchPlatform:
         try:
             if self.http is not None:
                 await self.http.close()
+            if self.calls is not None:
+                await self.calls.close()
             if self._nc is not None:
                 await self._nc.close()
             await self.platform.stop()

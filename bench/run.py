@@ -28,6 +28,7 @@ from bench.machine import describe, one_line
 from bench.platform import BenchPlatform
 from bench.report import rows_of, table
 from bench.stats import summary
+from common.lifecycle import run_loop
 
 OUT = Path(__file__).parent / "out"
 IMAGE = "faas-python"
@@ -109,14 +110,14 @@ def per_call_ms(cpu_s: dict[str, float], calls: int) -> dict[str, float]:
 
 
 async def sequential(p: BenchPlatform, fn: FunctionDef, n: int) -> list[CallResult]:
-    assert p.http is not None
-    return [await invoke(p.http, fn.name, {"i": i}) for i in range(n)]
+    assert p.calls is not None
+    return [await invoke(p.calls, fn.name, {"i": i}) for i in range(n)]
 
 
 async def first_call(p: BenchPlatform, fn: FunctionDef) -> CallResult:
     """One call to get everything cached (artifact, image, pool demand); must succeed."""
-    assert p.http is not None
-    first = await invoke(p.http, fn.name, {"first": True})
+    assert p.calls is not None
+    first = await invoke(p.calls, fn.name, {"first": True})
     if not first.ok:
         raise RuntimeError(f"the first call of {fn.name} under {p.policy} failed: {first}; see {p.log_path}")
     return first
@@ -149,11 +150,11 @@ async def bench_cold(s: Sizes, work: Path, watch: ContainerWatch, out_dir: Path)
         floor: list[float] = []
         floor_nd: list[float] = []
         calls = []
-        assert p.http is not None
+        assert p.calls is not None
         for i in range(s.cold_calls):
             floor += await floors.container_floor(IMAGE, 1)
             floor_nd += await floors.container_floor(IMAGE, 1, network_disabled=True)
-            calls.append(await invoke(p.http, fn.name, {"i": i}))
+            calls.append(await invoke(p.calls, fn.name, {"i": i}))
         await watch.sync()
         cold = watch.cold_calls()
         return {
@@ -198,10 +199,10 @@ async def bench_warm_runtime(s: Sizes, work: Path, watch: ContainerWatch, out_di
 async def load_level(
     p: BenchPlatform, fn: FunctionDef, s: Sizes, concurrency: int, watch: ContainerWatch, out_dir: Path
 ) -> dict[str, Any]:
-    assert p.http is not None
+    assert p.calls is not None
     # Warm up at this concurrency: the pool follows demand, give it the demand, then wait
     # until the heartbeat shows the containers idle.
-    await closed_loop(p.http, fn.name, concurrency, max_calls=20 * concurrency + 50, max_s=2.0)
+    await closed_loop(p.calls, fn.name, concurrency, max_calls=20 * concurrency + 50, max_s=2.0)
     warm = await p.wait_warm(fn, min(concurrency, s.slots), timeout=30)
     meter = CpuMeter(cpu_groups(p))
     t0 = time.time()
@@ -211,7 +212,7 @@ async def load_level(
         seconds = max(1.0, s.tp_seconds - 1)
         profiling = asyncio.create_task(profile.record(pids, seconds, out_dir / "profile"))
     meter.start()
-    load: LoadResult = await closed_loop(p.http, fn.name, concurrency, s.tp_calls, s.tp_seconds)
+    load: LoadResult = await closed_loop(p.calls, fn.name, concurrency, s.tp_calls, s.tp_seconds)
     cpu = meter.stop()
     profiled = profile.summarise(await profiling) if profiling else {}
     await watch.sync()
@@ -367,7 +368,7 @@ def cli(argv: list[str] | None = None) -> int:
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    res = asyncio.run(main(sizes, policies, args.out))
+    res = run_loop(main(sizes, policies, args.out))
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(res["started_at"]))
     path = args.out / f"bench-{stamp}.json"
     text = json.dumps(res, indent=2, default=str)

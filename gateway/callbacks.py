@@ -1,9 +1,10 @@
 """The callback dispatcher: a side task of every gateway that POSTs finished calls to their
 ``callback_url`` and records the outcome as a ``callback`` event.
 
-The gateways share one durable pull consumer (``callbacks``) on ``<prefix>.events.*.finished``,
-so each finished call is handled by one of them; a ``finished`` event without a callback URL
-is acked at once. A delivery runs in its own task (at most ``concurrency`` at once, so one
+The gateways share one durable pull consumer (``callbacks``) on
+``<prefix>.events.*.callback_due``, where agents put a copy of the ``finished`` event of the
+calls that have a callback URL (and only of those: the others cost the dispatcher nothing), so
+each such call is handled by one of them. A delivery runs in its own task (at most ``concurrency`` at once, so one
 slow URL never holds up the others), keeps its message alive while it retries, and acks it
 after the ``callback`` event is stored. Delivery is at least once: a gateway that dies in the
 middle leaves the message to another, which POSTs again (receivers dedupe on
@@ -72,7 +73,7 @@ class CallbackDispatcher:
             name=CONSUMER,
             durable_name=CONSUMER,
             description="gateways: POST finished calls to their callback URL",
-            filter_subject=self._layout.event("*", "finished"),
+            filter_subject=self._layout.callbacks_due,
             deliver_policy=DeliverPolicy.ALL,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=self._ack_wait_s,

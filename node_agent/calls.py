@@ -200,6 +200,8 @@ class CallRunner:
             except Exception:  # the waiter also reads the events stream
                 log.warning("call.reply_failed", extra=fields(call=event.call_id), exc_info=True)
         await self._js.publish(self._layout.event(event.call_id, "finished"), data)
+        if event.callback_url:
+            await self._js.publish(self._layout.callback_due(event.call_id), data)
         # The Finished event is stored: a lost ack only means a redelivery, whose second
         # Finished the store ignores (the first final event wins).
         await msg.ack()

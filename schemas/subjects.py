@@ -63,6 +63,15 @@ class Layout:
     def events_of(self, call_id: str) -> str:
         return f"{self.prefix}.events.{call_id}.>"
 
+    def callback_due(self, call_id: str) -> str:
+        """A copy of the ``finished`` event of a call that has a callback URL, published only
+        for such calls, so that the callback dispatcher's consumer sees nothing else."""
+        return self.event(call_id, "callback_due")
+
+    @property
+    def callbacks_due(self) -> str:
+        return self.event("*", "callback_due")
+
     @property
     def store_consumer(self) -> str:
         return "store"

@@ -201,6 +201,8 @@ class FakeAgent:
         if reply_to := self.reply_to.pop(inv.id, None):
             await self.nc.publish(reply_to, encode(event))
         await self.js.publish(self.layout.event(inv.id, "finished"), encode(event))
+        if event.callback_url:
+            await self.js.publish(self.layout.callback_due(inv.id), encode(event))
 
 
 def call_record(number: int, status: CallStatus = CallStatus.DONE, **fields: Any) -> CallRecord:

@@ -39,6 +39,13 @@ def model_json(model: BaseModel) -> Any:
     return model.model_dump(mode="json")
 
 
+def model_response(model: BaseModel, status: int = 200) -> web.Response:
+    """A model as JSON straight from pydantic's serializer (the same text as
+    ``json_response(model_json(model))``, without the dict in between): the sync invoke's answer."""
+    body = model.model_dump_json().encode()
+    return web.Response(body=body, status=status, content_type="application/json", charset="utf-8")
+
+
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
 

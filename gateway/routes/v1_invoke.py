@@ -16,7 +16,7 @@ from gateway.callback_post import check_callback_url
 from gateway.deps import deps
 from gateway.errors import bad_request
 from gateway.invoker import Ticket
-from gateway.web import json_response, model_json, query_bool, query_seconds, read_json
+from gateway.web import json_response, model_response, query_bool, query_seconds, read_json
 from schemas import CallStatus
 
 
@@ -53,4 +53,4 @@ async def invoke(request: web.Request) -> web.Response:
     outcome = await d.invoker.call(name, params, wait_s, timeout, callback_url)
     if outcome.record is None:
         return _accepted(outcome.ticket, outcome.status)
-    return json_response(model_json(outcome.record))
+    return model_response(outcome.record)

@@ -92,6 +92,7 @@ class Engine(Protocol):
     async def output(self, cid: str, max_bytes: int) -> Output: ...
     async def remove(self, cid: str, grace_s: float = 0) -> None: ...
     async def image_exists(self, image: str) -> bool: ...
+    async def image_labels(self, image: str) -> dict[str, str]: ...
     async def remove_labelled(self, label: str) -> int: ...
     async def attach(self, cid: str) -> Attached: ...
     async def commit(self, cid: str, image: str) -> None: ...
@@ -242,6 +243,16 @@ class DockerEngine:
                 return False
             raise
         return True
+
+    async def image_labels(self, image: str) -> dict[str, str]:
+        """The labels of a local image (what it declares about itself, e.g. its shim)."""
+        try:
+            info = await self._docker.images.inspect(image)
+        except DockerError as err:
+            if err.status == 404:
+                raise ImageNotFound(f"image {image!r} is not present on this node") from err
+            raise EngineError(f"inspecting {image!r} failed: {err.message}") from err
+        return dict((info.get("Config") or {}).get("Labels") or {})
 
     async def remove_labelled(self, label: str) -> int:
         """Remove every container carrying ``label`` (e.g. left behind by a killed agent)."""

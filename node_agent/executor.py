@@ -1,8 +1,9 @@
 """Runs one call under the node's invocation policy.
 
 * ``none``: a new container per call (cold).
-* ``warm-runtime``: an idle started container of the runtime's image receives the code,
-  params and entry script on stdin, runs once and is destroyed; the pool refills.
+* ``warm-runtime``: an idle started container of the runtime's image (a shell, or the
+  runtime's shim with its interpreter loaded: warm.py) receives the code and the call on
+  stdin, runs once and is destroyed; the pool refills after the call.
   Functions with dependencies or non-default resource limits run cold (their dependencies
   are in a prebuilt image, see deps.py).
 * ``warm-function``: an idle container already holding the function version (and its
@@ -28,8 +29,9 @@ from node_agent.errors import AgentError, StreamClosed
 from node_agent.outcome import Outcome, error_outcome
 from node_agent.pools import Pools, WarmContainer
 from node_agent.protocols import command_call, handler_call, max_line
-from node_agent.scripts import WARM_COMMAND_CMD, WARM_RUNTIME_CMD, entry_script
+from node_agent.scripts import WARM_COMMAND_CMD, entry_script
 from node_agent.session import HandlerSession, OnLog
+from node_agent.warm import payload, wait_for_shim, warm_command
 from schemas import FunctionRecord, Invocation, Limits, RuntimeSpec, encode_json, function_key
 
 log = logging.getLogger(__name__)
@@ -186,22 +188,16 @@ class Executor:
         out: Outcome | None = None
         try:
             if wc.key.startswith("rt:"):
-                # the payload: code, params and entry script, as a sized tar on stdin
                 code = await self.artifacts.code_body(function.digest, runtime.path)
-                files = {
-                    "/faas/run.sh": (entry_script(runtime, function), 0o755),
-                    "/faas/params.json": (params_json, 0o644),
-                }
-                tar = call_tar(code, files)
-                await wc.attached.write(f"{len(tar)}\n".encode() + tar)
+                load = payload(wc.shim, runtime, function, code, params_json)
+                await wc.attached.write(load.data)
+                nonce = load.nonce
                 session = (
-                    HandlerSession(wc.attached, max_line(function), function.limits.log_bytes)
-                    if function.handler
-                    else None
+                    HandlerSession(wc.attached, max_line(function), function.limits.log_bytes) if load.handler else None
                 )
                 ready = True
             else:
-                session, ready = wc.session, False
+                session, ready, nonce = wc.session, False, None
                 if session is None:  # command protocol: the container waits for one params line
                     await wc.attached.write(params_json + b"\n")
             if session is not None:
@@ -209,7 +205,7 @@ class Executor:
                     self.engine, session, wc.cid, function, call_id, params_json, timeout, ready, on_log
                 )
             else:
-                out = await command_call(self.engine, wc.attached, wc.cid, function, timeout, on_log)
+                out = await command_call(self.engine, wc.attached, wc.cid, function, timeout, on_log, nonce)
             return out
         except StreamClosed as err:
             # The warm container died while idle: discard it, run the call cold instead.
@@ -228,7 +224,11 @@ class Executor:
         runtime, function = self._specs[key]
         labels = {"faas.pool": key.replace("@", "_").replace(":", "_")}
         if function is None:  # warm-runtime: the runtime image, waiting for a payload
-            return await self._start_warm(self._spec(runtime.image, runtime, None, WARM_RUNTIME_CMD, labels), key)
+            cmd, shim = await warm_command(self.engine, runtime)
+            spec = self._spec(runtime.image, runtime, None, cmd, labels)
+            if shim is not None:
+                spec.env["FAAS_WARM"] = "1"
+            return await self._start_warm(spec, key, shim=shim)
         image = await self.deps.image_for(runtime, function)
         code = await self.artifacts.code_body(function.digest, runtime.path)
         tar = call_tar(code, {"/faas/run.sh": (entry_script(runtime, function), 0o755)})
@@ -236,9 +236,15 @@ class Executor:
         return await self._start_warm(self._spec(image, runtime, function, cmd, labels), key, tar, function)
 
     async def _start_warm(
-        self, spec: ContainerSpec, key: str, tar: bytes | None = None, function: FunctionRecord | None = None
+        self,
+        spec: ContainerSpec,
+        key: str,
+        tar: bytes | None = None,
+        function: FunctionRecord | None = None,
+        shim: str | None = None,
     ) -> WarmContainer:
-        """Start a pool container; a handler function's is reusable once its shim is ready."""
+        """Start a pool container; a handler function's is reusable once its shim is ready,
+        a warm-runtime shim's is ready once it waits for a function."""
         cid = await self.engine.create(spec)
         attached: Attached | None = None
         try:
@@ -247,7 +253,9 @@ class Executor:
             attached = await self.engine.attach(cid)
             await self.engine.start(cid)
             handler = function is not None and function.handler is not None
-            wc = WarmContainer(cid=cid, key=key, attached=attached, reusable=handler)
+            wc = WarmContainer(cid=cid, key=key, attached=attached, reusable=handler, shim=shim)
+            if shim is not None:
+                await asyncio.wait_for(wait_for_shim(attached), READY_TIMEOUT_S)
             if function is not None and handler:
                 wc.session = HandlerSession(attached, max_line(function), function.limits.log_bytes)
                 await asyncio.wait_for(wc.session.ready(), READY_TIMEOUT_S)

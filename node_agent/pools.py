@@ -12,6 +12,12 @@ Per key (``rt:<runtime>`` for warm-runtime, ``fn:<name>@<version>`` for warm-fun
 
 A container is never reused across keys; one whose call crashed, timed out or ran out of
 memory is destroyed by the caller (``release(healthy=False)``), never returned.
+
+Single-use containers (warm-runtime, command-protocol warm-function) are replaced, not
+returned. Making one (create + start) takes the CPU of a small machine for ~100 ms, so the
+replacement waits until the call that took a container has ended (and ``refill_delay_s``
+more, for its answer to go out), unless the key has no idle container left or the call
+runs longer than calls usually take. The used container is destroyed after the same delay.
 """
 
 import asyncio
@@ -37,6 +43,7 @@ class WarmContainer:
     attached: Attached
     reusable: bool
     session: HandlerSession | None = None
+    shim: str | None = None  # warm-runtime: the runtime shim waiting in it (None: a shell)
     created: float = field(default_factory=time.monotonic)
     last_used: float = field(default_factory=time.monotonic)
     calls: int = 0
@@ -74,6 +81,8 @@ class PoolConfig:
     idle_s: float = 300.0
     window_s: float = 30.0
     tick_s: float = 0.25
+    # after a single-use container's call, wait this long before replacing and destroying it
+    refill_delay_s: float = 0.02
 
 
 Factory = Callable[[str], Awaitable[WarmContainer]]
@@ -90,7 +99,10 @@ class Pools:
         self._filling: dict[str, int] = {}
         self._busy: dict[str, int] = {}  # reusable ones handed to calls, not yet released
         self._demand: dict[str, Demand] = {}
+        # single-use keys: no refill before this time (a call is using the CPU)
+        self._hold: dict[str, float] = {}
         self._wake = asyncio.Event()
+        self._timers: set[asyncio.TimerHandle] = set()
         self._closed = False
 
     # --- used by calls --------------------------------------------------------------
@@ -111,6 +123,12 @@ class Pools:
         wc = idle.pop()
         if wc.reusable:  # a single-use container never comes back: it is not part of the pool
             self._busy[key] = self._busy.get(key, 0) + 1
+        elif idle:
+            # Replace it once the call is over (release), or once it runs longer than usual.
+            hold = min(1.5 * self._demand[key].service_s, 1.0)
+            self._hold[key] = time.monotonic() + hold
+            self._wake_in(hold)
+            return wc
         if self._size(key) < self.target(key):
             self._wake.set()
         return wc
@@ -123,9 +141,24 @@ class Pools:
         wc.last_used = time.monotonic()
         if healthy and wc.reusable and not self._closed and self._size(wc.key) < self.config.max_per_key:
             self._idle[wc.key].append(wc)
+        elif not wc.reusable:
+            delay = self.config.refill_delay_s
+            self._hold[wc.key] = time.monotonic() + delay
+            self._destroy(wc, "used" if healthy else "unhealthy", delay)
+            self._wake_in(delay)
         else:
-            self._destroy(wc, "used" if healthy else "unhealthy")
+            self._destroy(wc, "unhealthy")
             self._wake.set()
+
+    def _wake_in(self, delay: float) -> None:
+        """Run the pool loop after ``delay`` (a timer, cancelled by close)."""
+
+        def fire() -> None:
+            self._timers.discard(timer)
+            self._wake.set()
+
+        timer = asyncio.get_running_loop().call_later(delay, fire)
+        self._timers.add(timer)
 
     # --- sizing ---------------------------------------------------------------------
     def target(self, key: str) -> int:
@@ -171,6 +204,8 @@ class Pools:
             while idle and self._size(key) > target and now - idle[0].last_used > self.config.idle_s:
                 self._destroy(idle.popleft(), "idle")
         for key in sorted(self._idle, key=lambda k: -self._demand[k].rate(now)):
+            if now < self._hold.get(key, 0.0) and self._idle[key]:
+                continue  # a call of this key is running: refill after it
             missing = self.target(key) - self._size(key)
             for _ in range(max(missing, 0)):
                 if self._total() >= self.config.max_warm and not self._evict_for(key):
@@ -215,11 +250,13 @@ class Pools:
             return
         self._idle[key].append(wc)
 
-    def _destroy(self, wc: WarmContainer, why: str) -> None:
+    def _destroy(self, wc: WarmContainer, why: str, delay: float = 0.0) -> None:
         log.debug("pool.destroy", extra=fields(key=wc.key, container=wc.cid[:12], why=why))
-        self._tasks.spawn(self._teardown(wc), f"destroy:{wc.cid[:12]}", critical=False)
+        self._tasks.spawn(self._teardown(wc, delay), f"destroy:{wc.cid[:12]}", critical=False)
 
-    async def _teardown(self, wc: WarmContainer) -> None:
+    async def _teardown(self, wc: WarmContainer, delay: float = 0.0) -> None:
+        if delay > 0:
+            await asyncio.sleep(delay)
         try:
             await wc.attached.close()
         finally:
@@ -229,6 +266,9 @@ class Pools:
         """Destroy every idle container; wait for fills and teardowns under way. Call it once
         no call holds a container any more (a container released later is destroyed too)."""
         self._closed = True
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
         idle = [wc for q in self._idle.values() for wc in q]
         for q in self._idle.values():
             q.clear()

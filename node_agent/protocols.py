@@ -8,6 +8,7 @@ import contextlib
 import json
 
 from node_agent.docker import Attached, Engine
+from node_agent.endmarker import EndStatus, read_until_end
 from node_agent.errors import AgentError, StreamClosed
 from node_agent.outcome import Outcome, error_outcome, exit_error, parse_result, timeout_outcome
 from node_agent.session import (
@@ -15,7 +16,9 @@ from node_agent.session import (
     HandlerSession,
     OnLog,
     OutputTooLarge,
+    ProtocolError,
     SessionClosed,
+    Streams,
     error_info,
     read_until_exit,
 )
@@ -93,19 +96,46 @@ async def handler_call(
 
 
 async def command_call(
-    engine: Engine, attached: Attached, cid: str, function: FunctionRecord, timeout: float, on_log: OnLog | None
+    engine: Engine,
+    attached: Attached,
+    cid: str,
+    function: FunctionRecord,
+    timeout: float,
+    on_log: OnLog | None,
+    nonce: str | None = None,
 ) -> Outcome:
     """The command protocol on a started container: stdout (up to the result limit; past it
-    the call ends at once) is the result, stderr goes to ``on_log`` as it comes."""
+    the call ends at once) is the result, stderr goes to ``on_log`` as it comes.
+
+    With a ``nonce`` the container frames the command's end on its streams (endmarker.py):
+    the call ends there, without waiting for the container to exit. Without one, or if the
+    container's process dies before its marker, the call ends when Docker reports the exit."""
     lim = function.limits
+    status: EndStatus | None = None
+    exit_code = -1
     try:
         async with asyncio.timeout(timeout):
-            streams = await read_until_exit(attached, lim.result_bytes, lim.log_bytes, on_log)
-            exit_code = await engine.wait(cid)
+            if nonce is not None:
+                streams, status = await read_until_end(attached, nonce, lim.result_bytes, lim.log_bytes, on_log)
+            else:
+                streams = await read_until_exit(attached, lim.result_bytes, lim.log_bytes, on_log)
+            if status is None:
+                exit_code = await engine.wait(cid)
     except TimeoutError:
         return timeout_outcome(timeout, cid)
     except OutputTooLarge:
         return too_large(function, cid)
+    except ProtocolError as err:
+        return error_outcome(err, cid, reusable=False)
+    if status is not None:
+        if status.exit_code == 0:
+            return done(streams, cid)
+        error = exit_error(status.exit_code, status.oom_kills > 0, bytes(streams.stderr), lim.memory_mb)
+        return Outcome(status=CallStatus.ERROR, error=error, exit_code=status.exit_code, container=cid, reusable=False)
     if exit_code == 0:
-        return Outcome(status=CallStatus.DONE, result=parse_result(bytes(streams.stdout)), exit_code=0, container=cid)
+        return done(streams, cid)
     return await exit_outcome(engine, cid, exit_code, bytes(streams.stderr), function)
+
+
+def done(streams: Streams, cid: str) -> Outcome:
+    return Outcome(status=CallStatus.DONE, result=parse_result(bytes(streams.stdout)), exit_code=0, container=cid)

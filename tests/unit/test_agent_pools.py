@@ -86,7 +86,7 @@ async def test_high_rate_targets_more_containers_within_the_maximum() -> None:
 
 
 async def test_unhealthy_and_single_use_containers_are_destroyed() -> None:
-    pools, engine, _ = make_pools()
+    pools, engine, _ = make_pools(refill_delay_s=0.0)
     pools.acquire("fn:f@1")
     await settle(pools)
     wc = pools.acquire("fn:f@1")
@@ -98,6 +98,46 @@ async def test_unhealthy_and_single_use_containers_are_destroyed() -> None:
     pools.release(one_shot, healthy=True, service_s=0.01)
     await settle(pools)
     assert "x" in engine.removed
+
+
+def single_use_pools(n: int, **cfg: Any) -> tuple[Pools, FakeEngine, list[str]]:
+    """Pools whose factory makes single-use containers (warm-runtime), ``n`` of them wanted."""
+    engine = FakeEngine()
+    made: list[str] = []
+    ids = itertools.count()
+
+    async def factory(key: str) -> WarmContainer:
+        cid = f"{key}#{next(ids)}"
+        made.append(cid)
+        return WarmContainer(cid=cid, key=key, attached=FakeAttached(), reusable=False)
+
+    pools = Pools(engine, factory, PoolConfig(min_per_key={"rt:py": n}, **cfg))  # type: ignore[arg-type]
+    pools.want("rt:py")
+    return pools, engine, made
+
+
+async def test_a_single_use_container_is_replaced_after_its_call_not_during_it() -> None:
+    pools, engine, made = single_use_pools(2, refill_delay_s=0.0)
+    await settle(pools)
+    assert pools.idle_counts() == {"rt:py": 2}
+    wc = pools.acquire("rt:py")
+    assert wc is not None and pools.idle_counts() == {"rt:py": 1}
+    await settle(pools)  # the pool loop runs while the call does: no container is made
+    assert len(made) == 2 and pools.idle_counts() == {"rt:py": 1}
+    pools.release(wc, healthy=True, service_s=0.01)
+    await asyncio.sleep(0.01)  # the refill timer (delay 0) fires
+    await settle(pools)
+    assert len(made) == 3 and pools.idle_counts() == {"rt:py": 2}
+    assert wc.cid in engine.removed  # used once, then destroyed
+
+
+async def test_taking_the_last_single_use_container_refills_at_once() -> None:
+    pools, _, made = single_use_pools(1)
+    await settle(pools)
+    wc = pools.acquire("rt:py")
+    assert wc is not None and pools.idle_counts() == {}
+    await settle(pools)  # still in its call: an empty pool is refilled anyway
+    assert len(made) >= 2 and pools.idle_counts().get("rt:py", 0) >= 1
 
 
 async def test_idle_containers_expire_down_to_the_target() -> None:

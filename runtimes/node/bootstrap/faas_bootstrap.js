@@ -3,11 +3,18 @@
 // serves calls as JSON lines on stdin/stdout. See runtimes/python/bootstrap/faas_bootstrap.py
 // for the protocol. Whatever the function writes to stdout/stderr or through console is
 // captured as the call's logs; the protocol keeps the original stdout writer to itself.
+//
+// Warm mode (FAAS_WARM=1, warm-runtime pools): as the Python shim, it starts before any
+// function is known, says {"kind":"waiting"}, reads one payload (a JSON line {"size", "path",
+// "handler", "max_log_bytes", "script", "nonce"} and a tar of "size" bytes, unpacked at / by
+// tar) and then loads the handler in-process, or, for the command protocol, runs
+// `sh -c <script>` with the nonce on its fd 3 and exits with its status (Node cannot exec).
 "use strict";
 const path = require("path");
 const readline = require("readline");
+const childProcess = require("child_process");
 
-const MAX_LOG = parseInt(process.env.FAAS_MAX_LOG_BYTES || String(1 << 20), 10);
+let MAX_LOG = parseInt(process.env.FAAS_MAX_LOG_BYTES || String(1 << 20), 10);
 const TRUNCATED = "\n[faas: log truncated]\n";
 const protoWrite = process.stdout.write.bind(process.stdout);
 const send = (obj) => protoWrite(JSON.stringify(obj) + "\n");
@@ -39,45 +46,93 @@ function errorInfo(e) {
   return { type: "Error", message: String(e), traceback: "" };
 }
 
-let handler;
-try {
-  const spec = process.env.FAAS_HANDLER || "index:handler";
-  const [mod, exp] = spec.split(":");
-  const root = process.env.FAAS_PATH || "/app";
-  process.chdir(root);
-  const loaded = require(path.resolve(root, mod));
-  handler = exp ? loaded[exp] : (typeof loaded === "function" ? loaded : loaded.handler);
-  if (typeof handler !== "function") throw new TypeError(`${spec} does not export a function`);
-} catch (e) {
-  send({ kind: "init_error", error: errorInfo(e) });
-  process.exit(1);
-}
-send({ kind: "ready" });
-
-// Calls are served one at a time, in order: a warm container holds one call at a time.
-const queue = [];
-let busy = false;
-async function pump() {
-  if (busy) return;
-  busy = true;
-  while (queue.length) {
-    const req = queue.shift();
-    logs = { size: 0, truncated: false };
-    let reply;
-    try {
-      const result = await handler(req.params);
-      let payload;
-      try { payload = JSON.stringify(result === undefined ? null : result); }
-      catch (e) { throw new TypeError("the result is not JSON-serializable: " + e.message); }
-      reply = `{"id":${JSON.stringify(req.id)},"ok":true,"result":${payload},"logs":""}`;
-    } catch (e) {
-      reply = JSON.stringify({ id: req.id, ok: false, error: errorInfo(e), logs: "" });
-    }
-    logs = null;
-    protoWrite(reply + "\n");
+function start() {
+  let handler;
+  try {
+    const spec = process.env.FAAS_HANDLER || "index:handler";
+    const [mod, exp] = spec.split(":");
+    const root = process.env.FAAS_PATH || "/app";
+    process.chdir(root);
+    const loaded = require(path.resolve(root, mod));
+    handler = exp ? loaded[exp] : (typeof loaded === "function" ? loaded : loaded.handler);
+    if (typeof handler !== "function") throw new TypeError(`${spec} does not export a function`);
+  } catch (e) {
+    send({ kind: "init_error", error: errorInfo(e) });
+    process.exit(1);
   }
-  busy = false;
+  send({ kind: "ready" });
+
+  // Calls are served one at a time, in order: a warm container holds one call at a time.
+  const queue = [];
+  let busy = false;
+  async function pump() {
+    if (busy) return;
+    busy = true;
+    while (queue.length) {
+      const req = queue.shift();
+      logs = { size: 0, truncated: false };
+      let reply;
+      try {
+        const result = await handler(req.params);
+        let payload;
+        try { payload = JSON.stringify(result === undefined ? null : result); }
+        catch (e) { throw new TypeError("the result is not JSON-serializable: " + e.message); }
+        reply = `{"id":${JSON.stringify(req.id)},"ok":true,"result":${payload},"logs":""}`;
+      } catch (e) {
+        reply = JSON.stringify({ id: req.id, ok: false, error: errorInfo(e), logs: "" });
+      }
+      logs = null;
+      protoWrite(reply + "\n");
+    }
+    busy = false;
+  }
+  const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
+  rl.on("line", (line) => { if (line.trim()) { queue.push(JSON.parse(line)); pump(); } });
+  rl.on("close", () => process.exit(0));
 }
-const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
-rl.on("line", (line) => { if (line.trim()) { queue.push(JSON.parse(line)); pump(); } });
-rl.on("close", () => process.exit(0));
+
+function warm() {
+  delete process.env.FAAS_WARM;
+  let buf = Buffer.alloc(0);
+  let load = null;
+  const onData = (chunk) => {
+    buf = Buffer.concat([buf, chunk]);
+    if (load === null) {
+      const nl = buf.indexOf(10);
+      if (nl < 0) return;
+      load = JSON.parse(buf.subarray(0, nl).toString("utf8"));
+      buf = buf.subarray(nl + 1);
+    }
+    if (buf.length < load.size) return;
+    process.stdin.removeListener("data", onData);
+    process.stdin.pause();
+    const rest = buf.subarray(load.size);
+    const untar = childProcess.spawnSync("tar", ["-x", "-C", "/"], { input: buf.subarray(0, load.size) });
+    if (untar.status !== 0) {
+      process.stderr.__faasWrite(String(untar.stderr || untar.error));
+      process.exit(125);
+    }
+    if (load.handler) {
+      MAX_LOG = load.max_log_bytes;
+      Object.assign(process.env, {
+        FAAS_HANDLER: load.handler, FAAS_PATH: load.path, FAAS_MAX_LOG_BYTES: String(MAX_LOG),
+      });
+      if (rest.length) process.stdin.unshift(rest);
+      start();
+      return;
+    }
+    const child = childProcess.spawn("/bin/sh", ["-c", load.script], {
+      stdio: ["ignore", "inherit", "inherit", "pipe"],
+    });
+    child.stdio[3].end(load.nonce + "\n");
+    child.on("exit", (code, signal) => {
+      const signals = require("os").constants.signals;
+      process.exit(code !== null ? code : 128 + (signals[signal] || 0));
+    });
+  };
+  process.stdin.on("data", onData);
+  send({ kind: "waiting" });
+}
+
+if (process.env.FAAS_WARM === "1") warm();
+else start();

@@ -10,6 +10,14 @@ Protocol (one JSON object per line):
                    {"id": "...", "ok": true, "result": <JSON>, "logs": ""}
                    {"id": "...", "ok": false, "error": {"type", "message", "traceback"}, "logs": ""}
 
+Warm mode (FAAS_WARM=1, warm-runtime pools): the shim starts before any function is known,
+says {"kind": "waiting"} and reads one payload from stdin: a JSON line {"size", "path",
+"handler", "max_log_bytes", "script"} and a tar of ``size`` bytes (the code, at /), which it
+unpacks in-process. With a ``handler`` it loads it and goes on as above (the interpreter is
+already started, so a call costs no interpreter start); otherwise it becomes ``sh -c
+<script>`` (the command protocol), with the payload's ``nonce`` (of the call's end marker)
+on fd 3 for the script to read, so that it is in no file, argument or environment.
+
 The protocol channel is a private copy of the original stdout; fd 1 is pointed at stderr so
 that nothing the function prints (Python, C extensions, subprocesses) can corrupt it. What
 the function prints through sys.stdout/sys.stderr during a call is captured as that call's
@@ -79,7 +87,7 @@ def _error(exc: BaseException) -> dict:
     }
 
 
-def main() -> None:
+def main(stdin_bytes: "io.BufferedIOBase | None" = None) -> None:
     proto = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
     os.dup2(2, 1)  # fd 1 now goes to stderr: stray output never reaches the protocol
     sys.stdout = os.fdopen(1, "w", encoding="utf-8", buffering=1, closefd=False)
@@ -103,7 +111,7 @@ def main() -> None:
 
     loop = asyncio.new_event_loop() if inspect.iscoroutinefunction(handler) else None
     send({"kind": "ready"})
-    stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8")
+    stdin = io.TextIOWrapper(stdin_bytes or sys.stdin.buffer, encoding="utf-8")
     for line in stdin:
         if not line.strip():
             continue
@@ -134,5 +142,40 @@ def main() -> None:
         proto.flush()
 
 
+def warm() -> None:
+    """Wait for one function (see the module's docstring), then serve it."""
+    global MAX_LOG_CHARS
+    import tarfile
+
+    del os.environ["FAAS_WARM"]
+    stdin = sys.stdin.buffer
+    os.write(1, b'{"kind":"waiting"}\n')
+    line = stdin.readline()
+    if not line:
+        sys.exit(0)
+    load = json.loads(line)
+    data = stdin.read(load["size"])
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        tf.extractall("/")
+    if load.get("handler"):
+        MAX_LOG_CHARS = int(load["max_log_bytes"])
+        os.environ.update(
+            FAAS_HANDLER=load["handler"], FAAS_PATH=load["path"], FAAS_MAX_LOG_BYTES=str(MAX_LOG_CHARS)
+        )
+        main(stdin)
+        return
+    r, w = os.pipe()
+    os.write(w, load["nonce"].encode() + b"\n")
+    os.close(w)
+    if r != 3:
+        os.dup2(r, 3)
+        os.close(r)
+    os.set_inheritable(3, True)
+    os.execv("/bin/sh", ["sh", "-c", load["script"]])
+
+
 if __name__ == "__main__":
-    main()
+    if os.environ.get("FAAS_WARM") == "1":
+        warm()
+    else:
+        main()

@@ -41,6 +41,7 @@ class Sizes:
     floor_one_shot: int = 10
     cold_calls: int = 30
     rt_calls: int = 50
+    rt_paced_calls: int = 20
     wf_calls: int = 1000
     tp_calls: int = 2000
     tp_seconds: float = 10.0
@@ -58,6 +59,7 @@ QUICK = Sizes(
     floor_one_shot=3,
     cold_calls=8,
     rt_calls=15,
+    rt_paced_calls=6,
     wf_calls=200,
     tp_calls=300,
     tp_seconds=3.0,
@@ -170,30 +172,60 @@ async def bench_cold(s: Sizes, work: Path, watch: ContainerWatch, out_dir: Path)
         }
 
 
+async def paced(p: BenchPlatform, fn: FunctionDef, n: int, gap_s: float = 0.2) -> list[CallResult]:
+    """``n`` sequential calls, each once the pool holds as many idle containers again as
+    before the call before it (the heartbeat says so), ``gap_s`` at least: the calls do not
+    meet the refill of the container the call before used, nor its teardown."""
+    assert p.http is not None
+    calls = []
+    for i in range(n):
+        before = await p.warm_count(fn)
+        calls.append(await invoke(p.http, fn.name, {"i": i}))
+        await asyncio.sleep(gap_s)
+        await p.wait_warm(fn, before, timeout=10)
+    return calls
+
+
+def warm_runtime_part(calls: list[CallResult], cold: set[str]) -> dict[str, Any]:
+    served_warm = [c for c in calls if c.call_id not in cold]
+    return {
+        "latency": summary(latencies(calls)),
+        "latency_served_warm": summary(latencies(served_warm)),
+        "phases_p50_served_warm": phase_medians(served_warm),
+        "cold_calls": len(calls) - len(served_warm),
+        "failures": failures(calls),
+    }
+
+
 async def bench_warm_runtime(s: Sizes, work: Path, watch: ContainerWatch, out_dir: Path) -> dict[str, Any]:
-    fn = FUNCTIONS["py-cmd"]
+    """The command protocol (``py-cmd``) and the handler protocol (``py``, loaded by the
+    runtime's shim, pre-started) on one runtime's pool: back to back, then paced."""
+    cmd, handler = FUNCTIONS["py-cmd"], FUNCTIONS["py"]
     async with BenchPlatform(
         work / "wr", "warm-runtime", slots=s.slots, log_path=work / "warm-runtime.log", agent_env=service_env(s)
     ) as p:
-        await p.register(fn)
-        await first_call(p, fn)  # no pool yet: cold; makes the runtime's pool wanted
-        warm = await p.wait_warm(fn, 1, timeout=60)
-        say(f"warm-runtime: pool has {warm}; {s.rt_calls} sequential calls of {fn.name}, back to back")
-        t0 = time.time()
-        calls = await sequential(p, fn, s.rt_calls)
-        await watch.sync()
-        cold = watch.cold_calls()
-        served_warm = [c for c in calls if c.call_id not in cold]
-        return {
-            "function": fn.name,
-            "latency": summary(latencies(calls)),
-            "latency_served_warm": summary(latencies(served_warm)),
-            "phases_p50_served_warm": phase_medians(served_warm),
-            "containers_created": watch.counts(t0),
-            "cold_calls": len(calls) - len(served_warm),
-            "failures": failures(calls),
-            "log": str(p.log_path),
-        }
+        await p.register(cmd)
+        await p.register(handler)
+        await first_call(p, cmd)  # no pool yet: cold; makes the runtime's pool wanted
+        out: dict[str, Any] = {"function": cmd.name, "log": str(p.log_path)}
+        for fn, key in ((cmd, "command"), (handler, "handler")):
+            warm = await p.wait_warm(fn, 1, timeout=60)
+            say(f"warm-runtime: pool has {warm}; {s.rt_calls} sequential calls of {fn.name} ({key}), back to back")
+            t0 = time.time()
+            calls = await sequential(p, fn, s.rt_calls)
+            await watch.sync()
+            part = warm_runtime_part(calls, watch.cold_calls())
+            part["containers_created"] = watch.counts(t0)
+            await p.wait_warm(fn, 1, timeout=60)
+            say(f"warm-runtime: {s.rt_paced_calls} calls of {fn.name}, each once the pool is refilled")
+            paced_calls = await paced(p, fn, s.rt_paced_calls)
+            await watch.sync()
+            part["paced"] = warm_runtime_part(paced_calls, watch.cold_calls())
+            if key == "command":
+                out.update(part)  # the command protocol's figures at the top, as before
+            else:
+                out[key] = {"function": fn.name, **part}
+        return out
 
 
 async def load_level(
@@ -317,7 +349,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke test, about a minute)")
     ap.add_argument("--calls", type=int, help="sequential warm-function calls (default 1000; quick 200)")
     ap.add_argument("--cold-calls", type=int, help="sequential calls under policy none (default 30)")
-    ap.add_argument("--rt-calls", type=int, help="sequential calls under warm-runtime (default 50)")
+    ap.add_argument("--rt-calls", type=int, help="back-to-back calls under warm-runtime, per protocol (default 50)")
+    ap.add_argument(
+        "--rt-paced-calls", type=int, help="paced calls under warm-runtime, per protocol (default 20; quick 6)"
+    )
     ap.add_argument("--tp-calls", type=int, help="calls per throughput level at most (default 2000)")
     ap.add_argument("--tp-seconds", type=float, help="seconds per throughput level at most (default 10)")
     ap.add_argument("--levels", help="concurrent clients per throughput level, comma-separated (default 1,8,64)")
@@ -348,6 +383,7 @@ def sizes_from(args: argparse.Namespace) -> Sizes:
             "wf_calls": args.calls,
             "cold_calls": args.cold_calls,
             "rt_calls": args.rt_calls,
+            "rt_paced_calls": args.rt_paced_calls,
             "tp_calls": args.tp_calls,
             "tp_seconds": args.tp_seconds,
             "slots": args.slots,

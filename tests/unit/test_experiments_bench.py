@@ -78,6 +78,13 @@ def test_rows_of_a_result_judge_each_target() -> None:
             "latency_served_warm": {"n": 9, "p50": 24.0},
             "failures": ok,
             "cold_calls": 1,
+            "paced": {"latency": {"n": 5, "p50": 20.0}, "failures": ok, "cold_calls": 0},
+            "handler": {
+                "latency": {"n": 10, "p50": 40.0},
+                "latency_served_warm": {"n": 10, "p50": 40.0},
+                "failures": ok,
+                "cold_calls": 0,
+            },
         },
         "warm-function": {
             "latency": {"n": 100, "p50": 9.0},
@@ -91,6 +98,8 @@ def test_rows_of_a_result_judge_each_target() -> None:
     verdicts = {r.name: r.verdict for r in rows_of(res)}
     assert verdicts["none: cold call (command), HTTP sync"] == "PASS"  # 350 <= 1.3 x 300
     assert verdicts["warm-runtime: no deps (command), HTTP sync"] == "PASS"
+    assert verdicts["  paced: each call once the pool is refilled"] == "PASS"
+    assert verdicts["warm-runtime: handler, HTTP sync"] == "MISS"
     assert verdicts["warm-function: handler, HTTP sync"] == "MISS"
     assert verdicts["warm-function throughput, 1 clients"] == "PASS"
     assert verdicts["warm-function throughput, 8 clients"] == "MISS"
@@ -100,7 +109,9 @@ def test_rows_of_a_result_judge_each_target() -> None:
 
 
 def test_sizes_from_flags() -> None:
-    none = dict.fromkeys(("cold_calls", "rt_calls", "tp_calls", "slots", "wait_quiet", "log_level", "profile"))
+    none = dict.fromkeys(
+        ("cold_calls", "rt_calls", "rt_paced_calls", "tp_calls", "slots", "wait_quiet", "log_level", "profile")
+    )
     ns = argparse.Namespace(quick=True, calls=50, tp_seconds=1.5, levels="2,4", **none)
     s = sizes_from(ns)
     assert s.wf_calls == 50 and s.tp_seconds == 1.5 and s.levels == (2, 4) and s.cold_calls == QUICK.cold_calls

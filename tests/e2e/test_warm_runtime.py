@@ -1,0 +1,188 @@
+"""warm-runtime on real Docker: every call in a started container of the runtime's image
+(the runtime's shim pre-started, or a plain shell for an image without one), ended on its
+end marker, with every limit still holding, then destroyed."""
+
+import io
+import secrets
+import tarfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiodocker
+import pytest
+from nats.aio.client import Client
+
+from common.natsserver import NatsServer
+from node_agent.agent import NodeAgent
+from schemas import CallStatus, Finished, Invocation, Layout, Logs, RuntimeSpec
+from tests.e2e.agent_harness import CallWatcher, agent_settings, publish
+from tests.e2e.conftest import wait_until
+from tests.functions import CRASH, NODE_HANDLER, PY_HANDLER, PYTHON_IMAGE, handler_runtime, python_runtime, register
+
+pytestmark = pytest.mark.e2e
+
+FAKE_END = "\\x1efaas-end:0123456789abcdef01234567:0:0"
+ECHO_AND_LOG = {
+    "main.py": (
+        "import json, sys\n"
+        "params = json.load(sys.stdin)\n"
+        "print('to the log', params['v'], file=sys.stderr, flush=True)\n"
+        # a line that looks like an end marker, with a nonce that is not the call's
+        f"sys.stdout.write('look-alike {FAKE_END}\\n')\n"
+        "print(json.dumps(params, ensure_ascii=False))\n"
+    ),
+}
+BIG_HOG = {"main.py": "x = bytearray(400 * 1024 * 1024)\nprint(len(x))\n"}
+SLEEPY = {"main.py": "import time\ntime.sleep(60)\n"}
+FLOOD = {"main.py": "import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(100):\n    sys.stdout.write(chunk)\n"}
+LOG_FLOOD = {
+    "main.py": "import sys\nfor i in range(40000):\n    print('line', i, 'x' * 40, file=sys.stderr)\nprint(1)\n"
+}
+
+
+async def run(nc: Client, layout: Layout, runtime: str, function: str, params: Any = None, **inv: Any) -> Any:
+    """One call: its Finished event and its log lines."""
+    call_id = secrets.token_hex(8)
+    async with CallWatcher(nc, layout, call_id) as w:
+        await publish(nc, layout, runtime, Invocation(id=call_id, function=function, params=params or {}, **inv))
+        done = await w.finished(60)
+        logs = [e for e in w.events if isinstance(e, Logs)]
+    return done, logs
+
+
+async def warm_call(agent: NodeAgent, key: str, *args: Any, **inv: Any) -> tuple[Finished, list[Logs]]:
+    """A call once the pool has an idle container, which it must be served by."""
+    assert agent.pools is not None
+    await wait_until(lambda: agent.pools.idle_counts().get(key))  # type: ignore[union-attr]
+    before = agent.executor.served["warm-runtime"]
+    done, logs = await run(*args, **inv)
+    assert agent.executor.served["warm-runtime"] == before + 1, "not served by a warm container"
+    return done, logs
+
+
+@pytest.fixture
+async def agent(
+    docker_ready: None, nats_server: NatsServer, layout: Layout, tmp_path: Path, nc: Client
+) -> AsyncIterator[NodeAgent]:
+    settings = agent_settings(
+        nats_server.url, layout, tmp_path / "cache", policy="warm-runtime", runtimes=["python", "node"], pool_min=1
+    )
+    async with NodeAgent(settings) as a:
+        yield a
+
+
+async def _gone(docker: aiodocker.Docker, cid: str | None) -> bool:
+    try:
+        await docker.containers.container(cid or "").show()
+    except aiodocker.DockerError:
+        return True
+    return False
+
+
+async def test_command_calls_end_on_their_marker_within_every_limit(
+    agent: NodeAgent, nc: Client, layout: Layout, docker: aiodocker.Docker
+) -> None:
+    js = nc.jetstream()
+    rt = python_runtime()
+    for name, files in (
+        ("echo", ECHO_AND_LOG),
+        ("crash", CRASH),
+        ("hog", BIG_HOG),
+        ("sleepy", SLEEPY),
+        ("flood", FLOOD),
+        ("logflood", LOG_FLOOD),
+    ):
+        await register(js, layout, rt, name, {**files, "requirements.txt": ""})
+    key = "rt:python"
+
+    done, logs = await warm_call(agent, key, nc, layout, "python", "echo", {"v": "ünï"})
+    assert done.status == CallStatus.DONE, done
+    # the result is everything the command printed, a look-alike marker included
+    assert done.result == "look-alike \x1efaas-end:0123456789abcdef01234567:0:0\n" + '{"v": "ünï"}'
+    lines = [(line.stream, line.text) for chunk in logs for line in chunk.lines]
+    assert ("stderr", "to the log ünï") in lines
+    assert not any("faas-end" in text for _, text in lines)  # the real marker is stripped
+    await wait_until(lambda: _gone(docker, done.container))  # used once, destroyed
+
+    crashed, _ = await warm_call(agent, key, nc, layout, "python", "crash")
+    assert crashed.status == CallStatus.ERROR and crashed.error is not None, crashed
+    assert crashed.error.type == "NonZeroExit" and "exit code 3" in crashed.error.message
+    assert "boom" in crashed.error.message and crashed.exit_code == 3
+
+    hog, _ = await warm_call(agent, key, nc, layout, "python", "hog")
+    assert hog.status == CallStatus.ERROR and hog.error is not None, hog
+    assert hog.error.type == "MemoryLimit", hog.error
+
+    slow, _ = await warm_call(agent, key, nc, layout, "python", "sleepy", timeout_s=2)
+    assert slow.status == CallStatus.TIMEOUT, slow
+    await wait_until(lambda: _gone(docker, slow.container))
+
+    flood, _ = await warm_call(agent, key, nc, layout, "python", "flood")
+    assert flood.status == CallStatus.ERROR and flood.error is not None
+    assert flood.error.type == "ResultTooLarge", flood.error
+
+    chatty, logs = await warm_call(agent, key, nc, layout, "python", "logflood")
+    assert chatty.status == CallStatus.DONE and chatty.result == 1, chatty
+    assert logs and logs[-1].truncated
+    # (the marker line may come in the chunk before the one flagged: a timer flush can take it)
+    assert any(line.text.startswith("[faas: log truncated at") for chunk in logs for line in chunk.lines)
+
+    containers = {d.container for d in (done, crashed, hog, slow, flood, chatty)}
+    assert len(containers) == 6  # never one container for two calls
+
+
+@pytest.mark.parametrize("kind", ["python", "node"])
+async def test_a_handler_is_loaded_by_the_pre_started_shim(
+    agent: NodeAgent, nc: Client, layout: Layout, docker: aiodocker.Docker, kind: str
+) -> None:
+    rt = handler_runtime(kind)
+    handler = "main:handler" if kind == "python" else "index"
+    files = PY_HANDLER if kind == "python" else NODE_HANDLER
+    await register(nc.jetstream(), layout, rt, "h", files, handler=handler)
+    key = f"rt:{rt.name}"
+    await run(nc, layout, rt.name, "h", {"x": 0})  # makes the runtime's pool wanted
+    a, logs = await warm_call(agent, key, nc, layout, rt.name, "h", {"x": "ß"})
+    b, _ = await warm_call(agent, key, nc, layout, rt.name, "h", {"x": 2})
+    assert a.status == CallStatus.DONE and a.result["echo"] == {"x": "ß"}, a
+    assert b.status == CallStatus.DONE and a.container != b.container
+    texts = [line.text for chunk in logs for line in chunk.lines]
+    assert any("ß" in t for t in texts), texts
+    failed, _ = await warm_call(agent, key, nc, layout, rt.name, "h", {"fail": "x"})
+    assert failed.status == CallStatus.ERROR and failed.error is not None
+    assert failed.error.type == ("ValueError" if kind == "python" else "RangeError")
+    await wait_until(lambda: _gone(docker, a.container))
+
+
+@pytest.fixture
+async def shell_only_image(docker: aiodocker.Docker) -> AsyncIterator[str]:
+    """faas-python without its shim label: a runtime image that only has a shell."""
+    tag = f"faas-e2e-noshim:{secrets.token_hex(3)}"
+    dockerfile = f'FROM {PYTHON_IMAGE}\nLABEL faas.handler-command=""\n'.encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tf.addfile(info, io.BytesIO(dockerfile))
+    buf.seek(0)
+    await docker.images.build(fileobj=buf, encoding="identity", tag=tag, rm=True)
+    try:
+        yield tag
+    finally:
+        await docker.images.delete(tag, force=True)
+
+
+async def test_an_image_without_a_shim_gets_shell_containers(
+    docker_ready: None, nats_server: NatsServer, layout: Layout, tmp_path: Path, nc: Client, shell_only_image: str
+) -> None:
+    rt = RuntimeSpec(name="plain", image=shell_only_image, path="/app", dependencies="true", run="python3 main.py")
+    await register(nc.jetstream(), layout, rt, "echo", {**ECHO_AND_LOG, "requirements.txt": ""})
+    await register(nc.jetstream(), layout, rt, "crash", CRASH)
+    settings = agent_settings(
+        nats_server.url, layout, tmp_path / "cache", policy="warm-runtime", runtimes=["plain"], pool_min=1
+    )
+    async with NodeAgent(settings) as agent:
+        done, _ = await warm_call(agent, "rt:plain", nc, layout, "plain", "echo", {"v": 1})
+        assert done.status == CallStatus.DONE and done.result.endswith('{"v": 1}'), done
+        crashed, _ = await warm_call(agent, "rt:plain", nc, layout, "plain", "crash")
+        assert crashed.error is not None and "exit code 3" in crashed.error.message and "boom" in crashed.error.message

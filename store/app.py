@@ -48,6 +48,7 @@ class Store:
         self._nc: Client | None = None
         self._micro: MicroService | None = None
         self._ingest: Ingest | None = None
+        self._writer: EventWriter | None = None
         self._started = False
         self._stopped = False
         self._lock = asyncio.Lock()
@@ -81,10 +82,11 @@ class Store:
         js = self._nc.jetstream()
         await ensure_layout(js, self.layout)
 
+        self._writer = EventWriter(self._engine)
         self._ingest = Ingest(
             self._nc,
             self.layout,
-            EventWriter(sessions),
+            self._writer,
             IngestConfig(
                 batch_size=s.batch_size,
                 fetch_timeout_s=s.fetch_timeout_s,
@@ -153,6 +155,9 @@ class Store:
             await _drain_or_close(self._nc)
             self._nc = None
         # 4. Only now close the database: nothing can use it any more.
+        if self._writer is not None:
+            await _log_errors(self._writer.close(), "store.stop.writer")
+            self._writer = None
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None

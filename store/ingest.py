@@ -4,9 +4,9 @@ Delivery is at least once and the merge rules are idempotent, so the loop acks o
 commit. A message that does not decode is logged and terminated (it would never decode, and
 must not block the stream); a batch whose transaction fails is naked for redelivery later.
 
-The next batch is fetched while the current one is written: decoding and acking run on the
-event loop while the database works, which is most of the sustained throughput. Batches are
-still applied one at a time and in order.
+The pull consumer keeps a pull request open, so the next events are delivered into its
+buffer while the current batch is written; a batch is whatever piled up meanwhile (up to
+``batch_size``). Batches are applied one at a time and in order.
 """
 
 import asyncio
@@ -37,6 +37,9 @@ class Writer(Protocol):
 class IngestConfig:
     batch_size: int = 512
     fetch_timeout_s: float = 1.0
+    # A batch not yet full waits this long for more events after its first: fewer, larger
+    # transactions under a trickle, at the cost of this much delay before a record is stored.
+    linger_s: float = 0.0
     nak_delay_s: float = 2.0
     # Generous: a batch is acked only after its commit, and a slow disk must not stall delivery.
     max_ack_pending: int = 10_000
@@ -45,7 +48,7 @@ class IngestConfig:
     error_backoff_s: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.fetch_timeout_s <= 0 or self.nak_delay_s < 0:
+        if self.batch_size < 1 or self.fetch_timeout_s <= 0 or self.nak_delay_s < 0 or self.linger_s < 0:
             raise ValueError(f"invalid ingest config {self}")
 
 
@@ -82,8 +85,6 @@ class Ingest:
         self._writer = writer
         self._config = config
         self._pull: PullConsumer | None = None
-        # The next batch, fetched while the current one is written.
-        self._next: asyncio.Task[list[Msg]] | None = None
         self._stop = asyncio.Event()
         self.stats = IngestStats()
 
@@ -106,24 +107,27 @@ class Ingest:
         config = self.consumer_config()
         # CONSUMER.CREATE without an action creates or updates: a changed config applies.
         await self._js.add_consumer(stream, config)
-        await self._drop_prefetch()
-        old, self._pull = self._pull, await PullConsumer.bind(self._nc, stream, config.name or "")
+        old, self._pull = (
+            self._pull,
+            await PullConsumer.bind(self._nc, stream, config.name or "", self._config.fetch_timeout_s),
+        )
         if old is not None:
             await old.close()
 
     async def close(self) -> None:
         """Unbind the subscription (the durable consumer stays). Call after ``run()`` returned.
 
-        A message left unacknowledged (a cancelled fetch) is redelivered after ack_wait.
+        Messages delivered but not applied are handed back (redelivered at once).
         """
-        await self._drop_prefetch()
         pull, self._pull = self._pull, None
         if pull is not None:
             await pull.close()
 
     def request_stop(self) -> None:
-        """Ask ``run()`` to return once the batches in hand are applied and acked."""
+        """Ask ``run()`` to return once the batch in hand is applied and acked."""
         self._stop.set()
+        if self._pull is not None:
+            self._pull.stop_requesting()
 
     async def run(self) -> None:
         """Ingest until ``request_stop()``. A stop waits at most one fetch timeout plus a batch."""
@@ -139,12 +143,15 @@ class Ingest:
                 # again and go on. The messages of a failed step are redelivered.
                 log.exception("store.ingest.error")
                 await self._recover()
-        # A batch fetched ahead is in hand too: apply and ack it rather than leave it to ack_wait.
-        if self._next is not None:
-            try:
-                await self.step()
-            except Exception:
-                log.exception("store.ingest.error")
+        # What the open pull request still delivers is applied and acked too, rather than
+        # handed back unacknowledged to wait for another store.
+        try:
+            if self._pull is not None:
+                await self._pull.settle()
+            while await self.step():
+                pass
+        except Exception:
+            log.exception("store.ingest.error")
         log.info("store.ingest.stopped", extra=fields(acked=self.stats.acked, batches=self.stats.batches))
 
     async def run_until_idle(self) -> int:
@@ -155,20 +162,12 @@ class Ingest:
         return total
 
     async def step(self) -> int:
-        """Take one batch (the one fetched ahead, or a new fetch), start fetching the next
-        unless stopping, and apply it. Returns how many messages it handled (0: idle)."""
+        """Take one batch and apply it. Returns how many messages it handled (0: idle)."""
         pull = self._pull
         if pull is None:
             raise RuntimeError("Ingest.subscribe() first")
-        if self._next is not None:
-            task, self._next = self._next, None
-            msgs = await task
-        else:
-            msgs = await pull.fetch(self._config.batch_size, self._config.fetch_timeout_s)
-        if msgs and not self._stop.is_set():
-            self._next = asyncio.create_task(
-                pull.fetch(self._config.batch_size, self._config.fetch_timeout_s), name="store:ingest:prefetch"
-            )
+        c = self._config
+        msgs = await pull.fetch(c.batch_size, c.fetch_timeout_s, c.linger_s)
         await self._handle(msgs)
         return len(msgs)
 
@@ -229,21 +228,7 @@ class Ingest:
                 await msg.ack()
                 self.stats.record_acks(1)
 
-    async def _drop_prefetch(self) -> None:
-        task, self._next = self._next, None
-        if task is None:
-            return
-        task.cancel()
-        try:
-            await task
-        except BaseException as err:
-            # Cancelled, or the fetch had failed (the loop logged that already): either way
-            # whatever it held is redelivered after ack_wait. Our own cancellation goes on.
-            if isinstance(err, asyncio.CancelledError) and asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                raise
-
     async def _recover(self) -> None:
-        await self._drop_prefetch()
         try:
             await asyncio.wait_for(self._stop.wait(), self._config.error_backoff_s)
         except TimeoutError:

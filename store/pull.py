@@ -3,24 +3,24 @@
 nats-py's ``PullSubscription.fetch`` waits for each message of a batch with its own task,
 ``wait_for`` and uuid (~70 µs a message on a 2-core machine: more than the database write).
 Here pull requests go straight to the JetStream API (``$JS.API.CONSUMER.MSG.NEXT``) and the
-deliveries land through a plain subscription callback in a buffer, a few µs each:
+deliveries land through a plain subscription callback in a buffer, a few µs each.
 
-- a fetch first asks for what is available now (``no_wait``): the server sends up to
-  ``batch`` messages, then a 404 status if it had fewer;
-- when nothing was available it long-polls for one message (``expires`` within the fetch
-  timeout), so an idle store wakes up as soon as an event is published; the next fetch then
-  takes what piled up behind it.
+One pull request is kept open all the time (as nats.go's ``Consume`` does): it asks for a
+whole batch and expires after ``request_expires_s``, and the server sends each event as soon
+as it is published. A fetch takes what the buffer holds, or waits for the first delivery;
+a new request goes out when the open one is used up or expired. So a trickle of events costs
+one delivery and one ack each, not a request, a "no messages" status and a long poll per
+batch (that was about 0.4 ms of CPU per batch); an idle store sends one request per expiry.
 
-Each request has its own reply subject, so a late status (408 of a request the client gave
-up on) cannot end a newer one. Deliveries are JetStream messages as usual: ``ack``/``nak``/
-``term`` work on them.
+Each request has its own reply subject, so a late status (408 of a request given up on)
+cannot end a newer one. Deliveries are JetStream messages as usual: ``ack``/``nak``/``term``
+work on them.
 """
 
 import asyncio
 import json
 import logging
 from collections import deque
-from collections.abc import Callable
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -31,8 +31,12 @@ from store.errors import StoreError
 
 log = logging.getLogger(__name__)
 
-# A long poll expires this much before the fetch gives up, so its 408 usually comes back first.
-_EXPIRES_MARGIN_S = 0.05
+# A request that neither delivered its batch nor ended with a status this long after it
+# expired was lost (a reconnect in between): another one goes out.
+_LOST_AFTER_S = 1.0
+# After a request ended at once with an error status (409...), wait this long before the
+# next one, so that a persistent error does not turn into a busy loop.
+_ERROR_PAUSE_S = 0.1
 
 
 class ConsumerGone(StoreError):
@@ -42,50 +46,74 @@ class ConsumerGone(StoreError):
 class PullConsumer:
     """``await PullConsumer.bind(nc, stream, consumer)``, then ``fetch`` batches, then ``close``."""
 
-    def __init__(self, nc: Client, stream: str, consumer: str) -> None:
+    def __init__(self, nc: Client, stream: str, consumer: str, request_expires_s: float = 1.0) -> None:
         self._nc = nc
         self._next_subject = f"{DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self._expires_s = max(0.1, request_expires_s)
         self._inbox = nc.new_inbox()
         self._sub: Subscription | None = None
         self._buffer: deque[Msg] = deque()
         self._requests = 0
-        # Reply subject of the open request (None: none open) and what it may still deliver.
+        # Reply subject of the open request (None: none open), what it may still deliver,
+        # and when it counts as lost.
         self._open: str | None = None
         self._due = 0
+        self._lost_at = 0.0
+        self._paused_until = 0.0
+        self._stopping = False
         self._error: str | None = None
         self._changed = asyncio.Event()
 
     @classmethod
-    async def bind(cls, nc: Client, stream: str, consumer: str) -> "PullConsumer":
-        pull = cls(nc, stream, consumer)
+    async def bind(cls, nc: Client, stream: str, consumer: str, request_expires_s: float = 1.0) -> "PullConsumer":
+        pull = cls(nc, stream, consumer, request_expires_s)
         pull._sub = await nc.subscribe(f"{pull._inbox}.*", cb=pull._on_msg)
         return pull
 
-    async def fetch(self, batch: int, timeout: float) -> list[Msg]:
-        """Up to ``batch`` messages; waits up to ``timeout`` for the first, [] if none came.
+    async def fetch(self, batch: int, timeout: float, linger: float = 0.0) -> list[Msg]:
+        """Up to ``batch`` messages; waits up to ``timeout`` for the first, [] if none came
+        (or ``stop_requesting()`` was called). With ``linger``, a batch not yet full waits
+        that much longer for more (fewer, larger transactions under a trickle).
 
         Raises :class:`ConsumerGone` when the consumer no longer answers.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        self._raise_error()
-        if len(self._buffer) < batch and self._open is None:
-            await self._request({"batch": batch - len(self._buffer), "no_wait": True})
-        await self._until(lambda: len(self._buffer) >= batch or self._open is None, deadline)
-        left = deadline - loop.time()
-        if not self._buffer and self._open is None and left > 2 * _EXPIRES_MARGIN_S:
-            # Nothing now: wait for the first event to come, without holding up the next ones.
-            await self._request({"batch": 1, "expires": int((left - _EXPIRES_MARGIN_S) * 1e9)})
-            await self._until(lambda: bool(self._buffer) or self._open is None, deadline)
-        self._raise_error()
-        if self._open is not None and loop.time() >= deadline:
-            # Given up on (a reconnect lost it, say): its late deliveries are still buffered.
-            self._open = None
+        while not self._stopping:
+            self._raise_error()
+            if len(self._buffer) < batch:
+                await self._ensure_request(batch)
+            if self._buffer or not await self._wait_change(deadline):
+                break
+        if linger > 0 and 0 < len(self._buffer) < batch and not self._stopping:
+            until = min(loop.time() + linger, deadline)
+            while len(self._buffer) < batch and await self._wait_change(until) and not self._stopping:
+                pass
         return [self._buffer.popleft() for _ in range(min(batch, len(self._buffer)))]
 
+    def stop_requesting(self) -> None:
+        """Send no more pull requests; a waiting ``fetch`` returns what it has at once."""
+        self._stopping = True
+        self._changed.set()
+
+    async def settle(self) -> None:
+        """Stop requesting and wait for the open request to end (it expires within
+        ``request_expires_s``): after this, ``fetch`` returns all that was delivered."""
+        self.stop_requesting()
+        if self._open is not None and self._sub is not None:
+            # Deliveries to a closed subscription would wait for ack_wait: take them in.
+            await self._wait_closed(asyncio.get_running_loop().time() + self._expires_s + 0.1)
+
     async def close(self) -> None:
-        """Unsubscribe, and hand back what was delivered but not fetched (redelivered now
-        rather than after ack_wait)."""
+        """Settle, unsubscribe, and hand back what was delivered but not fetched. A nak'd
+        message goes to the next pull request at once (but counts as pending until one
+        comes): applying it before closing is better, see :meth:`settle`."""
+        if self._sub is None:
+            return
+        try:
+            await self.settle()
+        except Exception:
+            log.debug("store.pull.settle_failed", exc_info=True)
         sub, self._sub = self._sub, None
         if sub is None:
             return
@@ -96,38 +124,56 @@ class PullConsumer:
         except Exception:
             log.debug("store.pull.close_failed", exc_info=True)
 
-    async def _request(self, body: dict[str, object]) -> None:
+    async def _ensure_request(self, batch: int) -> None:
+        now = asyncio.get_running_loop().time()
+        if self._open is not None and now < self._lost_at:
+            return
+        if now < self._paused_until:
+            return
         self._requests += 1
         self._open = f"{self._inbox}.{self._requests}"
-        self._due = int(str(body["batch"]))
+        self._due = batch
+        self._lost_at = now + self._expires_s + _LOST_AFTER_S
+        body = {"batch": batch, "expires": int(self._expires_s * 1e9)}
         # Only a pull request's own JSON: the JetStream API takes no schemas model.
         await self._nc.publish(self._next_subject, json.dumps(body).encode(), reply=self._open)
 
-    async def _until(self, done: Callable[[], bool], deadline: float) -> None:
+    async def _wait_change(self, deadline: float) -> bool:
+        """Wait for a delivery or status; False once ``deadline`` has passed."""
         loop = asyncio.get_running_loop()
-        while not done():
-            self._changed.clear()
-            left = deadline - loop.time()
-            if left <= 0:
-                return
-            try:
-                async with asyncio.timeout(left):
-                    await self._changed.wait()
-            except TimeoutError:
-                return
+        self._changed.clear()
+        # Wake up early where the fetch has something to do: a pause is over, a request lost.
+        wake = min(deadline, self._paused_until if self._open is None else self._lost_at)
+        left = wake - loop.time()
+        if left <= 0:
+            return loop.time() < deadline
+        try:
+            async with asyncio.timeout(left):
+                await self._changed.wait()
+        except TimeoutError:
+            pass
+        return loop.time() < deadline
+
+    async def _wait_closed(self, deadline: float) -> None:
+        while self._open is not None and await self._wait_change(deadline):
+            pass
 
     async def _on_msg(self, msg: Msg) -> None:
         status = msg.headers.get(Header.STATUS) if msg.headers else None
         if not status:
+            # A delivery carries the event's own subject, not the request's: it is counted
+            # against the open request (a straggler of a lost one only ends it a bit early).
             self._buffer.append(msg)
             self._due -= 1
             if self._due <= 0:
                 self._open = None
         elif msg.subject == self._open and status != "100":  # 100: an idle heartbeat
-            # 404 no messages, 408 expired, 409 (max ack pending, consumer deleted...): the
-            # request is over. 503: nobody serves the consumer's API subject.
+            # 408 expired, 409 (max ack pending, consumer deleted...), 404: the request is
+            # over. 503: nobody serves the consumer's API subject.
             self._open = None
             description = (msg.headers or {}).get(Header.DESCRIPTION, "")
+            if status != "408":
+                self._paused_until = asyncio.get_running_loop().time() + _ERROR_PAUSE_S
             if status == "503" or "deleted" in description.lower():
                 self._error = f"{status} {description}".strip()
         self._changed.set()

@@ -213,7 +213,7 @@ class FlakyWriter:
 async def test_a_failed_transaction_is_redelivered(nc: Client, layout: Layout, tmp_path: Path) -> None:
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/flaky.db")
     await migrate(engine)
-    writer = FlakyWriter(EventWriter(make_sessions(engine)))
+    writer = FlakyWriter(EventWriter(engine))
     ingest = Ingest(nc, layout, writer, IngestConfig(fetch_timeout_s=0.5, nak_delay_s=0.05))
     try:
         await ingest.subscribe()
@@ -225,6 +225,7 @@ async def test_a_failed_transaction_is_redelivered(nc: Client, layout: Layout, t
         assert [(r.id, r.status) for r in page.items] == [("b", CallStatus.DONE), ("a", CallStatus.DONE)]
     finally:
         await ingest.close()
+        await writer.inner.close()
         await engine.dispose()
 
 

@@ -116,12 +116,15 @@ async def test_a_database_from_before_alembic_is_stamped_then_upgraded(engine: A
     assert await migrate(engine) == HEAD
 
     # The old row is still there, and the new columns work on it.
-    writer = EventWriter(make_sessions(engine))
-    outcome = CallbackOutcome(url="http://x/cb", delivered=True, attempts=1, at=datetime(2025, 1, 2, tzinfo=UTC))
-    await writer.apply([Callback(call_id="old", number=1, outcome=outcome)])
-    record = await CallQueries(make_sessions(engine)).get(GetCall(id="old"))
-    assert record.status is CallStatus.DONE and record.callback == outcome
-    await writer.apply([Accepted(call_id="new", number=2)])
+    writer = EventWriter(engine)
+    try:
+        outcome = CallbackOutcome(url="http://x/cb", delivered=True, attempts=1, at=datetime(2025, 1, 2, tzinfo=UTC))
+        await writer.apply([Callback(call_id="old", number=1, outcome=outcome)])
+        record = await CallQueries(make_sessions(engine)).get(GetCall(id="old"))
+        assert record.status is CallStatus.DONE and record.callback == outcome
+        await writer.apply([Accepted(call_id="new", number=2)])
+    finally:
+        await writer.close()
     async with engine.connect() as conn:
         assert (await conn.execute(select(calls.c.id).order_by(calls.c.number))).scalars().all() == ["old", "new"]
 

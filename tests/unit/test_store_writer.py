@@ -40,8 +40,10 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
 
 
 @pytest.fixture
-def writer(engine: AsyncEngine) -> EventWriter:
-    return EventWriter(make_sessions(engine))
+async def writer(engine: AsyncEngine) -> AsyncIterator[EventWriter]:
+    writer = EventWriter(engine)
+    yield writer
+    await writer.close()
 
 
 @pytest.fixture

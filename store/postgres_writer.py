@@ -1,7 +1,7 @@
 """Applying batches to PostgreSQL: four round trips per batch on asyncpg, nothing more.
 
 ``BEGIN``, one ``SELECT ... WHERE id = ANY($1) FOR UPDATE`` per table touched, one
-executemany upsert per table, one ``INSERT ... SELECT FROM unnest(...)`` for the log chunks,
+``INSERT ... SELECT FROM unnest(...) ON CONFLICT`` per table (all rows in one statement),
 ``COMMIT``. They run on the asyncpg connection under a pooled SQLAlchemy connection (its
 codecs, its pool), with statements asyncpg prepares once and caches; SQLAlchemy's own
 statement handling cost more CPU than the round trips for small batches.
@@ -69,7 +69,7 @@ class PostgresWriter:
     @staticmethod
     async def _upsert(db: Any, table: TableSQL, rows: list[Row]) -> int:
         if rows:
-            await db.executemany(table.upsert, [table.params(r) for r in rows])
+            await db.execute(table.upsert, *table.columns_of(rows))
         return len(rows)
 
 

@@ -22,8 +22,9 @@ IN_CHUNK = 500
 class TableSQL:
     """SELECT by ids, upsert, insert-if-new, and value conversion for one table.
 
-    ``dialect.name`` is ``sqlite`` (``?`` parameters, for the sqlite3 module) or
-    ``postgresql`` (``$n`` parameters, for asyncpg).
+    ``dialect.name`` is ``sqlite`` (``?`` parameters, one row per execution: executemany
+    with the sqlite3 module) or ``postgresql`` (``$n`` parameters for asyncpg, one array of
+    all rows per column: see ``columns_of``).
     """
 
     def __init__(self, table: Table, dialect: Dialect) -> None:
@@ -44,20 +45,17 @@ class TableSQL:
         marks = ", ".join(self._mark(i) for i in range(len(self.columns)))
         conflict = ", ".join(_quote(c) for c in self.key)
         updates = ", ".join(f"{_quote(c)} = excluded.{_quote(c)}" for c in self.columns if c not in self.key)
-        self.upsert = (
-            f"INSERT INTO {_quote(table.name)} ({names}) VALUES ({marks}) "
-            f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
-        )
         if self.postgres:
-            # One array per column: any number of rows in one statement, whose RETURNING
-            # tells which were new (asyncpg's executemany returns nothing).
+            # One array per column: any number of rows in one statement (one plan, one
+            # round trip; an executemany runs the statement once per row), and RETURNING
+            # tells which chunks were new.
             arrays = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(self._types))
-            self.insert_new = (
-                f"INSERT INTO {_quote(table.name)} ({names}) SELECT * FROM unnest({arrays}) "
-                "ON CONFLICT DO NOTHING RETURNING 1"
-            )
+            rows = f"SELECT * FROM unnest({arrays})"
         else:
-            self.insert_new = f"INSERT INTO {_quote(table.name)} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+            rows = f"VALUES ({marks})"
+        insert = f"INSERT INTO {_quote(table.name)} ({names}) {rows} ON CONFLICT"
+        self.upsert = f"{insert} ({conflict}) DO UPDATE SET {updates}"
+        self.insert_new = f"{insert} DO NOTHING" + (" RETURNING 1" if self.postgres else "")
 
     def select_by_ids(self, count: int) -> str:
         """The rows of ``count`` ids (one array parameter on PostgreSQL, locked for update:
@@ -74,7 +72,8 @@ class TableSQL:
         )
 
     def columns_of(self, rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
-        """Rows as one list per column (for ``insert_new`` on PostgreSQL)."""
+        """Rows as one list per column (the parameters of ``upsert`` and ``insert_new`` on
+        PostgreSQL)."""
         values = [self.params(r) for r in rows]
         return [[v[i] for v in values] for i in range(len(self.columns))]
 

@@ -1,6 +1,7 @@
 """store.writer and store.queries on calls: batches of events into a real database (SQLite,
 and PostgreSQL when one is configured: see test_store_backends), no NATS."""
 
+import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -13,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas import (
     Accepted,
+    Callback,
+    CallbackOutcome,
     CallQuery,
     CallRecord,
     CallStatus,
@@ -99,6 +102,59 @@ async def test_batching_and_duplicates_do_not_change_the_outcome(writer: EventWr
         await writer.apply([event])
     assert await writer.apply(events + events) == 0  # nothing changed: nothing written
     assert await queries.get(GetCall(id="a")) == expected(events)["a"]
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(4))))
+async def test_one_batch_in_any_order_is_the_same_as_one_by_one(
+    engine: AsyncEngine, writer: EventWriter, queries: CallQueries, order: tuple[int, ...]
+) -> None:
+    accepted, started, finished = story("a", 1, params={"n": 1}, result=[6])
+    outcome = CallbackOutcome(url="http://cb", delivered=True, attempts=1, at=T0 + timedelta(hours=1))
+    events = [accepted, started, finished, Callback(call_id="a", number=1, outcome=outcome)]
+    batch = [events[i] for i in order]
+    assert await writer.apply(batch) == 1
+    one_by_one = EventWriter(engine)
+    try:
+        for event in events:
+            await one_by_one.apply([event.model_copy(update={"call_id": "b", "number": 2})])
+    finally:
+        await one_by_one.close()
+    a = await queries.get(GetCall(id="a"))
+    b = await queries.get(GetCall(id="b"))
+    assert a.status is CallStatus.DONE and a.callback == outcome
+    assert a == b.model_copy(update={"id": "a", "number": 1})
+
+
+async def test_a_batch_mixing_new_and_stored_records(writer: EventWriter, queries: CallQueries) -> None:
+    old = story("old", 1, params="p", result="r")
+    done = story("done", 2)
+    await writer.apply([old[0], *done])  # "old" is accepted, "done" is over
+    new = story("new", 3, params=[3])
+    # "old" goes on, "done" hears a late duplicate, "new" is created: only two rows change.
+    assert await writer.apply([new[0], old[1], done[1], new[1], old[2], new[2]]) == 2
+    everything = old + done + new
+    for call_id, record in expected(everything).items():
+        assert await queries.get(GetCall(id=call_id)) == record
+
+
+async def test_a_finished_event_alone_makes_a_whole_record(writer: EventWriter, queries: CallQueries) -> None:
+    accepted, started, finished = story("a", 1, params={"n": 1}, result=[6])
+    assert isinstance(finished, Finished)
+    alone = finished.model_copy(update={"params": {"n": 1}, "created_at": accepted.at, "started_at": started.at})
+    await writer.apply([alone])
+    record = await queries.get(GetCall(id="a"))
+    assert (record.created_at, record.started_at, record.finished_at) == (accepted.at, started.at, finished.at)
+    assert record.params == {"n": 1} and record.result == [6] and record.status is CallStatus.DONE
+    # The Accepted and Started that come late do not reopen it.
+    await writer.apply([started, accepted])
+    late = await queries.get(GetCall(id="a"))
+    assert late == expected([alone, started, accepted])["a"]
+    assert (late.status, late.result, late.created_at, late.finished_at) == (
+        CallStatus.DONE,
+        [6],
+        accepted.at,
+        finished.at,
+    )
 
 
 async def test_out_of_order_across_batches(writer: EventWriter, queries: CallQueries) -> None:

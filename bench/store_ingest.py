@@ -254,7 +254,7 @@ def _db_backends(backend: str, url: str) -> PostgresBackends | None:
     return PostgresBackends(make_url(url).database or "") if backend == "postgresql" else None
 
 
-async def run_burst(server: NatsServer, backend: str, url: str, calls: int, batch_size: int) -> Result:
+async def run_burst(server: NatsServer, backend: str, url: str, calls: int, batch_size: int, linger: float) -> Result:
     layout = Layout(prefix="bench" + secrets.token_hex(3))
     nc = await connect(server.url, "bench")
     try:
@@ -262,7 +262,9 @@ async def run_burst(server: NatsServer, backend: str, url: str, calls: int, batc
         events = await publish(nc, layout, calls)
     finally:
         await nc.drain()
-    settings = StoreSettings(nats_url=server.url, prefix=layout.prefix, database_url=url, batch_size=batch_size)
+    settings = StoreSettings(
+        nats_url=server.url, prefix=layout.prefix, database_url=url, batch_size=batch_size, linger_s=linger
+    )
     pg = _db_backends(backend, url)
     if pg is not None:
         pg.start()
@@ -280,7 +282,7 @@ async def run_burst(server: NatsServer, backend: str, url: str, calls: int, batc
 
 
 async def run_trickle(
-    server: NatsServer, backend: str, url: str, calls: int, batch_size: int, rate: float, per_call: str
+    server: NatsServer, backend: str, url: str, calls: int, batch_size: int, rate: float, per_call: str, linger: float
 ) -> Result:
     layout = Layout(prefix="bench" + secrets.token_hex(3))
     nc = await connect(server.url, "bench")
@@ -289,7 +291,9 @@ async def run_trickle(
     finally:
         await nc.drain()
     events = calls * len(trickle_events(1, per_call))
-    settings = StoreSettings(nats_url=server.url, prefix=layout.prefix, database_url=url, batch_size=batch_size)
+    settings = StoreSettings(
+        nats_url=server.url, prefix=layout.prefix, database_url=url, batch_size=batch_size, linger_s=linger
+    )
     pg = _db_backends(backend, url)
     if pg is not None:
         pg.start()
@@ -322,9 +326,9 @@ async def main(args: argparse.Namespace) -> list[Result]:
             async def run(backend: str, url: str) -> Result:
                 if args.rate:
                     return await run_trickle(
-                        server, backend, url, args.calls, args.batch_size, args.rate, args.per_call
+                        server, backend, url, args.calls, args.batch_size, args.rate, args.per_call, args.linger
                     )
-                return await run_burst(server, backend, url, max(1, args.events // 5), args.batch_size)
+                return await run_burst(server, backend, url, max(1, args.events // 5), args.batch_size, args.linger)
 
             if not args.no_sqlite:
                 results.append(await run("sqlite", f"sqlite+aiosqlite:///{tmp}/faas.db"))
@@ -364,6 +368,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="trickle: accepted+started+finished (default), or only a Finished with created_at/started_at",
     )
     p.add_argument("--batch-size", type=int, default=StoreSettings.model_fields["batch_size"].default)
+    p.add_argument(
+        "--linger", type=float, default=StoreSettings.model_fields["linger_s"].default, help="the store's linger_s"
+    )
     p.add_argument(
         "--postgres",
         default=os.environ.get("FAAS_BENCH_POSTGRES_URL"),

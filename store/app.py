@@ -90,6 +90,7 @@ class Store:
             IngestConfig(
                 batch_size=s.batch_size,
                 fetch_timeout_s=s.fetch_timeout_s,
+                linger_s=s.linger_s,
                 nak_delay_s=s.nak_delay_s,
                 ack_wait_s=s.ack_wait_s,
             ),

@@ -15,6 +15,10 @@ class StoreSettings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///data/faas.db"
     # Events applied per transaction: the unit of throughput into SQLite.
     batch_size: int = Field(default=512, ge=1, le=10_000)
+    # How long a batch that is not full waits for more events after its first: under a
+    # trickle, fewer and larger transactions (less CPU per event) for that much delay
+    # before a record is stored. 0: write what has arrived at once.
+    linger_s: float = Field(default=0.005, ge=0, le=1.0)
     # How long one fetch waits for events; also bounds how long a graceful stop waits.
     fetch_timeout_s: float = Field(default=1.0, gt=0)
     # Redelivery delay of a batch whose transaction failed (the database is down, locked...).

@@ -17,6 +17,7 @@ from common.logs import fields
 from node_agent.artifacts import ArtifactCache
 from node_agent.calls import CallRunner
 from node_agent.catalog import Catalog
+from node_agent.channel import SocketDir
 from node_agent.deps import DependencyImages
 from node_agent.docker import DockerEngine, Engine
 from node_agent.executor import Executor
@@ -54,6 +55,7 @@ class NodeAgent:
         self.running = 0
         self.instance = secrets.token_hex(6)
         self._jobs: JobWorker | None = None
+        self._sockets: SocketDir | None = None
 
     # --- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
@@ -81,7 +83,11 @@ class NodeAgent:
         self._artifacts = ArtifactCache(await self._js.object_store(self.layout.artifacts_bucket), s.cache_dir)
         ca = str(s.ca_bundle) if s.ca_bundle else None
         deps = DependencyImages(self._engine, self._artifacts, s.node_id, ca)
-        self.executor = Executor(self._engine, self._artifacts, deps, s.node_id, s.policy, ca, runtimes=self._catalog)
+        local_docker = s.docker_url is None or s.docker_url.startswith("unix://")
+        self._sockets = SocketDir(s.socket_dir) if s.handler_sockets and local_docker else None
+        self.executor = Executor(
+            self._engine, self._artifacts, deps, s.node_id, s.policy, ca, runtimes=self._catalog, sockets=self._sockets
+        )
         self.pools: Pools | None = None
         if s.policy != "none":
             mins = {"rt:" + rt: s.pool_min for rt in s.runtimes} if s.policy == "warm-runtime" else {}
@@ -149,6 +155,8 @@ class NodeAgent:
         # 3. no call holds a warm container now: destroy the pools
         if self.pools is not None:
             await self.pools.close()
+        if self._sockets is not None:
+            self._sockets.cleanup()
         if self._nc is not None:
             await self._nc.drain()
         if self._engine is not None and self._own_engine:

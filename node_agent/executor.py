@@ -17,12 +17,15 @@ from the engine's log, which can miss a short-lived container's output).
 
 import asyncio
 import logging
+import shutil
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Protocol
 
 from common.logs import fields
 from node_agent.artifacts import ArtifactCache, call_tar
+from node_agent.channel import MOUNT, SOCKET, SocketChannel, SocketDir
 from node_agent.deps import CA_PATH, DependencyImages, ca_env
 from node_agent.docker import Attached, ContainerSpec, Engine
 from node_agent.errors import AgentError, StreamClosed
@@ -38,6 +41,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LIMITS = Limits()
 READY_TIMEOUT_S = 60.0
+# An image whose handler shim serves the protocol on $FAAS_SOCKET says so with this label.
+SOCKET_LABEL = "faas.handler-socket"
 RUN = ["sh", "/faas/run.sh"]
 
 
@@ -70,6 +75,7 @@ class Executor:
         ca_bundle: str | None,
         pools: Pools | None = None,
         runtimes: RuntimeLookup | None = None,
+        sockets: SocketDir | None = None,
     ) -> None:
         self.engine = engine
         self.artifacts = artifacts
@@ -79,6 +85,9 @@ class Executor:
         self.ca_bundle = ca_bundle
         self.pools = pools
         self._runtimes = runtimes
+        # warm handler containers whose image says its shim can (SOCKET_LABEL) get the protocol
+        # over a Unix socket in a directory of their own (channel.py); None: attached stdio
+        self.sockets = sockets
         # calls served per path ("cold", "warm-runtime", "warm-function"): metrics, tests
         self.served: Counter[str] = Counter()
         # what each pool key is made of (the latest runtime/function seen for it)
@@ -233,7 +242,14 @@ class Executor:
         code = await self.artifacts.code_body(function.digest, runtime.path)
         tar = call_tar(code, {"/faas/run.sh": (entry_script(runtime, function), 0o755)})
         cmd = RUN if function.handler else WARM_COMMAND_CMD
-        return await self._start_warm(self._spec(image, runtime, function, cmd, labels), key, tar, function)
+        spec = self._spec(image, runtime, function, cmd, labels)
+        socket_dir = None
+        if function.handler and self.sockets is not None:
+            if (await self.engine.image_labels(image)).get(SOCKET_LABEL) == "1":
+                socket_dir = self.sockets.new()
+                spec.binds.append(f"{socket_dir}:{MOUNT}")
+                spec.env["FAAS_SOCKET"] = SOCKET
+        return await self._start_warm(spec, key, tar, function, socket_dir=socket_dir)
 
     async def _start_warm(
         self,
@@ -242,16 +258,26 @@ class Executor:
         tar: bytes | None = None,
         function: FunctionRecord | None = None,
         shim: str | None = None,
+        socket_dir: Path | None = None,
     ) -> WarmContainer:
         """Start a pool container; a handler function's is reusable once its shim is ready,
         a warm-runtime shim's is ready once it waits for a function."""
-        cid = await self.engine.create(spec)
+        try:
+            cid = await self.engine.create(spec)
+        except BaseException:
+            if socket_dir is not None:
+                shutil.rmtree(socket_dir, ignore_errors=True)
+            raise
         attached: Attached | None = None
         try:
             if tar is not None:
                 await self.engine.put_archive(cid, "/", tar)
             attached = await self.engine.attach(cid)
+            if socket_dir is not None:
+                attached = SocketChannel(attached, socket_dir)
             await self.engine.start(cid)
+            if isinstance(attached, SocketChannel):
+                await attached.connect(READY_TIMEOUT_S)
             handler = function is not None and function.handler is not None
             wc = WarmContainer(cid=cid, key=key, attached=attached, reusable=handler, shim=shim)
             if shim is not None:
@@ -263,5 +289,7 @@ class Executor:
         except BaseException:
             if attached is not None:
                 await asyncio.shield(attached.close())
+            if socket_dir is not None and not isinstance(attached, SocketChannel):
+                shutil.rmtree(socket_dir, ignore_errors=True)
             await asyncio.shield(self.engine.remove(cid))
             raise

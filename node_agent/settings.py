@@ -49,6 +49,11 @@ class AgentSettings(BaseSettings):
     # Graceful stop: running calls get this long to finish, then are cancelled.
     grace_s: float = Field(default=30.0, ge=0)
     cache_dir: Path = Path("data/agent-cache")
+    # Warm handler containers get the protocol over a Unix socket in a directory of their own
+    # under socket_dir (default: a new temporary directory), bind-mounted into the container;
+    # off, or with a Docker engine on another host (docker_url tcp://...), attached stdio.
+    handler_sockets: bool = True
+    socket_dir: Path | None = None
     log_level: str = "INFO"
 
     @field_validator("node_id")

@@ -95,6 +95,8 @@ PY_HANDLER = {
         "        raise ValueError('bad input: ' + str(params['fail']))\n"
         "    if params.get('crash'):\n"
         "        os._exit(7)\n"
+        "    if params.get('raw'):\n"
+        "        os.write(2, b'raw write to fd 2\\n')\n"
         "    if params.get('set'):\n"
         "        return {1, 2}\n"
         "    return {'echo': params, 'pid': os.getpid()}\n"

@@ -219,3 +219,41 @@ async def test_a_warm_container_that_died_idle_is_replaced_without_failing_the_c
         done = await call(nc, layout, "python", "h", {"x": 1}, timeout=30)
         assert done.status == CallStatus.DONE and done.attempt == 1, done
         assert done.result["echo"] == {"x": 1}
+
+
+@pytest.mark.parametrize("kind", ["python", "node"])
+async def test_warm_handlers_speak_over_a_unix_socket_with_stray_output_still_logged(
+    docker_ready: None,
+    nats_server: NatsServer,
+    layout: Layout,
+    tmp_path: Path,
+    nc: Client,
+    docker: aiodocker.Docker,
+    kind: str,
+) -> None:
+    """A warm-function handler container gets the protocol over a socket in a directory of its
+    own (node_agent/channel.py), not through Docker's attach stream; what its processes write
+    to fd 2 behind the shim's back still becomes the call's logs; the directory goes with it."""
+    code, handler = (PY_HANDLER, "main:handler") if kind == "python" else (NODE_HANDLER, "index")
+    await register(nc.jetstream(), layout, handler_runtime(kind), "h", code, handler=handler)
+    async with agent_with(nats_server, layout, tmp_path, policy="warm-function", pool_max=1) as agent:
+        await call(nc, layout, kind, "h", {"x": 0})
+        await wait_until(lambda: agent.pools.idle_counts().get("fn:h@1"))  # type: ignore[union-attr]
+        [pooled] = await docker.containers.list(filters={"label": ["faas.pool=fn_h_1"], "status": ["running"]})
+        mounts = {m["Destination"]: m["Source"] for m in (await pooled.show())["Mounts"]}
+        assert "/run/faas" in mounts, mounts
+        socket_dir = Path(mounts["/run/faas"])
+        assert socket_dir.is_dir()
+
+        async with Collector(nc, layout.events_all) as events:
+            done = await call(nc, layout, kind, "h", {"x": "ünï", "raw": True})
+            if kind == "python":
+                await wait_until(lambda: any(b"raw write to fd 2" in m for m in events.messages))
+        assert done.status == CallStatus.DONE, done
+        assert done.container == pooled.id
+        assert done.result["echo"] == {"x": "ünï", "raw": True}
+        again = await call(nc, layout, kind, "h", {"x": 2})
+        assert again.result["pid"] == done.result["pid"]  # the same process, over the same socket
+        failed = await call(nc, layout, kind, "h", {"fail": "x"})
+        assert failed.status == CallStatus.ERROR and failed.container == pooled.id
+    assert not socket_dir.exists()

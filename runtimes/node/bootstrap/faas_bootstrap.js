@@ -16,7 +16,11 @@ const childProcess = require("child_process");
 
 let MAX_LOG = parseInt(process.env.FAAS_MAX_LOG_BYTES || String(1 << 20), 10);
 const TRUNCATED = "\n[faas: log truncated]\n";
-const protoWrite = process.stdout.write.bind(process.stdout);
+// The protocol channel: the original stdout and stdin, or with FAAS_SOCKET=<path> the one
+// connection accepted on a Unix socket listening there (the agent connects from the host).
+let protoWrite = process.stdout.write.bind(process.stdout);
+let protoInput = process.stdin;
+let protoEnd = (done) => done();
 const send = (obj) => protoWrite(JSON.stringify(obj) + "\n");
 
 // During a call, what the function writes goes to the agent at once as {"kind":"log"} lines
@@ -58,7 +62,8 @@ function start() {
     if (typeof handler !== "function") throw new TypeError(`${spec} does not export a function`);
   } catch (e) {
     send({ kind: "init_error", error: errorInfo(e) });
-    process.exit(1);
+    protoEnd(() => process.exit(1)); // a socket write is asynchronous: let it out first
+    return;
   }
   send({ kind: "ready" });
 
@@ -86,7 +91,7 @@ function start() {
     }
     busy = false;
   }
-  const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
+  const rl = readline.createInterface({ input: protoInput, crlfDelay: Infinity });
   rl.on("line", (line) => { if (line.trim()) { queue.push(JSON.parse(line)); pump(); } });
   rl.on("close", () => process.exit(0));
 }
@@ -134,5 +139,22 @@ function warm() {
   send({ kind: "waiting" });
 }
 
+function serveSocket(socketPath) {
+  const net = require("net");
+  const fs = require("fs");
+  delete process.env.FAAS_SOCKET;
+  try { fs.unlinkSync(socketPath); } catch (e) { /* not there */ }
+  const server = net.createServer((conn) => {
+    server.close();
+    protoWrite = conn.write.bind(conn);
+    protoInput = conn;
+    protoEnd = (done) => conn.end(done);
+    start();
+  });
+  // the agent may run as another user than this container
+  server.listen(socketPath, () => fs.chmodSync(socketPath, 0o777));
+}
+
 if (process.env.FAAS_WARM === "1") warm();
+else if (process.env.FAAS_SOCKET) serveSocket(process.env.FAAS_SOCKET);
 else start();

@@ -18,8 +18,11 @@ already started, so a call costs no interpreter start); otherwise it becomes ``s
 <script>`` (the command protocol), with the payload's ``nonce`` (of the call's end marker)
 on fd 3 for the script to read, so that it is in no file, argument or environment.
 
-The protocol channel is a private copy of the original stdout; fd 1 is pointed at stderr so
-that nothing the function prints (Python, C extensions, subprocesses) can corrupt it. What
+The protocol channel is a private copy of the original stdout and stdin, or, with
+FAAS_SOCKET=<path>, the one connection accepted on a Unix socket listening there (the agent
+connects from the host: no Docker attach stream on the path of a call). Either way fd 1 is
+pointed at stderr so that nothing the function prints (Python, C extensions, subprocesses)
+can corrupt it. What
 the function prints through sys.stdout/sys.stderr during a call is captured as that call's
 logs, sent to the agent as they happen (capped, with a visible marker).
 """
@@ -31,6 +34,7 @@ import io
 import json
 import os
 import sys
+import threading
 import traceback
 
 MAX_LOG_CHARS = int(os.environ.get("FAAS_MAX_LOG_BYTES", str(1 << 20)))
@@ -54,11 +58,17 @@ class _LiveLog(io.TextIOBase):
         self.stream = stream
         self.budget = budget
         self._pending = ""
+        # the stray-output thread (socket mode) writes here too
+        self._lock = threading.RLock()
 
     def writable(self) -> bool:
         return True
 
     def write(self, s: str) -> int:
+        with self._lock:
+            return self._write(s)
+
+    def _write(self, s: str) -> int:
         b = self.budget
         if b.truncated or not s:
             return len(s)
@@ -74,9 +84,65 @@ class _LiveLog(io.TextIOBase):
         return len(s)
 
     def flush(self) -> None:
-        if self._pending:
-            self._send({"kind": "log", "stream": self.stream, "text": self._pending})
-            self._pending = ""
+        with self._lock:
+            if self._pending:
+                self._send({"kind": "log", "stream": self.stream, "text": self._pending})
+                self._pending = ""
+
+
+class _StrayOutput:
+    """Socket mode: fd 1 and fd 2 point at a pipe that a thread reads, so that what C code and
+    subprocesses write there is logged with the call, in order, before its reply; between
+    calls it goes to the container's original stderr."""
+
+    def __init__(self) -> None:
+        import fcntl
+        import termios
+
+        self._ioctl, self._fionread = fcntl.ioctl, termios.FIONREAD
+        self.original = os.dup(2)
+        self._r, w = os.pipe()
+        os.dup2(w, 1)
+        os.dup2(w, 2)
+        os.close(w)
+        self.target: _LiveLog | None = None
+        self._busy = 0  # bytes read from the pipe and not yet handed on
+        self._done = threading.Condition()
+        threading.Thread(target=self._pump, name="faas-stray-output", daemon=True).start()
+
+    def _pending(self) -> int:
+        buf = bytearray(4)
+        self._ioctl(self._r, self._fionread, buf)
+        return int.from_bytes(buf, sys.byteorder)
+
+    def _pump(self) -> None:
+        import select
+
+        while True:
+            select.select([self._r], [], [])
+            # Bytes move from "in the pipe" to "busy" under the lock, so that settle() never
+            # sees them in neither place.
+            with self._done:
+                n = self._pending()
+                self._busy += n
+            if n == 0:  # every writer is gone
+                return
+            data = os.read(self._r, n)
+            target = self.target
+            if target is not None:
+                target.write(data.decode("utf-8", errors="replace"))
+                target.flush()
+            else:
+                os.write(self.original, data)
+            with self._done:
+                self._busy -= n
+                self._done.notify_all()
+
+    def settle(self) -> None:
+        """Until everything written to fd 1/2 so far is handed on (a call ends after this)."""
+        with self._done:
+            while self._pending() or self._busy:
+                self._done.wait(0.001)
 
 
 def _error(exc: BaseException) -> dict:
@@ -87,14 +153,38 @@ def _error(exc: BaseException) -> dict:
     }
 
 
+def _accept(path: str) -> "tuple[io.TextIOBase, io.BufferedIOBase]":
+    """Listen on ``path``, take the agent's connection: (protocol writer, request reader)."""
+    import socket
+
+    if os.path.exists(path):
+        os.unlink(path)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    os.chmod(path, 0o777)  # the agent may run as another user than this container
+    server.listen(1)
+    conn, _ = server.accept()
+    server.close()
+    return conn.makefile("w", encoding="utf-8", buffering=1), conn.makefile("rb")  # type: ignore[return-value]
+
+
 def main(stdin_bytes: "io.BufferedIOBase | None" = None) -> None:
-    proto = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
-    os.dup2(2, 1)  # fd 1 now goes to stderr: stray output never reaches the protocol
+    socket_path = os.environ.pop("FAAS_SOCKET", "")
+    stray: _StrayOutput | None = None
+    if socket_path:
+        proto, stdin_bytes = _accept(socket_path)
+        stray = _StrayOutput()
+    else:
+        proto = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+        os.dup2(2, 1)  # fd 1 now goes to stderr: stray output never reaches the protocol
+    proto_lock = threading.Lock()
     sys.stdout = os.fdopen(1, "w", encoding="utf-8", buffering=1, closefd=False)
 
     def send(obj: dict) -> None:
-        proto.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n")
-        proto.flush()
+        line = json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n"
+        with proto_lock:
+            proto.write(line)
+            proto.flush()
 
     path = os.environ.get("FAAS_PATH", "/app")
     spec = os.environ.get("FAAS_HANDLER", "main:handler")
@@ -119,6 +209,8 @@ def main(stdin_bytes: "io.BufferedIOBase | None" = None) -> None:
         budget = _Budget(MAX_LOG_CHARS)
         real_out, real_err = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = _LiveLog(send, "stdout", budget), _LiveLog(send, "stderr", budget)
+        if stray is not None:
+            stray.target = sys.stderr
         try:
             result = handler(request.get("params"))
             if inspect.isawaitable(result):
@@ -135,11 +227,15 @@ def main(stdin_bytes: "io.BufferedIOBase | None" = None) -> None:
                 {"id": request.get("id"), "ok": False, "error": _error(exc), "logs": ""}, ensure_ascii=False
             )
         finally:
+            if stray is not None:
+                stray.settle()
+                stray.target = None
             sys.stdout.flush()
             sys.stderr.flush()
             sys.stdout, sys.stderr = real_out, real_err
-        proto.write(reply + "\n")
-        proto.flush()
+        with proto_lock:
+            proto.write(reply + "\n")
+            proto.flush()
 
 
 def warm() -> None:
@@ -159,9 +255,7 @@ def warm() -> None:
         tf.extractall("/")
     if load.get("handler"):
         MAX_LOG_CHARS = int(load["max_log_bytes"])
-        os.environ.update(
-            FAAS_HANDLER=load["handler"], FAAS_PATH=load["path"], FAAS_MAX_LOG_BYTES=str(MAX_LOG_CHARS)
-        )
+        os.environ.update(FAAS_HANDLER=load["handler"], FAAS_PATH=load["path"], FAAS_MAX_LOG_BYTES=str(MAX_LOG_CHARS))
         main(stdin)
         return
     r, w = os.pipe()

@@ -1,0 +1,134 @@
+"""The handler protocol over a Unix socket instead of the container's attached stdio.
+
+Over Docker's attach stream every protocol line passes dockerd and containerd-shim both
+ways: six process hops and a multiplexed frame format parsed in Python, which was the
+largest single item of the agent's CPU per warm call (docs/benchmarks.md). A warm-function
+handler container instead gets a directory of its own bind-mounted at ``/run/faas``; its
+shim (``FAAS_SOCKET``) listens on ``/run/faas/call.sock`` and the agent connects to it from
+the host: one hop each way.
+
+The container stays attached: what its processes write to fd 1/2 behind the shim's back
+(C extensions, subprocesses) still arrives there, and is handed to the session as stderr
+output (the shim points fd 1 at stderr, so nothing on the attach stream is protocol).
+:class:`SocketChannel` is an :class:`~node_agent.docker.Attached`: the session reading it
+does not know which transport it has.
+"""
+
+import asyncio
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import cast
+
+from node_agent.docker import Attached
+from node_agent.errors import StreamClosed
+
+STDOUT, STDERR = 1, 2
+MOUNT = "/run/faas"
+SOCKET = f"{MOUNT}/call.sock"
+_CONNECT_EVERY_S = 0.005
+
+Item = tuple[int, bytes] | None
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, queue: "asyncio.Queue[Item]") -> None:
+        self._queue = queue
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._queue.put_nowait((STDOUT, data))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._queue.put_nowait(None)
+
+
+class SocketDir:
+    """Where the per-container socket directories live on the host (created on first use)."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self._root = root
+        self._made: Path | None = None
+
+    def new(self) -> Path:
+        """A fresh directory for one container, writable by whatever user its shim runs as."""
+        if self._root is None:
+            # Short on purpose: a Unix socket path has at most 107 bytes.
+            self._root = self._made = Path(tempfile.mkdtemp(prefix="faas-sock-"))
+        self._root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(dir=self._root))
+        # Writable for the container's user (maybe not this one); other users of the host
+        # cannot reach it through the 0700 parent.
+        os.chmod(path, 0o777)
+        return path
+
+    def cleanup(self) -> None:
+        if self._made is not None:
+            shutil.rmtree(self._made, ignore_errors=True)
+
+
+class SocketChannel:
+    """Protocol bytes from the socket, the container's stray output from its attach stream."""
+
+    def __init__(self, attached: Attached, directory: Path) -> None:
+        self._attached = attached
+        self._dir = directory
+        self._queue: asyncio.Queue[Item] = asyncio.Queue()
+        self._protocol: _Protocol | None = None
+        self._exited = asyncio.Event()
+        self._stray = asyncio.create_task(self._read_stray(), name="channel:stray-output")
+
+    async def connect(self, timeout: float) -> None:
+        """Connect once the shim listens; fails fast if the container's process exits first."""
+        loop = asyncio.get_running_loop()
+        path = str(self._dir / "call.sock")
+        async with asyncio.timeout(timeout):
+            while True:
+                if self._exited.is_set():
+                    raise StreamClosed("the container's process exited before its shim listened")
+                try:
+                    _, protocol = await loop.create_unix_connection(lambda: _Protocol(self._queue), path)
+                except (FileNotFoundError, ConnectionRefusedError):
+                    await asyncio.sleep(_CONNECT_EVERY_S)
+                    continue
+                self._protocol = protocol
+                return
+
+    async def _read_stray(self) -> None:
+        try:
+            while (frame := await self._attached.read()) is not None:
+                self._queue.put_nowait((STDERR, frame[1]))
+        except Exception:  # the stream broke: the socket tells whether the shim lives
+            pass
+        finally:
+            self._exited.set()
+
+    async def write(self, data: bytes) -> None:
+        transport = self._protocol.transport if self._protocol else None
+        if transport is None or transport.is_closing():
+            raise StreamClosed("the handler's socket is closed")
+        transport.write(data)
+
+    async def read(self) -> tuple[int, bytes] | None:
+        item = await self._queue.get()
+        if item is None:
+            self._queue.put_nowait(None)  # every later read sees the end too
+        return item
+
+    async def close(self) -> None:
+        transport = self._protocol.transport if self._protocol else None
+        if transport is not None:
+            transport.close()
+        self._stray.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._stray
+        try:
+            await self._attached.close()
+        finally:
+            shutil.rmtree(self._dir, ignore_errors=True)

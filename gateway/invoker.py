@@ -80,7 +80,7 @@ class Invoker:
         replies: Replies,
         poll_s: float = 1.0,
         router: "NodeRouter | None" = None,
-        announce_after_s: float = 0.1,
+        announce_after_s: float = 0.5,
     ) -> None:
         self._nc = nc
         self._replies = replies

@@ -26,8 +26,10 @@ class GatewaySettings(BaseSettings):
     # the Finished event (NATS reconnect): the worst-case extra latency of such a call.
     sync_poll_s: float = Field(default=1.0, gt=0)
     # A sync call still running after this is announced (its record shows QUEUED); a shorter
-    # one is recorded from its finished event alone. 0 announces every call at once.
-    announce_after_s: float = Field(default=0.1, ge=0)
+    # one is recorded from its finished event alone. 0 announces every call at once. Not
+    # shorter: when calls queue (more callers than slots), an event per waiting call is more
+    # work for NATS and the store exactly when the node is overloaded.
+    announce_after_s: float = Field(default=0.5, ge=0)
     store_timeout_s: float = Field(default=5.0, gt=0)
     # How long stop() lets in-flight HTTP requests and NATS calls finish before cancelling them.
     shutdown_grace_s: float = Field(default=10.0, ge=0)

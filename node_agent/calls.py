@@ -17,6 +17,7 @@ not wait for the events stream.
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -87,7 +88,8 @@ class CallRunner:
         self._ack_wait_s = ack_wait_s
         self._max_attempts = max_attempts
         self._started_after_s = started_after_s
-        self._announcing: set[asyncio.Task[None]] = set()
+        # side tasks (a late Started, in_progress): referenced until done
+        self._side: set[asyncio.Task[None]] = set()
 
     async def handle(self, msg: Msg) -> None:
         meta = msg.metadata
@@ -115,7 +117,7 @@ class CallRunner:
             return
 
         t0 = time.perf_counter()
-        keepalive = asyncio.create_task(self._keep_alive(msg), name=f"keepalive:{call.id}")
+        keepalive = self._keep_alive(msg)
         announce: asyncio.TimerHandle | None = None
         try:
             outcome, runtime, announce = await self._run(msg, call)
@@ -169,9 +171,7 @@ class CallRunner:
             return error_outcome(err), runtime_name, None
 
     def _announce_soon(self, started: Started) -> None:
-        task = asyncio.create_task(self._announce(started), name=f"started:{started.call_id}")
-        self._announcing.add(task)
-        task.add_done_callback(self._announcing.discard)
+        self._spawn(self._announce(started), f"started:{started.call_id}")
 
     async def _announce(self, started: Started) -> None:
         # Not awaited for its PubAck (the stream still stores it): nothing depends on it
@@ -186,11 +186,14 @@ class CallRunner:
             log.warning("call.started.publish_failed", extra=fields(call=started.call_id), exc_info=True)
         log.debug("call.started", extra=fields(call=started.call_id, attempt=started.attempt))
 
-    async def _keep_alive(self, msg: Msg) -> None:
-        interval = max(self._ack_wait_s / 3, 0.5)
-        while True:
-            await asyncio.sleep(interval)
-            await msg.in_progress()
+    def _keep_alive(self, msg: Msg) -> "_Ticker":
+        """Every ack_wait/3 while the call runs, tell JetStream it is still being worked on."""
+        return _Ticker(max(self._ack_wait_s / 3, 0.5), lambda: self._spawn(_in_progress(msg), "in-progress"))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._side.add(task)
+        task.add_done_callback(self._side.discard)
 
     async def _finish(self, msg: Msg, event: Finished, reply_to: str | None = None) -> None:
         data = encode(event)
@@ -226,3 +229,28 @@ def _reply_subject(value: str | None) -> str | None:
         log.warning("call.bad_reply_subject", extra=fields(value=value[:80]))
         return None
     return value
+
+
+async def _in_progress(msg: Msg) -> None:
+    try:
+        await msg.in_progress()
+    except Exception as err:  # NATS reconnecting: the next tick tries again
+        log.warning("call.in_progress_failed", extra=fields(error=repr(err)))
+
+
+class _Ticker:
+    """Calls ``fn`` every ``interval`` seconds until cancelled: a timer, not a task per call
+    (most calls end long before the first tick)."""
+
+    def __init__(self, interval: float, fn: Callable[[], None]) -> None:
+        self._interval = interval
+        self._fn = fn
+        self._loop = asyncio.get_running_loop()
+        self._timer = self._loop.call_later(interval, self._tick)
+
+    def _tick(self) -> None:
+        self._fn()
+        self._timer = self._loop.call_later(self._interval, self._tick)
+
+    def cancel(self) -> None:
+        self._timer.cancel()

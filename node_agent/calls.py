@@ -154,13 +154,12 @@ class CallRunner:
                 return error_outcome(AgentError(wrong)), runtime_name, None
             runtime = await self._catalog.runtime(function.runtime)
             call.started_at = utcnow()
-            started = Started(**call.fields(self._node_id), runtime=runtime.name, at=call.started_at)
             announce = None
-            if self._started_after_s > 0:
+            if self._started_after_s > 0:  # the event is built only if the call runs that long
                 loop = asyncio.get_running_loop()
-                announce = loop.call_later(self._started_after_s, self._announce_soon, started)
+                announce = loop.call_later(self._started_after_s, self._announce_soon, call, runtime.name)
             else:
-                await self._announce(started)
+                await self._announce(self._started(call, runtime.name))
             logs = LogPublisher(
                 self._js, self._layout, call.id, call.attempt, function.limits.log_bytes, number=call.number
             )
@@ -170,8 +169,11 @@ class CallRunner:
         except AgentError as err:
             return error_outcome(err), runtime_name, None
 
-    def _announce_soon(self, started: Started) -> None:
-        self._spawn(self._announce(started), f"started:{started.call_id}")
+    def _started(self, call: _Call, runtime: str) -> Started:
+        return Started(**call.fields(self._node_id), runtime=runtime, at=call.started_at)
+
+    def _announce_soon(self, call: _Call, runtime: str) -> None:
+        self._spawn(self._announce(self._started(call, runtime)), f"started:{call.id}")
 
     async def _announce(self, started: Started) -> None:
         # Not awaited for its PubAck (the stream still stores it): nothing depends on it

@@ -154,6 +154,8 @@ class LogPublisher:
         if self._closed:
             return
         self._closed = True
+        if self.logged_bytes == 0 and not self.truncated:
+            return  # nothing was ever written (most warm calls): nothing to end or publish
         # Wake the timer rather than cancel it: a cancel could land in the middle of a publish
         # and lose the lines it carries.
         self._closing.set()

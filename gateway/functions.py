@@ -2,6 +2,7 @@
 history = versions) and their archives in the object store (object name = digest)."""
 
 import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -30,7 +31,7 @@ class Functions:
         """The latest version, or None if unknown or deleted."""
         with nats_unavailable("reading the functions bucket"):
             value = await self.mirror.get(name)
-        return _decode(value)
+        return _decode_latest(value) if value else None
 
     async def get(self, name: str) -> FunctionRecord:
         record = await self.find(name)
@@ -104,6 +105,12 @@ class Functions:
         with nats_unavailable("deleting the function"):
             await self._kv.delete(name)
         self.mirror.forget(name)
+
+
+@functools.lru_cache(maxsize=1024)
+def _decode_latest(value: bytes) -> FunctionRecord | None:
+    """Every call reads its function: decode each stored value once (records are not mutated)."""
+    return _decode(value)
 
 
 def _decode(value: bytes | None) -> FunctionRecord | None:

@@ -1,6 +1,7 @@
 """Registered runtimes: the runtimes KV bucket (key = name, value = ``RuntimeSpec``)."""
 
 import asyncio
+import functools
 
 from nats.js.errors import NoKeysError
 from nats.js.kv import KeyValue
@@ -27,12 +28,7 @@ class Runtimes:
     async def find(self, name: str) -> RuntimeSpec | None:
         with nats_unavailable("reading the runtimes bucket"):
             value = await self.mirror.get(name)
-        if not value:
-            return None
-        try:
-            return decode(RuntimeSpec, value)
-        except InvalidMessage:
-            return None
+        return _decode(value) if value else None
 
     async def get(self, name: str) -> RuntimeSpec:
         spec = await self.find(name)
@@ -56,3 +52,12 @@ class Runtimes:
         with nats_unavailable("deleting the runtime"):
             await self._kv.delete(name)
         self.mirror.forget(name)
+
+
+@functools.lru_cache(maxsize=256)
+def _decode(value: bytes) -> RuntimeSpec | None:
+    """Every call reads its runtime: decode each stored value once (specs are not mutated)."""
+    try:
+        return decode(RuntimeSpec, value)
+    except InvalidMessage:
+        return None

@@ -243,7 +243,7 @@ async def test_warm_handlers_speak_over_a_unix_socket_with_stray_output_still_lo
         mounts = {m["Destination"]: m["Source"] for m in (await pooled.show())["Mounts"]}
         assert "/run/faas" in mounts, mounts
         socket_dir = Path(mounts["/run/faas"])
-        assert socket_dir.is_dir()
+        assert await asyncio.to_thread(socket_dir.is_dir)
 
         async with Collector(nc, layout.events_all) as events:
             done = await call(nc, layout, kind, "h", {"x": "ünï", "raw": True})
@@ -256,4 +256,4 @@ async def test_warm_handlers_speak_over_a_unix_socket_with_stray_output_still_lo
         assert again.result["pid"] == done.result["pid"]  # the same process, over the same socket
         failed = await call(nc, layout, kind, "h", {"fail": "x"})
         assert failed.status == CallStatus.ERROR and failed.container == pooled.id
-    assert not socket_dir.exists()
+    assert not await asyncio.to_thread(socket_dir.exists)

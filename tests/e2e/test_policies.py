@@ -129,6 +129,31 @@ async def test_dependencies_are_installed_once_per_version(
         assert third.status == CallStatus.DONE and agent.executor.deps.builds == 0
 
 
+async def test_node_dependencies_are_installed_once_and_reach_warm_handlers(
+    docker_ready: None, nats_server: NatsServer, layout: Layout, tmp_path: Path, nc: Client
+) -> None:
+    """package.json dependencies (npm, through the host's CA bundle) are installed once per
+    function version into a committed image; the warm handler containers start from it."""
+    uses_dep = {
+        "index.js": "const isNumber = require('is-number');\n"
+        "exports.handler = async (p) => ({ n: isNumber(p.n), v: require('is-number/package.json').version });\n",
+        "package.json": '{"name": "fn", "version": "1.0.0", "dependencies": {"is-number": "7.0.0"}}',
+    }
+    await register(
+        nc.jetstream(), layout, handler_runtime("node"), "nd", uses_dep, handler="index", has_dependencies=True
+    )
+    over: dict[str, Any] = {"ca_bundle": _host_ca(), "policy": "warm-function", "pool_max": 1}
+    async with agent_with(nats_server, layout, tmp_path / "a", **over) as agent:
+        first = await call(nc, layout, "node", "nd", {"n": 5}, timeout=300)
+        assert first.status == CallStatus.DONE, first
+        assert first.result == {"n": True, "v": "7.0.0"}
+        await wait_until(lambda: agent.pools.idle_counts().get("fn:nd@1"), timeout=120)  # type: ignore[union-attr]
+        warm = await call(nc, layout, "node", "nd", {"n": "x"})
+        assert warm.status == CallStatus.DONE and warm.result == {"n": False, "v": "7.0.0"}
+        assert agent.executor.served["warm-function"] >= 1
+        assert agent.executor.deps.builds == 1
+
+
 def _host_ca() -> Path | None:
     ca = Path("/etc/ssl/certs/ca-certificates.crt")
     return ca if ca.exists() else None

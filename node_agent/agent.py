@@ -14,6 +14,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from common.jetstream import connect, ensure_layout
 from common.lifecycle import TaskSet
 from common.logs import fields
+from common.pull import ConsumerGone, PullConsumer
 from node_agent.artifacts import ArtifactCache
 from node_agent.calls import CallRunner
 from node_agent.catalog import Catalog
@@ -202,11 +203,15 @@ class NodeAgent:
         )
 
     async def _serve(self, subject: str, durable: str, key: str) -> None:
-        assert self._js is not None
-        sub = await self._js.pull_subscribe(
-            subject, durable=durable, stream=self.layout.invoke_stream, config=self._consumer_config()
-        )
-        task = asyncio.create_task(self._pull_loop(key, sub), name=f"{self.name}:pull:{key}")
+        assert self._js is not None and self._nc is not None
+        stream = self.layout.invoke_stream
+        config = self._consumer_config()
+        config.durable_name = durable
+        config.filter_subject = subject
+        # CONSUMER.CREATE without an action creates or updates: a changed config applies.
+        await self._js.add_consumer(stream, config)
+        pull = await PullConsumer.bind(self._nc, stream, durable, self.settings.fetch_timeout_s)
+        task = asyncio.create_task(self._pull_loop(key, pull), name=f"{self.name}:pull:{key}")
         task.add_done_callback(self._loop_done)
         self._loops[key] = task
 
@@ -216,23 +221,30 @@ class NodeAgent:
             self.tasks.failure = task.exception()
             self.tasks.failed.set()
 
-    async def _pull_loop(self, runtime: str, sub: JetStreamContext.PullSubscription) -> None:
+    async def _pull_loop(self, runtime: str, pull: PullConsumer) -> None:
         try:
             while True:
-                # A pull request is issued only with a free slot reserved for its message.
+                # A pull request is issued only with a free slot reserved for its message:
+                # one message per request, at most one request open per loop.
                 await self._slots.acquire()
                 try:
-                    msgs = await sub.fetch(1, timeout=self.settings.fetch_timeout_s)
-                except TimeoutError:  # nats-py raises its own subclass, or the builtin
+                    msgs = await pull.fetch(1, timeout=self.settings.fetch_timeout_s)
+                except ConsumerGone as err:
                     self._slots.release()
+                    log.warning("agent.consumer_gone", extra=fields(runtime=runtime, error=str(err)))
+                    await asyncio.sleep(1.0)
                     continue
                 except BaseException:
                     self._slots.release()
                     raise
+                if not msgs:
+                    self._slots.release()
+                    continue
                 for msg in msgs:
                     self._calls.spawn(self._handle(msg), f"call:{msg.metadata.sequence.stream}", critical=False)
         finally:
-            await sub.unsubscribe()
+            # Delivered but not taken (a stop in between): handed back for redelivery at once.
+            await asyncio.shield(pull.close(settle=False))
 
     # --- one call -------------------------------------------------------------------
     async def _handle(self, msg: Msg) -> None:

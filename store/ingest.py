@@ -22,9 +22,9 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy.exc import IntegrityError
 
 from common.logs import fields
+from common.pull import ConsumerGone, PullConsumer
 from schemas import InvalidMessage, Layout
 from store.events import StoreEvent, decode_store_event, event_id
-from store.pull import ConsumerGone, PullConsumer
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""A lean pull consumer: batches from a durable JetStream consumer, [] when idle.
+"""A lean pull consumer: batches from a durable JetStream consumer, [] when idle. The store
+takes batches of events with it; node agents take one invocation per free slot.
 
 nats-py's ``PullSubscription.fetch`` waits for each message of a batch with its own task,
 ``wait_for`` and uuid (~70 µs a message on a 2-core machine: more than the database write).
@@ -27,8 +28,6 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import DEFAULT_PREFIX, Header
 
-from store.errors import StoreError
-
 log = logging.getLogger(__name__)
 
 # A request that neither delivered its batch nor ended with a status this long after it
@@ -39,7 +38,7 @@ _LOST_AFTER_S = 1.0
 _ERROR_PAUSE_S = 0.1
 
 
-class ConsumerGone(StoreError):
+class ConsumerGone(Exception):
     """The durable consumer does not answer (deleted, or the stream is gone): bind again."""
 
 
@@ -104,16 +103,19 @@ class PullConsumer:
             # Deliveries to a closed subscription would wait for ack_wait: take them in.
             await self._wait_closed(asyncio.get_running_loop().time() + self._expires_s + 0.1)
 
-    async def close(self) -> None:
-        """Settle, unsubscribe, and hand back what was delivered but not fetched. A nak'd
-        message goes to the next pull request at once (but counts as pending until one
-        comes): applying it before closing is better, see :meth:`settle`."""
+    async def close(self, settle: bool = True) -> None:
+        """Settle (unless told not to), unsubscribe, and hand back what was delivered but not
+        fetched. A nak'd message goes to the next pull request at once (but counts as pending
+        until one comes): applying it before closing is better, see :meth:`settle`."""
         if self._sub is None:
             return
         try:
-            await self.settle()
+            if settle:
+                await self.settle()
+            else:
+                self.stop_requesting()
         except Exception:
-            log.debug("store.pull.settle_failed", exc_info=True)
+            log.debug("pull.settle_failed", exc_info=True)
         sub, self._sub = self._sub, None
         if sub is None:
             return
@@ -122,7 +124,7 @@ class PullConsumer:
             while self._buffer:
                 await self._buffer.popleft().nak()
         except Exception:
-            log.debug("store.pull.close_failed", exc_info=True)
+            log.debug("pull.close_failed", exc_info=True)
 
     async def _ensure_request(self, batch: int) -> None:
         now = asyncio.get_running_loop().time()

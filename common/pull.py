@@ -62,6 +62,7 @@ class PullConsumer:
         self._stopping = False
         self._error: str | None = None
         self._changed = asyncio.Event()
+        self._bodies: dict[int, bytes] = {}
 
     @classmethod
     async def bind(cls, nc: Client, stream: str, consumer: str, request_expires_s: float = 1.0) -> "PullConsumer":
@@ -136,9 +137,14 @@ class PullConsumer:
         self._open = f"{self._inbox}.{self._requests}"
         self._due = batch
         self._lost_at = now + self._expires_s + _LOST_AFTER_S
-        body = {"batch": batch, "expires": int(self._expires_s * 1e9)}
-        # Only a pull request's own JSON: the JetStream API takes no schemas model.
-        await self._nc.publish(self._next_subject, json.dumps(body).encode(), reply=self._open)
+        await self._nc.publish(self._next_subject, self._request_body(batch), reply=self._open)
+
+    def _request_body(self, batch: int) -> bytes:
+        body = self._bodies.get(batch)
+        if body is None:  # a few batch sizes per consumer, encoded once
+            # Only a pull request's own JSON: the JetStream API takes no schemas model.
+            body = self._bodies[batch] = json.dumps({"batch": batch, "expires": int(self._expires_s * 1e9)}).encode()
+        return body
 
     async def _wait_change(self, deadline: float) -> bool:
         """Wait for a delivery or status; False once ``deadline`` has passed."""

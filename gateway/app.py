@@ -25,7 +25,7 @@ from gateway.routing import NodeRouter
 from gateway.runtimes import Runtimes
 from gateway.settings import GatewaySettings
 from gateway.store_client import StoreClient
-from gateway.web import access_log_middleware, error_middleware
+from gateway.web import error_middleware
 from schemas import Layout
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ _MULTIPART_OVERHEAD = 1 << 20
 
 def build_app(d: Deps) -> web.Application:
     app = web.Application(
-        middlewares=[access_log_middleware, error_middleware],
+        middlewares=[error_middleware],
         client_max_size=d.settings.max_upload_bytes + _MULTIPART_OVERHEAD,
     )
     app[DEPS] = d

@@ -51,27 +51,20 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
 
 
 @web.middleware
-async def access_log_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """One structured line per request (aiohttp's own access log is turned off)."""
-    started = time.perf_counter()
-    response: web.StreamResponse = await handler(request)
-    # Per-request lines are DEBUG: at INFO they cost about a tenth of the gateway's CPU (docs/benchmarks.md).
-    if log.isEnabledFor(logging.DEBUG):
-        log.debug(
-            "http.request",
-            extra=fields(
-                method=request.method,
-                path=request.path,
-                status=response.status,
-                ms=round((time.perf_counter() - started) * 1000, 1),
-            ),
-        )
-    return response
-
-
-@web.middleware
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """The only place where exceptions become HTTP responses."""
+    """The only place where exceptions become HTTP responses; and one structured DEBUG line
+    per request (aiohttp's own access log is off; at INFO these lines cost about a tenth of
+    the gateway's CPU, docs/benchmarks.md)."""
+    if log.isEnabledFor(logging.DEBUG):
+        started = time.perf_counter()
+        response = await _answer(request, handler)
+        ms = round((time.perf_counter() - started) * 1000, 1)
+        log.debug("http.request", extra=fields(method=request.method, path=request.path, status=response.status, ms=ms))
+        return response
+    return await _answer(request, handler)
+
+
+async def _answer(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         response: web.StreamResponse = await handler(request)
         return response

@@ -83,7 +83,8 @@ class LogPublisher:
         self._keep_stderr = keep_stderr
         self._publish_stdout = publish_stdout
         self._fields = event_fields or {}
-        self._decoders = {s: codecs.getincrementaldecoder("utf-8")(errors="replace") for s in _NAMES}
+        # made on a stream's first output (most warm calls print nothing)
+        self._decoders: dict[int, codecs.IncrementalDecoder] = {}
         self._partial = {s: "" for s in _NAMES}
         self._pending: list[LogEntry] = []
         self._pending_size = 0
@@ -125,7 +126,10 @@ class LogPublisher:
             data = data[:room]
         self.logged_bytes += len(data)
         now = datetime.now(UTC)
-        self._split(stream, self._decoders[stream].decode(data), now)
+        decoder = self._decoders.get(stream)
+        if decoder is None:
+            decoder = self._decoders[stream] = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._split(stream, decoder.decode(data), now)
         if cut:
             await self._truncate(now)
         elif self._pending_size >= self._flush_bytes:

@@ -90,7 +90,9 @@ async def handler_call(
         # An application error: the container stays in service.
         assert reply.error is not None
         return Outcome(status=CallStatus.ERROR, error=error_info(reply.error), container=cid)
-    if len(json.dumps(reply.result, ensure_ascii=False).encode()) > function.limits.result_bytes:
+    limit = function.limits.result_bytes
+    # The reply line holds the result: only a line longer than the limit needs measuring.
+    if session.reply_bytes > limit and len(json.dumps(reply.result, ensure_ascii=False).encode()) > limit:
         return too_large(function, cid)
     return Outcome(status=CallStatus.DONE, result=reply.result, container=cid)
 

@@ -92,6 +92,8 @@ class HandlerSession:
         self.streams = Streams(stderr_cap=stderr_cap)
         self._calls = 0
         self._on_log: OnLog | None = None
+        # length of the last reply line: the result is no longer than that
+        self.reply_bytes = 0
 
     async def _read_line(self) -> bytes:
         buf = self.streams.stdout
@@ -143,6 +145,7 @@ class HandlerSession:
                             raise ProtocolError(f"bad log line from the handler shim: {line[:200]!r}") from None
                         await on_log(STDERR if entry.stream == "stderr" else STDOUT, entry.text.encode())
                     continue
+                self.reply_bytes = len(line)
                 try:
                     return HandlerReply.model_validate_json(line)
                 except ValidationError as err:

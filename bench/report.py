@@ -139,7 +139,22 @@ def rows_of(res: dict[str, Any]) -> list[Row]:
                 note=note_of(wf),
             )
         )
+        floor = wf.get("pipeline_floor")
+        if floor:
+            rows.append(
+                Row(
+                    f"floor: bare HTTP -> NATS -> process pipeline, {floor['concurrency']} clients",
+                    {},
+                    unit="calls/s",
+                    value=floor["calls_per_s"],
+                )
+            )
         for level in wf["throughput"]:
+            of_floor = (
+                f"; {level['calls_per_s'] / floor['calls_per_s']:.2f}x the pipeline floor"
+                if floor and level["concurrency"] == floor["concurrency"]
+                else ""
+            )
             rows.append(
                 Row(
                     f"warm-function throughput, {level['concurrency']} clients",
@@ -149,6 +164,7 @@ def rows_of(res: dict[str, Any]) -> list[Row]:
                     target=f">= {THROUGHPUT_PER_S:g} calls/s",
                     ok=at_least(level["calls_per_s"], THROUGHPUT_PER_S),
                     note=f"latency p50 {level['latency'].get('p50', 0):.1f} ms"
+                    + of_floor
                     + (f"; {n}" if (n := note_of(level)) else ""),
                 )
             )

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bench import floors, profile
+from bench import floors, pipeline_floor, profile
 from bench.client import CallResult, LoadResult, closed_loop, invoke, phases_ms
 from bench.containers import ContainerWatch
 from bench.cpu import CpuMeter, wait_quiet
@@ -297,7 +297,12 @@ async def bench_warm_function(s: Sizes, work: Path, watch: ContainerWatch, out_d
         }
         say(f"warm-function throughput: up to {s.tp_calls} calls or {s.tp_seconds:g} s per level")
         out["throughput"] = [await load_level(p, fn, s, c, watch, out_dir) for c in s.levels]
-        return out
+    # The bare HTTP -> NATS -> process -> back pipeline on this machine, right after the levels.
+    top = max(s.levels)
+    floor = await pipeline_floor.throughput(work / "pipeline-floor", top, s.tp_seconds, s.tp_calls)
+    say(f"pipeline floor ({top} clients): {floor:.0f} calls/s")
+    out["pipeline_floor"] = {"concurrency": top, "calls_per_s": floor}
+    return out
 
 
 # --- the table --------------------------------------------------------------------------

@@ -1,8 +1,14 @@
-"""The throughput floor of this machine for the platform's shape: HTTP in, NATS to another
-process, the answer back, nothing else (no JetStream, no container, no store, no records).
+"""Throughput floors of this machine for the platform's shape: HTTP in, NATS to another
+process, the answer back, and nothing else: no container, no store, no records.
 
-    python -m bench.pipeline_floor http <nats_url> <port>   # aiohttp: POST /x -> nats request
-    python -m bench.pipeline_floor echo <nats_url>          # answers every request at once
+* **bare**: the HTTP side makes a core NATS request, a process answers it at once.
+* **durable**: what the platform's delivery guarantees cost at least. The HTTP side
+  publishes to a work-queue stream (file storage) and waits for the PubAck; a worker pulls
+  with a free slot (8, as the agent), answers on the message's reply header, publishes a
+  durable "finished" to a second stream, waits for its PubAck, and acks the message.
+
+    python -m bench.pipeline_floor http <bare|durable> <nats_url> <port>
+    python -m bench.pipeline_floor echo <bare|durable> <nats_url>
 
 Each part is its own process on uvloop, as the services are; the benchmark drives the HTTP
 side with the same client and concurrency as the platform's throughput levels, in the same
@@ -21,20 +27,44 @@ from pathlib import Path
 import nats
 from aiohttp import web
 from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
 
 from bench.client import Caller, closed_loop
 from common.lifecycle import run_loop
 from common.natsserver import NatsServer
+from common.pull import PullConsumer
 
 SUBJECT = "floor.echo"
+WORK, EVENTS, WORKER = "FLOOR_WORK", "FLOOR_EVENTS", "worker"
+SLOTS = 8
 
 
-async def _http(nats_url: str, port: int) -> None:
+async def _http(mode: str, nats_url: str, port: int) -> None:
     nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    inbox = nc.new_inbox()
+    waiting: dict[str, asyncio.Future[bytes]] = {}
+    sequence = 0
+
+    async def on_reply(msg: Msg) -> None:
+        future = waiting.pop(msg.subject.rsplit(".", 1)[-1], None)
+        if future is not None and not future.done():
+            future.set_result(msg.data)
+
+    await nc.subscribe(f"{inbox}.*", cb=on_reply)
 
     async def handle(request: web.Request) -> web.Response:
-        msg = await nc.request(SUBJECT, await request.read(), timeout=10)
-        return web.Response(body=msg.data, content_type="application/json")
+        nonlocal sequence
+        body = await request.read()
+        if mode == "bare":
+            data = (await nc.request(SUBJECT, body, timeout=10)).data
+        else:
+            sequence += 1
+            key = str(sequence)
+            waiting[key] = future = asyncio.get_running_loop().create_future()
+            await js.publish("floor.work", body, headers={"Reply": f"{inbox}.{key}", "Nats-Msg-Id": f"{inbox}{key}"})
+            data = await asyncio.wait_for(future, 10)
+        return web.Response(body=data, content_type="application/json")
 
     app = web.Application()
     app.router.add_post("/v1/functions/{name}/invoke", handle)
@@ -44,14 +74,38 @@ async def _http(nats_url: str, port: int) -> None:
     await asyncio.Event().wait()
 
 
-async def _echo(nats_url: str) -> None:
+async def _echo(mode: str, nats_url: str) -> None:
     nc = await nats.connect(nats_url)
+    if mode == "bare":
 
-    async def answer(msg: Msg) -> None:
-        await msg.respond(b'{"status":"DONE","result":' + msg.data + b"}")
+        async def answer(msg: Msg) -> None:
+            await msg.respond(b'{"status":"DONE","result":' + msg.data + b"}")
 
-    await nc.subscribe(SUBJECT, cb=answer)
-    await asyncio.Event().wait()
+        await nc.subscribe(SUBJECT, cb=answer)
+        await asyncio.Event().wait()
+    js = nc.jetstream()
+    pull = await PullConsumer.bind(nc, WORK, WORKER, 2.0)
+    slots = asyncio.Semaphore(SLOTS)
+    running: set[asyncio.Task[None]] = set()
+
+    async def one(msg: Msg) -> None:
+        try:
+            answer = b'{"status":"DONE","result":' + msg.data + b"}"
+            await nc.publish((msg.headers or {})["Reply"], answer)
+            await js.publish("floor.events", answer)
+            await msg.ack()
+        finally:
+            slots.release()
+
+    while True:
+        await slots.acquire()
+        msgs = await pull.fetch(1, 2.0)
+        if not msgs:
+            slots.release()
+        for msg in msgs:
+            task = asyncio.create_task(one(msg))
+            running.add(task)
+            task.add_done_callback(running.discard)
 
 
 def _free_port() -> int:
@@ -60,13 +114,24 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def _layout(nats_url: str) -> None:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await js.add_stream(StreamConfig(name=WORK, subjects=["floor.work"], retention=RetentionPolicy.WORK_QUEUE))
+    await js.add_stream(StreamConfig(name=EVENTS, subjects=["floor.events"]))
+    await js.add_consumer(WORK, ConsumerConfig(durable_name=WORKER, ack_policy=AckPolicy.EXPLICIT, max_ack_pending=-1))
+    await nc.close()
+
+
 @contextlib.asynccontextmanager
-async def _pipeline(work: Path) -> AsyncIterator[int]:
+async def _pipeline(work: Path, mode: str) -> AsyncIterator[int]:
     port = _free_port()
-    async with NatsServer(work / "nats") as server:
+    async with NatsServer(work / f"nats-{mode}") as server:
+        if mode == "durable":
+            await _layout(server.url)
         procs = [
             await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.pipeline_floor", *args)
-            for args in (("echo", server.url), ("http", server.url, str(port)))
+            for args in (("echo", mode, server.url), ("http", mode, server.url, str(port)))
         ]
         try:
             deadline = time.monotonic() + 20
@@ -87,9 +152,10 @@ async def _pipeline(work: Path) -> AsyncIterator[int]:
                 await p.wait()
 
 
-async def throughput(work: Path, concurrency: int, seconds: float, max_calls: int) -> float:
-    """Calls per second of the bare pipeline with ``concurrency`` closed-loop clients."""
-    async with _pipeline(work) as port:
+async def throughput(work: Path, mode: str, concurrency: int, seconds: float, max_calls: int) -> float:
+    """Calls per second of the pipeline (``bare`` or ``durable``) with ``concurrency``
+    closed-loop clients."""
+    async with _pipeline(work, mode) as port:
         caller = Caller("127.0.0.1", port)
         try:
             await closed_loop(caller, "x", concurrency, max_calls=20 * concurrency, max_s=1.0)  # warm up
@@ -102,5 +168,5 @@ async def throughput(work: Path, concurrency: int, seconds: float, max_calls: in
 
 
 if __name__ == "__main__":
-    mode, url = sys.argv[1], sys.argv[2]
-    run_loop(_http(url, int(sys.argv[3])) if mode == "http" else _echo(url))
+    part, mode, url = sys.argv[1:4]
+    run_loop(_http(mode, url, int(sys.argv[4])) if part == "http" else _echo(mode, url))

@@ -139,20 +139,21 @@ def rows_of(res: dict[str, Any]) -> list[Row]:
                 note=note_of(wf),
             )
         )
-        floor = wf.get("pipeline_floor")
-        if floor:
-            rows.append(
-                Row(
-                    f"floor: bare HTTP -> NATS -> process pipeline, {floor['concurrency']} clients",
-                    {},
-                    unit="calls/s",
-                    value=floor["calls_per_s"],
+        floor = wf.get("pipeline_floor") or {}
+        for mode, what in (("bare", "core NATS request"), ("durable", "stream + pull + ack + durable event")):
+            if floor.get(mode):
+                rows.append(
+                    Row(
+                        f"floor: HTTP -> {what}, {floor['concurrency']} clients",
+                        {},
+                        unit="calls/s",
+                        value=floor[mode],
+                    )
                 )
-            )
         for level in wf["throughput"]:
             of_floor = (
-                f"; {level['calls_per_s'] / floor['calls_per_s']:.2f}x the pipeline floor"
-                if floor and level["concurrency"] == floor["concurrency"]
+                f"; {level['calls_per_s'] / floor['durable']:.2f}x the durable floor"
+                if floor.get("durable") and level["concurrency"] == floor["concurrency"]
                 else ""
             )
             rows.append(

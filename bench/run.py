@@ -297,11 +297,13 @@ async def bench_warm_function(s: Sizes, work: Path, watch: ContainerWatch, out_d
         }
         say(f"warm-function throughput: up to {s.tp_calls} calls or {s.tp_seconds:g} s per level")
         out["throughput"] = [await load_level(p, fn, s, c, watch, out_dir) for c in s.levels]
-    # The bare HTTP -> NATS -> process -> back pipeline on this machine, right after the levels.
+    # HTTP -> NATS -> a process -> back, bare and durable, on this machine right after the levels.
     top = max(s.levels)
-    floor = await pipeline_floor.throughput(work / "pipeline-floor", top, s.tp_seconds, s.tp_calls)
-    say(f"pipeline floor ({top} clients): {floor:.0f} calls/s")
-    out["pipeline_floor"] = {"concurrency": top, "calls_per_s": floor}
+    out["pipeline_floor"] = {"concurrency": top}
+    for mode in ("bare", "durable"):
+        floor = await pipeline_floor.throughput(work / "pipeline-floor", mode, top, s.tp_seconds, s.tp_calls)
+        say(f"pipeline floor, {mode} ({top} clients): {floor:.0f} calls/s")
+        out["pipeline_floor"][mode] = floor
     return out
 
 

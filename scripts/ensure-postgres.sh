@@ -94,8 +94,10 @@ fi
 if ! as_postgres "$BINDIR/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
     say "starting it on 127.0.0.1:$PORT (log: $LOG_FILE)"
     touch "$LOG_FILE" && chown postgres:postgres "$LOG_FILE"
+    # autovacuum off: a test cluster of short-lived databases; a worker busy in one could not be
+    # ended by the tests' DROP DATABASE ... WITH (FORCE) (it takes a superuser).
     as_postgres "$BINDIR/pg_ctl" -D "$DATA" -l "$LOG_FILE" -w -t "$WAIT_SECS" start \
-        -o "-p $PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$SOCKETS -c max_connections=200" >&2
+        -o "-p $PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$SOCKETS -c max_connections=200 -c autovacuum=off" >&2
 fi
 
 psql_admin() { as_postgres psql -h "$SOCKETS" -p "$PORT" -d postgres -v ON_ERROR_STOP=1 -qAt "$@"; }

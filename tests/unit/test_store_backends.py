@@ -19,6 +19,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, insert, inspect, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -60,10 +61,23 @@ async def fresh_database(backend: str, tmp_path: Path) -> AsyncIterator[str]:
         try:
             yield make_url(base).set(database=name).render_as_string(hide_password=False)
         finally:
-            async with admin.connect() as conn:
-                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            await _drop(admin, name)
     finally:
         await admin.dispose()
+
+
+async def _drop(admin: AsyncEngine, name: str) -> None:
+    """Drop a test database. FORCE ends its sessions, but not an autovacuum worker busy in it
+    (only a superuser may): that one is done within moments, so try again a few times."""
+    for attempt in range(50):
+        try:
+            async with admin.connect() as conn:
+                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            return
+        except DBAPIError as err:
+            if "pg_signal_backend" not in str(err) or attempt == 49:
+                raise
+            await asyncio.sleep(0.1)
 
 
 @asynccontextmanager

@@ -68,6 +68,16 @@ class SocketDir:
         os.chmod(path, 0o777)
         return path
 
+    def sweep(self) -> int:
+        """At start, after the containers of an earlier run of this node are removed: their
+        directories (left by a killed agent) go too. A configured root is this node's own."""
+        if self._root is None or not self._root.is_dir():
+            return 0
+        stale = [p for p in self._root.iterdir() if p.is_dir()]
+        for path in stale:
+            shutil.rmtree(path, ignore_errors=True)
+        return len(stale)
+
     def cleanup(self) -> None:
         if self._made is not None:
             shutil.rmtree(self._made, ignore_errors=True)

@@ -1,0 +1,108 @@
+"""node_agent/channel.py: the socket transport of warm handler containers, against a real
+Unix socket served in-process and a fake attach stream (the same ``Attached`` interface)."""
+
+import asyncio
+import stat
+from pathlib import Path
+
+import pytest
+
+from node_agent.channel import STDERR, STDOUT, SocketChannel, SocketDir
+from node_agent.errors import StreamClosed
+
+
+class FakeAttached:
+    """What the container's attach stream would deliver: frames pushed by the test, then EOF."""
+
+    def __init__(self) -> None:
+        self.frames: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
+        self.closed = False
+
+    async def write(self, data: bytes) -> None:
+        raise AssertionError("the socket channel never writes to the attach stream")
+
+    async def read(self) -> tuple[int, bytes] | None:
+        return await self.frames.get()
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def _echo_server(path: Path) -> asyncio.AbstractServer:
+    """A stand-in for the shim: answers every line with ``ok:<line>``."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while line := await reader.readline():
+            writer.write(b"ok:" + line)
+            await writer.drain()
+        writer.close()
+
+    return await asyncio.start_unix_server(serve, path=str(path))
+
+
+def test_socket_dirs_are_private_roots_with_open_container_dirs(tmp_path: Path) -> None:
+    root = tmp_path / "sockets"
+    dirs = SocketDir(root)
+    one, two = dirs.new(), dirs.new()
+    assert one != two and one.parent == root == two.parent
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+    assert stat.S_IMODE(one.stat().st_mode) == 0o777
+    assert SocketDir(root).sweep() == 2 and not one.exists() and not two.exists()
+    dirs.cleanup()  # a configured root is left alone
+    assert root.is_dir()
+
+    made = SocketDir()
+    mine = made.new()
+    assert len(str(mine / "call.sock")) < 108  # a Unix socket path's limit
+    made.cleanup()
+    assert not mine.exists() and not mine.parent.exists()
+
+
+async def test_protocol_bytes_come_from_the_socket_and_stray_output_as_stderr(tmp_path: Path) -> None:
+    directory = SocketDir(tmp_path / "s").new()
+    server = await _echo_server(directory / "call.sock")
+    attached = FakeAttached()
+    channel = SocketChannel(attached, directory)
+    try:
+        await channel.connect(timeout=5)
+        await channel.write(b"hello\n")
+        assert await channel.read() == (STDOUT, b"ok:hello\n")
+        attached.frames.put_nowait((STDOUT, b"printed behind the shim's back\n"))
+        assert await channel.read() == (STDERR, b"printed behind the shim's back\n")
+    finally:
+        await channel.close()
+        server.close()
+        await server.wait_closed()
+    assert attached.closed
+    assert not directory.exists()
+    with pytest.raises(StreamClosed):
+        await channel.write(b"after close\n")
+
+
+async def test_the_end_of_the_socket_is_the_end_of_the_stream(tmp_path: Path) -> None:
+    directory = SocketDir(tmp_path / "s").new()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()  # the shim died
+
+    server = await asyncio.start_unix_server(serve, path=str(directory / "call.sock"))
+    channel = SocketChannel(FakeAttached(), directory)
+    try:
+        await channel.connect(timeout=5)
+        assert await channel.read() is None
+        assert await channel.read() is None  # and stays ended
+    finally:
+        await channel.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_connect_fails_fast_when_the_container_exits_before_listening(tmp_path: Path) -> None:
+    directory = SocketDir(tmp_path / "s").new()
+    attached = FakeAttached()
+    channel = SocketChannel(attached, directory)
+    attached.frames.put_nowait(None)  # the attach stream ends: the process is gone
+    # StreamClosed, not the hour-long timeout (wait_for's TimeoutError would fail the test)
+    with pytest.raises(StreamClosed, match="before its shim listened"):
+        await asyncio.wait_for(channel.connect(timeout=3600), 60)
+    await channel.close()

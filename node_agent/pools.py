@@ -50,20 +50,35 @@ class WarmContainer:
 
 
 class Demand:
+    """Calls per second of one key: the larger of a slow average (``window_s``, the baseline)
+    and a fast one (``FAST_TAU_S``), so that a burst grows the pool within seconds instead of
+    moving a 30-s average by a little. Pools shrink only by idle expiry, so the fast rate
+    falling back does not churn containers."""
+
+    FAST_TAU_S = 2.0
+
     def __init__(self, window_s: float) -> None:
         self.tau = window_s
-        self._rate = 0.0
+        self._fast_tau = min(self.FAST_TAU_S, window_s)
+        self._slow = 0.0
+        self._fast = 0.0
         self._t = time.monotonic()
         self.service_s = 0.05  # mean time a call holds a container (EWMA)
         self.fill_s = 0.5  # mean time to make a container ready (EWMA)
 
     def rate(self, now: float | None = None) -> float:
-        now = time.monotonic() if now is None else now
-        return self._rate * math.exp(-(now - self._t) / self.tau)
+        slow, fast = self._decayed(time.monotonic() if now is None else now)
+        return max(slow, fast)
+
+    def _decayed(self, now: float) -> tuple[float, float]:
+        dt = now - self._t
+        return self._slow * math.exp(-dt / self.tau), self._fast * math.exp(-dt / self._fast_tau)
 
     def hit(self) -> None:
         now = time.monotonic()
-        self._rate = self.rate(now) + 1.0 / self.tau
+        slow, fast = self._decayed(now)
+        self._slow = slow + 1.0 / self.tau
+        self._fast = fast + 1.0 / self._fast_tau
         self._t = now
 
     def observe_service(self, seconds: float) -> None:

@@ -48,12 +48,22 @@ async def settle(pools: Pools) -> None:
         await asyncio.sleep(0)
 
 
-def test_demand_decays_and_accumulates() -> None:
+def test_demand_follows_a_burst_fast_and_keeps_a_slow_baseline() -> None:
     d = Demand(window_s=10)
     for _ in range(10):
         d.hit()
-    assert d.rate() == pytest.approx(1.0, rel=0.05)  # 10 calls in a 10 s window
+    # ten calls at once: 5/s by the fast average (2 s), 1/s by the slow one (10 s)
+    assert d.rate() == pytest.approx(5.0, rel=0.05)
+    # ten seconds later the burst is forgotten; the baseline has decayed by e
     assert d.rate(now=d._t + 10) == pytest.approx(1.0 / 2.718, rel=0.05)
+
+
+def test_a_burst_sizes_the_pool_for_it_within_the_burst() -> None:
+    pools, _, _ = make_pools(max_per_key=8)
+    pools.want("rt:python")
+    for _ in range(20):  # 20 calls in an instant (a 30-s average alone would say 0.7/s: 2)
+        pools._demand["rt:python"].hit()
+    assert pools.target("rt:python") >= 6
 
 
 async def test_no_demand_no_containers_and_minimum_is_kept() -> None:

@@ -52,9 +52,21 @@ class KVMirror:
         if current is None or revision > current[0]:
             self._entries[key] = (revision, value)
 
-    def forget(self, key: str) -> None:
-        """Drop what is held for a key (after a delete this process made): the next read asks KV."""
-        self._entries.pop(key, None)
+    async def refresh(self, key: str) -> None:
+        """Read a key from KV into the mirror (after a delete made here: the delete marker's
+        revision is held, so that a late watch update of an older value cannot bring it back)."""
+        try:
+            entry = await self._kv.get(key)
+        except KeyNotFoundError as err:
+            # nats-py raises it for a deleted key too, with the delete marker as its entry
+            marker = getattr(err, "entry", None)
+            if marker is not None and marker.revision is not None:
+                self.note(key, marker.revision, None)
+            else:
+                self._entries.pop(key, None)
+            return
+        if entry.revision is not None:
+            self.note(key, entry.revision, entry.value or None)
 
     async def get(self, key: str) -> bytes | None:
         """The key's latest value, None when it is unknown or deleted."""

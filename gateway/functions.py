@@ -104,7 +104,7 @@ class Functions:
         await self.get(name)
         with nats_unavailable("deleting the function"):
             await self._kv.delete(name)
-        self.mirror.forget(name)
+        await self.mirror.refresh(name)
 
 
 @functools.lru_cache(maxsize=1024)

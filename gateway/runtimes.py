@@ -51,7 +51,7 @@ class Runtimes:
         await self.get(name)
         with nats_unavailable("deleting the runtime"):
             await self._kv.delete(name)
-        self.mirror.forget(name)
+        await self.mirror.refresh(name)
 
 
 @functools.lru_cache(maxsize=256)

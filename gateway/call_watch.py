@@ -80,10 +80,6 @@ class CallWatch:
         """Start listening; call before publishing the invocation."""
         self._replies.add(self)
 
-    @property
-    def finished(self) -> bool:
-        return self._finished.done() and not self._finished.cancelled() and self._finished.result() is not None
-
     def abandon(self) -> None:
         """Stop waiting now (the gateway is stopping); ``wait`` returns None."""
         if not self._finished.done():

@@ -57,7 +57,6 @@ class _Call:
     attempt: int
     inv: Invocation
     version: int | None  # the invocation's pin until the function is resolved
-    reply_to: str | None = None
     started_at: datetime | None = None
 
     def fields(self, node: str) -> dict[str, Any]:
@@ -106,7 +105,7 @@ class CallRunner:
             )
             await self._finish(msg, event, reply_to)
             return
-        call = _Call(inv.id or f"n{number}", number, meta.num_delivered, inv, inv.version, reply_to)
+        call = _Call(inv.id or f"n{number}", number, meta.num_delivered, inv, inv.version)
         if call.attempt > self._max_attempts:
             message = f"gave up after {self._max_attempts} attempts without completing"
             error = ErrorInfo(type="TooManyAttempts", message=message)

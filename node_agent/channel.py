@@ -30,12 +30,18 @@ MOUNT = "/run/faas"
 SOCKET = f"{MOUNT}/call.sock"
 _CONNECT_EVERY_S = 0.005
 
+# Output waiting to be read is bounded: above HIGH the channel stops reading the socket and
+# the attach stream (the container's writes then block, as with a full pipe), below LOW again
+# it reads on. A container printing while idle, or junk written to the socket, cannot grow
+# the agent's memory.
+_HIGH, _LOW = 1 << 20, 1 << 18
+
 Item = tuple[int, bytes] | None
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self, queue: "asyncio.Queue[Item]") -> None:
-        self._queue = queue
+    def __init__(self, channel: "SocketChannel") -> None:
+        self._channel = channel
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -43,10 +49,12 @@ class _Protocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        self._queue.put_nowait((STDOUT, data))
+        self._channel._put((STDOUT, data))
+        if self._channel.full and self.transport is not None:
+            self.transport.pause_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._queue.put_nowait(None)
+        self._channel._queue.put_nowait(None)
 
 
 class SocketDir:
@@ -90,6 +98,9 @@ class SocketChannel:
         self._attached = attached
         self._dir = directory
         self._queue: asyncio.Queue[Item] = asyncio.Queue()
+        self._queued = 0  # bytes in the queue
+        self._room = asyncio.Event()  # set while the queue is below _HIGH
+        self._room.set()
         self._protocol: _Protocol | None = None
         self._exited = asyncio.Event()
         self._stray = asyncio.create_task(self._read_stray(), name="channel:stray-output")
@@ -103,7 +114,7 @@ class SocketChannel:
                 if self._exited.is_set():
                     raise StreamClosed("the container's process exited before its shim listened")
                 try:
-                    _, protocol = await loop.create_unix_connection(lambda: _Protocol(self._queue), path)
+                    _, protocol = await loop.create_unix_connection(lambda: _Protocol(self), path)
                 except (FileNotFoundError, ConnectionRefusedError):
                     await asyncio.sleep(_CONNECT_EVERY_S)
                     continue
@@ -113,7 +124,8 @@ class SocketChannel:
     async def _read_stray(self) -> None:
         try:
             while (frame := await self._attached.read()) is not None:
-                self._queue.put_nowait((STDERR, frame[1]))
+                self._put((STDERR, frame[1]))
+                await self._room.wait()
         except Exception:  # the stream broke: the socket tells whether the shim lives
             pass
         finally:
@@ -125,10 +137,27 @@ class SocketChannel:
             raise StreamClosed("the handler's socket is closed")
         transport.write(data)
 
+    @property
+    def full(self) -> bool:
+        return not self._room.is_set()
+
+    def _put(self, item: tuple[int, bytes]) -> None:
+        self._queue.put_nowait(item)
+        self._queued += len(item[1])
+        if self._queued > _HIGH:
+            self._room.clear()
+
     async def read(self) -> tuple[int, bytes] | None:
         item = await self._queue.get()
         if item is None:
             self._queue.put_nowait(None)  # every later read sees the end too
+            return None
+        self._queued -= len(item[1])
+        if self.full and self._queued < _LOW:
+            self._room.set()
+            transport = self._protocol.transport if self._protocol else None
+            if transport is not None and not transport.is_closing():
+                transport.resume_reading()
         return item
 
     async def close(self) -> None:

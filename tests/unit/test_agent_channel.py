@@ -106,3 +106,41 @@ async def test_connect_fails_fast_when_the_container_exits_before_listening(tmp_
     with pytest.raises(StreamClosed, match="before its shim listened"):
         await asyncio.wait_for(channel.connect(timeout=3600), 60)
     await channel.close()
+
+
+async def test_output_nobody_reads_is_bounded_and_resumes_when_read(tmp_path: Path) -> None:
+    """An idle container that keeps printing (attach stream) or writing to the socket makes the
+    channel stop reading, not grow: its writes block, as with a full pipe."""
+    directory = SocketDir(tmp_path / "s").new()
+    chunk = b"x" * 65536
+    flood_done = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(160):  # 10 MiB on the socket
+            writer.write(chunk)
+            await writer.drain()
+        flood_done.set()
+        writer.close()
+
+    server = await asyncio.start_unix_server(serve, path=str(directory / "call.sock"))
+    attached = FakeAttached()
+    for _ in range(160):  # 10 MiB of stray output
+        attached.frames.put_nowait((STDOUT, chunk))
+    channel = SocketChannel(attached, directory)
+    try:
+        await channel.connect(timeout=5)
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+        assert channel._queued < 4 << 20  # both sources stopped near the 1 MiB mark
+        assert not flood_done.is_set()
+        got = 0
+        while got < 2 * 160 * len(chunk):  # reading drains both, and they go on to the end
+            item = await asyncio.wait_for(channel.read(), 10)
+            assert item is not None
+            got += len(item[1])
+        assert got == 2 * 160 * len(chunk)
+        await asyncio.wait_for(flood_done.wait(), 10)
+    finally:
+        await channel.close()
+        server.close()
+        await server.wait_closed()

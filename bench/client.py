@@ -26,14 +26,31 @@ class Caller:
 
     async def post_json(self, path: str, body: Any) -> tuple[int, Any]:
         data = json.dumps(body, separators=(",", ":")).encode()
-        head = (
+        request = (
             f"POST {path} HTTP/1.1\r\nHost: {self._host}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(data)}\r\n\r\n"
-        ).encode()
-        reader, writer = self._idle.pop() if self._idle else await asyncio.open_connection(self._host, self._port)
+        ).encode() + data
+        while self._idle:
+            reader, writer = self._idle.pop()
+            try:
+                return await self._exchange(reader, writer, request)
+            except _Stale:
+                # A kept-alive connection the server had closed: no byte of an answer came,
+                # so the request goes out again on another (any other error is the call's).
+                continue
+        return await self._exchange(*await asyncio.open_connection(self._host, self._port), request)
+
+    async def _exchange(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+    ) -> tuple[int, Any]:
         try:
-            writer.write(head + data)
-            status_line = await reader.readuntil(b"\r\n")
+            writer.write(request)
+            try:
+                status_line = await reader.readuntil(b"\r\n")
+            except (asyncio.IncompleteReadError, ConnectionResetError) as err:
+                if isinstance(err, ConnectionResetError) or not err.partial:
+                    raise _Stale() from err
+                raise
             headers = await reader.readuntil(b"\r\n\r\n")
             length, close = _content_length(headers)
             payload = await reader.readexactly(length)
@@ -51,6 +68,10 @@ class Caller:
         idle, self._idle = self._idle, []
         for _, writer in idle:
             writer.close()
+
+
+class _Stale(ConnectionError):
+    """The connection was closed before any answer: the request can go out again."""
 
 
 def _content_length(headers: bytes) -> tuple[int, bool]:

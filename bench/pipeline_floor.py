@@ -26,6 +26,7 @@ from pathlib import Path
 
 import nats
 from aiohttp import web
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
 
@@ -74,15 +75,25 @@ async def _http(mode: str, nats_url: str, port: int) -> None:
     await asyncio.Event().wait()
 
 
+def _answer(data: bytes) -> bytes:
+    return b'{"status":"DONE","result":' + data + b"}"
+
+
 async def _echo(mode: str, nats_url: str) -> None:
     nc = await nats.connect(nats_url)
     if mode == "bare":
 
         async def answer(msg: Msg) -> None:
-            await msg.respond(b'{"status":"DONE","result":' + msg.data + b"}")
+            await msg.respond(_answer(msg.data))
 
         await nc.subscribe(SUBJECT, cb=answer)
         await asyncio.Event().wait()
+    else:
+        await _work(nc)
+
+
+async def _work(nc: Client) -> None:
+    """The durable worker: one pull per free slot, reply, durable event, ack."""
     js = nc.jetstream()
     pull = await PullConsumer.bind(nc, WORK, WORKER, 2.0)
     slots = asyncio.Semaphore(SLOTS)
@@ -90,7 +101,7 @@ async def _echo(mode: str, nats_url: str) -> None:
 
     async def one(msg: Msg) -> None:
         try:
-            answer = b'{"status":"DONE","result":' + msg.data + b"}"
+            answer = _answer(msg.data)
             await nc.publish((msg.headers or {})["Reply"], answer)
             await js.publish("floor.events", answer)
             await msg.ack()

@@ -10,21 +10,20 @@ Every call goes over HTTP (``POST /v1/functions/{name}/invoke``, sync) to 127.0.
 import argparse
 import asyncio
 import json
-import os
 import sys
 import tempfile
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from bench import floors, pipeline_floor, profile
-from bench.client import CallResult, LoadResult, closed_loop, invoke, phases_ms
+from bench.client import CallResult, LoadResult, closed_loop, invoke
 from bench.containers import ContainerWatch
 from bench.cpu import CpuMeter, wait_quiet
 from bench.functions import FUNCTIONS, FunctionDef
 from bench.machine import describe, one_line
+from bench.measure import cpu_groups, failures, first_call, latencies, per_call_ms, phase_medians, sequential
 from bench.platform import BenchPlatform
 from bench.report import rows_of, table
 from bench.stats import summary
@@ -70,59 +69,10 @@ def say(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stdout, flush=True)
 
 
-# --- measurements -----------------------------------------------------------------------
-def latencies(calls: list[CallResult]) -> list[float]:
-    return [c.latency_ms for c in calls if c.ok]
-
-
-def failures(calls: list[CallResult]) -> dict[str, Any]:
-    bad = [c for c in calls if not c.ok]
-    return {
-        "count": len(bad),
-        "statuses": dict(Counter(c.status for c in bad)),
-        "examples": [{"id": c.call_id, "status": c.status, "error": c.error} for c in bad[:5]],
-    }
-
-
-def phase_medians(calls: list[CallResult]) -> dict[str, float]:
-    phases = [p for c in calls if c.ok and (p := phases_ms(c)) is not None]
-    if not phases:
-        return {}
-    return {k: float(summary([p[k] for p in phases])["p50"]) for k in phases[0]}
-
-
-def cpu_groups(p: BenchPlatform) -> dict[str, list[int]]:
-    groups = {
-        child.name: [child.proc.pid] for child in p.platform.children if child.proc and child.proc.returncode is None
-    }
-    if p.platform.nats.pid:
-        groups["nats-server"] = [p.platform.nats.pid]
-    groups["bench (client + log relay)"] = [os.getpid()]
-    return groups
-
-
 def service_env(s: Sizes) -> dict[str, str]:
     if not s.log_level:
         return {}
     return {f"FAAS_{svc}_LOG_LEVEL": s.log_level for svc in ("GATEWAY", "AGENT", "STORE")}
-
-
-def per_call_ms(cpu_s: dict[str, float], calls: int) -> dict[str, float]:
-    return {k: round(v * 1000 / calls, 3) for k, v in cpu_s.items()} if calls else {}
-
-
-async def sequential(p: BenchPlatform, fn: FunctionDef, n: int) -> list[CallResult]:
-    assert p.calls is not None
-    return [await invoke(p.calls, fn.name, {"i": i}) for i in range(n)]
-
-
-async def first_call(p: BenchPlatform, fn: FunctionDef) -> CallResult:
-    """One call to get everything cached (artifact, image, pool demand); must succeed."""
-    assert p.calls is not None
-    first = await invoke(p.calls, fn.name, {"first": True})
-    if not first.ok:
-        raise RuntimeError(f"the first call of {fn.name} under {p.policy} failed: {first}; see {p.log_path}")
-    return first
 
 
 async def bench_floors(s: Sizes, containers: bool) -> dict[str, Any]:

@@ -19,8 +19,8 @@ from bench.containers import ContainerWatch
 from bench.cpu import CpuMeter
 from bench.functions import FUNCTIONS, FunctionDef
 from bench.machine import describe
+from bench.measure import cpu_groups
 from bench.platform import BenchPlatform, host_ca_bundle
-from bench.run import cpu_groups
 from experiments.arrivals import Schedule
 from experiments.results import CallRow, CsvWriter
 from experiments.workload import Workload

@@ -72,7 +72,10 @@ class _Interrupted(Exception):
 
 @dataclass(frozen=True)
 class RunSettings:
+    """How one job's container runs on this node (node-wide: not per job yet)."""
+
     node_id: str
+    # A cancelled (or timed out) job's container gets this long between SIGTERM and SIGKILL.
     cancel_grace_s: float = 10.0
     memory_mb: int = 2048
     cpus: float = 1.0

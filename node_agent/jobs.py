@@ -46,42 +46,22 @@ _ERROR_BACKOFF_S = 1.0
 
 
 @dataclass(frozen=True)
-class JobConfig:
-    """The worker's settings; ``python -m node_agent`` builds it from ``AgentSettings``."""
+class JobConfig(RunSettings):
+    """The worker's settings (``python -m node_agent`` builds them from ``AgentSettings``): how
+    each job runs (:class:`RunSettings`, which a JobConfig is) and how jobs are taken."""
 
-    node_id: str
     # Graceful stop: running jobs get this long to finish, then go back to the queue.
     grace_s: float = 30.0
-    # A cancelled (or timed out) job's container gets this long between SIGTERM and SIGKILL.
-    cancel_grace_s: float = 10.0
     ack_wait_s: float = 30.0
     max_attempts: int = 3
     # Idle intake: one stream-info request per poll (and at once when a job is published).
     poll_s: float = 0.5
-    memory_mb: int = 2048
-    cpus: float = 1.0
-    pids_limit: int = 4096
-    network: bool = True
-    max_log_bytes: int = 8 << 20
-    log_flush_s: float = 0.1
 
     def __post_init__(self) -> None:
         if min(self.grace_s, self.cancel_grace_s) < 0 or self.ack_wait_s < 1 or self.poll_s <= 0:
             raise ValueError(f"invalid job config {self}")
         if self.max_attempts < 1 or self.memory_mb < 16 or self.max_log_bytes < 0:
             raise ValueError(f"invalid job config {self}")
-
-    def run_settings(self) -> RunSettings:
-        return RunSettings(
-            node_id=self.node_id,
-            cancel_grace_s=self.cancel_grace_s,
-            memory_mb=self.memory_mb,
-            cpus=self.cpus,
-            pids_limit=self.pids_limit,
-            network=self.network,
-            max_log_bytes=self.max_log_bytes,
-            log_flush_s=self.log_flush_s,
-        )
 
 
 class JobWorker:
@@ -301,9 +281,7 @@ class JobWorker:
                 ),
             )
 
-        run = JobRun(
-            job, number, attempt, self._engine, self._js, self._layout, self.config.run_settings(), control, started
-        )
+        run = JobRun(job, number, attempt, self._engine, self._js, self._layout, self.config, control, started)
         keepalive = asyncio.create_task(self._keep_alive(msg, job.id), name=f"job:{job.id}:keepalive")
         try:
             return await run.run()

@@ -78,6 +78,12 @@ def note_of(r: dict[str, Any], cold: bool = True) -> str:
     return "; ".join(parts)
 
 
+def p50_row(name: str, part: dict[str, Any], limit_ms: float, note: str) -> Row:
+    """A latency row judged by its p50 against ``limit_ms``."""
+    latency = part["latency"]
+    return Row(name, latency, target=f"p50 <= {limit_ms:g} ms", ok=at_most(latency.get("p50"), limit_ms), note=note)
+
+
 def rows_of(res: dict[str, Any]) -> list[Row]:
     fl = res["floors"]
     container_floor = res["none"]["floor"] if "none" in res else fl["container"]
@@ -109,36 +115,14 @@ def rows_of(res: dict[str, Any]) -> list[Row]:
         for name, part in (("no deps (command)", rt), ("handler", rt.get("handler"))):
             if part is None:
                 continue
-            rows.append(
-                Row(
-                    f"warm-runtime: {name}, HTTP sync",
-                    part["latency"],
-                    target=f"p50 <= {WARM_RUNTIME_P50_MS:g} ms",
-                    ok=at_most(part["latency"].get("p50"), WARM_RUNTIME_P50_MS),
-                    note="; ".join(x for x in ("back to back", note_of(part)) if x),
-                )
-            )
+            note = "; ".join(x for x in ("back to back", note_of(part)) if x)
+            rows.append(p50_row(f"warm-runtime: {name}, HTTP sync", part, WARM_RUNTIME_P50_MS, note))
             rows.append(Row("  of which served warm", part["latency_served_warm"]))
             if (paced := part.get("paced")) is not None:
-                rows.append(
-                    Row(
-                        "  paced: each call once the pool is refilled",
-                        paced["latency"],
-                        target=f"p50 <= {WARM_RUNTIME_P50_MS:g} ms",
-                        ok=at_most(paced["latency"].get("p50"), WARM_RUNTIME_P50_MS),
-                        note=note_of(paced),
-                    )
-                )
+                name = "  paced: each call once the pool is refilled"
+                rows.append(p50_row(name, paced, WARM_RUNTIME_P50_MS, note_of(paced)))
     if (wf := res.get("warm-function")) is not None:
-        rows.append(
-            Row(
-                "warm-function: handler, HTTP sync",
-                wf["latency"],
-                target=f"p50 <= {WARM_FUNCTION_P50_MS:g} ms",
-                ok=at_most(wf["latency"].get("p50"), WARM_FUNCTION_P50_MS),
-                note=note_of(wf),
-            )
-        )
+        rows.append(p50_row("warm-function: handler, HTTP sync", wf, WARM_FUNCTION_P50_MS, note_of(wf)))
         floor = wf.get("pipeline_floor") or {}
         for mode, what in (("bare", "core NATS request"), ("durable", "stream + pull + ack + durable event")):
             if floor.get(mode):

@@ -39,6 +39,15 @@ async def docker(docker_ready: None) -> AsyncIterator[aiodocker.Docker]:
         yield client
 
 
+async def container_gone(docker: aiodocker.Docker, cid: str | None) -> bool:
+    """The container no longer exists (removed, or never made)."""
+    try:
+        await docker.containers.container(cid or "").show()
+    except aiodocker.DockerError:
+        return True
+    return False
+
+
 async def containers_with_label(docker: aiodocker.Docker, label: str) -> list[str]:
     found = await docker.containers.list(all=True, filters={"label": [label]})
     return [c.id for c in found]

@@ -13,7 +13,7 @@ from common.natsserver import NatsServer
 from node_agent.agent import NodeAgent
 from schemas import CallStatus, Layout, Limits, decode_event
 from tests.e2e.agent_harness import Collector, agent_settings, call
-from tests.e2e.conftest import containers_with_label, wait_until
+from tests.e2e.conftest import container_gone, containers_with_label, wait_until
 from tests.functions import ECHO, NODE_HANDLER, PY_HANDLER, handler_runtime, python_runtime, register
 
 pytestmark = pytest.mark.e2e
@@ -101,15 +101,7 @@ async def test_warm_runtime_serves_from_a_started_container(
         assert agent.executor.served["warm-runtime"] == 1
         # the used container is destroyed and the pool refilled
         await wait_until(lambda: agent.pools.idle_counts().get("rt:python"))  # type: ignore[union-attr]
-        await wait_until(lambda: _gone(docker, done.container))
-
-
-async def _gone(docker: aiodocker.Docker, cid: str | None) -> bool:
-    try:
-        await docker.containers.container(cid or "").show()
-    except aiodocker.DockerError:
-        return True
-    return False
+        await wait_until(lambda: container_gone(docker, done.container))
 
 
 async def test_dependencies_are_installed_once_per_version(

@@ -17,7 +17,7 @@ from common.natsserver import NatsServer
 from node_agent.agent import NodeAgent
 from schemas import CallStatus, Finished, Invocation, Layout, Logs, RuntimeSpec
 from tests.e2e.agent_harness import CallWatcher, agent_settings, publish
-from tests.e2e.conftest import wait_until
+from tests.e2e.conftest import container_gone, wait_until
 from tests.functions import CRASH, NODE_HANDLER, PY_HANDLER, PYTHON_IMAGE, handler_runtime, python_runtime, register
 
 pytestmark = pytest.mark.e2e
@@ -72,14 +72,6 @@ async def agent(
         yield a
 
 
-async def _gone(docker: aiodocker.Docker, cid: str | None) -> bool:
-    try:
-        await docker.containers.container(cid or "").show()
-    except aiodocker.DockerError:
-        return True
-    return False
-
-
 async def test_command_calls_end_on_their_marker_within_every_limit(
     agent: NodeAgent, nc: Client, layout: Layout, docker: aiodocker.Docker
 ) -> None:
@@ -103,7 +95,7 @@ async def test_command_calls_end_on_their_marker_within_every_limit(
     lines = [(line.stream, line.text) for chunk in logs for line in chunk.lines]
     assert ("stderr", "to the log ünï") in lines
     assert not any("faas-end" in text for _, text in lines)  # the real marker is stripped
-    await wait_until(lambda: _gone(docker, done.container))  # used once, destroyed
+    await wait_until(lambda: container_gone(docker, done.container))  # used once, destroyed
 
     crashed, _ = await warm_call(agent, key, nc, layout, "python", "crash")
     assert crashed.status == CallStatus.ERROR and crashed.error is not None, crashed
@@ -116,7 +108,7 @@ async def test_command_calls_end_on_their_marker_within_every_limit(
 
     slow, _ = await warm_call(agent, key, nc, layout, "python", "sleepy", timeout_s=2)
     assert slow.status == CallStatus.TIMEOUT, slow
-    await wait_until(lambda: _gone(docker, slow.container))
+    await wait_until(lambda: container_gone(docker, slow.container))
 
     flood, _ = await warm_call(agent, key, nc, layout, "python", "flood")
     assert flood.status == CallStatus.ERROR and flood.error is not None
@@ -151,7 +143,7 @@ async def test_a_handler_is_loaded_by_the_pre_started_shim(
     failed, _ = await warm_call(agent, key, nc, layout, rt.name, "h", {"fail": "x"})
     assert failed.status == CallStatus.ERROR and failed.error is not None
     assert failed.error.type == ("ValueError" if kind == "python" else "RangeError")
-    await wait_until(lambda: _gone(docker, a.container))
+    await wait_until(lambda: container_gone(docker, a.container))
 
 
 @pytest.fixture

@@ -8,7 +8,9 @@ Two kinds, by what the image declares:
   loaded, says ``{"kind":"waiting"}``, and takes a JSON line and a tar of the code, which it
   unpacks in-process. A handler function whose runtime uses that same shim is loaded there,
   so its call costs no interpreter start; anything else (the command protocol, another
-  handler shim) runs through ``sh -c`` :data:`~node_agent.scripts.SHIM_EXEC_SCRIPT`.
+  handler shim) runs through ``sh -c`` :data:`~node_agent.scripts.SHIM_EXEC_SCRIPT`, except
+  that the Python shim runs a plain ``python3 main.py [args]`` command in a fork of its
+  loaded interpreter (faas_bootstrap.py, ``fork_run``).
 * **shell** (any other image): ``sh`` reads a line ``<nonce> <size>`` and a tar
   (:data:`~node_agent.scripts.WARM_RUNTIME_CMD`).
 
@@ -101,6 +103,8 @@ def payload(
                 "handler": function.handler if in_process else None,
                 "max_log_bytes": function.limits.log_bytes,
                 "script": SHIM_EXEC_SCRIPT,
+                # a shim may run this itself rather than through the script (Python: a fork)
+                "run": None if function.handler else runtime.run,
                 "nonce": nonce or new_nonce(),
             }
         ).encode()

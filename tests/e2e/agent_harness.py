@@ -34,12 +34,14 @@ class CallWatcher:
         self.nc, self.layout, self.call_id = nc, layout, call_id
         self.events: list[Any] = []
         self._done = asyncio.Event()
+        self._finished: Finished | None = None
 
     async def __aenter__(self) -> "CallWatcher":
         async def on_msg(msg: Any) -> None:
             event = decode_event(msg.data)
             self.events.append(event)
-            if isinstance(event, Finished):
+            if isinstance(event, Finished) and self._finished is None:
+                self._finished = event
                 self._done.set()
 
         self._sub = await self.nc.subscribe(self.layout.events_of(self.call_id), cb=on_msg)
@@ -50,9 +52,8 @@ class CallWatcher:
 
     async def finished(self, timeout: float = 60) -> Finished:
         await asyncio.wait_for(self._done.wait(), timeout)
-        event = self.events[-1]
-        assert isinstance(event, Finished)
-        return event
+        assert self._finished is not None
+        return self._finished
 
     def kinds(self) -> list[str]:
         return [e.kind for e in self.events]

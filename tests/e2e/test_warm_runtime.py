@@ -57,7 +57,7 @@ async def warm_call(agent: NodeAgent, key: str, *args: Any, **inv: Any) -> tuple
     await wait_until(lambda: agent.pools.idle_counts().get(key))  # type: ignore[union-attr]
     before = agent.executor.served["warm-runtime"]
     done, logs = await run(*args, **inv)
-    assert agent.executor.served["warm-runtime"] == before + 1, "not served by a warm container"
+    assert agent.executor.served["warm-runtime"] == before + 1, f"not served warm: {done} {agent.executor.served}"
     return done, logs
 
 
@@ -178,3 +178,62 @@ async def test_an_image_without_a_shim_gets_shell_containers(
         assert done.status == CallStatus.DONE and done.result.endswith('{"v": 1}'), done
         crashed, _ = await warm_call(agent, "rt:plain", nc, layout, "plain", "crash")
         assert crashed.error is not None and "exit code 3" in crashed.error.message and "boom" in crashed.error.message
+
+
+INSPECT = {
+    "helper.py": "X = 'sibling'\n",
+    "main.py": (
+        "import json, os, sys\n"
+        "import helper\n"
+        "params = json.load(sys.stdin)\n"
+        "print(json.dumps({'argv': sys.argv, 'name': __name__, 'file': __file__, 'cwd': os.getcwd(),\n"
+        "    'path0': sys.path[0], 'forked': 'tarfile' in sys.modules, 'helper': helper.X, 'params': params}))\n"
+    ),
+    "requirements.txt": "",
+}
+UNCAUGHT = {"main.py": "def f():\n    raise ValueError('bad ü')\n\nf()\n", "requirements.txt": ""}
+
+
+async def test_a_plain_python_command_runs_in_a_fork_of_the_pre_started_interpreter(
+    docker_ready: None, nats_server: NatsServer, layout: Layout, tmp_path: Path, nc: Client
+) -> None:
+    """``python3 main.py a 'b c'`` runs as python3 would run it, in a fork of the shim (whose
+    modules, tarfile among them, are loaded already); with shell syntax, sh runs it."""
+    js = nc.jetstream()
+    forked = python_runtime("pyargs", run="python3 main.py a 'b c'")
+    piped = python_runtime("pypipe", run="python3 main.py a 'b c' | cat")
+    for rt in (forked, piped):
+        await register(js, layout, rt, f"inspect-{rt.name}", INSPECT)
+    await register(js, layout, forked, "uncaught", UNCAUGHT)
+    await register(js, layout, forked, "crash", CRASH)
+    settings = agent_settings(
+        nats_server.url, layout, tmp_path / "cache", policy="warm-runtime", runtimes=["pyargs", "pypipe"], pool_min=1
+    )
+    async with NodeAgent(settings) as agent:
+        results = {}
+        for rt in (forked, piped):
+            done, _ = await warm_call(agent, f"rt:{rt.name}", nc, layout, rt.name, f"inspect-{rt.name}", {"v": "ü"})
+            assert done.status == CallStatus.DONE, done
+            results[rt.name] = done.result
+        expected = {
+            "argv": ["main.py", "a", "b c"],
+            "name": "__main__",
+            "file": "/app/main.py",
+            "cwd": "/app",
+            "path0": "/app",
+            "helper": "sibling",
+            "params": {"v": "ü"},
+        }
+        assert results["pyargs"] == {**expected, "forked": True}
+        assert results["pypipe"] == {**expected, "forked": False}
+
+        failed, _ = await warm_call(agent, "rt:pyargs", nc, layout, "pyargs", "uncaught")
+        assert failed.status == CallStatus.ERROR and failed.error is not None, failed
+        assert failed.exit_code == 1
+        assert "ValueError: bad ü" in failed.error.message
+        # the traceback starts at the script, as python3's would: no frame of the shim
+        assert 'File "/app/main.py", line 4, in <module>' in failed.error.message
+        assert "faas_bootstrap" not in failed.error.message and "runpy" not in failed.error.message
+
+        crashed, _ = await warm_call(agent, "rt:pyargs", nc, layout, "pyargs", "crash")
+        assert crashed.exit_code == 3 and crashed.error is not None and "boom" in crashed.error.message

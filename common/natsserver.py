@@ -25,6 +25,16 @@ class NatsServerError(RuntimeError):
     pass
 
 
+def embedded_procs(cores: int | None = None) -> int:
+    """GOMAXPROCS for an embedded nats-server: a quarter of the cores, at least one.
+
+    It shares the host with the gateway, the store, the agent and the functions' containers;
+    with a Go thread per core it spins looking for work between the many small messages of
+    a call, and the durable pipeline floor (bench/pipeline_floor.py) on 2 cores rose from
+    about 1,700 to about 2,000 calls/s with one (docs/benchmarks.md)."""
+    return max(1, (cores or os.cpu_count() or 1) // 4)
+
+
 def find_binary() -> str:
     beside = Path(sys.executable).parent / "nats-server"
     if beside.exists():
@@ -71,7 +81,8 @@ class NatsServer:
             str(self.port if self.port else -1),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
-            env={**os.environ},
+            # the environment's own GOMAXPROCS wins
+            env={"GOMAXPROCS": str(embedded_procs()), **os.environ},
         )
         assert self._proc.stderr is not None
         port: int | None = None

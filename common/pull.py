@@ -62,6 +62,9 @@ class PullConsumer:
         self._stopping = False
         self._error: str | None = None
         self._changed = asyncio.Event()
+        # A delivery wakes a waiting fetch only once the buffer holds this many: lingering
+        # for a full batch costs one wake-up, not one per delivery.
+        self._wake_at = 1
         self._bodies: dict[int, bytes] = {}
 
     @classmethod
@@ -87,8 +90,12 @@ class PullConsumer:
                 break
         if linger > 0 and 0 < len(self._buffer) < batch and not self._stopping:
             until = min(loop.time() + linger, deadline)
-            while len(self._buffer) < batch and await self._wait_change(until) and not self._stopping:
-                pass
+            self._wake_at = batch
+            try:
+                while len(self._buffer) < batch and await self._wait_change(until) and not self._stopping:
+                    pass
+            finally:
+                self._wake_at = 1
         return [self._buffer.popleft() for _ in range(min(batch, len(self._buffer)))]
 
     def stop_requesting(self) -> None:
@@ -175,6 +182,8 @@ class PullConsumer:
             self._due -= 1
             if self._due <= 0:
                 self._open = None
+            elif len(self._buffer) < self._wake_at:
+                return
         elif msg.subject == self._open and status != "100":  # 100: an idle heartbeat
             # 408 expired, 409 (max ack pending, consumer deleted...), 404: the request is
             # over. 503: nobody serves the consumer's API subject.

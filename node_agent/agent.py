@@ -85,7 +85,7 @@ class NodeAgent:
         ca = str(s.ca_bundle) if s.ca_bundle else None
         deps = DependencyImages(self._engine, self._artifacts, s.node_id, ca)
         local_docker = s.docker_url is None or s.docker_url.startswith("unix://")
-        self._sockets = SocketDir(s.socket_dir) if s.handler_sockets and local_docker else None
+        self._sockets = SocketDir(s.socket_dir, name=s.node_id) if s.handler_sockets and local_docker else None
         if self._sockets is not None and (swept := self._sockets.sweep()):
             log.info("agent.socket_dirs_removed", extra=fields(node=s.node_id, count=swept))
         self.executor = Executor(

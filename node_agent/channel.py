@@ -16,14 +16,19 @@ does not know which transport it has.
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import cast
 
+from common.logs import fields
 from node_agent.docker import Attached
 from node_agent.errors import StreamClosed
+
+log = logging.getLogger(__name__)
 
 STDOUT, STDERR = 1, 2
 MOUNT = "/run/faas"
@@ -58,19 +63,39 @@ class _Protocol(asyncio.Protocol):
 
 
 class SocketDir:
-    """Where the per-container socket directories live on the host (created on first use)."""
+    """Where the per-container socket directories live on the host (created on first use).
 
-    def __init__(self, root: Path | None = None) -> None:
+    A configured root is this node's own. Without one, the root is ``<tmp>/faas-sock-<name>``
+    (the node's id): the same on every start, so that what a killed agent left there is swept
+    by the next start. If that path exists and is not this user's private directory (another
+    user made it first, or a symlink), a fresh private temporary root is used instead."""
+
+    def __init__(self, root: Path | None = None, name: str | None = None) -> None:
         self._root = root
+        self._name = name
         self._made: Path | None = None
+
+    def _default(self) -> Path:
+        if self._name is not None:
+            # Short on purpose: a Unix socket path has at most 107 bytes.
+            path = Path(tempfile.gettempdir()) / f"faas-sock-{self._name}"
+            with contextlib.suppress(FileExistsError):
+                path.mkdir(mode=0o700)
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077:
+                return path
+            log.warning("agent.socket_root_not_private", extra=fields(path=str(path)))
+        return Path(tempfile.mkdtemp(prefix="faas-sock-"))
+
+    def _ensure_root(self) -> Path:
+        if self._root is None:
+            self._root = self._made = self._default()
+        self._root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return self._root
 
     def new(self) -> Path:
         """A fresh directory for one container, writable by whatever user its shim runs as."""
-        if self._root is None:
-            # Short on purpose: a Unix socket path has at most 107 bytes.
-            self._root = self._made = Path(tempfile.mkdtemp(prefix="faas-sock-"))
-        self._root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path = Path(tempfile.mkdtemp(dir=self._root))
+        path = Path(tempfile.mkdtemp(dir=self._ensure_root()))
         # Writable for the container's user (maybe not this one); other users of the host
         # cannot reach it through the 0700 parent.
         os.chmod(path, 0o777)
@@ -78,15 +103,17 @@ class SocketDir:
 
     def sweep(self) -> int:
         """At start, after the containers of an earlier run of this node are removed: their
-        directories (left by a killed agent) go too. A configured root is this node's own."""
-        if self._root is None or not self._root.is_dir():
+        directories (left by a killed agent) go too."""
+        if self._root is None and self._name is None:
             return 0
-        stale = [p for p in self._root.iterdir() if p.is_dir()]
+        root = self._ensure_root()
+        stale = [p for p in root.iterdir() if p.is_dir()]
         for path in stale:
             shutil.rmtree(path, ignore_errors=True)
         return len(stale)
 
     def cleanup(self) -> None:
+        """At stop: a root this class chose goes (a configured one stays)."""
         if self._made is not None:
             shutil.rmtree(self._made, ignore_errors=True)
 

@@ -2,7 +2,9 @@
 Unix socket served in-process and a fake attach stream (the same ``Attached`` interface)."""
 
 import asyncio
+import os
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -56,6 +58,41 @@ def test_socket_dirs_are_private_roots_with_open_container_dirs(tmp_path: Path) 
     assert len(str(mine / "call.sock")) < 108  # a Unix socket path's limit
     made.cleanup()
     assert not mine.exists() and not mine.parent.exists()
+
+
+def test_the_default_root_is_the_nodes_own_so_a_killed_agents_dirs_are_swept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    killed = SocketDir(name="n1")
+    left = killed.new()  # ... and the agent is SIGKILLed: no cleanup
+    assert left.parent == tmp_path / "faas-sock-n1"
+    assert stat.S_IMODE(left.parent.stat().st_mode) == 0o700
+    again = SocketDir(name="n1")
+    assert again.sweep() == 1 and not left.exists()
+    again.new()
+    again.cleanup()
+    assert not (tmp_path / "faas-sock-n1").exists()
+
+
+@pytest.mark.parametrize("planted", ["open", "symlink"])
+def test_a_default_root_that_is_not_private_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, planted: str
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    path = tmp_path / "faas-sock-n2"
+    if planted == "open":  # made first by someone, readable by others
+        path.mkdir(mode=0o755)
+        os.chmod(path, 0o755)
+    else:
+        (tmp_path / "elsewhere").mkdir(mode=0o700)
+        path.symlink_to(tmp_path / "elsewhere")
+    dirs = SocketDir(name="n2")
+    mine = dirs.new()
+    assert mine.parent != path and mine.parent.resolve() != (tmp_path / "elsewhere")
+    assert stat.S_IMODE(mine.parent.stat().st_mode) == 0o700
+    dirs.cleanup()
+    assert path.exists() or path.is_symlink()  # someone else's: left alone
 
 
 async def test_protocol_bytes_come_from_the_socket_and_stray_output_as_stderr(tmp_path: Path) -> None:

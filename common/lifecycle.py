@@ -50,11 +50,18 @@ class TaskSet:
         return len(self._tasks)
 
     async def wait_all(self, timeout: float | None = None) -> bool:
-        """Wait for every task to end by itself; True if they all did in time."""
-        if not self._tasks:
-            return True
-        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
-        return not pending
+        """Wait for every task to end by itself, those spawned meanwhile included (a fill
+        that ends spawns the teardown of what it made); True if they all did in time."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while self._tasks:
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return False
+            _, pending = await asyncio.wait(set(self._tasks), timeout=left)
+            if pending:
+                return False
+        return True
 
     async def cancel_all(self) -> None:
         tasks = set(self._tasks)

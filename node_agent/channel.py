@@ -103,9 +103,10 @@ class SocketDir:
 
     def sweep(self) -> int:
         """At start, after the containers of an earlier run of this node are removed: their
-        directories (left by a killed agent) go too."""
-        if self._root is None and self._name is None:
-            return 0
+        directories (left by a killed agent) go too. Creates nothing."""
+        if self._root is None:
+            if self._name is None or not (Path(tempfile.gettempdir()) / f"faas-sock-{self._name}").is_dir():
+                return 0
         root = self._ensure_root()
         stale = [p for p in root.iterdir() if p.is_dir()]
         for path in stale:

@@ -2,9 +2,12 @@
 
 import asyncio
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
+import aiodocker
 import aiohttp
 import pytest
 from nats.aio.client import Client
@@ -29,7 +32,7 @@ async def _warm_on(nc: Client, layout: Layout, node_id: str, key: str) -> bool:
 
 
 async def test_calls_go_to_the_warm_node_and_survive_its_death(
-    docker_ready: None, nats_server: NatsServer, nc: Client, layout: Layout, tmp_path: Path
+    docker_ready: None, docker: aiodocker.Docker, nats_server: NatsServer, nc: Client, layout: Layout, tmp_path: Path
 ) -> None:
     await register(nc.jetstream(), layout, handler_runtime("python"), "f", PY_HANDLER, handler="main:handler")
     warm = agent_settings(
@@ -37,6 +40,10 @@ async def test_calls_go_to_the_warm_node_and_survive_its_death(
     )
     env = {f"FAAS_AGENT_{k.upper()}": str(v) for k, v in warm.model_dump().items() if v is not None}
     env["FAAS_AGENT_RUNTIMES"] = '["python"]'
+    # short (a socket path has at most 107 bytes), and removed below with what the killed
+    # agent leaves (its containers too: only a restart of the same node would remove them)
+    sockets = tempfile.mkdtemp(prefix="faas-t-")
+    env["FAAS_AGENT_SOCKET_DIR"] = sockets
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -77,3 +84,7 @@ async def test_calls_go_to_the_warm_node_and_survive_its_death(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+        left = await docker.containers.list(all=True, filters={"label": ["faas.node=warmnode"]})
+        for container in left:
+            await container.delete(force=True)
+        shutil.rmtree(sockets, ignore_errors=True)

@@ -64,6 +64,8 @@ def test_the_default_root_is_the_nodes_own_so_a_killed_agents_dirs_are_swept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert SocketDir(name="n1").sweep() == 0
+    assert not (tmp_path / "faas-sock-n1").exists()  # an agent that never makes one: nothing
     killed = SocketDir(name="n1")
     left = killed.new()  # ... and the agent is SIGKILLed: no cleanup
     assert left.parent == tmp_path / "faas-sock-n1"

@@ -188,3 +188,31 @@ async def test_busy_containers_count_toward_the_maximum_so_nothing_churns() -> N
     pools.release(b, healthy=True, service_s=0.01)
     await settle(pools)
     assert engine.removed == [] and len(made) == 2 and pools.idle_counts() == {"fn:hot@1": 2}
+
+
+async def test_a_fill_that_ends_while_the_pools_close_is_removed_before_close_returns() -> None:
+    """Closing waits for fills under way; what they make then is destroyed, and close() has
+    waited for that too (the agent closes its Docker client right after)."""
+
+    class SlowEngine(FakeEngine):
+        async def remove(self, cid: str, grace_s: float = 0) -> None:
+            await asyncio.sleep(0.05)  # as Docker takes its time
+            await super().remove(cid, grace_s)
+
+    engine = SlowEngine()
+    started, finish = asyncio.Event(), asyncio.Event()
+
+    async def slow_factory(key: str) -> WarmContainer:
+        started.set()
+        await finish.wait()
+        return WarmContainer(cid="late", key=key, attached=FakeAttached(), reusable=True)
+
+    pools = Pools(engine, slow_factory, PoolConfig(min_per_key={"rt:python": 1}))  # type: ignore[arg-type]
+    pools.want("rt:python")
+    pools._tick()
+    await started.wait()
+    closing = asyncio.create_task(pools.close(timeout=5))
+    await asyncio.sleep(0.01)
+    finish.set()
+    await closing
+    assert engine.removed == ["late"]

@@ -27,6 +27,11 @@ class StoreSettings(BaseSettings):
     ack_wait_s: float = Field(default=30.0, gt=0)
     # How long stop() waits for the batch in hand before cancelling the ingest loop.
     stop_grace_s: float = Field(default=10.0, ge=0)
+    # Scheduling niceness of the store's process (its threads included), set at start: the
+    # store is off the call path, so on a machine it shares with the gateway, agents and
+    # functions it yields the CPU to them and catches up in larger (cheaper) batches. Events
+    # wait in the events stream meanwhile. 0: leave it as started.
+    nice: int = Field(default=10, ge=0, le=19)
     log_level: str = "INFO"
 
     @field_validator("prefix")

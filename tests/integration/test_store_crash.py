@@ -184,3 +184,30 @@ def _check(record: CallRecord) -> None:
 
 async def _true_if(condition: bool) -> bool | None:
     return True if condition else None
+
+
+def _nice_of_threads(pid: int) -> list[int]:
+    """The niceness of each thread of ``pid`` (field 19 of /proc/<pid>/task/<tid>/stat)."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        raw = (task / "stat").read_text()
+        out.append(int(raw[raw.rindex(")") + 2 :].split()[16]))
+    return out
+
+
+async def test_the_store_process_runs_at_the_configured_niceness_with_all_its_threads(
+    nats_server: NatsServer, nc: Client, layout: Layout, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "FAAS_STORE_NATS_URL": nats_server.url,
+        "FAAS_STORE_PREFIX": layout.prefix,
+        "FAAS_STORE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'faas.db'}",
+        "FAAS_STORE_NICE": "7",
+    }
+    async with store_process(env, tmp_path / "store.log") as proc:
+        await publish_any(nc, layout, [e for step in (0, 1, 2) for e in events_of(1, step)])
+        await eventually(lambda: find_call(nc, layout, id="k1"), timeout=30)
+        # the database's worker thread exists now, and has the process's niceness too
+        nice = _nice_of_threads(proc.pid)
+        assert len(nice) > 1 and set(nice) == {7}

@@ -57,6 +57,50 @@ async def test_node_handler_protocol(cold_agent: NodeAgent, nc: Client, layout: 
     assert failed.error is not None and failed.error.type == "RangeError" and "nope 1" in failed.error.message
 
 
+RAW_OUTPUT = {
+    "python": (
+        {
+            "main.py": (
+                "import os, subprocess\n"
+                "def handler(params):\n"
+                "    os.write(1, b'raw write to fd 1\\n')\n"
+                "    subprocess.run(['sh', '-c', 'echo from a child process'], check=True)\n"
+                "    return 'ok'\n"
+            )
+        },
+        "main:handler",
+    ),
+    "node": (
+        {
+            "index.js": (
+                "const fs = require('fs'), cp = require('child_process');\n"
+                "exports.handler = async () => {\n"
+                "  fs.writeSync(1, 'raw write to fd 1\\n');\n"
+                "  cp.spawnSync('sh', ['-c', 'echo from a child process'], { stdio: 'inherit' });\n"
+                "  return 'ok';\n"
+                "};\n"
+            ),
+            "package.json": '{"name": "fn", "version": "1.0.0"}',
+        },
+        "index",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", ["python", "node"])
+async def test_what_a_handler_writes_to_fd_1_itself_or_through_a_child_is_logged_not_taken_for_the_protocol(
+    cold_agent: NodeAgent, nc: Client, layout: Layout, kind: str
+) -> None:
+    """Attached stdio (a cold handler call): fd 1 is not the protocol channel."""
+    files, handler = RAW_OUTPUT[kind]
+    await register(nc.jetstream(), layout, handler_runtime(kind), "raw", files, handler=handler)
+    async with Collector(nc, layout.events_all) as events:
+        done = await call(nc, layout, kind, "raw", {})
+        assert done.status == CallStatus.DONE and done.result == "ok", done
+        for text in (b"raw write to fd 1", b"from a child process"):
+            await wait_until(lambda text=text: any(text in m for m in events.messages))  # type: ignore[misc]
+
+
 async def test_warm_function_reuses_one_container_until_it_crashes(
     docker_ready: None, nats_server: NatsServer, layout: Layout, tmp_path: Path, nc: Client
 ) -> None:

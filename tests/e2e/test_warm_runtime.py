@@ -237,3 +237,27 @@ async def test_a_plain_python_command_runs_in_a_fork_of_the_pre_started_interpre
 
         crashed, _ = await warm_call(agent, "rt:pyargs", nc, layout, "pyargs", "crash")
         assert crashed.exit_code == 3 and crashed.error is not None and "boom" in crashed.error.message
+
+
+NODE_COMMAND = {
+    "index.js": (
+        "let s = '';\n"
+        "process.stdin.on('data', (d) => (s += d));\n"
+        "process.stdin.on('end', () => {\n"
+        "  console.error('to the log', JSON.parse(s).v);\n"
+        "  console.log(JSON.stringify({ echo: JSON.parse(s) }));\n"
+        "});\n"
+    ),
+    "package.json": '{"name": "fn", "version": "1.0.0"}',
+}
+
+
+async def test_a_node_command_runs_from_the_node_shim_with_its_stdout_as_the_result(
+    agent: NodeAgent, nc: Client, layout: Layout
+) -> None:
+    """The Node shim keeps the original stdout for itself (fd 1 goes to stderr); the command
+    it starts gets that original stdout, so what it prints is still the result."""
+    await register(nc.jetstream(), layout, handler_runtime("node"), "ncmd", NODE_COMMAND)
+    done, logs = await warm_call(agent, "rt:node", nc, layout, "node", "ncmd", {"v": "ü"})
+    assert done.status == CallStatus.DONE and done.result == {"echo": {"v": "ü"}}, done
+    assert ("stderr", "to the log ü") in [(line.stream, line.text) for chunk in logs for line in chunk.lines]

@@ -4,21 +4,59 @@
 // for the protocol. Whatever the function writes to stdout/stderr or through console is
 // captured as the call's logs; the protocol keeps the original stdout writer to itself.
 //
+// Output written to fd 1 behind the shim's back (fs.writeSync(1), child processes with
+// inherited stdio) is logged too: fd 1 goes to stderr (see privateStdout).
+//
 // Warm mode (FAAS_WARM=1, warm-runtime pools): as the Python shim, it starts before any
 // function is known, says {"kind":"waiting"}, reads one payload (a JSON line {"size", "path",
 // "handler", "max_log_bytes", "script", "nonce"} and a tar of "size" bytes, unpacked at / by
 // tar) and then loads the handler in-process, or, for the command protocol, runs
 // `sh -c <script>` with the nonce on its fd 3 and exits with its status (Node cannot exec).
 "use strict";
+const fs = require("fs");
 const path = require("path");
 const readline = require("readline");
 const childProcess = require("child_process");
 
 let MAX_LOG = parseInt(process.env.FAAS_MAX_LOG_BYTES || String(1 << 20), 10);
 const TRUNCATED = "\n[faas: log truncated]\n";
+
+// On attached stdio the protocol gets a descriptor of its own on the original stdout, and fd
+// 1 is pointed at stderr, so that what the function or its child processes write to fd 1
+// becomes log output and can never corrupt the protocol (the Python shim does this with
+// dup2). Node has no dup2: opening /proc/self/fd/N opens the same pipe anew, and after
+// close(1) the next open() gets the lowest free descriptor, 1. Returns null (fd 1 left as it
+// is) where that cannot work: stdout is a socket or a terminal. Runs before anything touches
+// process.stdout.
+function privateStdout() {
+  let proto;
+  try {
+    if (!fs.fstatSync(1).isFIFO()) return null;
+    proto = fs.openSync("/proc/self/fd/1", fs.constants.O_WRONLY);
+  } catch (e) {
+    return null;
+  }
+  fs.closeSync(1);
+  let moved;
+  try {
+    moved = fs.openSync("/proc/self/fd/2", fs.constants.O_WRONLY);
+  } catch (e) {
+    moved = fs.openSync(`/proc/self/fd/${proto}`, fs.constants.O_WRONLY); // fd 1 back on stdout
+  }
+  if (moved !== 1) throw new Error(`fd 1 could not be re-pointed (open gave ${moved})`);
+  return proto;
+}
+const PROTO_FD = process.env.FAAS_SOCKET ? null : privateStdout();
+
+function writeAll(fd, text) {
+  const buf = Buffer.from(text, "utf8");
+  for (let off = 0; off < buf.length; ) off += fs.writeSync(fd, buf, off);
+  return true;
+}
+
 // The protocol channel: the original stdout and stdin, or with FAAS_SOCKET=<path> the one
 // connection accepted on a Unix socket listening there (the agent connects from the host).
-let protoWrite = process.stdout.write.bind(process.stdout);
+let protoWrite = PROTO_FD === null ? process.stdout.write.bind(process.stdout) : (text) => writeAll(PROTO_FD, text);
 let protoInput = process.stdin;
 let protoEnd = (done) => done();
 const send = (obj) => protoWrite(JSON.stringify(obj) + "\n");
@@ -126,8 +164,9 @@ function warm() {
       start();
       return;
     }
+    // the command's stdout is the result: the original stdout, not the re-pointed fd 1
     const child = childProcess.spawn("/bin/sh", ["-c", load.script], {
-      stdio: ["ignore", "inherit", "inherit", "pipe"],
+      stdio: ["ignore", PROTO_FD === null ? "inherit" : PROTO_FD, "inherit", "pipe"],
     });
     child.stdio[3].end(load.nonce + "\n");
     child.on("exit", (code, signal) => {

@@ -10,7 +10,7 @@ Two kinds, by what the image declares:
   so its call costs no interpreter start; anything else (the command protocol, another
   handler shim) runs through ``sh -c`` :data:`~node_agent.scripts.SHIM_EXEC_SCRIPT`, except
   that the Python shim runs a plain ``python3 main.py [args]`` command in a fork of its
-  loaded interpreter (faas_bootstrap.py, ``fork_run``).
+  loaded interpreter (runtimes/python/bootstrap/faas_fork.py).
 * **shell** (any other image): ``sh`` reads a line ``<nonce> <size>`` and a tar
   (:data:`~node_agent.scripts.WARM_RUNTIME_CMD`).
 

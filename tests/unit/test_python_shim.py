@@ -9,12 +9,12 @@ from types import ModuleType
 
 import pytest
 
-SHIM = Path(__file__).parents[2] / "runtimes" / "python" / "bootstrap" / "faas_bootstrap.py"
+SHIM = Path(__file__).parents[2] / "runtimes" / "python" / "bootstrap" / "faas_fork.py"
 
 
 @pytest.fixture(scope="module")
 def shim() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("faas_bootstrap", SHIM)
+    spec = importlib.util.spec_from_file_location("faas_fork", SHIM)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -17,11 +17,8 @@ unpacks in-process. With a ``handler`` it loads it and goes on as above (the int
 already started, so a call costs no interpreter start); otherwise it becomes ``sh -c
 <script>`` (the command protocol), with the payload's ``nonce`` (of the call's end marker)
 on fd 3 for the script to read, so that it is in no file, argument or environment.
-A command that is plainly this interpreter running a script (the payload's ``run`` is
-``python3 main.py [args]``: no shell syntax, no interpreter options, the same binary) runs
-in a fork of this already started interpreter instead (:func:`run_script`), as ``python3``
-would run it (``__main__``, argv, sys.path[0], stdin, exit status, uncaught exceptions), and
-the shim writes the end marker itself: no interpreter start and no ``import json`` per call.
+A command that is plainly this interpreter running a script (``python3 main.py [args]``)
+runs in a fork of this already started interpreter instead (faas_fork.py).
 
 The protocol channel is a private copy of the original stdout and stdin, or, with
 FAAS_SOCKET=<path>, the one connection accepted on a Unix socket listening there (the agent
@@ -243,136 +240,12 @@ def main(stdin_bytes: "io.BufferedIOBase | None" = None) -> None:
             proto.flush()
 
 
-# Characters that make a command more than "an interpreter and its words" for sh -c.
-_SHELL_SYNTAX = frozenset("|&;<>()$`\\*?[]{}#~\n\t")
-
-
-def python_command(run: str) -> "list[str] | None":
-    """``run`` as an argv if it is this interpreter running a script with plain arguments
-    (``python3 main.py a b``), else None (sh runs it)."""
-    import shlex
-    import shutil
-
-    if _SHELL_SYNTAX.intersection(run):
-        return None
-    try:
-        argv = shlex.split(run)
-    except ValueError:
-        return None
-    if len(argv) < 2 or argv[1].startswith("-"):
-        return None
-    exe = shutil.which(argv[0])
-    if exe is None or os.path.realpath(exe) != os.path.realpath(sys.executable):
-        return None
-    return argv
-
-
-def run_script(argv: "list[str]", path: str) -> None:
-    """In a forked child: run ``argv[1]`` as ``python3`` would (never returns)."""
-    import builtins
-    import importlib.machinery
-    import types
-
-    try:
-        os.chdir(path)
-    except OSError as exc:
-        print(f"sh: cd: {path}: {exc.strerror}", file=sys.stderr)
-        os._exit(125)
-    fd = os.open("/faas/params.json", os.O_RDONLY)
-    os.dup2(fd, 0)
-    os.close(fd)
-    sys.stdin = sys.__stdin__ = open(0, encoding=sys.stdin.encoding, errors=sys.stdin.errors, closefd=False)
-    script = os.path.abspath(argv[1])
-    if not os.path.isfile(script):
-        print(f"{argv[0]}: can't open file {script!r}: [Errno 2] No such file or directory", file=sys.stderr)
-        os._exit(2)
-    sys.argv = argv[1:]
-    sys.path[0] = os.path.dirname(os.path.realpath(script))
-    main = types.ModuleType("__main__")
-    main.__dict__.update(__file__=script, __cached__=None, __builtins__=builtins)
-    main.__loader__ = importlib.machinery.SourceFileLoader("__main__", script)
-    sys.modules["__main__"] = main
-    status = 0
-    try:
-        with io.open_code(script) as f:
-            code = compile(f.read(), script, "exec")
-        exec(code, main.__dict__)
-    except SystemExit as exc:
-        status = _exit_status(exc.code)
-    except BaseException as exc:  # what the interpreter prints, from the script's frame on
-        tb = exc.__traceback__
-        while tb is not None and tb.tb_frame.f_code.co_filename != script:
-            tb = tb.tb_next
-        sys.excepthook(type(exc), exc.with_traceback(tb), tb)
-        status = 1
-    _exit(status)
-
-
-def _exit_status(code: object) -> int:
-    """What the interpreter exits with for ``SystemExit(code)``."""
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code & 0xFF
-    print(code, file=sys.stderr)
-    return 1
-
-
-def _exit(status: int) -> None:
-    """The interpreter's exit as a script sees it (its non-daemon threads joined, atexit
-    handlers run, stdout and stderr flushed), without tearing down every object: in a fork,
-    that teardown copies the whole inherited heap and costs more than the call (15 ms)."""
-    import atexit
-    import threading
-
-    try:
-        threading._shutdown()  # type: ignore[attr-defined]
-    except Exception:  # as the interpreter does: exit anyway
-        pass
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            status = 120  # the interpreter's status when flushing the standard streams fails
-    os._exit(status)
-
-
-def _oom_kills() -> int:
-    for f in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
-        try:
-            with open(f) as fh:
-                for line in fh:
-                    k, _, v = line.partition(" ")
-                    if k == "oom_kill":
-                        return int(v)
-        except OSError:
-            continue
-    return 0
-
-
-def fork_run(argv: "list[str]", path: str, nonce: str) -> None:
-    """Run the script in a child of this interpreter, then write the end marker (see
-    node_agent/endmarker.py) with its exit status, as the shell script would."""
-    pid = os.fork()
-    if pid == 0:
-        run_script(argv, path)
-    _, status = os.waitpid(pid, 0)
-    rc = os.waitstatus_to_exitcode(status)
-    if rc < 0:  # killed by a signal: what sh reports
-        rc = 128 - rc
-    oom = _oom_kills() if rc else 0
-    os.write(2, f"\036faas-end:{nonce}\n".encode())
-    os.write(1, f"\036faas-end:{nonce}:{rc}:{oom}\n".encode())
-
-
 def warm() -> None:
     """Wait for one function (see the module's docstring), then serve it."""
     global MAX_LOG_CHARS
-    import importlib.machinery  # noqa: F401  (loaded before the call: run_script needs them)
-    import shlex  # noqa: F401
-    import shutil  # noqa: F401
     import tarfile
+
+    import faas_fork  # beside this file; loaded before the call, with what it needs
 
     del os.environ["FAAS_WARM"]
     stdin = sys.stdin.buffer
@@ -389,9 +262,9 @@ def warm() -> None:
         os.environ.update(FAAS_HANDLER=load["handler"], FAAS_PATH=load["path"], FAAS_MAX_LOG_BYTES=str(MAX_LOG_CHARS))
         main(stdin)
         return
-    argv = python_command(load["run"]) if load.get("run") else None
+    argv = faas_fork.python_command(load["run"]) if load.get("run") else None
     if argv is not None:
-        fork_run(argv, load["path"], load["nonce"])
+        faas_fork.fork_run(argv, load["path"], load["nonce"])
         return
     r, w = os.pipe()
     os.write(w, load["nonce"].encode() + b"\n")

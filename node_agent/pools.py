@@ -260,8 +260,8 @@ class Pools:
         finally:
             self._filling[key] -= 1
         self._demand[key].observe_fill(time.monotonic() - t0)
-        if self._closed:  # within this task, which close() waits for
-            await self._teardown(wc)
+        if self._closed:  # close() waits for this teardown too (TaskSet.wait_all)
+            self._destroy(wc, "closed")
             return
         self._idle[key].append(wc)
 

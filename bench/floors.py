@@ -33,20 +33,25 @@ async def container_floor(image: str, n: int, network_disabled: bool = False) ->
     return out
 
 
+async def _with_stdin(docker: aiodocker.Docker, image: str, cmd: list[str], once: bool = False) -> Any:
+    """A created container (no network) whose stdin and stdout will be attached."""
+    config: dict[str, Any] = {
+        "Image": image,
+        "Cmd": cmd,
+        "OpenStdin": True,
+        "StdinOnce": once,
+        "AttachStdin": True,
+        "AttachStdout": True,
+        "HostConfig": {"NetworkMode": "none"},
+    }
+    return await docker.containers.create(config)
+
+
 async def json_line_floor(image: str, n: int) -> list[float]:
     """One JSON line round trip to a process already running in a container (attached stdio)."""
     echo = "import sys\nfor line in sys.stdin:\n    sys.stdout.write(line)\n    sys.stdout.flush()\n"
     async with aiodocker.Docker() as docker:
-        c = await docker.containers.create(
-            {
-                "Image": image,
-                "Cmd": ["python3", "-u", "-c", echo],
-                "OpenStdin": True,
-                "AttachStdin": True,
-                "AttachStdout": True,
-                "HostConfig": {"NetworkMode": "none"},
-            }
-        )
+        c = await _with_stdin(docker, image, ["python3", "-u", "-c", echo])
         try:
             stream = c.attach(stdin=True, stdout=True, stderr=True)
             async with stream:
@@ -75,17 +80,7 @@ async def one_shot_floor(image: str, n: int) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"output": [], "eof": [], "wait": []}
     async with aiodocker.Docker() as docker:
         for _ in range(n):
-            c = await docker.containers.create(
-                {
-                    "Image": image,
-                    "Cmd": cmd,
-                    "OpenStdin": True,
-                    "StdinOnce": True,
-                    "AttachStdin": True,
-                    "AttachStdout": True,
-                    "HostConfig": {"NetworkMode": "none"},
-                }
-            )
+            c = await _with_stdin(docker, image, cmd, once=True)
             try:
                 stream = c.attach(stdin=True, stdout=True, stderr=True)
                 async with stream:

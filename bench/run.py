@@ -69,6 +69,13 @@ def say(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stdout, flush=True)
 
 
+def platform(s: Sizes, work: Path, policy: str) -> BenchPlatform:
+    """A fresh platform for one policy, its service logs in ``<work>/<policy>.log``."""
+    return BenchPlatform(
+        work / policy, policy, slots=s.slots, log_path=work / f"{policy}.log", agent_env=service_env(s)
+    )
+
+
 def service_env(s: Sizes) -> dict[str, str]:
     if not s.log_level:
         return {}
@@ -90,9 +97,7 @@ async def bench_floors(s: Sizes, containers: bool) -> dict[str, Any]:
 
 async def bench_cold(s: Sizes, work: Path, watch: ContainerWatch, out_dir: Path) -> dict[str, Any]:
     fn = FUNCTIONS["py-cmd"]
-    async with BenchPlatform(
-        work / "none", "none", slots=s.slots, log_path=work / "none.log", agent_env=service_env(s)
-    ) as p:
+    async with platform(s, work, "none") as p:
         await p.register(fn)
         await first_call(p, fn)
         say(f"none: {s.cold_calls} sequential calls of {fn.name} (command protocol), each after a floor container")
@@ -151,9 +156,7 @@ async def bench_warm_runtime(s: Sizes, work: Path, watch: ContainerWatch, out_di
     """The command protocol (``py-cmd``) and the handler protocol (``py``, loaded by the
     runtime's shim, pre-started) on one runtime's pool: back to back, then paced."""
     cmd, handler = FUNCTIONS["py-cmd"], FUNCTIONS["py"]
-    async with BenchPlatform(
-        work / "wr", "warm-runtime", slots=s.slots, log_path=work / "warm-runtime.log", agent_env=service_env(s)
-    ) as p:
+    async with platform(s, work, "warm-runtime") as p:
         await p.register(cmd)
         await p.register(handler)
         await first_call(p, cmd)  # no pool yet: cold; makes the runtime's pool wanted
@@ -220,9 +223,7 @@ async def load_level(
 
 async def bench_warm_function(s: Sizes, work: Path, watch: ContainerWatch, out_dir: Path) -> dict[str, Any]:
     fn = FUNCTIONS["py"]
-    async with BenchPlatform(
-        work / "wf", "warm-function", slots=s.slots, log_path=work / "warm-function.log", agent_env=service_env(s)
-    ) as p:
+    async with platform(s, work, "warm-function") as p:
         await p.register(fn)
         await first_call(p, fn)
         warm = await p.wait_warm(fn, 1, timeout=60)

@@ -254,6 +254,19 @@ def _db_backends(backend: str, url: str) -> PostgresBackends | None:
     return PostgresBackends(make_url(url).database or "") if backend == "postgresql" else None
 
 
+def _store_for(
+    server: NatsServer, layout: Layout, backend: str, url: str, batch_size: int, linger: float
+) -> tuple[StoreSettings, PostgresBackends | None]:
+    """The store's settings for a run, and the database server's CPU meter, started."""
+    settings = StoreSettings(
+        nats_url=server.url, prefix=layout.prefix, database_url=url, batch_size=batch_size, linger_s=linger
+    )
+    pg = _db_backends(backend, url)
+    if pg is not None:
+        pg.start()
+    return settings, pg
+
+
 async def run_burst(server: NatsServer, backend: str, url: str, calls: int, batch_size: int, linger: float) -> Result:
     layout = Layout(prefix="bench" + secrets.token_hex(3))
     nc = await connect(server.url, "bench")
@@ -262,12 +275,7 @@ async def run_burst(server: NatsServer, backend: str, url: str, calls: int, batc
         events = await publish(nc, layout, calls)
     finally:
         await nc.drain()
-    settings = StoreSettings(
-        nats_url=server.url, prefix=layout.prefix, database_url=url, batch_size=batch_size, linger_s=linger
-    )
-    pg = _db_backends(backend, url)
-    if pg is not None:
-        pg.start()
+    settings, pg = _store_for(server, layout, backend, url, batch_size, linger)
     cpu0, started = process_cpu_s(), time.monotonic()
     async with Store(settings) as store:
         await _wait_acked(store, events, backend)
@@ -291,12 +299,7 @@ async def run_trickle(
     finally:
         await nc.drain()
     events = calls * len(trickle_events(1, per_call))
-    settings = StoreSettings(
-        nats_url=server.url, prefix=layout.prefix, database_url=url, batch_size=batch_size, linger_s=linger
-    )
-    pg = _db_backends(backend, url)
-    if pg is not None:
-        pg.start()
+    settings, pg = _store_for(server, layout, backend, url, batch_size, linger)
     cpu0, started = process_cpu_s(), time.monotonic()
     async with Store(settings) as store:
         # Another process publishes, so that this one's CPU is the store's alone.

@@ -28,7 +28,7 @@ class FakeEngine:
         raise AssertionError(f"unexpected engine call {name}")
 
 
-def make_pools(**cfg: Any) -> tuple[Pools, FakeEngine, list[str]]:
+def make_pools(reusable: bool = True, **cfg: Any) -> tuple[Pools, FakeEngine, list[str]]:
     engine = FakeEngine()
     made: list[str] = []
     ids = itertools.count()
@@ -36,7 +36,7 @@ def make_pools(**cfg: Any) -> tuple[Pools, FakeEngine, list[str]]:
     async def factory(key: str) -> WarmContainer:
         cid = f"{key}#{next(ids)}"
         made.append(cid)
-        return WarmContainer(cid=cid, key=key, attached=FakeAttached(), reusable=True)
+        return WarmContainer(cid=cid, key=key, attached=FakeAttached(), reusable=reusable)
 
     pools = Pools(engine, factory, PoolConfig(**cfg))  # type: ignore[arg-type]
     return pools, engine, made
@@ -112,16 +112,7 @@ async def test_unhealthy_and_single_use_containers_are_destroyed() -> None:
 
 def single_use_pools(n: int, **cfg: Any) -> tuple[Pools, FakeEngine, list[str]]:
     """Pools whose factory makes single-use containers (warm-runtime), ``n`` of them wanted."""
-    engine = FakeEngine()
-    made: list[str] = []
-    ids = itertools.count()
-
-    async def factory(key: str) -> WarmContainer:
-        cid = f"{key}#{next(ids)}"
-        made.append(cid)
-        return WarmContainer(cid=cid, key=key, attached=FakeAttached(), reusable=False)
-
-    pools = Pools(engine, factory, PoolConfig(min_per_key={"rt:py": n}, **cfg))  # type: ignore[arg-type]
+    pools, engine, made = make_pools(reusable=False, min_per_key={"rt:py": n}, **cfg)
     pools.want("rt:py")
     return pools, engine, made
 

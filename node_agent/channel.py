@@ -75,10 +75,13 @@ class SocketDir:
         self._name = name
         self._made: Path | None = None
 
+    def _named(self) -> Path | None:
+        """The node's own default root (short on purpose: a Unix socket path has at most
+        107 bytes)."""
+        return Path(tempfile.gettempdir()) / f"faas-sock-{self._name}" if self._name is not None else None
+
     def _default(self) -> Path:
-        if self._name is not None:
-            # Short on purpose: a Unix socket path has at most 107 bytes.
-            path = Path(tempfile.gettempdir()) / f"faas-sock-{self._name}"
+        if (path := self._named()) is not None:
             with contextlib.suppress(FileExistsError):
                 path.mkdir(mode=0o700)
             st = os.lstat(path)
@@ -104,9 +107,8 @@ class SocketDir:
     def sweep(self) -> int:
         """At start, after the containers of an earlier run of this node are removed: their
         directories (left by a killed agent) go too. Creates nothing."""
-        if self._root is None:
-            if self._name is None or not (Path(tempfile.gettempdir()) / f"faas-sock-{self._name}").is_dir():
-                return 0
+        if self._root is None and not ((named := self._named()) is not None and named.is_dir()):
+            return 0
         root = self._ensure_root()
         stale = [p for p in root.iterdir() if p.is_dir()]
         for path in stale:

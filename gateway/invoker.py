@@ -20,6 +20,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
+from common.jspub import JsPublisher
 from common.logs import fields
 from gateway.call_watch import CallWatch, Replies
 from gateway.errors import check_name, invalid, not_found, too_large
@@ -83,6 +84,7 @@ class Invoker:
         announce_after_s: float = 0.5,
     ) -> None:
         self._nc = nc
+        self._publisher = JsPublisher(nc)  # the invocations' PubAcks, lean (common/jspub.py)
         self._replies = replies
         self._announce_after_s = announce_after_s
         self._js = js
@@ -195,7 +197,7 @@ class Invoker:
     async def _publish_invocation(self, inv: Invocation, subject: str, reply_to: str | None) -> int:
         assert inv.id is not None
         extra = {REPLY_TO: reply_to} if reply_to else None
-        return await enqueue(self._js, self._layout, subject, encode(inv), inv.id, "call", extra)
+        return await enqueue(self._publisher, self._layout, subject, encode(inv), inv.id, "call", extra)
 
     async def _announce(self, t: Ticket) -> None:
         """The Accepted event; the call is queued already, so a failure here is logged, not raised."""

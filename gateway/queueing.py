@@ -1,14 +1,14 @@
 """Putting a message on the invoke stream (calls and jobs alike)."""
 
-from nats.js import JetStreamContext
 from nats.js.errors import APIError
 
+from common.jspub import Publishes
 from gateway.errors import GatewayError, nats_unavailable
 from schemas import Layout
 
 
 async def enqueue(
-    js: JetStreamContext,
+    js: Publishes,
     layout: Layout,
     subject: str,
     data: bytes,

@@ -89,6 +89,14 @@ async def read_body(request: web.Request, limit: int, what: str = "body") -> byt
     """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
     if request.content_length is not None and request.content_length > limit:
         raise too_large(f"{what} is {request.content_length} bytes, more than the limit of {limit}")
+    content = request.content
+    if content.is_eof():
+        # The whole body came with the headers (a call's params, usually): take it as is,
+        # without the chunk iterator's awaits (about a tenth of the gateway's CPU per call).
+        data = content.read_nowait()
+        if len(data) > limit:
+            raise too_large(f"{what} is {len(data)} bytes, more than the limit of {limit}")
+        return data
     buf = bytearray()
     async for chunk in request.content.iter_chunked(1 << 16):
         buf += chunk

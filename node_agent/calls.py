@@ -27,6 +27,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from common.jspub import JsPublisher
 from common.logs import fields
 from node_agent.catalog import Catalog
 from node_agent.errors import AgentError
@@ -83,6 +84,7 @@ class CallRunner:
         started_after_s: float = 0.0,
     ) -> None:
         self._nc, self._js, self._layout = nc, js, layout
+        self._publisher = JsPublisher(nc)  # the Finished events' PubAcks, lean (common/jspub.py)
         self._catalog, self._executor = catalog, executor
         self._node_id = node_id
         self._ack_wait_s = ack_wait_s
@@ -204,9 +206,9 @@ class CallRunner:
                 await self._nc.publish(reply_to, data)
             except Exception:  # the waiter also reads the events stream
                 log.warning("call.reply_failed", extra=fields(call=event.call_id), exc_info=True)
-        await self._js.publish(self._layout.event(event.call_id, "finished"), data)
+        await self._publisher.publish(self._layout.event(event.call_id, "finished"), data)
         if event.callback_url:
-            await self._js.publish(self._layout.callback_due(event.call_id), data)
+            await self._publisher.publish(self._layout.callback_due(event.call_id), data)
         # The Finished event is stored: a lost ack only means a redelivery, whose second
         # Finished the store ignores (the first final event wins).
         await msg.ack()

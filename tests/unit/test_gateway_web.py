@@ -1,6 +1,7 @@
 """The error middleware (one JSON error shape, aiohttp's own 413 included), /healthz, and
 the original API's call shape."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
@@ -13,12 +14,16 @@ from gateway.deps import DEPS
 from gateway.errors import GatewayError
 from gateway.legacy_format import legacy_call, legacy_calls
 from gateway.routes.health import healthz
-from gateway.web import error_middleware
+from gateway.web import error_middleware, read_body
 from schemas import CallRecord, CallStatus, ErrorInfo
 
 
 async def _read(request: web.Request) -> web.Response:
     return web.Response(body=await request.read())
+
+
+async def _read_limited(request: web.Request) -> web.Response:
+    return web.Response(body=await read_body(request, 10, "params"))
 
 
 async def _gateway_error(request: web.Request) -> web.Response:
@@ -33,6 +38,7 @@ async def _bug(request: web.Request) -> web.Response:
 async def client() -> AsyncIterator[TestClient[Any, Any]]:
     app = web.Application(middlewares=[error_middleware], client_max_size=16)
     app.router.add_post("/read", _read)
+    app.router.add_post("/limited", _read_limited)
     app.router.add_get("/conflict", _gateway_error)
     app.router.add_get("/bug", _bug)
     app.router.add_get("/healthz", healthz)
@@ -48,6 +54,28 @@ async def test_aiohttp_413_gets_the_json_error_shape(client: TestClient[Any, Any
     body = await r.json()
     assert body["error"]["code"] == "payload_too_large"
     assert "Maximum request body size 16 exceeded" in body["error"]["message"]
+
+
+async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+        await asyncio.sleep(0.05)  # the handler starts before the body has all come
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "chunked"])
+async def test_read_body_takes_what_fits_and_refuses_the_rest(client: TestClient[Any, Any], streamed: bool) -> None:
+    """A body that came whole with the headers, or streamed in chunks without a length."""
+
+    def body(*parts: bytes) -> Any:
+        return _chunks(*parts) if streamed else b"".join(parts)
+
+    r = await client.post("/limited", data=body(b'{"a":', b"1}"))
+    assert (r.status, await r.read()) == (200, b'{"a":1}')
+    r = await client.post("/limited", data=body(b"x" * 6, b"y" * 6))
+    assert r.status == 413
+    assert "params is" in (await r.json())["error"]["message"]
+    r = await client.post("/limited", data=body())
+    assert (r.status, await r.read()) == (200, b"")
 
 
 async def test_gateway_error_and_bugs(client: TestClient[Any, Any]) -> None:

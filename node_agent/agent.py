@@ -16,7 +16,7 @@ from common.lifecycle import TaskSet
 from common.logs import fields
 from common.pull import ConsumerGone, PullConsumer
 from node_agent.artifacts import ArtifactCache
-from node_agent.calls import CallRunner
+from node_agent.calls import CallRunner, delivery
 from node_agent.catalog import Catalog
 from node_agent.channel import SocketDir
 from node_agent.deps import DependencyImages
@@ -243,7 +243,7 @@ class NodeAgent:
                     self._slots.release()
                     continue
                 for msg in msgs:
-                    self._calls.spawn(self._handle(msg), f"call:{msg.metadata.sequence.stream}", critical=False)
+                    self._calls.spawn(self._handle(msg), f"call:{delivery(msg)[0]}", critical=False)
         finally:
             # Delivered but not taken (a stop in between): handed back for redelivery at once.
             await asyncio.shield(pull.close(settle=False))

@@ -94,11 +94,12 @@ class CallRunner:
         self._side: set[asyncio.Task[None]] = set()
 
     async def handle(self, msg: Msg) -> None:
-        meta = msg.metadata
+        sequence, delivered = delivery(msg)
+        headers = msg.headers or {}
         # A call rescued from a dead node's subject keeps the number it was accepted with.
-        rescued = (msg.headers or {}).get(RESCUED_NUMBER, "")
-        number = int(rescued) if rescued.isdigit() else meta.sequence.stream
-        reply_to = _reply_subject((msg.headers or {}).get(REPLY_TO))
+        rescued = headers.get(RESCUED_NUMBER, "")
+        number = int(rescued) if rescued.isdigit() else sequence
+        reply_to = _reply_subject(headers.get(REPLY_TO))
         try:
             inv = decode(Invocation, msg.data)
         except InvalidMessage as err:
@@ -108,7 +109,7 @@ class CallRunner:
             )
             await self._finish(msg, event, reply_to)
             return
-        call = _Call(inv.id or f"n{number}", number, meta.num_delivered, inv, inv.version)
+        call = _Call(inv.id or f"n{number}", number, delivered, inv, inv.version)
         if call.attempt > self._max_attempts:
             message = f"gave up after {self._max_attempts} attempts without completing"
             error = ErrorInfo(type="TooManyAttempts", message=message)
@@ -222,6 +223,18 @@ class CallRunner:
                 error=event.error.type if event.error else None,
             ),
         )
+
+
+def delivery(msg: Msg) -> tuple[int, int]:
+    """(stream sequence, times delivered) of a JetStream delivery, read from its reply subject
+    ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>``
+    without building nats-py's ``Metadata`` (three frozen dataclasses and a datetime, about 5%
+    of the agent's CPU per call). Other forms (with a domain) go through nats-py."""
+    tokens = (msg.reply or "").split(".")
+    if len(tokens) == 9 and tokens[0] == "$JS" and tokens[1] == "ACK":
+        return int(tokens[5]), int(tokens[4])
+    meta = msg.metadata
+    return meta.sequence.stream, meta.num_delivered
 
 
 _SPACE = re.compile(r"\s")

@@ -1,6 +1,7 @@
 import pytest
+from nats.aio.msg import Msg
 
-from node_agent.calls import _reply_subject
+from node_agent.calls import _reply_subject, delivery
 
 
 def test_a_plain_subject_is_kept() -> None:
@@ -11,3 +12,18 @@ def test_a_plain_subject_is_kept() -> None:
 @pytest.mark.parametrize("value", [None, "", "a..b", ".a", "a.", "a.*.b", "a.>", "a b", "a.\tb", "a\n", "x" * 257])
 def test_wildcards_empty_tokens_whitespace_and_overlong_subjects_are_refused(value: str | None) -> None:
     assert _reply_subject(value) is None
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "$JS.ACK.FAAS_INVOKE.rt_python.3.1207.1190.1763800000000000000.17",
+        # the form with a domain and an account hash: left to nats-py
+        "$JS.ACK.hub.ACCHASH.FAAS_INVOKE.rt_python.2.55.54.1763800000000000000.0.tok",
+    ],
+)
+def test_delivery_reads_what_nats_py_reads(reply: str) -> None:
+    msg = Msg(None, subject="faas.invoke.python", reply=reply)  # type: ignore[arg-type]
+    meta = Msg(None, subject="faas.invoke.python", reply=reply).metadata  # type: ignore[arg-type]
+    assert delivery(msg) == (meta.sequence.stream, meta.num_delivered)
+    assert delivery(msg) in ((1207, 3), (55, 2))

@@ -16,6 +16,13 @@ batch (that was about 0.4 ms of CPU per batch); an idle store sends one request 
 Each request has its own reply subject, so a late status (408 of a request given up on)
 cannot end a newer one. Deliveries are JetStream messages as usual: ``ack``/``nak``/``term``
 work on them.
+
+A worker that has just finished a message can ack it and ask for the next one in the same
+message (:meth:`PullConsumer.ack_next`, JetStream's ``+NXT`` with ``no_wait``): under load
+that saves a pull request and a round trip per message, and the worker keeps the slot it
+had. Deliveries do not say which request they answer, so each one goes to the oldest
+waiting ``ack_next``, then to the buffer; every request ends in exactly one delivery or one
+status, so counting keeps each waiter and the open request right.
 """
 
 import asyncio
@@ -36,6 +43,10 @@ _LOST_AFTER_S = 1.0
 # After a request ended at once with an error status (409...), wait this long before the
 # next one, so that a persistent error does not turn into a busy loop.
 _ERROR_PAUSE_S = 0.1
+# Ack and ask for one more at once: a message if one is waiting, else a 404 status.
+_ACK_NEXT = b'+NXT {"batch":1,"no_wait":true}'
+# Reply subjects of ack_next requests: <inbox>.n<count> (a pull request's: <inbox>.<count>).
+_NEXT_TOKEN = "n"
 
 
 class ConsumerGone(Exception):
@@ -66,6 +77,9 @@ class PullConsumer:
         # for a full batch costs one wake-up, not one per delivery.
         self._wake_at = 1
         self._bodies: dict[int, bytes] = {}
+        # ack_next waiters by their request's reply subject, oldest first
+        self._next: dict[str, asyncio.Future[Msg | None]] = {}
+        self._next_prefix = f"{self._inbox}.{_NEXT_TOKEN}"
 
     @classmethod
     async def bind(cls, nc: Client, stream: str, consumer: str, request_expires_s: float = 1.0) -> "PullConsumer":
@@ -98,6 +112,25 @@ class PullConsumer:
                 self._wake_at = 1
         return [self._buffer.popleft() for _ in range(min(batch, len(self._buffer)))]
 
+    async def ack_next(self, msg: Msg) -> "asyncio.Future[Msg | None]":
+        """Ack ``msg`` (a delivery of this consumer) and ask for the next message in the same
+        protocol message. The returned future gives that message, or None if none was
+        waiting (or the answer was lost, or the consumer closed). The ack is what
+        ``msg.ack()`` sends, with the request after it."""
+        if self._sub is None or self._stopping:
+            await msg.ack()
+            return _none()
+        loop = asyncio.get_running_loop()
+        self._requests += 1
+        subject = f"{self._next_prefix}{self._requests}"
+        future: asyncio.Future[Msg | None] = loop.create_future()
+        self._next[subject] = future
+        await self._nc.publish(msg.reply, _ACK_NEXT, reply=subject)
+        # A no_wait request is answered at once; one lost in a reconnect must not hold its slot.
+        timer = loop.call_later(_LOST_AFTER_S, self._give_up_next, subject)
+        future.add_done_callback(lambda _: timer.cancel())
+        return future
+
     def stop_requesting(self) -> None:
         """Send no more pull requests; a waiting ``fetch`` returns what it has at once."""
         self._stopping = True
@@ -127,6 +160,10 @@ class PullConsumer:
         sub, self._sub = self._sub, None
         if sub is None:
             return
+        for future in self._next.values():
+            if not future.done():
+                future.set_result(None)
+        self._next.clear()
         try:
             await sub.unsubscribe()
             while self._buffer:
@@ -175,6 +212,10 @@ class PullConsumer:
 
     async def _on_msg(self, msg: Msg) -> None:
         status = msg.headers.get(Header.STATUS) if msg.headers else None
+        # The oldest ack_next waiter takes any delivery: which request it answers does not
+        # matter, only that each request ends once (see _next_ended).
+        if not status and self._next and self._resolve_next(msg):
+            return
         if not status:
             # A delivery carries the event's own subject, not the request's: it is counted
             # against the open request (a straggler of a lost one only ends it a bit early).
@@ -184,6 +225,9 @@ class PullConsumer:
                 self._open = None
             elif len(self._buffer) < self._wake_at:
                 return
+        elif msg.subject.startswith(self._next_prefix):
+            self._next_ended(msg.subject)
+            return
         elif msg.subject == self._open and status != "100":  # 100: an idle heartbeat
             # 408 expired, 409 (max ack pending, consumer deleted...), 404: the request is
             # over. 503: nobody serves the consumer's API subject.
@@ -195,7 +239,42 @@ class PullConsumer:
                 self._error = f"{status} {description}".strip()
         self._changed.set()
 
+    def _next_ended(self, subject: str) -> None:
+        """An ack_next request ended without a message (404 no messages, 409...)."""
+        future = self._next.pop(subject, None)
+        if future is not None:
+            if not future.done():
+                future.set_result(None)
+            return
+        # Its waiter already took a delivery, which was another request's: that one is over.
+        if not self._resolve_next(None):
+            self._due -= 1
+            if self._due <= 0:
+                self._open = None
+            self._changed.set()
+
+    def _resolve_next(self, msg: Msg | None) -> bool:
+        """Hand ``msg`` to the oldest ack_next still waiting (a cancelled one is skipped)."""
+        while self._next:
+            future = self._next.pop(next(iter(self._next)))
+            if not future.done():
+                future.set_result(msg)
+                return True
+        return False
+
+    def _give_up_next(self, subject: str) -> None:
+        future = self._next.pop(subject, None)
+        if future is not None and not future.done():
+            log.warning("pull.ack_next_lost", extra={"consumer": self._next_subject.rsplit(".", 1)[-1]})
+            future.set_result(None)
+
     def _raise_error(self) -> None:
         if self._error is not None:
             error, self._error = self._error, None
             raise ConsumerGone(f"consumer {self._next_subject.rsplit('.', 1)[-1]}: {error}")
+
+
+def _none() -> "asyncio.Future[Msg | None]":
+    future: asyncio.Future[Msg | None] = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future

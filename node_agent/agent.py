@@ -36,6 +36,9 @@ from schemas import (
 log = logging.getLogger(__name__)
 
 NODE_LOOP = "<node>"
+# Calls one slot runs in a row through ack_next before it goes back to the slot semaphore
+# (whose waiters, other subjects' pull loops and the job intake, are served in turn).
+CHAIN_MAX = 16
 
 
 class NodeAgent:
@@ -243,21 +246,39 @@ class NodeAgent:
                     self._slots.release()
                     continue
                 for msg in msgs:
-                    self._calls.spawn(self._handle(msg), f"call:{delivery(msg)[0]}", critical=False)
+                    self._calls.spawn(self._handle(msg, pull), f"call:{delivery(msg)[0]}", critical=False)
         finally:
             # Delivered but not taken (a stop in between): handed back for redelivery at once.
             await asyncio.shield(pull.close(settle=False))
 
     # --- one call -------------------------------------------------------------------
-    async def _handle(self, msg: Msg) -> None:
+    async def _handle(self, msg: Msg, pull: PullConsumer) -> None:
+        """Run calls with one slot: this one, then the ones its acks ask for (``ack_next``:
+        under load the next call comes with the ack's answer, without a pull request), at
+        most ``CHAIN_MAX`` in a row so that other subjects and jobs waiting for a slot get
+        their turn; then the slot is released."""
         self.running += 1
+        follow: list[asyncio.Future[Msg | None]] = []
+
+        async def ack(done: Msg) -> None:
+            if chained < CHAIN_MAX and not self._stopping.is_set():
+                follow.append(await pull.ack_next(done))
+            else:
+                await done.ack()
+
         try:
-            await self._calls_runner.handle(msg)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # Not acked: it will be redelivered (bounded by max_attempts).
-            log.exception("call.handler_failed", extra=fields(subject=msg.subject))
+            current: Msg | None = msg
+            chained = 1
+            while current is not None:
+                try:
+                    await self._calls_runner.handle(current, ack)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # Not acked: it will be redelivered (bounded by max_attempts).
+                    log.exception("call.handler_failed", extra=fields(subject=current.subject))
+                current = await follow.pop() if follow else None
+                chained += 1
         finally:
             self.running -= 1
             self._slots.release()

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -50,6 +50,8 @@ from schemas import (
 from schemas.clock import utcnow
 
 log = logging.getLogger(__name__)
+
+Ack = Callable[[Msg], Awaitable[None]]
 
 
 @dataclass
@@ -93,7 +95,9 @@ class CallRunner:
         # side tasks (a late Started, in_progress): referenced until done
         self._side: set[asyncio.Task[None]] = set()
 
-    async def handle(self, msg: Msg) -> None:
+    async def handle(self, msg: Msg, ack: Ack | None = None) -> None:
+        """Run one delivered invocation to its Finished event; ``ack`` (default ``msg.ack``)
+        is awaited once that event is stored."""
         sequence, delivered = delivery(msg)
         headers = msg.headers or {}
         # A call rescued from a dead node's subject keeps the number it was accepted with.
@@ -107,7 +111,7 @@ class CallRunner:
             event = Finished(
                 call_id=f"n{number}", number=number, status=CallStatus.ERROR, node=self._node_id, error=error
             )
-            await self._finish(msg, event, reply_to)
+            await self._finish(msg, event, reply_to, ack)
             return
         call = _Call(inv.id or f"n{number}", number, delivered, inv, inv.version)
         if call.attempt > self._max_attempts:
@@ -116,7 +120,7 @@ class CallRunner:
             event = Finished(
                 **call.fields(self._node_id), status=CallStatus.ERROR, error=error, created_at=inv.created_at
             )
-            await self._finish(msg, event, reply_to)
+            await self._finish(msg, event, reply_to, ack)
             return
 
         t0 = time.perf_counter()
@@ -141,7 +145,7 @@ class CallRunner:
             created_at=inv.created_at,
             started_at=call.started_at,
         )
-        await self._finish(msg, finished, reply_to)
+        await self._finish(msg, finished, reply_to, ack)
 
     async def _run(self, msg: Msg, call: _Call) -> tuple[Outcome, str | None, asyncio.TimerHandle | None]:
         # Routed work (this node's subject) may be of any runtime; the rest must match.
@@ -200,7 +204,7 @@ class CallRunner:
         self._side.add(task)
         task.add_done_callback(self._side.discard)
 
-    async def _finish(self, msg: Msg, event: Finished, reply_to: str | None = None) -> None:
+    async def _finish(self, msg: Msg, event: Finished, reply_to: str | None = None, ack: Ack | None = None) -> None:
         data = encode(event)
         if reply_to:
             try:
@@ -212,7 +216,7 @@ class CallRunner:
             await self._publisher.publish(self._layout.callback_due(event.call_id), data)
         # The Finished event is stored: a lost ack only means a redelivery, whose second
         # Finished the store ignores (the first final event wins).
-        await msg.ack()
+        await (msg.ack() if ack is None else ack(msg))
         (log.debug if event.status == CallStatus.DONE else log.info)(
             "call.finished",
             extra=fields(

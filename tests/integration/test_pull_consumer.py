@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
 from common.pull import PullConsumer
@@ -55,3 +56,94 @@ async def test_a_lingering_batch_takes_what_comes_until_it_is_full(nc: Client, s
         assert await pull.fetch(10, timeout=0.2) == []  # nothing more
     finally:
         await pull.close()
+
+
+async def pending(nc: Client, name: str) -> tuple[int, int]:
+    info = await nc.jetstream().consumer_info(name, "c")
+    return info.num_pending, info.num_ack_pending
+
+
+async def test_ack_next_acks_and_brings_the_next_message_without_a_pull_request(
+    nc: Client, stream: tuple[str, str]
+) -> None:
+    name, subject = stream
+    pull = await PullConsumer.bind(nc, name, "c")
+    try:
+        await publish(nc, subject, 3)
+        [first] = await asyncio.wait_for(pull.fetch(1, timeout=5), 10)
+        requests = pull._requests
+        second = await asyncio.wait_for(await pull.ack_next(first), 5)
+        assert second is not None and second.data == b"1"
+        third = await asyncio.wait_for(await pull.ack_next(second), 5)
+        assert third is not None and third.data == b"2"
+        # nothing waiting: the answer is "none" at once, and the last message is acked too
+        assert await asyncio.wait_for(await pull.ack_next(third), 5) is None
+        assert pull._requests == requests + 3  # the acks were the only requests
+        assert await pending(nc, name) == (0, 0)
+        # the ordinary fetch still works after chained requests ended
+        await publish(nc, subject, 1, start=3)
+        [fourth] = await asyncio.wait_for(pull.fetch(1, timeout=5), 10)
+        assert fourth.data == b"3"
+        await fourth.ack()
+    finally:
+        await pull.close()
+
+
+async def test_chained_workers_and_fetches_share_a_queue_each_message_once(nc: Client, stream: tuple[str, str]) -> None:
+    """Deliveries do not say which request they answer: with chained acks and a fetch's own
+    request open at the same time, every message is still taken exactly once and none is
+    left behind, delivered to nobody."""
+    name, subject = stream
+    pull = await PullConsumer.bind(nc, name, "c")
+    seen: list[bytes] = []
+    slots = asyncio.Semaphore(4)
+    workers: set[asyncio.Task[None]] = set()
+
+    async def worker(msg: Msg) -> None:
+        try:
+            current: Msg | None = msg
+            while current is not None:
+                seen.append(current.data)
+                await asyncio.sleep(0.001 * (len(seen) % 3))  # uneven work
+                current = await (await pull.ack_next(current))
+        finally:
+            slots.release()
+
+    async def intake() -> None:
+        while True:
+            await slots.acquire()
+            msgs = await pull.fetch(1, timeout=0.5)
+            if not msgs:
+                slots.release()
+            for msg in msgs:
+                task = asyncio.create_task(worker(msg))
+                workers.add(task)
+                task.add_done_callback(workers.discard)
+
+    loop_task = asyncio.create_task(intake())
+    try:
+        for burst in range(5):
+            await publish(nc, subject, 40, start=burst * 40)
+            await asyncio.sleep(0.05 * burst)
+        async with asyncio.timeout(20):
+            while len(seen) < 200 or await pending(nc, name) != (0, 0):  # noqa: ASYNC110 (server state: poll)
+                await asyncio.sleep(0.05)
+        assert sorted(int(d) for d in seen) == list(range(200))  # each once
+    finally:
+        loop_task.cancel()
+        await asyncio.gather(loop_task, return_exceptions=True)
+        await pull.close(settle=False)
+        await asyncio.gather(*workers, return_exceptions=True)
+
+
+async def test_after_close_ack_next_is_a_plain_ack_and_brings_nothing(nc: Client, stream: tuple[str, str]) -> None:
+    name, subject = stream
+    pull = await PullConsumer.bind(nc, name, "c")
+    await publish(nc, subject, 1)
+    [msg] = await asyncio.wait_for(pull.fetch(1, timeout=5), 10)
+    await pull.close(settle=False)
+    # closed: a plain ack, and no next message
+    assert await asyncio.wait_for(await pull.ack_next(msg), 5) is None
+    async with asyncio.timeout(5):  # the server applies an ack on its own time
+        while await pending(nc, name) != (0, 0):  # noqa: ASYNC110 (server state: poll)
+            await asyncio.sleep(0.02)

@@ -5,7 +5,8 @@ process, the answer back, and nothing else: no container, no store, no records.
 * **durable**: what the platform's delivery guarantees cost at least. The HTTP side
   publishes to a work-queue stream (file storage) and waits for the PubAck; a worker pulls
   with a free slot (8, as the agent), answers on the message's reply header, publishes a
-  durable "finished" to a second stream, waits for its PubAck, and acks the message.
+  durable "finished" to a second stream, waits for its PubAck, and acks the message, asking
+  for the next one in the same message (``ack_next``, as the agent).
 
     python -m bench.pipeline_floor http <bare|durable> <nats_url> <port>
     python -m bench.pipeline_floor echo <bare|durable> <nats_url>
@@ -31,6 +32,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
 
 from bench.client import Caller, closed_loop
+from common.jspub import JsPublisher
 from common.lifecycle import run_loop
 from common.natsserver import NatsServer
 from common.pull import PullConsumer
@@ -42,7 +44,7 @@ SLOTS = 8
 
 async def _http(mode: str, nats_url: str, port: int) -> None:
     nc = await nats.connect(nats_url)
-    js = nc.jetstream()
+    js = JsPublisher(nc)  # the platform's publisher: what the floor costs is what it needs
     inbox = nc.new_inbox()
     waiting: dict[str, asyncio.Future[bytes]] = {}
     sequence = 0
@@ -94,17 +96,20 @@ async def _echo(mode: str, nats_url: str) -> None:
 
 async def _work(nc: Client) -> None:
     """The durable worker: one pull per free slot, reply, durable event, ack."""
-    js = nc.jetstream()
+    js = JsPublisher(nc)
     pull = await PullConsumer.bind(nc, WORK, WORKER, 2.0)
     slots = asyncio.Semaphore(SLOTS)
     running: set[asyncio.Task[None]] = set()
 
     async def one(msg: Msg) -> None:
+        # as the agent: the ack asks for the next message, which this slot then runs
         try:
-            answer = _answer(msg.data)
-            await nc.publish((msg.headers or {})["Reply"], answer)
-            await js.publish("floor.events", answer)
-            await msg.ack()
+            current: Msg | None = msg
+            while current is not None:
+                answer = _answer(current.data)
+                await nc.publish((current.headers or {})["Reply"], answer)
+                await js.publish("floor.events", answer)
+                current = await (await pull.ack_next(current))
         finally:
             slots.release()
 

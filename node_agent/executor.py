@@ -115,6 +115,10 @@ class Executor:
         if key is not None and self.pools is not None:
             self._specs[key] = (runtime, function if key.startswith("fn:") else None)
             wc = self.pools.acquire(key)
+            if wc is None and key.startswith("fn:") and function.handler:
+                # a burst past the pool: queue briefly for a busy container of this function
+                # rather than start one (pools.py, "wait")
+                wc = await self.pools.wait(key)
             if wc is not None:
                 self.served["warm-runtime" if key.startswith("rt:") else "warm-function"] += 1
                 return await self._run_warm(wc, runtime, function, call_id, params_json, timeout, on_log)

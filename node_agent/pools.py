@@ -13,6 +13,14 @@ Per key (``rt:<runtime>`` for warm-runtime, ``fn:<name>@<version>`` for warm-fun
 A container is never reused across keys; one whose call crashed, timed out or ran out of
 memory is destroyed by the caller (``release(healthy=False)``), never returned.
 
+A call that finds no idle container of a reusable key whose containers are all busy (or
+being made) may wait for one (``wait``): a burst larger than the pool then queues for a few
+milliseconds behind calls that take that long, instead of each starting a container of its
+own (a cold start, seconds when several start at once on a small machine). It waits only
+while that is likely to be quicker than a cold start: up to the key's mean time to make a
+container, and only if the queue ahead of it should clear by then. A key with no container
+at all falls back at once.
+
 Single-use containers (warm-runtime, command-protocol warm-function) are replaced, not
 returned. Making one (create + start) takes the CPU of a small machine for ~100 ms, so the
 replacement waits until the call that took a container has ended (and ``refill_delay_s``
@@ -119,6 +127,8 @@ class Pools:
         self._wake = asyncio.Event()
         self._timers: set[asyncio.TimerHandle] = set()
         self._closed = False
+        # calls waiting for a busy reusable container of their key, oldest first
+        self._waiters: dict[str, deque[asyncio.Future[WarmContainer | None]]] = {}
 
     # --- used by calls --------------------------------------------------------------
     def want(self, key: str) -> None:
@@ -148,14 +158,58 @@ class Pools:
             self._wake.set()
         return wc
 
+    async def wait(self, key: str) -> WarmContainer | None:
+        """After ``acquire`` found nothing: wait for a reusable container of ``key`` that is
+        busy with a call or being made, if that should be quicker than a cold start; None
+        (run cold) otherwise, or when the wait runs out."""
+        d = self._demand.get(key)
+        busy, filling = self._busy.get(key, 0), self._filling.get(key, 0)
+        if d is None or self._closed or busy + filling == 0:
+            return None  # nothing of this key will be free: cold at once
+        queue = self._waiters.setdefault(key, deque())
+        ahead = len(queue)
+        # the busy containers serve the calls ahead of this one in turn; a container being
+        # made is ready sooner than one this call would start now
+        if not (busy and d.service_s * (ahead + 1) / busy < d.fill_s) and filling <= ahead:
+            return None
+        future: asyncio.Future[WarmContainer | None] = asyncio.get_running_loop().create_future()
+        queue.append(future)
+        taken: WarmContainer | None = None
+        try:
+            async with asyncio.timeout(d.fill_s):
+                taken = await future
+            return taken
+        except TimeoutError:
+            return None
+        finally:
+            if not future.done():
+                future.cancel()  # skipped by _hand_over from now on
+                queue.remove(future)
+            elif taken is None and not future.cancelled() and (wc := future.result()) is not None:
+                # Handed a container in the instant the wait ran out (or was cancelled):
+                # it goes to the next waiter or back to the pool, not astray.
+                self._busy[key] -= 1
+                self._put_back(wc)
+
+    def _hand_over(self, wc: WarmContainer) -> bool:
+        """Give an idle reusable container to the oldest call waiting for its key."""
+        queue = self._waiters.get(wc.key)
+        while queue:
+            future = queue.popleft()
+            if not future.done():
+                self._busy[wc.key] = self._busy.get(wc.key, 0) + 1
+                future.set_result(wc)
+                return True
+        return False
+
     def release(self, wc: WarmContainer, healthy: bool, service_s: float) -> None:
         self._demand[wc.key].observe_service(service_s)
         if wc.reusable:
             self._busy[wc.key] = self._busy.get(wc.key, 0) - 1
         wc.calls += 1
         wc.last_used = time.monotonic()
-        if healthy and wc.reusable and not self._closed and self._size(wc.key) < self.config.max_per_key:
-            self._idle[wc.key].append(wc)
+        if healthy and wc.reusable:
+            self._put_back(wc)
         elif not wc.reusable:
             delay = self.config.refill_delay_s
             self._hold[wc.key] = time.monotonic() + delay
@@ -164,6 +218,16 @@ class Pools:
         else:
             self._destroy(wc, "unhealthy")
             self._wake.set()
+
+    def _put_back(self, wc: WarmContainer) -> None:
+        """A healthy reusable container, free again: to a waiting call, else idle."""
+        if self._closed:
+            self._destroy(wc, "closed")
+        elif not self._hand_over(wc):
+            if self._size(wc.key) < self.config.max_per_key:
+                self._idle[wc.key].append(wc)
+            else:
+                self._destroy(wc, "over the maximum")
 
     def _wake_in(self, delay: float) -> None:
         """Run the pool loop after ``delay`` (a timer, cancelled by close)."""
@@ -262,8 +326,10 @@ class Pools:
         self._demand[key].observe_fill(time.monotonic() - t0)
         if self._closed:  # close() waits for this teardown too (TaskSet.wait_all)
             self._destroy(wc, "closed")
-            return
-        self._idle[key].append(wc)
+        elif wc.reusable:
+            self._put_back(wc)  # a call waiting for one takes it at once
+        else:
+            self._idle[key].append(wc)
 
     def _destroy(self, wc: WarmContainer, why: str, delay: float = 0.0) -> None:
         log.debug("pool.destroy", extra=fields(key=wc.key, container=wc.cid[:12], why=why))
@@ -281,6 +347,11 @@ class Pools:
         """Destroy every idle container; wait for fills and teardowns under way. Call it once
         no call holds a container any more (a container released later is destroyed too)."""
         self._closed = True
+        for queue in self._waiters.values():
+            for future in queue:
+                if not future.done():
+                    future.set_result(None)
+            queue.clear()
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()

@@ -207,3 +207,79 @@ async def test_a_fill_that_ends_while_the_pools_close_is_removed_before_close_re
     finish.set()
     await closing
     assert engine.removed == ["late"]
+
+
+async def busy_pool(service_s: float, fill_s: float) -> tuple[Pools, FakeEngine, WarmContainer]:
+    """A reusable key with one container, busy with a call."""
+    pools, engine, _ = make_pools(max_per_key=1)
+    pools.acquire("fn:f@1")
+    await settle(pools)
+    wc = pools.acquire("fn:f@1")
+    assert wc is not None
+    d = pools._demand["fn:f@1"]
+    d.service_s, d.fill_s = service_s, fill_s
+    return pools, engine, wc
+
+
+async def test_a_call_past_the_pool_waits_for_a_busy_container_when_that_is_quicker() -> None:
+    pools, _, wc = await busy_pool(service_s=0.01, fill_s=5.0)
+    waiting = asyncio.create_task(pools.wait("fn:f@1"))
+    await settle(pools)
+    assert not waiting.done()
+    pools.release(wc, healthy=True, service_s=0.01)
+    assert await asyncio.wait_for(waiting, 1) is wc  # handed over, not left idle
+    assert pools.idle_counts() == {}
+    pools.release(wc, healthy=True, service_s=0.01)
+    assert pools.idle_counts() == {"fn:f@1": 1}
+
+
+async def test_no_wait_for_nothing_for_long_calls_or_for_a_broken_container() -> None:
+    pools, _, _ = make_pools()
+    pools.acquire("fn:new@1")
+    assert await pools.wait("fn:other@1") is None  # unknown key: cold
+    pools, _, wc = await busy_pool(service_s=2.0, fill_s=0.5)
+    assert await asyncio.wait_for(pools.wait("fn:f@1"), 1) is None  # its call lasts longer than a start
+    pools, engine, wc = await busy_pool(service_s=0.01, fill_s=0.3)
+    waiting = asyncio.create_task(pools.wait("fn:f@1"))
+    await settle(pools)
+    pools.release(wc, healthy=False, service_s=0.01)  # crashed: destroyed, not handed over
+    assert await asyncio.wait_for(waiting, 2) is None  # the wait ran out (fill_s)
+    await settle(pools)
+    assert wc.cid in engine.removed
+
+
+async def test_a_new_container_goes_to_a_waiting_call_and_close_ends_the_waits() -> None:
+    gate = asyncio.Event()
+    ids = itertools.count()
+
+    async def slow_factory(key: str) -> WarmContainer:
+        await gate.wait()
+        return WarmContainer(cid=f"c{next(ids)}", key=key, attached=FakeAttached(), reusable=True)
+
+    pools = Pools(FakeEngine(), slow_factory, PoolConfig(max_per_key=4))  # type: ignore[arg-type]
+    for _ in range(3):
+        assert pools.acquire("fn:f@1") is None  # demand, and nothing idle yet
+    pools._tick()  # fills start, and take a while
+    assert pools._filling["fn:f@1"] >= 2
+    first = asyncio.create_task(pools.wait("fn:f@1"))
+    second = asyncio.create_task(pools.wait("fn:f@1"))
+    await asyncio.sleep(0)
+    gate.set()
+    got = await asyncio.wait_for(asyncio.gather(first, second), 1)
+    assert {wc.cid for wc in got if wc} == {"c0", "c1"}  # each new container to a waiting call
+    late = asyncio.create_task(pools.wait("fn:f@1"))  # the busy ones should serve it in time
+    await asyncio.sleep(0)
+    assert not late.done()
+    await pools.close(timeout=1)
+    assert await asyncio.wait_for(late, 1) is None
+
+
+async def test_a_container_handed_over_as_the_wait_ends_is_not_lost() -> None:
+    pools, _, wc = await busy_pool(service_s=0.01, fill_s=5.0)
+    waiting = asyncio.create_task(pools.wait("fn:f@1"))
+    await settle(pools)
+    pools.release(wc, healthy=True, service_s=0.01)  # handed over...
+    waiting.cancel()  # ...and the waiting call is cancelled before it runs again
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert pools.idle_counts() == {"fn:f@1": 1} and pools._busy["fn:f@1"] == 0

@@ -109,7 +109,7 @@ async def _work(nc: Client) -> None:
                 answer = _answer(current.data)
                 await nc.publish((current.headers or {})["Reply"], answer)
                 await js.publish("floor.events", answer)
-                current = await (await pull.ack_next(current))
+                current = await (await pull.ack_next(current, 0.05))
         finally:
             slots.release()
 

@@ -18,9 +18,9 @@ cannot end a newer one. Deliveries are JetStream messages as usual: ``ack``/``na
 work on them.
 
 A worker that has just finished a message can ack it and ask for the next one in the same
-message (:meth:`PullConsumer.ack_next`, JetStream's ``+NXT`` with ``no_wait``): under load
-that saves a pull request and a round trip per message, and the worker keeps the slot it
-had. Deliveries do not say which request they answer, so each one goes to the oldest
+message (:meth:`PullConsumer.ack_next`, JetStream's ``+NXT``, waiting a moment or not at
+all): under load that saves a pull request and a round trip per message, and the worker
+keeps the slot it had. Deliveries do not say which request they answer, so each one goes to the oldest
 waiting ``ack_next``, then to the buffer; every request ends in exactly one delivery or one
 status, so counting keeps each waiter and the open request right.
 """
@@ -43,8 +43,9 @@ _LOST_AFTER_S = 1.0
 # After a request ended at once with an error status (409...), wait this long before the
 # next one, so that a persistent error does not turn into a busy loop.
 _ERROR_PAUSE_S = 0.1
-# Ack and ask for one more at once: a message if one is waiting, else a 404 status.
-_ACK_NEXT = b'+NXT {"batch":1,"no_wait":true}'
+# Ack and ask for one more: a message if one is waiting (or comes within the wait), else a
+# 404 (no_wait) or 408 (expired) status.
+_ACK_NEXT_NOW = b'+NXT {"batch":1,"no_wait":true}'
 # Reply subjects of ack_next requests: <inbox>.n<count> (a pull request's: <inbox>.<count>).
 _NEXT_TOKEN = "n"
 
@@ -112,11 +113,11 @@ class PullConsumer:
                 self._wake_at = 1
         return [self._buffer.popleft() for _ in range(min(batch, len(self._buffer)))]
 
-    async def ack_next(self, msg: Msg) -> "asyncio.Future[Msg | None]":
+    async def ack_next(self, msg: Msg, wait_s: float = 0.0) -> "asyncio.Future[Msg | None]":
         """Ack ``msg`` (a delivery of this consumer) and ask for the next message in the same
-        protocol message. The returned future gives that message, or None if none was
-        waiting (or the answer was lost, or the consumer closed). The ack is what
-        ``msg.ack()`` sends, with the request after it."""
+        protocol message. The returned future gives that message, or None if none came
+        within ``wait_s`` (0: none was waiting), the answer was lost, or the consumer
+        closed. The ack is what ``msg.ack()`` sends, with the request after it."""
         if self._sub is None or self._stopping:
             await msg.ack()
             return _none()
@@ -125,9 +126,11 @@ class PullConsumer:
         subject = f"{self._next_prefix}{self._requests}"
         future: asyncio.Future[Msg | None] = loop.create_future()
         self._next[subject] = future
-        await self._nc.publish(msg.reply, _ACK_NEXT, reply=subject)
-        # A no_wait request is answered at once; one lost in a reconnect must not hold its slot.
-        timer = loop.call_later(_LOST_AFTER_S, self._give_up_next, subject)
+        body = _ACK_NEXT_NOW if wait_s <= 0 else b'+NXT {"batch":1,"expires":%d}' % int(wait_s * 1e9)
+        await self._nc.publish(msg.reply, body, reply=subject)
+        # The request ends in a delivery or a status; one lost in a reconnect must not hold
+        # its caller (and the caller's slot) for ever.
+        timer = loop.call_later(max(wait_s, 0.0) + _LOST_AFTER_S, self._give_up_next, subject)
         future.add_done_callback(lambda _: timer.cancel())
         return future
 

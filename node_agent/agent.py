@@ -39,6 +39,10 @@ NODE_LOOP = "<node>"
 # Calls one slot runs in a row through ack_next before it goes back to the slot semaphore
 # (whose waiters, other subjects' pull loops and the job intake, are served in turn).
 CHAIN_MAX = 16
+# How long a finished call's ack waits for the next call of its subject: long enough for a
+# client that calls again as soon as it has its answer (8 closed-loop clients: 1,110-1,320
+# calls/s without waiting, 1,450 with 50 ms), short enough not to keep a slot from others.
+CHAIN_WAIT_S = 0.05
 
 
 class NodeAgent:
@@ -262,7 +266,7 @@ class NodeAgent:
 
         async def ack(done: Msg) -> None:
             if chained < CHAIN_MAX and not self._stopping.is_set():
-                follow.append(await pull.ack_next(done))
+                follow.append(await pull.ack_next(done, CHAIN_WAIT_S))
             else:
                 await done.ack()
 

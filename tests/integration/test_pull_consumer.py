@@ -147,3 +147,22 @@ async def test_after_close_ack_next_is_a_plain_ack_and_brings_nothing(nc: Client
     async with asyncio.timeout(5):  # the server applies an ack on its own time
         while await pending(nc, name) != (0, 0):  # noqa: ASYNC110 (server state: poll)
             await asyncio.sleep(0.02)
+
+
+async def test_a_waiting_ack_next_takes_a_message_published_after_it(nc: Client, stream: tuple[str, str]) -> None:
+    name, subject = stream
+    pull = await PullConsumer.bind(nc, name, "c")
+    try:
+        await publish(nc, subject, 1)
+        [first] = await asyncio.wait_for(pull.fetch(1, timeout=5), 10)
+        waiting = await pull.ack_next(first, wait_s=5)
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+        await publish(nc, subject, 1, start=1)
+        second = await asyncio.wait_for(waiting, 5)
+        assert second is not None and second.data == b"1"
+        # nothing comes: the request expires and the answer is None
+        assert await asyncio.wait_for(await pull.ack_next(second, wait_s=0.2), 5) is None
+        assert await pending(nc, name) == (0, 0)
+    finally:
+        await pull.close()

@@ -28,7 +28,7 @@ class FakePull:
         self.queued = queued
         self.chained: list[int] = []
 
-    async def ack_next(self, msg: FakeMsg) -> "asyncio.Future[FakeMsg | None]":
+    async def ack_next(self, msg: FakeMsg, wait_s: float = 0.0) -> "asyncio.Future[FakeMsg | None]":
         self.chained.append(msg.n)
         future: asyncio.Future[FakeMsg | None] = asyncio.get_running_loop().create_future()
         if self.queued > 0:

@@ -4,6 +4,7 @@ is in calls.py."""
 
 import asyncio
 import logging
+import os
 import secrets
 
 from nats.aio.client import Client
@@ -107,6 +108,7 @@ class NodeAgent:
                 max_warm=s.max_warm,
                 idle_s=s.pool_idle_s,
                 window_s=s.demand_window_s,
+                max_fills=s.pool_max_fills or os.cpu_count() or 2,
             )
             self.pools = Pools(self._engine, self.executor.make_warm, config)
             self.executor.pools = self.pools

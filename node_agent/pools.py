@@ -106,6 +106,8 @@ class PoolConfig:
     tick_s: float = 0.25
     # after a single-use container's call, wait this long before replacing and destroying it
     refill_delay_s: float = 0.02
+    # containers being made at once, on the whole node (0: no limit)
+    max_fills: int = 0
 
 
 Factory = Callable[[str], Awaitable[WarmContainer]]
@@ -287,6 +289,8 @@ class Pools:
                 continue  # a call of this key is running: refill after it
             missing = self.target(key) - self._size(key)
             for _ in range(max(missing, 0)):
+                if self.config.max_fills and sum(self._filling.values()) >= self.config.max_fills:
+                    return  # the busiest keys first; the rest when a fill ends
                 if self._total() >= self.config.max_warm and not self._evict_for(key):
                     break
                 self._fill(key)
@@ -323,6 +327,7 @@ class Pools:
             return
         finally:
             self._filling[key] -= 1
+            self._wake.set()  # a fill slot is free: the pool loop may start the next one
         self._demand[key].observe_fill(time.monotonic() - t0)
         if self._closed:  # close() waits for this teardown too (TaskSet.wait_all)
             self._destroy(wc, "closed")

@@ -33,6 +33,9 @@ class AgentSettings(BaseSettings):
     max_warm: int = Field(default=16, ge=0, le=1024)
     pool_idle_s: float = Field(default=300.0, gt=0)
     demand_window_s: float = Field(default=30.0, gt=0)
+    # Containers the pools make at once: a start takes a core for a while, and more at once
+    # only slow each other and the calls running beside them. 0 = the number of cores.
+    pool_max_fills: int = Field(default=0, ge=0, le=256)
     heartbeat_s: float = Field(default=2.0, gt=0)
     # Docker endpoint; None = DOCKER_HOST or the local socket.
     docker_url: str | None = None

@@ -283,3 +283,30 @@ async def test_a_container_handed_over_as_the_wait_ends_is_not_lost() -> None:
     with pytest.raises(asyncio.CancelledError):
         await waiting
     assert pools.idle_counts() == {"fn:f@1": 1} and pools._busy["fn:f@1"] == 0
+
+
+async def test_no_more_containers_are_made_at_once_than_max_fills() -> None:
+    gate = asyncio.Event()
+    started: list[str] = []
+    in_flight = [0, 0]  # now, most
+
+    async def slow_factory(key: str) -> WarmContainer:
+        started.append(key)
+        in_flight[0] += 1
+        in_flight[1] = max(in_flight)
+        await gate.wait()
+        await asyncio.sleep(0)
+        in_flight[0] -= 1
+        return WarmContainer(cid=f"c{len(started)}", key=key, attached=FakeAttached(), reusable=True)
+
+    pools = Pools(FakeEngine(), slow_factory, PoolConfig(max_per_key=8, max_fills=2))  # type: ignore[arg-type]
+    for _ in range(50):  # demand for 8 containers of one key, and some of another
+        pools.acquire("fn:hot@1")
+    pools.acquire("fn:cold@1")
+    await settle(pools)
+    assert started == ["fn:hot@1", "fn:hot@1"]  # two at once, the busiest key first
+    gate.set()
+    for _ in range(40):  # the pool loop starts the next ones as fills end
+        await settle(pools)
+    assert in_flight[1] == 2
+    assert pools.idle_counts() == {"fn:hot@1": pools.target("fn:hot@1"), "fn:cold@1": pools.target("fn:cold@1")}

@@ -90,8 +90,9 @@ def test_rows_of_a_result_judge_each_target() -> None:
             "latency": {"n": 100, "p50": 9.0},
             "failures": {"count": 2, "statuses": {"ERROR": 2}, "examples": []},
             "throughput": [
-                {"concurrency": 1, "calls": 100, "calls_per_s": 1200.0, "latency": {"p50": 1.0}, "failures": ok},
+                {"concurrency": 1, "calls": 100, "calls_per_s": 500.0, "latency": {"p50": 2.0}, "failures": ok},
                 {"concurrency": 8, "calls": 100, "calls_per_s": 300.0, "latency": {"p50": 20.0}, "failures": ok},
+                {"concurrency": 64, "calls": 100, "calls_per_s": 1200.0, "latency": {"p50": 50.0}, "failures": ok},
             ],
         },
     }
@@ -101,8 +102,10 @@ def test_rows_of_a_result_judge_each_target() -> None:
     assert verdicts["  paced: each call once the pool is refilled"] == "PASS"
     assert verdicts["warm-runtime: handler, HTTP sync"] == "MISS"
     assert verdicts["warm-function: handler, HTTP sync"] == "MISS"
-    assert verdicts["warm-function throughput, 1 clients"] == "PASS"
+    # one client's rate is 1/latency: no throughput verdict; concurrent levels have one
+    assert verdicts["warm-function throughput, 1 clients"] == ""
     assert verdicts["warm-function throughput, 8 clients"] == "MISS"
+    assert verdicts["warm-function throughput, 64 clients"] == "PASS"
     notes = {r.name: r.note for r in rows_of(res)}
     assert "1.17x floor; 1.75x the NetworkDisabled floor" in notes["none: cold call (command), HTTP sync"]
     assert "2 failed" in notes["warm-function: handler, HTTP sync"]

@@ -27,7 +27,8 @@ from nats.js.errors import APIError, NoStreamResponseError
 
 
 class Publishes(Protocol):
-    """What ``JetStreamContext`` and :class:`JsPublisher` have in common."""
+    """What ``JetStreamContext`` and :class:`JsPublisher` have in common (and what the log
+    publisher and the queueing use, so that tests can pass a fake)."""
 
     async def publish(
         self,

@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
+from common.jspub import Publishes
 from common.logs import fields
 from node_agent.docker import ContainerSpec, ExitState
 from node_agent.errors import AgentError, ImageNotFound
-from node_agent.logstream import LogPublisher, Publisher
+from node_agent.logstream import LogPublisher
 from schemas import JobMessage, JobResult, JobStatus, Layout
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ class JobRun:
         number: int,
         attempt: int,
         engine: JobEngine,
-        js: Publisher,
+        js: Publishes,
         layout: Layout,
         settings: RunSettings,
         control: JobControl,

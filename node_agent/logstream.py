@@ -17,8 +17,9 @@ import codecs
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
+from common.jspub import Publishes
 from common.logs import fields
 from schemas import Layout, LogEntry, Logs, encode
 
@@ -31,19 +32,6 @@ _NAMES: dict[int, Literal["stdout", "stderr"]] = {STDOUT: "stdout", STDERR: "std
 _LINE_OVERHEAD = 64
 
 
-class Publisher(Protocol):
-    """What is used of ``JetStreamContext`` (tests pass a fake)."""
-
-    async def publish(
-        self,
-        subject: str,
-        payload: bytes = b"",
-        timeout: float | None = None,
-        stream: str | None = None,
-        headers: dict[str, Any] | None = None,
-    ) -> Any: ...
-
-
 class LogPublisher:
     """``async with LogPublisher(js, layout, id, attempt, max_bytes, number=n) as logs:
     await logs.write(STDOUT, b"...")`` — or ``await logs.consume(engine.follow_output(cid))``.
@@ -53,7 +41,7 @@ class LogPublisher:
 
     def __init__(
         self,
-        js: Publisher,
+        js: Publishes,
         layout: Layout,
         id: str,
         attempt: int,

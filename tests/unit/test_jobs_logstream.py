@@ -5,6 +5,7 @@ import time
 from typing import Any
 
 import pytest
+from nats.js.api import PubAck
 
 from node_agent.logstream import STDERR, STDOUT, LogPublisher
 from schemas import Layout, Logs, decode_event
@@ -25,12 +26,13 @@ class FakePublisher:
         payload: bytes = b"",
         timeout: float | None = None,
         stream: str | None = None,
-        headers: dict[str, Any] | None = None,
-    ) -> None:
+        headers: dict[str, str] | None = None,
+    ) -> PubAck:
         if self.fail:
             raise ConnectionError("nats down")
         assert stream == LAYOUT.events_stream
         self.sent.append((subject, payload, headers or {}))
+        return PubAck(stream=stream, seq=len(self.sent))
 
     def chunks(self) -> list[Logs]:
         out = []

@@ -20,9 +20,9 @@ work on them.
 A worker that has just finished a message can ack it and ask for the next one in the same
 message (:meth:`PullConsumer.ack_next`, JetStream's ``+NXT``, waiting a moment or not at
 all): under load that saves a pull request and a round trip per message, and the worker
-keeps the slot it had. Deliveries do not say which request they answer, so each one goes to the oldest
-waiting ``ack_next``, then to the buffer; every request ends in exactly one delivery or one
-status, so counting keeps each waiter and the open request right.
+keeps the slot it had. Deliveries do not say which request they answer, so each one goes to
+the oldest waiting ``ack_next``, then to the buffer; every request ends in exactly one
+delivery or one status, so counting keeps each waiter and the open request right.
 """
 
 import asyncio

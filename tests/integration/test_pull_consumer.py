@@ -166,3 +166,30 @@ async def test_a_waiting_ack_next_takes_a_message_published_after_it(nc: Client,
         assert await pending(nc, name) == (0, 0)
     finally:
         await pull.close()
+
+
+async def test_a_waiting_ack_next_left_by_close_strands_nothing(nc: Client, stream: tuple[str, str]) -> None:
+    """An agent stopping with an ack_next still waiting on the server: a message published
+    then is not delivered into the closed subscription (to wait for ack_wait), the server
+    drops a request nobody listens to, so the next consumer gets it at once."""
+    name, subject = stream
+    pull = await PullConsumer.bind(nc, name, "c")
+    await publish(nc, subject, 1)
+    [first] = await asyncio.wait_for(pull.fetch(1, timeout=5), 10)
+    waiting = await pull.ack_next(first, wait_s=5)
+    await asyncio.sleep(0.05)
+    await pull.close(settle=False)
+    assert waiting.done() and waiting.result() is None
+    await nc.flush()
+    await publish(nc, subject, 1, start=1)
+    other = await PullConsumer.bind(nc, name, "c")
+    try:
+        [second] = await asyncio.wait_for(other.fetch(1, timeout=3), 5)
+        assert second.data == b"1" and delivery_count(second) == 1
+        await second.ack()
+    finally:
+        await other.close()
+
+
+def delivery_count(msg: Msg) -> int:
+    return msg.metadata.num_delivered

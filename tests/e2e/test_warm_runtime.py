@@ -261,3 +261,74 @@ async def test_a_node_command_runs_from_the_node_shim_with_its_stdout_as_the_res
     done, logs = await warm_call(agent, "rt:node", nc, layout, "node", "ncmd", {"v": "ü"})
     assert done.status == CallStatus.DONE and done.result == {"echo": {"v": "ü"}}, done
     assert ("stderr", "to the log ü") in [(line.stream, line.text) for chunk in logs for line in chunk.lines]
+
+
+NODE_INSPECT = {
+    "helper.js": "exports.X = 'sibling';\n",
+    "index.js": (
+        "const fs = require('fs');\n"
+        "const helper = require('./helper');\n"
+        "const params = JSON.parse(fs.readFileSync(0, 'utf8'));\n"
+        "const inShim = Object.keys(require.cache).some((k) => k.endsWith('faas_bootstrap.js'));\n"
+        "console.log(JSON.stringify({ argv: process.argv.slice(1), main: require.main === module,\n"
+        "  file: __filename, cwd: process.cwd(), helper: helper.X, params, inShim }));\n"
+    ),
+    "package.json": '{"name": "fn", "version": "1.0.0"}',
+}
+NODE_UNCAUGHT = {"index.js": "function f() {\n  throw new Error('bad ü');\n}\nf();\n", "package.json": "{}"}
+NODE_EXIT = {"index.js": "console.error('exiting with 3');\nprocess.exit(3);\n", "package.json": "{}"}
+# an exit listener of the script's own still writes to the result, after its last line
+NODE_LATE = {
+    "index.js": "process.exitCode = 0;\nprocess.on('exit', (c) => console.log(JSON.stringify({ late: c })));\n",
+    "package.json": "{}",
+}
+
+
+def node_runtime(name: str, run: str) -> RuntimeSpec:
+    return handler_runtime("node", name=name).model_copy(update={"run": run})
+
+
+async def test_a_plain_node_command_runs_in_the_pre_started_node_process(
+    docker_ready: None, nats_server: NatsServer, layout: Layout, tmp_path: Path, nc: Client
+) -> None:
+    """``node index.js a b`` runs as node would run it, in the shim's own process (no node
+    start per call); with shell syntax, sh starts a node as before."""
+    js = nc.jetstream()
+    inside = node_runtime("nodeargs", "node index.js a b")
+    piped = node_runtime("nodepipe", "node index.js a b | cat")
+    for rt in (inside, piped):
+        await register(js, layout, rt, f"inspect-{rt.name}", NODE_INSPECT)
+    for name, files in (("uncaught", NODE_UNCAUGHT), ("exit3", NODE_EXIT), ("late", NODE_LATE)):
+        await register(js, layout, inside, name, files)
+    runtimes = ["nodeargs", "nodepipe"]
+    settings = agent_settings(
+        nats_server.url, layout, tmp_path / "cache", policy="warm-runtime", runtimes=runtimes, pool_min=1
+    )
+    async with NodeAgent(settings) as agent:
+        results = {}
+        for rt in (inside, piped):
+            done, _ = await warm_call(agent, f"rt:{rt.name}", nc, layout, rt.name, f"inspect-{rt.name}", {"v": "ü"})
+            assert done.status == CallStatus.DONE, done
+            results[rt.name] = done.result
+        expected = {
+            "argv": ["/app/index.js", "a", "b"],
+            "main": True,
+            "file": "/app/index.js",
+            "cwd": "/app",
+            "helper": "sibling",
+            "params": {"v": "ü"},
+        }
+        assert results["nodeargs"] == {**expected, "inShim": True}
+        assert results["nodepipe"] == {**expected, "inShim": False}
+
+        failed, _ = await warm_call(agent, "rt:nodeargs", nc, layout, "nodeargs", "uncaught")
+        assert failed.status == CallStatus.ERROR and failed.error is not None, failed
+        assert failed.exit_code == 1
+        assert "Error: bad ü" in failed.error.message and "/app/index.js:2" in failed.error.message
+        assert not any(shim in failed.error.message for shim in ("faas_bootstrap", "faas_command"))
+
+        exited, _ = await warm_call(agent, "rt:nodeargs", nc, layout, "nodeargs", "exit3")
+        assert exited.exit_code == 3 and exited.error is not None and "exiting with 3" in exited.error.message
+
+        late, _ = await warm_call(agent, "rt:nodeargs", nc, layout, "nodeargs", "late")
+        assert late.status == CallStatus.DONE and late.result == {"late": 0}, late

@@ -10,13 +10,15 @@
 // Warm mode (FAAS_WARM=1, warm-runtime pools): as the Python shim, it starts before any
 // function is known, says {"kind":"waiting"}, reads one payload (a JSON line {"size", "path",
 // "handler", "max_log_bytes", "script", "nonce"} and a tar of "size" bytes, unpacked at / by
-// tar) and then loads the handler in-process, or, for the command protocol, runs
-// `sh -c <script>` with the nonce on its fd 3 and exits with its status (Node cannot exec).
+// tar) and then loads the handler in-process, or, for the command protocol, runs the command
+// in this process when it is plainly `node <script> [words]` (faas_command.js), else
+// `sh -c <script>` with the nonce on its fd 3, and exits with its status (Node cannot exec).
 "use strict";
 const fs = require("fs");
 const path = require("path");
 const readline = require("readline");
 const childProcess = require("child_process");
+const command = require("./faas_command.js");
 
 let MAX_LOG = parseInt(process.env.FAAS_MAX_LOG_BYTES || String(1 << 20), 10);
 const TRUNCATED = "\n[faas: log truncated]\n";
@@ -57,7 +59,8 @@ function writeAll(fd, text) {
 // The protocol channel: the original stdout and stdin, or with FAAS_SOCKET=<path> the one
 // connection accepted on a Unix socket listening there (the agent connects from the host).
 let protoWrite = PROTO_FD === null ? process.stdout.write.bind(process.stdout) : (text) => writeAll(PROTO_FD, text);
-let protoInput = process.stdin;
+// null: process.stdin, created only when needed (warm mode reads its payload from fd 0 first)
+let protoInput = null;
 let protoEnd = (done) => done();
 const send = (obj) => protoWrite(JSON.stringify(obj) + "\n");
 
@@ -129,53 +132,71 @@ function start() {
     }
     busy = false;
   }
-  const rl = readline.createInterface({ input: protoInput, crlfDelay: Infinity });
+  const rl = readline.createInterface({ input: protoInput || process.stdin, crlfDelay: Infinity });
   rl.on("line", (line) => { if (line.trim()) { queue.push(JSON.parse(line)); pump(); } });
   rl.on("close", () => process.exit(0));
 }
 
-function warm() {
-  delete process.env.FAAS_WARM;
+// The payload, read from fd 0 without process.stdin (which would take fd 0 for good): a
+// command run in this process gets the params on fd 0 instead. Returns [load, what followed].
+function readPayload() {
+  const chunk = Buffer.alloc(1 << 16);
   let buf = Buffer.alloc(0);
   let load = null;
-  const onData = (chunk) => {
-    buf = Buffer.concat([buf, chunk]);
+  for (;;) {
+    let n;
+    try {
+      n = fs.readSync(0, chunk, 0, chunk.length, null);
+    } catch (e) {
+      if (e.code !== "EAGAIN") throw e;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5); // non-blocking fd 0
+      continue;
+    }
+    if (n === 0) process.exit(0); // the agent went away before sending a payload
+    buf = Buffer.concat([buf, chunk.subarray(0, n)]);
     if (load === null) {
       const nl = buf.indexOf(10);
-      if (nl < 0) return;
+      if (nl < 0) continue;
       load = JSON.parse(buf.subarray(0, nl).toString("utf8"));
       buf = buf.subarray(nl + 1);
     }
-    if (buf.length < load.size) return;
-    process.stdin.removeListener("data", onData);
-    process.stdin.pause();
-    const rest = buf.subarray(load.size);
-    const untar = childProcess.spawnSync("tar", ["-x", "-C", "/"], { input: buf.subarray(0, load.size) });
-    if (untar.status !== 0) {
-      process.stderr.__faasWrite(String(untar.stderr || untar.error));
-      process.exit(125);
-    }
-    if (load.handler) {
-      MAX_LOG = load.max_log_bytes;
-      Object.assign(process.env, {
-        FAAS_HANDLER: load.handler, FAAS_PATH: load.path, FAAS_MAX_LOG_BYTES: String(MAX_LOG),
-      });
-      if (rest.length) process.stdin.unshift(rest);
-      start();
-      return;
-    }
-    // the command's stdout is the result: the original stdout, not the re-pointed fd 1
-    const child = childProcess.spawn("/bin/sh", ["-c", load.script], {
-      stdio: ["ignore", PROTO_FD === null ? "inherit" : PROTO_FD, "inherit", "pipe"],
-    });
-    child.stdio[3].end(load.nonce + "\n");
-    child.on("exit", (code, signal) => {
-      const signals = require("os").constants.signals;
-      process.exit(code !== null ? code : 128 + (signals[signal] || 0));
-    });
-  };
-  process.stdin.on("data", onData);
+    if (buf.length >= load.size) return [load, buf];
+  }
+}
+
+function warm() {
+  delete process.env.FAAS_WARM;
   send({ kind: "waiting" });
+  const [load, buf] = readPayload();
+  const rest = buf.subarray(load.size);
+  const untar = childProcess.spawnSync("tar", ["-x", "-C", "/"], { input: buf.subarray(0, load.size) });
+  if (untar.status !== 0) {
+    process.stderr.__faasWrite(String(untar.stderr || untar.error));
+    process.exit(125);
+  }
+  if (load.handler) {
+    MAX_LOG = load.max_log_bytes;
+    Object.assign(process.env, {
+      FAAS_HANDLER: load.handler, FAAS_PATH: load.path, FAAS_MAX_LOG_BYTES: String(MAX_LOG),
+    });
+    if (rest.length) process.stdin.unshift(rest);
+    start();
+    return;
+  }
+  const argv = command.nodeCommand(load.run);
+  if (argv !== null) {
+    command.runInProcess(argv, load.path, load.nonce, PROTO_FD);
+    return;
+  }
+  // the command's stdout is the result: the original stdout, not the re-pointed fd 1
+  const child = childProcess.spawn("/bin/sh", ["-c", load.script], {
+    stdio: ["ignore", PROTO_FD === null ? "inherit" : PROTO_FD, "inherit", "pipe"],
+  });
+  child.stdio[3].end(load.nonce + "\n");
+  child.on("exit", (code, signal) => {
+    const signals = require("os").constants.signals;
+    process.exit(code !== null ? code : 128 + (signals[signal] || 0));
+  });
 }
 
 function serveSocket(socketPath) {

@@ -24,13 +24,26 @@ async def _docker_ready() -> str | None:
     return None
 
 
+async def _agent_containers() -> set[str]:
+    async with aiodocker.Docker() as docker:
+        found = await docker.containers.list(all=True, filters={"label": ["faas.node"]})
+        return {c.id for c in found}
+
+
 @pytest.fixture(scope="session")
-async def docker_ready() -> None:
+async def docker_ready() -> AsyncIterator[None]:
     problem = await _docker_ready()
     if problem:
         if os.environ.get("FAAS_REQUIRE_DOCKER") == "1":
             pytest.fail(f"Docker engine or runtime image not usable: {problem}")
         pytest.skip(f"Docker not usable ({problem}); run scripts/setup.sh")
+    before = await _agent_containers()
+    yield
+    # Every agent of the tier stopped: none of its containers may outlive it (a leak shows
+    # up here even when the test that made it passed).
+    await asyncio.sleep(1.0)  # teardowns spawned at the very end
+    left = await _agent_containers() - before
+    assert not left, f"{len(left)} agent container(s) left behind: {sorted(c[:12] for c in left)}"
 
 
 @pytest.fixture

@@ -70,6 +70,21 @@ class TaskSet:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def wait_event(event: asyncio.Event, timeout: float) -> bool:
+    """Wait for ``event`` at most ``timeout`` seconds; True if it is set.
+
+    Loops that wait like this must use it rather than ``asyncio.wait_for(event.wait(), t)``:
+    on Python 3.11 ``wait_for`` returns the inner result, swallowing a cancellation, when the
+    cancel comes in the same turn as the event (the task then loops on, and whoever cancelled
+    it to stop waits for ever). ``asyncio.timeout`` lets the cancellation through."""
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        pass
+    return event.is_set()
+
+
 class Service(Protocol):
     name: str
     tasks: TaskSet

@@ -234,7 +234,8 @@ class NodeAgent:
 
     async def _pull_loop(self, runtime: str, pull: PullConsumer) -> None:
         try:
-            while True:
+            # stop() cancels this task; the flag ends it too if a library swallowed that cancel
+            while not self._stopping.is_set():
                 # A pull request is issued only with a free slot reserved for its message:
                 # one message per request, at most one request open per loop.
                 await self._slots.acquire()

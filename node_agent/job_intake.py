@@ -25,6 +25,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig
 
+from common.lifecycle import wait_event
 from common.logs import fields
 from schemas import Layout
 from schemas.codec import encode_json
@@ -121,10 +122,7 @@ class PriorityIntake:
 
     async def wait_for_news(self, timeout: float | None = None) -> None:
         """Until a job is published or ``timeout`` (default ``poll_s``) has passed."""
-        try:
-            await asyncio.wait_for(self._wake.wait(), self.poll_s if timeout is None else timeout)
-        except TimeoutError:
-            pass
+        await wait_event(self._wake, self.poll_s if timeout is None else timeout)
         self._wake.clear()
 
     async def _next(self, priority: int) -> Msg | None:

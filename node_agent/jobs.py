@@ -171,7 +171,8 @@ class JobWorker:
 
     # --- intake ---------------------------------------------------------------------------
     async def _intake_loop(self) -> None:
-        while True:
+        # stop() cancels this task; the flag ends it too if a library swallowed that cancel
+        while not self._stopping:
             try:
                 await self._take_one(wait=True)
             except asyncio.CancelledError:
@@ -203,7 +204,7 @@ class JobWorker:
                     self._jobs.spawn(self._handle(msg), f"job:{msg.metadata.sequence.stream}", critical=False)
                     return True
                 self._slots.release()
-            if not wait:
+            if not wait or self._stopping:
                 return False
             await self._intake.wait_for_news()
 

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from common.jspub import Publishes
+from common.lifecycle import wait_event
 from common.logs import fields
 from schemas import Layout, LogEntry, Logs, encode
 
@@ -206,11 +207,8 @@ class LogPublisher:
             await self._publish(truncated=True)
 
     async def _flush_later(self) -> None:
-        try:
-            await asyncio.wait_for(self._closing.wait(), self._interval)
+        if await wait_event(self._closing, self._interval):
             return  # close() publishes everything in one last chunk
-        except TimeoutError:
-            pass
         await self.flush()
 
     async def _publish(self, truncated: bool) -> None:

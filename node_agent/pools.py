@@ -36,7 +36,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from common.lifecycle import TaskSet
+from common.lifecycle import TaskSet, wait_event
 from common.logs import fields
 from node_agent.docker import Attached, Engine
 from node_agent.session import HandlerSession
@@ -272,10 +272,7 @@ class Pools:
         while True:
             self._tick()
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.config.tick_s)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, self.config.tick_s)
 
     def _tick(self) -> None:
         now = time.monotonic()

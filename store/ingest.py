@@ -21,6 +21,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy.exc import IntegrityError
 
+from common.lifecycle import wait_event
 from common.logs import fields
 from common.pull import ConsumerGone, PullConsumer
 from schemas import InvalidMessage, Layout
@@ -229,10 +230,7 @@ class Ingest:
                 self.stats.record_acks(1)
 
     async def _recover(self) -> None:
-        try:
-            await asyncio.wait_for(self._stop.wait(), self._config.error_backoff_s)
-        except TimeoutError:
-            pass
+        await wait_event(self._stop, self._config.error_backoff_s)
         if not self._stop.is_set():
             await self._rebind()
 

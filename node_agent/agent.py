@@ -17,7 +17,7 @@ from common.lifecycle import TaskSet
 from common.logs import fields
 from common.pull import ConsumerGone, PullConsumer
 from node_agent.artifacts import ArtifactCache
-from node_agent.calls import CallRunner, delivery
+from node_agent.calls import CallRunner
 from node_agent.catalog import Catalog
 from node_agent.channel import SocketDir
 from node_agent.deps import DependencyImages
@@ -253,7 +253,8 @@ class NodeAgent:
                     self._slots.release()
                     continue
                 for msg in msgs:
-                    self._calls.spawn(self._handle(msg, pull), f"call:{delivery(msg)[0]}", critical=False)
+                    # one slot's calls, however many its acks bring (the call reads its own number)
+                    self._calls.spawn(self._handle(msg, pull), f"slot:{runtime}", critical=False)
         finally:
             # Delivered but not taken (a stop in between): handed back for redelivery at once.
             await asyncio.shield(pull.close(settle=False))
@@ -265,18 +266,21 @@ class NodeAgent:
         most ``CHAIN_MAX`` in a row so that other subjects and jobs waiting for a slot get
         their turn; then the slot is released."""
         self.running += 1
-        follow: list[asyncio.Future[Msg | None]] = []
+        ran = 0
+        following: asyncio.Future[Msg | None] | None = None  # what the last ack asked for
 
         async def ack(done: Msg) -> None:
-            if chained < CHAIN_MAX and not self._stopping.is_set():
-                follow.append(await pull.ack_next(done, CHAIN_WAIT_S))
+            nonlocal following
+            if ran < CHAIN_MAX and not self._stopping.is_set():
+                following = await pull.ack_next(done, CHAIN_WAIT_S)
             else:
                 await done.ack()
 
         try:
             current: Msg | None = msg
-            chained = 1
             while current is not None:
+                ran += 1
+                following = None
                 try:
                     await self._calls_runner.handle(current, ack)
                 except asyncio.CancelledError:
@@ -284,8 +288,7 @@ class NodeAgent:
                 except Exception:
                     # Not acked: it will be redelivered (bounded by max_attempts).
                     log.exception("call.handler_failed", extra=fields(subject=current.subject))
-                current = await follow.pop() if follow else None
-                chained += 1
+                current = await following if following is not None else None
         finally:
             self.running -= 1
             self._slots.release()

@@ -11,6 +11,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js.kv import KeyValue
 
 from common.jetstream import connect, ensure_layout
 from common.lifecycle import TaskSet
@@ -65,12 +66,21 @@ class NodeAgent:
         self.instance = secrets.token_hex(6)
         self._jobs: JobWorker | None = None
         self._sockets: SocketDir | None = None
+        self.pools: Pools | None = None
+        self._nodes_kv: KeyValue | None = None
 
     # --- lifecycle ----------------------------------------------------------------
     async def start(self) -> None:
         if self._started:
             return
         self._started = True
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()  # what was started (the Docker client, containers) is released
+            raise
+
+    async def _start(self) -> None:
         s = self.settings
         if self._engine is None:
             engine = DockerEngine(s.docker_url)
@@ -79,8 +89,8 @@ class NodeAgent:
         self._nc = await connect(s.nats_url, self.name)
         self._js = self._nc.jetstream()
         await ensure_layout(self._js, self.layout)
-        self._nodes_kv = await self._js.key_value(self.layout.nodes_bucket)
-        await claim_node_id(self._nodes_kv, s.node_id, s.heartbeat_s)
+        self._nodes_kv = nodes = await self._js.key_value(self.layout.nodes_bucket)
+        await claim_node_id(nodes, s.node_id, s.heartbeat_s)
         # Containers of an earlier run of this node (killed before teardown): their calls
         # were not acked and are redelivered, so the containers are only garbage.
         if removed := await self._engine.remove_labelled(f"faas.node={s.node_id}"):
@@ -99,7 +109,6 @@ class NodeAgent:
         self.executor = Executor(
             self._engine, self._artifacts, deps, s.node_id, s.policy, ca, runtimes=self._catalog, sockets=self._sockets
         )
-        self.pools: Pools | None = None
         if s.policy != "none":
             mins = {"rt:" + rt: s.pool_min for rt in s.runtimes} if s.policy == "warm-runtime" else {}
             config = PoolConfig(
@@ -152,7 +161,8 @@ class NodeAgent:
         await asyncio.gather(*self._loops.values(), return_exceptions=True)
         await self.tasks.cancel_all()
         try:
-            await self._nodes_kv.delete(self.settings.node_id)
+            if self._nodes_kv is not None:  # None: a start that failed before it
+                await self._nodes_kv.delete(self.settings.node_id)
         except Exception:  # NATS may be gone; the entry expires by TTL anyway
             log.debug("agent.heartbeat_delete_failed", exc_info=True)
 
@@ -163,16 +173,22 @@ class NodeAgent:
                 log.warning("agent.cancelling_calls", extra=fields(count=len(self._calls)))
                 await self._calls.cancel_all()
 
-        await asyncio.gather(drain_calls(), self._jobs.stop() if self._jobs else asyncio.sleep(0))
-        # 3. no call holds a warm container now: destroy the pools
-        if self.pools is not None:
-            await self.pools.close()
-        if self._sockets is not None:
-            self._sockets.cleanup()
-        if self._nc is not None:
-            await self._nc.drain()
-        if self._engine is not None and self._own_engine:
-            await self._engine.close()
+        try:
+            await asyncio.gather(drain_calls(), self._jobs.stop() if self._jobs else asyncio.sleep(0))
+        finally:
+            # 3. no call holds a warm container now: destroy the pools; then the connections.
+            #    Each goes even if an earlier step failed (containers and a Docker client
+            #    left behind otherwise).
+            try:
+                if self.pools is not None:
+                    await self.pools.close()
+                if self._sockets is not None:
+                    self._sockets.cleanup()
+                if self._nc is not None and not self._nc.is_closed:
+                    await self._nc.drain()
+            finally:
+                if self._engine is not None and self._own_engine:
+                    await self._engine.close()
         log.info("agent.stopped", extra=fields(node=self.settings.node_id))
 
     async def __aenter__(self) -> "NodeAgent":
@@ -308,12 +324,15 @@ class NodeAgent:
 
     async def _heartbeat(self) -> None:
         """The node's state in the nodes bucket (TTL'd): the gateway routes by it."""
+        kv = self._nodes_kv
+        assert kv is not None
         while True:
-            await self._nodes_kv.put(self.settings.node_id, encode(self.state()))
+            await kv.put(self.settings.node_id, encode(self.state()))
             await asyncio.sleep(self.settings.heartbeat_s)
 
     async def _rescue_loop(self) -> None:
-        assert self._js is not None
+        js, kv = self._js, self._nodes_kv
+        assert js is not None and kv is not None
         while True:
             await asyncio.sleep(max(self.settings.heartbeat_s * 2, 1.0))
-            await rescue_dead_nodes(self._js, self.layout, self._nodes_kv, self._catalog, self.settings.node_id)
+            await rescue_dead_nodes(js, self.layout, kv, self._catalog, self.settings.node_id)

@@ -13,6 +13,8 @@ from nats.aio.client import Client
 
 from common.natsserver import NatsServer
 from node_agent.agent import NodeAgent
+from node_agent.docker import DockerEngine
+from node_agent.nodeid import NodeIdInUse
 from schemas import CallStatus, Invocation, Layout, Limits, RuntimeSpec, encode
 from tests.e2e.agent_harness import CallWatcher, Collector, agent_settings, call, publish, spawn_agent
 from tests.e2e.conftest import containers_with_label, wait_until
@@ -204,3 +206,20 @@ async def test_a_bad_call_number_header_is_ignored_not_looped(agent: NodeAgent, 
         )
         done = await w.finished()
     assert done.status == CallStatus.DONE and done.number == ack.seq and done.attempt == 1
+
+
+async def test_a_start_that_fails_releases_what_it_started(
+    agent: NodeAgent, nats_server: NatsServer, layout: Layout, tmp_path: Path, docker: aiodocker.Docker
+) -> None:
+    """A second agent with a live node's id fails to start, and leaves nothing: its Docker
+    client is closed and its warm pool made no container (the session-end check and
+    ResourceWarning-as-error would catch a leak too)."""
+    twin = NodeAgent(
+        agent_settings(
+            nats_server.url, layout, tmp_path / "twin", node_id=agent.settings.node_id, policy="warm-function"
+        )
+    )
+    with pytest.raises(NodeIdInUse):
+        await twin.start()
+    assert isinstance(twin._engine, DockerEngine) and twin._engine._docker.session.closed
+    assert twin.pools is None  # it failed before it had any

@@ -48,7 +48,7 @@ class JsPublisher:
         self._waiting: dict[str, asyncio.Future[Msg]] = {}
         self._sent = 0
         self._sub: Subscription | None = None
-        self._subscribing: asyncio.Lock | None = None
+        self._subscribing = asyncio.Lock()
 
     async def publish(
         self,
@@ -85,8 +85,6 @@ class JsPublisher:
                 pass
 
     async def _subscribe(self) -> None:
-        if self._subscribing is None:
-            self._subscribing = asyncio.Lock()
         async with self._subscribing:
             if self._sub is None:
                 self._sub = await self._nc.subscribe(self._prefix + "*", cb=self._on_ack)

@@ -223,10 +223,7 @@ class PullConsumer:
             # A delivery carries the event's own subject, not the request's: it is counted
             # against the open request (a straggler of a lost one only ends it a bit early).
             self._buffer.append(msg)
-            self._due -= 1
-            if self._due <= 0:
-                self._open = None
-            elif len(self._buffer) < self._wake_at:
+            if not self._served_one() and len(self._buffer) < self._wake_at:
                 return
         elif msg.subject.startswith(self._next_prefix):
             self._next_ended(msg.subject)
@@ -251,10 +248,16 @@ class PullConsumer:
             return
         # Its waiter already took a delivery, which was another request's: that one is over.
         if not self._resolve_next(None):
-            self._due -= 1
-            if self._due <= 0:
-                self._open = None
+            self._served_one()
             self._changed.set()
+
+    def _served_one(self) -> bool:
+        """One message of the open request was delivered; True if that was its last."""
+        self._due -= 1
+        if self._due <= 0:
+            self._open = None
+            return True
+        return False
 
     def _resolve_next(self, msg: Msg | None) -> bool:
         """Hand ``msg`` to the oldest ack_next still waiting (a cancelled one is skipped)."""

@@ -64,6 +64,12 @@ def warm_runtime_eligible(function: FunctionRecord) -> bool:
     )
 
 
+def reusable(key: str, function: FunctionRecord | None) -> bool:
+    """Whether a pool container of ``key`` serves call after call: it holds ``function``
+    (warm-function) loaded by its handler shim. Every other one serves one call."""
+    return key.startswith("fn:") and function is not None and function.handler is not None
+
+
 class Executor:
     def __init__(
         self,
@@ -115,7 +121,7 @@ class Executor:
         if key is not None and self.pools is not None:
             self._specs[key] = (runtime, function if key.startswith("fn:") else None)
             wc = self.pools.acquire(key)
-            if wc is None and key.startswith("fn:") and function.handler:
+            if wc is None and reusable(key, function):
                 # a burst past the pool: queue briefly for a busy container of this function
                 # rather than start one (pools.py, "wait")
                 wc = await self.pools.wait(key)
@@ -282,11 +288,10 @@ class Executor:
             await self.engine.start(cid)
             if isinstance(attached, SocketChannel):
                 await attached.connect(READY_TIMEOUT_S)
-            handler = function is not None and function.handler is not None
-            wc = WarmContainer(cid=cid, key=key, attached=attached, reusable=handler, shim=shim)
+            wc = WarmContainer(cid=cid, key=key, attached=attached, reusable=reusable(key, function), shim=shim)
             if shim is not None:
                 await asyncio.wait_for(wait_for_shim(attached), READY_TIMEOUT_S)
-            if function is not None and handler:
+            if function is not None and wc.reusable:
                 wc.session = HandlerSession(attached, max_line(function), function.limits.log_bytes)
                 await asyncio.wait_for(wc.session.ready(), READY_TIMEOUT_S)
             return wc

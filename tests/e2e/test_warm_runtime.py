@@ -180,6 +180,26 @@ async def test_an_image_without_a_shim_gets_shell_containers(
         assert crashed.error is not None and "exit code 3" in crashed.error.message and "boom" in crashed.error.message
 
 
+def warm_runtime_agent(nats_server: NatsServer, layout: Layout, tmp_path: Path, *runtimes: RuntimeSpec) -> NodeAgent:
+    """An agent (to enter) serving ``runtimes`` under warm-runtime, one idle container each."""
+    names = [rt.name for rt in runtimes]
+    settings = agent_settings(
+        nats_server.url, layout, tmp_path / "cache", policy="warm-runtime", runtimes=names, pool_min=1
+    )
+    return NodeAgent(settings)
+
+
+async def inspect_each(agent: NodeAgent, nc: Client, layout: Layout, *runtimes: RuntimeSpec) -> dict[str, Any]:
+    """Each runtime's ``inspect-<runtime>`` function called warm with ``{"v": "ü"}``: its
+    result, by runtime name."""
+    results = {}
+    for rt in runtimes:
+        done, _ = await warm_call(agent, f"rt:{rt.name}", nc, layout, rt.name, f"inspect-{rt.name}", {"v": "ü"})
+        assert done.status == CallStatus.DONE, done
+        results[rt.name] = done.result
+    return results
+
+
 INSPECT = {
     "helper.py": "X = 'sibling'\n",
     "main.py": (
@@ -206,15 +226,8 @@ async def test_a_plain_python_command_runs_in_a_fork_of_the_pre_started_interpre
         await register(js, layout, rt, f"inspect-{rt.name}", INSPECT)
     await register(js, layout, forked, "uncaught", UNCAUGHT)
     await register(js, layout, forked, "crash", CRASH)
-    settings = agent_settings(
-        nats_server.url, layout, tmp_path / "cache", policy="warm-runtime", runtimes=["pyargs", "pypipe"], pool_min=1
-    )
-    async with NodeAgent(settings) as agent:
-        results = {}
-        for rt in (forked, piped):
-            done, _ = await warm_call(agent, f"rt:{rt.name}", nc, layout, rt.name, f"inspect-{rt.name}", {"v": "ü"})
-            assert done.status == CallStatus.DONE, done
-            results[rt.name] = done.result
+    async with warm_runtime_agent(nats_server, layout, tmp_path, forked, piped) as agent:
+        results = await inspect_each(agent, nc, layout, forked, piped)
         expected = {
             "argv": ["main.py", "a", "b c"],
             "name": "__main__",
@@ -300,16 +313,8 @@ async def test_a_plain_node_command_runs_in_the_pre_started_node_process(
         await register(js, layout, rt, f"inspect-{rt.name}", NODE_INSPECT)
     for name, files in (("uncaught", NODE_UNCAUGHT), ("exit3", NODE_EXIT), ("late", NODE_LATE)):
         await register(js, layout, inside, name, files)
-    runtimes = ["nodeargs", "nodepipe"]
-    settings = agent_settings(
-        nats_server.url, layout, tmp_path / "cache", policy="warm-runtime", runtimes=runtimes, pool_min=1
-    )
-    async with NodeAgent(settings) as agent:
-        results = {}
-        for rt in (inside, piped):
-            done, _ = await warm_call(agent, f"rt:{rt.name}", nc, layout, rt.name, f"inspect-{rt.name}", {"v": "ü"})
-            assert done.status == CallStatus.DONE, done
-            results[rt.name] = done.result
+    async with warm_runtime_agent(nats_server, layout, tmp_path, inside, piped) as agent:
+        results = await inspect_each(agent, nc, layout, inside, piped)
         expected = {
             "argv": ["/app/index.js", "a", "b"],
             "main": True,

@@ -1,6 +1,6 @@
 """The node agent: its lifecycle, one pull loop per served runtime (plus this node's routed
 subject) bounded by free slots, warm pools, heartbeat and rescue. What happens to one message
-is in calls.py."""
+is in calls/runner.py."""
 
 import asyncio
 import logging
@@ -17,18 +17,18 @@ from common.jetstream import connect, ensure_layout
 from common.lifecycle import TaskSet
 from common.logs import fields
 from common.pull import ConsumerGone, PullConsumer
-from node_agent.artifacts import ArtifactCache
-from node_agent.calls import CallRunner
-from node_agent.catalog import Catalog
-from node_agent.channel import SocketDir
-from node_agent.deps import DependencyImages
-from node_agent.docker import DockerEngine, Engine
-from node_agent.executor import Executor
-from node_agent.jobs import JobConfig, JobWorker
+from node_agent.calls.catalog import Catalog
+from node_agent.calls.executor import Executor
+from node_agent.calls.rescue import rescue_dead_nodes
+from node_agent.calls.runner import CallRunner
+from node_agent.containers.artifacts import ArtifactCache
+from node_agent.containers.deps import DependencyImages
+from node_agent.containers.docker import DockerEngine, Engine
+from node_agent.jobs.worker import JobConfig, JobWorker
 from node_agent.nodeid import claim_node_id
-from node_agent.pools import PoolConfig, Pools
-from node_agent.rescue import rescue_dead_nodes
+from node_agent.pools.pool import PoolConfig, Pools
 from node_agent.settings import AgentSettings
+from node_agent.wire.socket import SocketDir
 from schemas import (
     Layout,
     NodeState,

@@ -293,7 +293,7 @@ async def test_warm_handlers_speak_over_a_unix_socket_with_stray_output_still_lo
     kind: str,
 ) -> None:
     """A warm-function handler container gets the protocol over a socket in a directory of its
-    own (node_agent/channel.py), not through Docker's attach stream; what its processes write
+    own (node_agent/wire/socket.py), not through Docker's attach stream; what its processes write
     to fd 2 behind the shim's back still becomes the call's logs; the directory goes with it."""
     code, handler = (PY_HANDLER, "main:handler") if kind == "python" else (NODE_HANDLER, "index")
     await register(nc.jetstream(), layout, handler_runtime(kind), "h", code, handler=handler)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from node_agent.pools import Demand, PoolConfig, Pools, WarmContainer
+from node_agent.pools.pool import Demand, PoolConfig, Pools, WarmContainer
 
 
 class FakeAttached:

@@ -7,7 +7,7 @@ shim forks and the child runs the script as ``python3`` would: ``__main__``, ``_
 ``sys.argv``, ``sys.path[0]``, the params on fd 0, the exit status (``SystemExit`` included),
 an uncaught exception's traceback from the script's frame on, non-daemon threads joined and
 ``atexit`` run before it leaves. The parent then writes the end marker (see
-node_agent/endmarker.py) as the shell script would. No interpreter start and no
+node_agent/wire/endmarker.py) as the shell script would. No interpreter start and no
 ``import json`` per call: 14-17 ms and ~8 ms on a 2-core machine.
 """
 
@@ -123,7 +123,7 @@ def _oom_kills() -> int:
 
 def fork_run(argv: "list[str]", path: str, nonce: str) -> None:
     """Run the script in a child of this interpreter, then write the end marker (see
-    node_agent/endmarker.py) with its exit status, as the shell script would."""
+    node_agent/wire/endmarker.py) with its exit status, as the shell script would."""
     pid = os.fork()
     if pid == 0:
         try:

@@ -16,7 +16,7 @@ from typing import Any, Protocol, TypeVar
 
 from common.jspub import Publishes
 from common.logs import fields
-from node_agent.docker import ContainerSpec, ExitState
+from node_agent.containers.docker import ContainerSpec, ExitState
 from node_agent.errors import AgentError, ImageNotFound
 from node_agent.logstream import LogPublisher
 from schemas import JobMessage, JobResult, JobStatus, Layout

@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 
 from common.lifecycle import TaskSet, wait_event
 from common.logs import fields
-from node_agent.docker import Attached, Engine
-from node_agent.session import HandlerSession
+from node_agent.containers.docker import Attached, Engine
+from node_agent.wire.stdio import HandlerSession
 
 log = logging.getLogger(__name__)
 

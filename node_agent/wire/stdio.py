@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from node_agent.docker import Attached
+from node_agent.containers.docker import Attached
 from node_agent.errors import AgentError
 from schemas import ErrorInfo
 

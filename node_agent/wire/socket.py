@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import cast
 
 from common.logs import fields
-from node_agent.docker import Attached
+from node_agent.containers.docker import Attached
 from node_agent.errors import StreamClosed
 
 log = logging.getLogger(__name__)

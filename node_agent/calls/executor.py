@@ -2,10 +2,10 @@
 
 * ``none``: a new container per call (cold).
 * ``warm-runtime``: an idle started container of the runtime's image (a shell, or the
-  runtime's shim with its interpreter loaded: warm.py) receives the code and the call on
+  runtime's shim with its interpreter loaded: pools/warm.py) receives the code and the call on
   stdin, runs once and is destroyed; the pool refills after the call.
   Functions with dependencies or non-default resource limits run cold (their dependencies
-  are in a prebuilt image, see deps.py).
+  are in a prebuilt image, see containers/deps.py).
 * ``warm-function``: an idle container already holding the function version (and its
   dependencies) receives only the params; with the handler protocol it serves call after
   call, with the command protocol once.
@@ -24,17 +24,17 @@ from pathlib import Path
 from typing import Protocol
 
 from common.logs import fields
-from node_agent.artifacts import ArtifactCache, call_tar
-from node_agent.channel import MOUNT, SOCKET, SocketChannel, SocketDir
-from node_agent.deps import CA_PATH, DependencyImages, ca_env
-from node_agent.docker import Attached, ContainerSpec, Engine
+from node_agent.containers.artifacts import ArtifactCache, call_tar
+from node_agent.containers.deps import CA_PATH, DependencyImages, ca_env
+from node_agent.containers.docker import Attached, ContainerSpec, Engine
+from node_agent.containers.scripts import WARM_COMMAND_CMD, entry_script
 from node_agent.errors import AgentError, StreamClosed
 from node_agent.outcome import Outcome, error_outcome
-from node_agent.pools import Pools, WarmContainer
-from node_agent.protocols import command_call, handler_call, max_line
-from node_agent.scripts import WARM_COMMAND_CMD, entry_script
-from node_agent.session import HandlerSession, OnLog
-from node_agent.warm import payload, wait_for_shim, warm_command
+from node_agent.pools.pool import Pools, WarmContainer
+from node_agent.pools.warm import payload, wait_for_shim, warm_command
+from node_agent.wire.call import command_call, handler_call, max_line
+from node_agent.wire.socket import MOUNT, SOCKET, SocketChannel, SocketDir
+from node_agent.wire.stdio import HandlerSession, OnLog
 from schemas import FunctionRecord, Invocation, Limits, RuntimeSpec, encode_json, function_key
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class Executor:
         self.pools = pools
         self._runtimes = runtimes
         # warm handler containers whose image says its shim can (SOCKET_LABEL) get the protocol
-        # over a Unix socket in a directory of their own (channel.py); None: attached stdio
+        # over a Unix socket in a directory of their own (wire/socket.py); None: attached stdio
         self.sockets = sockets
         # calls served per path ("cold", "warm-runtime", "warm-function"): metrics, tests
         self.served: Counter[str] = Counter()
@@ -123,7 +123,7 @@ class Executor:
             wc = self.pools.acquire(key)
             if wc is None and reusable(key, function):
                 # a burst past the pool: queue briefly for a busy container of this function
-                # rather than start one (pools.py, "wait")
+                # rather than start one (pools/pool.py, "wait")
                 wc = await self.pools.wait(key)
             if wc is not None:
                 self.served["warm-runtime" if key.startswith("rt:") else "warm-function"] += 1

@@ -26,6 +26,8 @@ from node_agent.containers.deps import DependencyImages
 from node_agent.containers.docker import DockerEngine, Engine
 from node_agent.jobs.worker import JobConfig, JobWorker
 from node_agent.nodeid import claim_node_id
+from node_agent.pools.factory import WarmFactory
+from node_agent.pools.keys import Layer, PoolKey
 from node_agent.pools.pool import PoolConfig, Pools
 from node_agent.settings import AgentSettings
 from node_agent.wire.socket import SocketDir
@@ -106,11 +108,9 @@ class NodeAgent:
         self._sockets = SocketDir(s.socket_dir, name=s.node_id) if s.handler_sockets and local_docker else None
         if self._sockets is not None and (swept := self._sockets.sweep()):
             log.info("agent.socket_dirs_removed", extra=fields(node=s.node_id, count=swept))
-        self.executor = Executor(
-            self._engine, self._artifacts, deps, s.node_id, s.policy, ca, runtimes=self._catalog, sockets=self._sockets
-        )
         if s.policy != "none":
-            mins = {"rt:" + rt: s.pool_min for rt in s.runtimes} if s.policy == "warm-runtime" else {}
+            factory = WarmFactory(self._engine, self._artifacts, deps, self._catalog, s.node_id, ca, self._sockets)
+            mins = {PoolKey.runtime(rt): s.pool_min for rt in s.runtimes} if s.policy == "warm-runtime" else {}
             config = PoolConfig(
                 min_per_key=mins,
                 max_per_key=s.pool_max,
@@ -119,9 +119,9 @@ class NodeAgent:
                 window_s=s.demand_window_s,
                 max_fills=s.pool_max_fills or os.cpu_count() or 2,
             )
-            self.pools = Pools(self._engine, self.executor.make_warm, config)
-            self.executor.pools = self.pools
+            self.pools = Pools(self._engine, factory, config)
             self.tasks.spawn(self.pools.maintain(), "pools")
+        self.executor = Executor(self._engine, self._artifacts, deps, s.node_id, s.policy, ca, self.pools)
         self._calls_runner = CallRunner(
             self._nc,
             self._js,
@@ -318,8 +318,8 @@ class NodeAgent:
             slots=self.settings.slots,
             free=self.settings.slots - self.running,
             runtimes=sorted(k for k in self._loops if k != NODE_LOOP),
-            warm_runtimes={k[3:]: n for k, n in warm.items() if k.startswith("rt:")},
-            warm_functions={k[3:]: n for k, n in warm.items() if k.startswith("fn:")},
+            warm_runtimes={k.label: n for k, n in warm.items() if k.layer is Layer.RUNTIME},
+            warm_functions={k.label: n for k, n in warm.items() if k.layer is Layer.FUNCTION},
         )
 
     async def _heartbeat(self) -> None:

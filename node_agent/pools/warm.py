@@ -23,11 +23,10 @@ import shlex
 from dataclasses import dataclass
 
 from node_agent.containers.artifacts import call_tar
-from node_agent.containers.docker import Attached, Engine
+from node_agent.containers.docker import STDERR, Attached, Engine
 from node_agent.containers.scripts import SHIM_EXEC_SCRIPT, WARM_RUNTIME_CMD, entry_script, warm_command_script
 from node_agent.errors import AgentError
 from node_agent.wire.endmarker import new_nonce
-from node_agent.wire.stdio import STDERR
 from schemas import FunctionRecord, RuntimeSpec
 
 SHIM_LABEL = "faas.handler-command"

@@ -18,8 +18,8 @@ it is the command's.
 import secrets
 from dataclasses import dataclass
 
-from node_agent.containers.docker import Attached
-from node_agent.wire.stdio import STDERR, OnLog, OutputTooLarge, ProtocolError, Streams
+from node_agent.containers.docker import STDERR, Attached
+from node_agent.wire.stdio import OnLog, OutputTooLarge, ProtocolError, Streams
 
 PREFIX = b"\x1efaas-end:"
 

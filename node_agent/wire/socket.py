@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import cast
 
 from common.logs import fields
-from node_agent.containers.docker import Attached
+from node_agent.containers.docker import STDERR, STDOUT, Attached
 from node_agent.errors import StreamClosed
 
 log = logging.getLogger(__name__)
 
-STDOUT, STDERR = 1, 2
 MOUNT = "/run/faas"
 SOCKET = f"{MOUNT}/call.sock"
 _CONNECT_EVERY_S = 0.005

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from node_agent.containers.docker import STDERR, STDOUT
 from node_agent.errors import StreamClosed
-from node_agent.wire.socket import STDERR, STDOUT, SocketChannel, SocketDir
+from node_agent.wire.socket import SocketChannel, SocketDir
 
 
 class FakeAttached:

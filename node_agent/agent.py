@@ -44,8 +44,8 @@ NODE_LOOP = "<node>"
 # (whose waiters, other subjects' pull loops and the job intake, are served in turn).
 CHAIN_MAX = 16
 # How long a finished call's ack waits for the next call of its subject: long enough for a
-# client that calls again as soon as it has its answer (8 closed-loop clients: 1,110-1,320
-# calls/s without waiting, 1,450 with 50 ms), short enough not to keep a slot from others.
+# client that calls again as soon as it has its answer (closed-loop clients then find the
+# slot waiting; docs/benchmarks.md), short enough not to keep a slot from others.
 CHAIN_WAIT_S = 0.05
 
 

@@ -23,7 +23,7 @@ container, and only if the queue ahead of it should clear by then. A key with no
 at all falls back at once.
 
 Single-use containers (warm-runtime, command-protocol warm-function) are replaced, not
-returned. Making one (create + start) takes the CPU of a small machine for ~100 ms, so the
+returned. Making one (create + start) takes much of a small machine's CPU for a while, so the
 replacement waits until the call that took a container has ended (and ``refill_delay_s``
 more, for its answer to go out), unless the key has no idle container left or the call
 runs longer than calls usually take. The used container is destroyed after the same delay.

@@ -10,7 +10,7 @@ the host: one hop each way.
 The container stays attached: what its processes write to fd 1/2 behind the shim's back
 (C extensions, subprocesses) still arrives there, and is handed to the session as stderr
 output (the shim points fd 1 at stderr, so nothing on the attach stream is protocol).
-:class:`SocketChannel` is an :class:`~node_agent.docker.Attached`: the session reading it
+:class:`SocketChannel` is an :class:`~node_agent.containers.docker.Attached`: the session reading it
 does not know which transport it has.
 """
 

@@ -35,6 +35,7 @@ from schemas import (
     decode,
     encode,
 )
+from schemas.fold import RecordEvent, fold
 
 log = logging.getLogger(__name__)
 
@@ -197,30 +198,13 @@ class CallbackDispatcher:
             await asyncio.gather(keepalive, return_exceptions=True)
 
     async def _record(self, fin: Finished) -> CallRecord:
-        """The finished call as the sync invoke returns it, from its events."""
-        found, started = await self._last(fin.call_id, "accepted"), await self._last(fin.call_id, "started")
-        acc = found if isinstance(found, Accepted) else None
-        start = started if isinstance(started, Started) else None
-        return CallRecord(
-            id=fin.call_id,
-            number=fin.number,
-            function=fin.function or (acc.function if acc else None),
-            version=fin.version or (acc.version if acc else None),
-            runtime=fin.runtime or (acc.runtime if acc else None),
-            params=fin.params if fin.params is not None else (acc.params if acc else None),
-            status=fin.status,
-            attempts=fin.attempt or (start.attempt if start else 1),
-            node=fin.node or (start.node if start else None),
-            container=fin.container or (start.container if start else None),
-            created_at=acc.at if acc else None,
-            started_at=start.at if start else None,
-            finished_at=fin.at,
-            duration_ms=fin.duration_ms,
-            exit_code=fin.exit_code,
-            error=fin.error,
-            result=fin.result,
-            callback_url=fin.callback_url,
-        )
+        """The finished call as the sync invoke returns it: the fold of its events."""
+        events: list[RecordEvent] = [fin]
+        for kind in ("accepted", "started"):
+            event = await self._last(fin.call_id, kind)
+            if isinstance(event, Accepted | Started):
+                events.append(event)
+        return fold(events)
 
     async def _last(self, call_id: str, kind: str) -> BaseModel | None:
         try:

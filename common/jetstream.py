@@ -19,6 +19,7 @@ from nats.js.api import (
 )
 from nats.js.errors import BadRequestError
 
+from common.logs import fields
 from schemas import Layout
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ async def connect(url: str, name: str) -> Client:
     """A client that keeps reconnecting for ever: a NATS restart must not kill a service."""
 
     async def on_error(err: Exception) -> None:
-        log.warning("nats.error %s", err)
+        log.warning("nats.error", extra=fields(error=repr(err)))
 
     async def on_disconnect() -> None:
         log.warning("nats.disconnected")

@@ -17,6 +17,8 @@ import logging
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
+from common.logs import fields
+
 log = logging.getLogger(__name__)
 
 
@@ -91,7 +93,7 @@ class KVMirror:
             except Exception:
                 # A watch can end with the connection; answer from KV until it is back.
                 self._ready = False
-                log.warning("kv_mirror.watch_failed bucket=%s", self._name, exc_info=True)
+                log.warning("kv_mirror.watch_failed", extra=fields(bucket=self._name), exc_info=True)
                 await asyncio.sleep(1.0)
 
     async def _watch(self) -> None:

@@ -109,7 +109,7 @@ class NatsServer:
     async def _drain_log(self, stderr: asyncio.StreamReader) -> None:
         while line := await stderr.readline():
             if b"[ERR]" in line or b"[WRN]" in line:
-                log.warning("nats.server %s", line.decode(errors="replace").rstrip())
+                log.warning("nats.server.log", extra=fields(line=line.decode(errors="replace").rstrip()))
 
     async def stop(self, grace: float = 10.0) -> None:
         proc, self._proc = self._proc, None

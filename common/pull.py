@@ -35,6 +35,8 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import DEFAULT_PREFIX, Header
 
+from common.logs import fields
+
 log = logging.getLogger(__name__)
 
 # A request that neither delivered its batch nor ended with a status this long after it
@@ -271,7 +273,7 @@ class PullConsumer:
     def _give_up_next(self, subject: str) -> None:
         future = self._next.pop(subject, None)
         if future is not None and not future.done():
-            log.warning("pull.ack_next_lost", extra={"consumer": self._next_subject.rsplit(".", 1)[-1]})
+            log.warning("pull.ack_next_lost", extra=fields(consumer=self._next_subject.rsplit(".", 1)[-1]))
             future.set_result(None)
 
     def _raise_error(self) -> None:

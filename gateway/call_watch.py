@@ -19,8 +19,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 
+from common.events import Event, last_event
 from common.logs import fields
 from schemas import CallEvent, Finished, InvalidMessage, Layout, Started, decode_event
 
@@ -102,12 +102,12 @@ class CallWatch:
                 return await asyncio.wait_for(asyncio.shield(self._finished), max(0.0, min(remaining, self._poll_s)))
             except TimeoutError:
                 pass
-            event = await self._from_stream("finished")
-            if isinstance(event, Finished):
+            event = await self._from_stream(Finished)
+            if event is not None:
                 self._set_finished(event)
                 return event
             if loop.time() >= deadline:
-                if self.started is None and isinstance(started := await self._from_stream("started"), Started):
+                if self.started is None and (started := await self._from_stream(Started)) is not None:
                     self.started = started
                 return None
 
@@ -132,13 +132,11 @@ class CallWatch:
         if not self._finished.done():
             self._finished.set_result(event)
 
-    async def _from_stream(self, kind: str) -> CallEvent | None:
-        subject = self._layout.event(self.call_id, kind)
+    async def _from_stream(self, model: type[Event]) -> Event | None:
         try:
-            msg = await self._js.get_last_msg(self._layout.events_stream, subject)
-        except NotFoundError:
-            return None
+            return await last_event(self._js, self._layout, self.call_id, model)
+        except InvalidMessage as err:
+            log.warning("event.invalid", extra=fields(call=self.call_id, error=str(err)))
         except Exception as err:  # NATS trouble: the subscription may still deliver; keep waiting
             log.warning("watch.stream_check.failed", extra=fields(call=self.call_id, error=repr(err)))
-            return None
-        return self.take(msg.data or b"", subject)
+        return None

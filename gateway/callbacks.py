@@ -18,9 +18,8 @@ import aiohttp
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
-from pydantic import BaseModel
 
+from common.events import Event, last_event
 from common.lifecycle import TaskSet
 from common.logs import fields
 from gateway.callback_post import RetryPolicy, host_of, post_with_retries
@@ -35,6 +34,7 @@ from schemas import (
     decode,
     encode,
 )
+from schemas.fold import RecordEvent, fold
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,6 @@ CONSUMER = "callbacks"
 _FETCH_TIMEOUT_S = 1.0
 _ERROR_BACKOFF_S = 1.0
 _MAX_BATCH = 64
-_EVENT_MODELS: dict[str, type[BaseModel]] = {"accepted": Accepted, "started": Started, "callback": Callback}
 
 
 class CallbackDispatcher:
@@ -148,7 +147,7 @@ class CallbackDispatcher:
     async def _deliver(self, msg: Msg, event: Finished, url: str) -> None:
         keepalive = asyncio.create_task(self._keep_alive(msg), name=f"callback:{event.call_id}:keepalive")
         try:
-            if await self._last(event.call_id, "callback") is not None:
+            if await self._last(event.call_id, Callback) is not None:
                 await msg.ack()  # handled already (a redelivered or duplicate finished event)
                 return
             record = await self._record(event)
@@ -197,38 +196,17 @@ class CallbackDispatcher:
             await asyncio.gather(keepalive, return_exceptions=True)
 
     async def _record(self, fin: Finished) -> CallRecord:
-        """The finished call as the sync invoke returns it, from its events."""
-        found, started = await self._last(fin.call_id, "accepted"), await self._last(fin.call_id, "started")
-        acc = found if isinstance(found, Accepted) else None
-        start = started if isinstance(started, Started) else None
-        return CallRecord(
-            id=fin.call_id,
-            number=fin.number,
-            function=fin.function or (acc.function if acc else None),
-            version=fin.version or (acc.version if acc else None),
-            runtime=fin.runtime or (acc.runtime if acc else None),
-            params=fin.params if fin.params is not None else (acc.params if acc else None),
-            status=fin.status,
-            attempts=fin.attempt or (start.attempt if start else 1),
-            node=fin.node or (start.node if start else None),
-            container=fin.container or (start.container if start else None),
-            created_at=acc.at if acc else None,
-            started_at=start.at if start else None,
-            finished_at=fin.at,
-            duration_ms=fin.duration_ms,
-            exit_code=fin.exit_code,
-            error=fin.error,
-            result=fin.result,
-            callback_url=fin.callback_url,
-        )
+        """The finished call as the sync invoke returns it: the fold of its events."""
+        events: list[RecordEvent] = [fin]
+        if (accepted := await self._last(fin.call_id, Accepted)) is not None:
+            events.append(accepted)
+        if (started := await self._last(fin.call_id, Started)) is not None:
+            events.append(started)
+        return fold(events)
 
-    async def _last(self, call_id: str, kind: str) -> BaseModel | None:
+    async def _last(self, call_id: str, model: type[Event]) -> Event | None:
         try:
-            msg = await self._js.get_last_msg(self._layout.events_stream, self._layout.event(call_id, kind))
-        except NotFoundError:
-            return None
-        try:
-            return decode(_EVENT_MODELS[kind], msg.data or b"")
+            return await last_event(self._js, self._layout, call_id, model)
         except InvalidMessage:
             return None
 

@@ -40,6 +40,7 @@ from schemas import (
     encode,
     encode_json,
 )
+from schemas.fold import RecordEvent, fold
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,19 @@ class Ticket:
 
     def queued(self, status: CallStatus = CallStatus.QUEUED) -> dict[str, Any]:
         return {"id": self.id, "number": self.number, "status": status.value}
+
+    def accepted(self) -> Accepted:
+        """The event that announces the call (published or not, the sync answer folds it)."""
+        return Accepted(
+            call_id=self.id,
+            number=self.number,
+            at=self.created_at,
+            function=self.function,
+            version=self.version,
+            runtime=self.runtime,
+            params=self.params,
+            callback_url=self.callback_url,
+        )
 
 
 @dataclass
@@ -134,7 +148,7 @@ class Invoker:
             if finished is None:
                 status = CallStatus.RUNNING if watch.started else CallStatus.QUEUED
                 return Outcome(ticket, None, status)
-            return Outcome(ticket, _record(ticket, watch.started, finished), finished.status)
+            return Outcome(ticket, _answer(ticket, watch.started, finished), finished.status)
         finally:
             self._watches.discard(watch)
             watch.close()
@@ -201,16 +215,7 @@ class Invoker:
 
     async def _announce(self, t: Ticket) -> None:
         """The Accepted event; the call is queued already, so a failure here is logged, not raised."""
-        event = Accepted(
-            call_id=t.id,
-            number=t.number,
-            at=t.created_at,
-            function=t.function,
-            version=t.version,
-            runtime=t.runtime,
-            params=t.params,
-            callback_url=t.callback_url,
-        )
+        event = t.accepted()
         # Not awaited for its PubAck: the invocation is durable already, and every later event
         # (started, finished) carries what the store needs to build the record without it.
         try:
@@ -221,25 +226,7 @@ class Invoker:
             log.exception("call.accepted.publish_failed", extra=fields(call=t.id, number=t.number))
 
 
-def _record(t: Ticket, started: Started | None, fin: Finished) -> CallRecord:
-    """The finished call as the store will record it, from what this gateway has seen."""
-    return CallRecord(
-        id=t.id,
-        number=t.number,
-        function=t.function,
-        version=t.version,
-        runtime=t.runtime,
-        params=t.params,
-        status=fin.status,
-        attempts=fin.attempt or (started.attempt if started else 1),
-        node=fin.node or (started.node if started else None),
-        container=fin.container or (started.container if started else None),
-        created_at=t.created_at,
-        started_at=started.at if started else fin.started_at,
-        finished_at=fin.at,
-        duration_ms=fin.duration_ms,
-        exit_code=fin.exit_code,
-        error=fin.error,
-        result=fin.result,
-        callback_url=t.callback_url,
-    )
+def _answer(t: Ticket, started: Started | None, finished: Finished) -> CallRecord:
+    """The finished call as the store will record it: the fold of the events this gateway has."""
+    events: list[RecordEvent] = [t.accepted(), finished] if started is None else [t.accepted(), started, finished]
+    return fold(events)

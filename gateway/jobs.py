@@ -11,9 +11,9 @@ import uuid
 from datetime import UTC, datetime
 
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
+from common.events import Event, last_event
 from common.logs import fields
 from gateway.errors import GatewayError, check_id, nats_unavailable, not_found
 from gateway.queueing import enqueue
@@ -27,9 +27,9 @@ from schemas import (
     JobRecord,
     JobResult,
     JobSpec,
+    JobStarted,
     JobStatus,
     Layout,
-    decode_job_event,
     encode,
 )
 
@@ -108,26 +108,27 @@ class Jobs:
         except GatewayError as err:
             if err.status != 404 and err.status < 500:
                 raise
-        finished = await self._last_event(job_id, "job_finished")
+        try:
+            finished = await self._last_event(job_id, JobFinished)
+        except InvalidMessage:
+            return JobStatus.ERROR  # a final event nobody can read: over all the same
         if finished is not None:
-            try:
-                event = decode_job_event(finished)
-            except InvalidMessage:
-                return JobStatus.ERROR
-            return event.status if isinstance(event, JobFinished) else JobStatus.ERROR
-        if await self._last_event(job_id, "job_started") is not None:
+            return finished.status
+        if await self._seen(job_id, JobStarted):
             return JobStatus.RUNNING
-        if await self._last_event(job_id, "job_accepted") is not None:
+        if await self._seen(job_id, JobAccepted):
             return JobStatus.QUEUED
         return None
 
-    async def _last_event(self, job_id: str, kind: str) -> bytes | None:
+    async def _last_event(self, job_id: str, model: type[Event]) -> Event | None:
         with nats_unavailable("reading the job's events"):
-            try:
-                msg = await self._js.get_last_msg(self._layout.events_stream, self._layout.event(job_id, kind))
-            except NotFoundError:
-                return None
-        return msg.data or b""
+            return await last_event(self._js, self._layout, job_id, model)
+
+    async def _seen(self, job_id: str, model: type[Event]) -> bool:
+        try:
+            return await self._last_event(job_id, model) is not None
+        except InvalidMessage:
+            return True  # there, if unreadable
 
     async def _queue(self, subject: str, data: bytes, msg_id: str) -> int:
         return await enqueue(self._js, self._layout, subject, data, msg_id, "job")

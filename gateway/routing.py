@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from nats.js.kv import KeyValue
 
+from common.logs import fields
 from schemas import InvalidMessage, Layout, NodeState, decode, function_key
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class NodeRouter:
                 try:
                     self._nodes[entry.key] = decode(NodeState, entry.value)
                 except InvalidMessage:
-                    log.warning("router.bad_heartbeat node=%s", entry.key)
+                    log.warning("router.bad_heartbeat", extra=fields(node=entry.key))
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]
 

@@ -5,7 +5,6 @@ called, so that the store can build a record from whichever event reaches it fir
 """
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter, field_validator
@@ -13,24 +12,16 @@ from pydantic import BaseModel, Field, TypeAdapter, field_validator
 from schemas.clock import utcnow
 from schemas.codec import decode_as
 from schemas.names import CALL_ID_PATTERN
+from schemas.status import Progress
 
 
-class CallStatus(StrEnum):
+class CallStatus(Progress):
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
     DONE = "DONE"
     ERROR = "ERROR"
     TIMEOUT = "TIMEOUT"
     CANCELLED = "CANCELLED"
-
-    @property
-    def rank(self) -> int:
-        """Order of progress: a record never moves to a lower rank."""
-        return {"QUEUED": 0, "RUNNING": 1}.get(self.value, 2)
-
-    @property
-    def terminal(self) -> bool:
-        return self.rank == 2
 
 
 class ErrorInfo(BaseModel):

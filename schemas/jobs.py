@@ -6,7 +6,6 @@ job-specific kinds; a cancel request is a key in the cancels KV bucket.
 """
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -14,24 +13,17 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from schemas.clock import utcnow
 from schemas.codec import decode_as
 from schemas.names import CALL_ID_PATTERN, NAME_PATTERN
+from schemas.status import Progress
 
 MIN_PRIORITY, MAX_PRIORITY = 0, 9
 
 
-class JobStatus(StrEnum):
+class JobStatus(Progress):
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
     FINISHED = "FINISHED"
     ERROR = "ERROR"
     CANCELLED = "CANCELLED"
-
-    @property
-    def rank(self) -> int:
-        return {"QUEUED": 0, "RUNNING": 1}.get(self.value, 2)
-
-    @property
-    def terminal(self) -> bool:
-        return self.rank == 2
 
 
 class RegistryAuth(BaseModel):

@@ -2,7 +2,7 @@
 
 Pure (no I/O), so that both database paths (:mod:`store.sqlite_writer`, in a thread, and
 :mod:`store.postgres_writer`, on the event loop) run the same rules between their read and
-their write: every event of a record in the batch is folded in memory (:mod:`store.merge`,
+their write: every event of a record in the batch is folded in memory (:mod:`schemas.fold`,
 :mod:`store.job_merge`) into the stored row, and only rows that end up different are
 written, whole, in one upsert per table.
 """
@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas import JobAccepted, JobFinished, JobStarted, Logs
+from schemas.fold import RecordEvent, merge_all
 from store.events import StoreEvent
 from store.job_merge import JobState, merge_jobs
 from store.log_lines import encode_lines
-from store.merge import RecordEvent, merge_all
 from store.rows import job_to_values, record_to_values, row_to_job, row_to_record
 from store.sql import Row
 

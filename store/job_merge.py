@@ -1,6 +1,6 @@
 """Folding job events into job state: pure, idempotent and tolerant of any order.
 
-The same rules as calls (:mod:`store.merge`):
+The same rules as calls (:mod:`schemas.fold`):
 
 - a missing job is created by whichever event comes first; what was asked (name, image,
   command...) comes from ``job_accepted`` only, and ``registry_auth`` is never kept;

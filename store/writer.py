@@ -1,7 +1,7 @@
 """Applying a batch of events in one transaction: call records, job records, log chunks.
 
 Per batch, whatever its size: one ``SELECT`` of the records it touches, the merge rules
-(:mod:`store.merge`, :mod:`store.job_merge`) folding every event of a record in memory
+(:mod:`schemas.fold`, :mod:`store.job_merge`) folding every event of a record in memory
 (:mod:`store.batch`), one upsert per table of the rows that changed (whole rows: one
 statement, not one per set of changed columns), and one insert of the new log chunks
 (once per (id, attempt, seq): a redelivered chunk is skipped). The statements run on the

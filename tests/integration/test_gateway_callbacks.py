@@ -5,6 +5,7 @@ by a slow URL. The test plays the node agent (copying ``callback_url`` into ``fi
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -14,7 +15,7 @@ from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
 from common.natsserver import NatsServer
-from schemas import Accepted, Callback, CallStatus, Layout, decode, decode_event
+from schemas import Accepted, Callback, CallRecord, CallStatus, Layout, decode, decode_event
 from tests.integration.test_gateway_support import (
     FakeAgent,
     register_function,
@@ -105,6 +106,42 @@ async def test_a_failing_receiver_gets_the_call_on_the_third_attempt(
     assert record["result"] == [3, 5] and record["params"] == {"roll": "2d6"}
     assert record["created_at"] and record["started_at"] and record["finished_at"]
     assert record["callback_url"] == url
+
+
+async def test_the_body_of_a_short_call_is_its_sync_answer_with_both_times(
+    nats_server: NatsServer, nc: Client, layout: Layout
+) -> None:
+    """A sync call that finishes at once is never announced (no ``accepted`` event) and its
+    agent may leave out ``started``: the body takes when the call was accepted and started
+    from the ``finished`` event, like the sync answer."""
+    receiver = Receiver([200])
+    async with (
+        receiving(receiver) as url,
+        running_gateway(nats_server.url, layout, **FAST, announce_after_s=60) as (_, http),
+    ):
+        await register_runtime(http)
+        await register_function(http)
+        call = asyncio.create_task(
+            http.post("/v1/functions/dice/invoke", json={"roll": "2d6"}, params={"callback_url": url})
+        )
+        agent = FakeAgent(nc, layout)
+        inv, number = await agent.pull()
+        assert inv.id is not None and inv.created_at is not None
+        started_at = inv.created_at + timedelta(milliseconds=3)
+        # What a real agent's finished event says about the call.
+        about = {"function": "dice", "version": 1, "runtime": "pythonruntime", "params": inv.params}
+        await agent.finish(inv, number, result=[1, 2], callback_url=url, started_at=started_at, **about)
+        async with await call as r:
+            assert r.status == 200, await r.text()
+            answer = decode(CallRecord, await r.read())
+        event = await callback_event(nc, layout, inv.id)
+        assert await last_event(nc, layout, inv.id, "accepted") is None
+        assert await last_event(nc, layout, inv.id, "started") is None
+    assert event.outcome.delivered
+    [(_, payload)] = receiver.requests
+    body = decode(CallRecord, payload)
+    assert body.created_at == inv.created_at and body.started_at == started_at
+    assert body == answer
 
 
 async def test_the_header_works_too_and_a_dead_receiver_is_reported(

@@ -1,4 +1,5 @@
-"""store.merge: the rules that fold call events into a record, without NATS or a database."""
+"""schemas.fold: the rules that fold call events into a record (the store's records, the
+gateway's sync answers and callback bodies), without NATS or a database."""
 
 import itertools
 from datetime import UTC, datetime, timedelta, timezone
@@ -7,7 +8,7 @@ from typing import Any
 import pytest
 
 from schemas import Accepted, Callback, CallbackOutcome, CallRecord, CallStatus, ErrorInfo, Finished, Started
-from store.merge import RecordEvent, merge, merge_all
+from schemas.fold import RecordEvent, fold, merge_all
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 CALL = "c1"
@@ -45,14 +46,6 @@ def finished(status: CallStatus = CallStatus.DONE, **kw: Any) -> Finished:
         container="ctr-n1",
     )
     return Finished(**{**base, **kw})
-
-
-def fold(events: list[RecordEvent]) -> CallRecord:
-    record: CallRecord | None = None
-    for event in events:
-        record = merge(record, event)
-    assert record is not None
-    return record
 
 
 def test_accepted_creates_a_queued_record() -> None:
@@ -206,6 +199,11 @@ def test_naive_timestamps_are_taken_as_utc() -> None:
 def test_free_form_json_results_are_kept_as_is() -> None:
     for value in ["text", [1, None, "x"], 3.5, None, {"nested": {"null": None}}]:
         assert fold([finished(result=value)]).result == value
+
+
+def test_there_is_no_record_without_an_event() -> None:
+    with pytest.raises(ValueError, match="no event"):
+        fold([])
 
 
 def test_merge_all_creates_and_updates_several_records() -> None:

@@ -24,9 +24,9 @@ from schemas import (
     GetCall,
     Started,
 )
+from schemas.fold import RecordEvent, merge_all
 from store.db import make_engine, make_sessions
 from store.errors import BadRequest, NotFound
-from store.merge import RecordEvent, merge_all
 from store.migrate import migrate
 from store.queries import CallQueries, decode_cursor, encode_cursor
 from store.tables import calls

@@ -1,5 +1,9 @@
 """Folding call events into call records: pure, idempotent and tolerant of any order.
 
+The one fold of the project: the store keeps its records with it, and the gateway builds a
+sync call's answer and a callback's body with it from the events it has, so that all three
+say the same thing about a call.
+
 JetStream delivers at least once, and the events of one call come from different publishers
 (gateway, node agents), so a record must end up the same whatever the order, and an event
 applied twice must change nothing. The rules:
@@ -19,13 +23,14 @@ applied twice must change nothing. The rules:
 - a ``Callback`` sets ``callback``, the delivery outcome: the latest (by its ``at``) wins,
   whatever the order they arrive in. It is not a status change.
 
-``Logs`` events are not record events: they go to the log chunks (:mod:`store.writer`).
+``Logs`` events are not record events: the store keeps them as log chunks.
 """
 
 from collections.abc import Iterable, MutableMapping
 from datetime import UTC, datetime
 
-from schemas import Accepted, Callback, CallbackOutcome, CallRecord, CallStatus, Finished, Started
+from schemas.calls import CallRecord
+from schemas.events import Accepted, Callback, CallbackOutcome, CallStatus, Finished, Started
 
 # The call events that shape a record.
 RecordEvent = Accepted | Started | Finished | Callback
@@ -53,6 +58,16 @@ def merge(record: CallRecord | None, event: RecordEvent) -> CallRecord:
         _apply_finished(record, event, at)
     elif isinstance(event, Callback):
         _apply_callback(record, event)
+    return record
+
+
+def fold(events: Iterable[RecordEvent]) -> CallRecord:
+    """The record of one call from its events (at least one), in any order."""
+    record: CallRecord | None = None
+    for event in events:
+        record = merge(record, event)
+    if record is None:
+        raise ValueError("no event to fold")
     return record
 
 

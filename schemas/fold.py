@@ -10,9 +10,9 @@ applied twice must change nothing. The rules:
 
 - a missing record is created by whichever event comes first;
 - what was called (function, version, runtime, params) is filled by any event that knows
-  it, and never overwritten; ``created_at`` is the accepted event's time (an earlier event
-  fills it provisionally when none has been seen, a ``Finished`` with the ``created_at`` it
-  carries);
+  it, and never overwritten; ``created_at`` is the accepted event's time; when none has been
+  seen, the ``created_at`` a ``Finished`` carries (the same time), else provisionally the
+  first event's time, which either of those replaces;
 - a ``Finished`` that carries ``started_at`` fills it when no ``Started`` was seen (an agent
   may leave out the Started event of a short call);
 - status only moves forward (``CallStatus.rank``); the first terminal event wins and every
@@ -96,9 +96,14 @@ def _fill_what_was_called(record: CallRecord, event: RecordEvent, at: datetime) 
         record.callback_url = event.callback_url
     if isinstance(event, Accepted):
         record.created_at = at
+    elif isinstance(event, Finished) and event.created_at is not None:
+        # The invocation's own time (the accepted event's): it replaces a provisional value,
+        # which is later, whichever of the two events came first.
+        created = _utc(event.created_at)
+        if record.created_at is None or created < record.created_at:
+            record.created_at = created
     elif record.created_at is None:
-        created = event.created_at if isinstance(event, Finished) else None
-        record.created_at = _utc(created) if created is not None else at
+        record.created_at = at
 
 
 def _apply_started(record: CallRecord, event: Started, at: datetime) -> None:

@@ -294,6 +294,13 @@ def test_a_finished_event_alone_records_when_the_call_was_accepted_and_started()
     assert r.finished_at == T0 + timedelta(seconds=10)
 
 
+def test_without_accepted_the_time_a_finished_event_carries_wins_in_any_order() -> None:
+    """A sync call's Accepted event may never be published: the record's created_at is the
+    invocation's, whether the Started or the Finished event is folded first."""
+    for order in itertools.permutations([started(), finished(created_at=T0)]):
+        assert fold(list(order)).created_at == T0, order
+
+
 def test_the_accepted_and_started_events_win_over_the_times_a_finished_event_carries() -> None:
     late = T0 + timedelta(seconds=5)
     for order in itertools.permutations([accepted(), started(), finished(created_at=late, started_at=late)]):

@@ -153,6 +153,10 @@ class FakeContainer:
             self.dirs.add(path)
             path = posixpath.dirname(path)
 
+    def close_stdin(self) -> None:
+        """What the process reads next is EOF (Docker closes it only with StdinOnce)."""
+        self._stdin.feed_eof()
+
     def write_stdin(self, data: bytes) -> None:
         if self.exit_code is not None:
             raise StreamClosed("the container's stdin is closed: its process exited")

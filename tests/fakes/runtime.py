@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tests.fakes.docker import STDERR, STDOUT, Exit, Process, Program
+from tests.fakes.container import STDERR, STDOUT, Exit, Process, Program
 
 INSTALL = "/faas/install.sh"
 

@@ -21,7 +21,8 @@ from node_agent.containers.artifacts import ArtifactCache
 from node_agent.containers.deps import DependencyImages
 from schemas import CallStatus, Finished, Invocation, Layout, decode, encode
 from schemas.clock import utcnow
-from tests.fakes.docker import FakeEngine, Process
+from tests.fakes.container import Process
+from tests.fakes.docker import FakeEngine
 from tests.fakes.runtime import function_image
 from tests.functions import PYTHON_IMAGE, python_runtime, register
 

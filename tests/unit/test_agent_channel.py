@@ -11,7 +11,7 @@ import pytest
 
 from node_agent.errors import StreamClosed
 from node_agent.wire.socket import STDERR, STDOUT, SocketChannel, SocketDir
-from tests.fakes.docker import FakeAttached
+from tests.fakes.container import FakeAttached
 
 
 async def _echo_server(path: Path) -> asyncio.AbstractServer:

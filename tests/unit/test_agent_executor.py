@@ -19,7 +19,8 @@ from node_agent.containers.deps import DependenciesFailed, DependencyImages, dep
 from node_agent.outcome import Outcome
 from node_agent.wire.stdio import STDERR, STDOUT
 from schemas import CallStatus, FunctionRecord, Invocation, Limits, encode_json
-from tests.fakes.docker import PIPE_BYTES, Exit, FakeEngine, Process, Program
+from tests.fakes.container import PIPE_BYTES, Exit, Process, Program
+from tests.fakes.docker import FakeEngine
 from tests.fakes.runtime import Handler, HandlerCall, function_image
 from tests.functions import PYTHON_IMAGE, handler_runtime, zip_bytes
 

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from node_agent.pools.pool import Demand, PoolConfig, Pools, WarmContainer
-from tests.fakes.docker import FakeAttached, FakeEngine
+from tests.fakes.container import FakeAttached
+from tests.fakes.docker import FakeEngine
 
 
 def docker() -> FakeEngine:

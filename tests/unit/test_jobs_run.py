@@ -7,7 +7,8 @@ from typing import Any
 from node_agent.jobs.intake import job_subjects, levels_by_priority
 from node_agent.jobs.run import Interrupt, JobControl, JobRun, RunOutcome, RunSettings
 from schemas import JobContainer, JobMessage, JobSpec, JobStatus, Layout, RegistryAuth
-from tests.fakes.docker import FakeEngine, emits
+from tests.fakes.container import emits
+from tests.fakes.docker import FakeEngine
 from tests.unit.test_jobs_logstream import LAYOUT, FakePublisher
 
 

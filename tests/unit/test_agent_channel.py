@@ -12,23 +12,7 @@ import pytest
 from node_agent.containers.docker import STDERR, STDOUT
 from node_agent.errors import StreamClosed
 from node_agent.wire.socket import SocketChannel, SocketDir
-
-
-class FakeAttached:
-    """What the container's attach stream would deliver: frames pushed by the test, then EOF."""
-
-    def __init__(self) -> None:
-        self.frames: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
-        self.closed = False
-
-    async def write(self, data: bytes) -> None:
-        raise AssertionError("the socket channel never writes to the attach stream")
-
-    async def read(self) -> tuple[int, bytes] | None:
-        return await self.frames.get()
-
-    async def close(self) -> None:
-        self.closed = True
+from tests.fakes.container import FakeAttached
 
 
 async def _echo_server(path: Path) -> asyncio.AbstractServer:
@@ -107,13 +91,14 @@ async def test_protocol_bytes_come_from_the_socket_and_stray_output_as_stderr(tm
         await channel.connect(timeout=5)
         await channel.write(b"hello\n")
         assert await channel.read() == (STDOUT, b"ok:hello\n")
-        attached.frames.put_nowait((STDOUT, b"printed behind the shim's back\n"))
+        attached.feed(STDOUT, b"printed behind the shim's back\n")
         assert await channel.read() == (STDERR, b"printed behind the shim's back\n")
     finally:
         await channel.close()
         server.close()
         await server.wait_closed()
     assert attached.closed
+    assert attached.written == b""  # the socket channel never writes to the attach stream
     assert not directory.exists()
     with pytest.raises(StreamClosed):
         await channel.write(b"after close\n")
@@ -141,7 +126,7 @@ async def test_connect_fails_fast_when_the_container_exits_before_listening(tmp_
     directory = SocketDir(tmp_path / "s").new()
     attached = FakeAttached()
     channel = SocketChannel(attached, directory)
-    attached.frames.put_nowait(None)  # the attach stream ends: the process is gone
+    attached.end()  # the attach stream ends: the process is gone
     # StreamClosed, not the hour-long timeout (wait_for's TimeoutError would fail the test)
     with pytest.raises(StreamClosed, match="before its shim listened"):
         await asyncio.wait_for(channel.connect(timeout=3600), 60)
@@ -165,7 +150,7 @@ async def test_output_nobody_reads_is_bounded_and_resumes_when_read(tmp_path: Pa
     server = await asyncio.start_unix_server(serve, path=str(directory / "call.sock"))
     attached = FakeAttached()
     for _ in range(160):  # 10 MiB of stray output
-        attached.frames.put_nowait((STDOUT, chunk))
+        attached.feed(STDOUT, chunk)
     channel = SocketChannel(attached, directory)
     try:
         await channel.connect(timeout=5)

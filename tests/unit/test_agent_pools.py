@@ -8,6 +8,8 @@ import pytest
 
 from node_agent.pools.keys import Layer, PoolKey
 from node_agent.pools.pool import Demand, PoolConfig, Pools, WarmContainer
+from tests.fakes.container import FakeAttached
+from tests.fakes.docker import FakeEngine
 
 FN_A = PoolKey(Layer.FUNCTION, "a", 1)
 FN_B = PoolKey(Layer.FUNCTION, "b", 1)
@@ -21,27 +23,12 @@ RT_PY = PoolKey.runtime("py")
 RT_PYTHON = PoolKey.runtime("python")
 
 
-class FakeAttached:
-    async def write(self, data: bytes) -> None: ...
-    async def read(self) -> tuple[int, bytes] | None:
-        return None
-
-    async def close(self) -> None: ...
-
-
-class FakeEngine:
-    def __init__(self) -> None:
-        self.removed: list[str] = []
-
-    async def remove(self, cid: str, grace_s: float = 0) -> None:
-        self.removed.append(cid)
-
-    def __getattr__(self, name: str) -> Any:  # the pools use nothing else
-        raise AssertionError(f"unexpected engine call {name}")
+def docker() -> FakeEngine:
+    return FakeEngine(only={"remove"})  # the pools use nothing else
 
 
 def make_pools(reusable: bool = True, **cfg: Any) -> tuple[Pools, FakeEngine, list[str]]:
-    engine = FakeEngine()
+    engine = docker()
     made: list[str] = []
     ids = itertools.count()
 
@@ -50,7 +37,7 @@ def make_pools(reusable: bool = True, **cfg: Any) -> tuple[Pools, FakeEngine, li
         made.append(cid)
         return WarmContainer(cid=cid, key=key, attached=FakeAttached(), reusable=reusable)
 
-    pools = Pools(engine, factory, PoolConfig(**cfg))  # type: ignore[arg-type]
+    pools = Pools(engine, factory, PoolConfig(**cfg))
     return pools, engine, made
 
 
@@ -202,7 +189,7 @@ async def test_a_fill_that_ends_while_the_pools_close_is_removed_before_close_re
             await asyncio.sleep(0.05)  # as Docker takes its time
             await super().remove(cid, grace_s)
 
-    engine = SlowEngine()
+    engine = SlowEngine(only={"remove"})
     started, finish = asyncio.Event(), asyncio.Event()
 
     async def slow_factory(key: PoolKey) -> WarmContainer:
@@ -210,7 +197,7 @@ async def test_a_fill_that_ends_while_the_pools_close_is_removed_before_close_re
         await finish.wait()
         return WarmContainer(cid="late", key=key, attached=FakeAttached(), reusable=True)
 
-    pools = Pools(engine, slow_factory, PoolConfig(min_per_key={RT_PYTHON: 1}))  # type: ignore[arg-type]
+    pools = Pools(engine, slow_factory, PoolConfig(min_per_key={RT_PYTHON: 1}))
     pools.want(RT_PYTHON)
     pools._tick()
     await started.wait()
@@ -268,7 +255,7 @@ async def test_a_new_container_goes_to_a_waiting_call_and_close_ends_the_waits()
         await gate.wait()
         return WarmContainer(cid=f"c{next(ids)}", key=key, attached=FakeAttached(), reusable=True)
 
-    pools = Pools(FakeEngine(), slow_factory, PoolConfig(max_per_key=4))  # type: ignore[arg-type]
+    pools = Pools(docker(), slow_factory, PoolConfig(max_per_key=4))
     for _ in range(3):
         assert pools.acquire(FN_F) is None  # demand, and nothing idle yet
     pools._tick()  # fills start, and take a while
@@ -311,7 +298,7 @@ async def test_no_more_containers_are_made_at_once_than_max_fills() -> None:
         in_flight[0] -= 1
         return WarmContainer(cid=f"c{len(started)}", key=key, attached=FakeAttached(), reusable=True)
 
-    pools = Pools(FakeEngine(), slow_factory, PoolConfig(max_per_key=8, max_fills=2))  # type: ignore[arg-type]
+    pools = Pools(docker(), slow_factory, PoolConfig(max_per_key=8, max_fills=2))
     for _ in range(50):  # demand for 8 containers of one key, and some of another
         pools.acquire(FN_HOT)
     pools.acquire(FN_COLD)

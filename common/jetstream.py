@@ -19,6 +19,7 @@ from nats.js.api import (
 )
 from nats.js.errors import BadRequestError
 
+from common.logs import fields
 from schemas import Layout
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,25 @@ async def connect(url: str, name: str) -> Client:
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
     )
+
+
+async def drain_or_close(nc: Client) -> None:
+    """A service's last NATS step: drain (what was published and acked is flushed, the
+    subscriptions' pending messages handled). When NATS is down (reconnecting) or the drain
+    fails there is nothing left to flush, but the client must not go on reconnecting for ever
+    behind a stopped service: it is closed instead."""
+    if nc.is_closed:
+        return
+    try:
+        await nc.drain()
+    except Exception as err:
+        log.warning("nats.drain_failed", extra=fields(error=repr(err)))
+        try:
+            await nc.close()
+        except OSError as lost:
+            # nats-py 2.16 flushes what is pending into the lost socket and raises; the client
+            # is CLOSED all the same (no more reconnecting), and there was nothing to save.
+            log.warning("nats.close_failed", extra=fields(error=repr(lost)))
 
 
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:

@@ -1,5 +1,6 @@
 """Floors measured in the same run as the figures they are compared with."""
 
+import argparse
 import asyncio
 import json
 import time
@@ -101,13 +102,24 @@ async def one_shot_floor(image: str, n: int) -> dict[str, list[float]]:
     return out
 
 
-if __name__ == "__main__":
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description="Container, one-shot and JSON-line floors on the faas-python image (needs Docker)."
+    )
+    parser.add_argument("--image", default="faas-python")
+    parser.add_argument("-n", type=int, default=10, help="containers per container floor (default 10)")
+    parser.add_argument("--lines", type=int, default=200, help="JSON lines for the line floor (default 200)")
+    args = parser.parse_args()
 
-    async def main() -> None:
-        print("container floor", summary(await container_floor("faas-python", 10)))
-        print("container floor, network disabled", summary(await container_floor("faas-python", 10, True)))
-        print("json-line floor", summary(await json_line_floor("faas-python", 200)))
-        for what, values in (await one_shot_floor("faas-python", 10)).items():
+    async def run() -> None:
+        print("container floor", summary(await container_floor(args.image, args.n)))
+        print("container floor, network disabled", summary(await container_floor(args.image, args.n, True)))
+        print("json-line floor", summary(await json_line_floor(args.image, args.lines)))
+        for what, values in (await one_shot_floor(args.image, args.n)).items():
             print(f"one-shot floor ({what})", summary(values))
 
-    asyncio.run(main())
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,12 +1,12 @@
 """Publishing to JetStream and waiting for the PubAck, for the per-call hot path.
 
-``JetStreamContext.publish`` does the right thing at about 50 µs of CPU a publish on a
-2-core machine: nats-py's request makes a NUID and random token, a future with a done
-callback and an ``asyncio.wait_for`` per request, and the PubAck goes through a dataclass
-``from_response``. Here one subscription (``<inbox>.*``) takes every PubAck of this
-connection, a request is a counter and one timer, and the PubAck is read from its JSON:
-about 33 µs (``python -m bench.publish``). A sync call makes two such publishes (the invocation
-and its Finished event), so the gateway and the agent each save one.
+``JetStreamContext.publish`` does the right thing, but every call pays for nats-py's
+request: a NUID and a random token, a future with a done callback and an
+``asyncio.wait_for`` per request, and a dataclass ``from_response`` for the PubAck. Here one
+subscription (``<inbox>.*``) takes every PubAck of this connection, a request is a counter
+and one timer, and the PubAck is read from its JSON. A sync call makes two such publishes
+(the invocation and its Finished event), so the gateway and the agent each save one. The
+CPU per publish of both is measured by ``python -m bench.publish`` (docs/benchmarks.md).
 
 Same contract as ``JetStreamContext.publish``: returns ``PubAck``; raises
 ``nats.errors.TimeoutError`` when no PubAck comes in time, ``NoStreamResponseError`` when no

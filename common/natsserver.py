@@ -30,8 +30,8 @@ def embedded_procs(cores: int | None = None) -> int:
 
     It shares the host with the gateway, the store, the agent and the functions' containers;
     with a Go thread per core it spins looking for work between the many small messages of
-    a call, and the durable pipeline floor (bench/pipeline_floor.py) on 2 cores rose from
-    about 1,700 to about 2,000 calls/s with one (docs/benchmarks.md)."""
+    a call, taking CPU from them (the durable pipeline floor, bench/pipeline_floor.py, does
+    more calls a second with one: docs/benchmarks.md)."""
     return max(1, (cores or os.cpu_count() or 1) // 4)
 
 

@@ -2,16 +2,16 @@
 takes batches of events with it; node agents take one invocation per free slot.
 
 nats-py's ``PullSubscription.fetch`` waits for each message of a batch with its own task,
-``wait_for`` and uuid (~70 µs a message on a 2-core machine: more than the database write).
-Here pull requests go straight to the JetStream API (``$JS.API.CONSUMER.MSG.NEXT``) and the
-deliveries land through a plain subscription callback in a buffer, a few µs each.
+``wait_for`` and uuid, which cost the store more than its database write. Here pull requests
+go straight to the JetStream API (``$JS.API.CONSUMER.MSG.NEXT``) and the deliveries land
+through a plain subscription callback in a buffer.
 
 One pull request is kept open all the time (as nats.go's ``Consume`` does): it asks for a
 whole batch and expires after ``request_expires_s``, and the server sends each event as soon
 as it is published. A fetch takes what the buffer holds, or waits for the first delivery;
 a new request goes out when the open one is used up or expired. So a trickle of events costs
 one delivery and one ack each, not a request, a "no messages" status and a long poll per
-batch (that was about 0.4 ms of CPU per batch); an idle store sends one request per expiry.
+batch; an idle store sends one request per expiry.
 
 Each request has its own reply subject, so a late status (408 of a request given up on)
 cannot end a newer one. Deliveries are JetStream messages as usual: ``ack``/``nak``/``term``

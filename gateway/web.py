@@ -53,8 +53,8 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
 @web.middleware
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """The only place where exceptions become HTTP responses; and one structured DEBUG line
-    per request (aiohttp's own access log is off; at INFO these lines cost about a tenth of
-    the gateway's CPU, docs/benchmarks.md)."""
+    per request (aiohttp's own access log is off: a line per request at INFO is a noticeable
+    share of the gateway's CPU, docs/benchmarks.md)."""
     if log.isEnabledFor(logging.DEBUG):
         started = time.perf_counter()
         response = await _answer(request, handler)

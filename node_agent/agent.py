@@ -1,6 +1,6 @@
 """The node agent: its lifecycle, one pull loop per served runtime (plus this node's routed
 subject) bounded by free slots, warm pools, heartbeat and rescue. What happens to one message
-is in calls.py."""
+is in calls/runner.py."""
 
 import asyncio
 import logging
@@ -17,18 +17,20 @@ from common.jetstream import connect, ensure_layout
 from common.lifecycle import TaskSet
 from common.logs import fields
 from common.pull import ConsumerGone, PullConsumer
-from node_agent.artifacts import ArtifactCache
-from node_agent.calls import CallRunner
-from node_agent.catalog import Catalog
-from node_agent.channel import SocketDir
-from node_agent.deps import DependencyImages
-from node_agent.docker import DockerEngine, Engine
-from node_agent.executor import Executor
-from node_agent.jobs import JobConfig, JobWorker
+from node_agent.calls.catalog import Catalog
+from node_agent.calls.executor import Executor
+from node_agent.calls.rescue import rescue_dead_nodes
+from node_agent.calls.runner import CallRunner
+from node_agent.containers.artifacts import ArtifactCache
+from node_agent.containers.deps import DependencyImages
+from node_agent.containers.docker import DockerEngine, Engine
+from node_agent.jobs.worker import JobConfig, JobWorker
 from node_agent.nodeid import claim_node_id
-from node_agent.pools import PoolConfig, Pools
-from node_agent.rescue import rescue_dead_nodes
+from node_agent.pools.factory import WarmFactory
+from node_agent.pools.keys import Layer, PoolKey
+from node_agent.pools.pool import PoolConfig, Pools
 from node_agent.settings import AgentSettings
+from node_agent.wire.socket import SocketDir
 from schemas import (
     Layout,
     NodeState,
@@ -42,8 +44,8 @@ NODE_LOOP = "<node>"
 # (whose waiters, other subjects' pull loops and the job intake, are served in turn).
 CHAIN_MAX = 16
 # How long a finished call's ack waits for the next call of its subject: long enough for a
-# client that calls again as soon as it has its answer (8 closed-loop clients: 1,110-1,320
-# calls/s without waiting, 1,450 with 50 ms), short enough not to keep a slot from others.
+# client that calls again as soon as it has its answer (closed-loop clients then find the
+# slot waiting; docs/benchmarks.md), short enough not to keep a slot from others.
 CHAIN_WAIT_S = 0.05
 
 
@@ -106,11 +108,9 @@ class NodeAgent:
         self._sockets = SocketDir(s.socket_dir, name=s.node_id) if s.handler_sockets and local_docker else None
         if self._sockets is not None and (swept := self._sockets.sweep()):
             log.info("agent.socket_dirs_removed", extra=fields(node=s.node_id, count=swept))
-        self.executor = Executor(
-            self._engine, self._artifacts, deps, s.node_id, s.policy, ca, runtimes=self._catalog, sockets=self._sockets
-        )
         if s.policy != "none":
-            mins = {"rt:" + rt: s.pool_min for rt in s.runtimes} if s.policy == "warm-runtime" else {}
+            factory = WarmFactory(self._engine, self._artifacts, deps, self._catalog, s.node_id, ca, self._sockets)
+            mins = {PoolKey.runtime(rt): s.pool_min for rt in s.runtimes} if s.policy == "warm-runtime" else {}
             config = PoolConfig(
                 min_per_key=mins,
                 max_per_key=s.pool_max,
@@ -119,9 +119,9 @@ class NodeAgent:
                 window_s=s.demand_window_s,
                 max_fills=s.pool_max_fills or os.cpu_count() or 2,
             )
-            self.pools = Pools(self._engine, self.executor.make_warm, config)
-            self.executor.pools = self.pools
+            self.pools = Pools(self._engine, factory, config)
             self.tasks.spawn(self.pools.maintain(), "pools")
+        self.executor = Executor(self._engine, self._artifacts, deps, s.node_id, s.policy, ca, self.pools)
         self._calls_runner = CallRunner(
             self._nc,
             self._js,
@@ -318,8 +318,8 @@ class NodeAgent:
             slots=self.settings.slots,
             free=self.settings.slots - self.running,
             runtimes=sorted(k for k in self._loops if k != NODE_LOOP),
-            warm_runtimes={k[3:]: n for k, n in warm.items() if k.startswith("rt:")},
-            warm_functions={k[3:]: n for k, n in warm.items() if k.startswith("fn:")},
+            warm_runtimes={k.label: n for k, n in warm.items() if k.layer is Layer.RUNTIME},
+            warm_functions={k.label: n for k, n in warm.items() if k.layer is Layer.FUNCTION},
         )
 
     async def _heartbeat(self) -> None:

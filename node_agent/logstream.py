@@ -22,11 +22,12 @@ from typing import Any, Literal
 from common.jspub import Publishes
 from common.lifecycle import wait_event
 from common.logs import fields
+from node_agent.containers.docker import STDERR, STDOUT
+from node_agent.outcome import STDERR_TAIL
 from schemas import Layout, LogEntry, Logs, encode
 
 log = logging.getLogger(__name__)
 
-STDOUT, STDERR = 1, 2  # Docker's stream ids in multiplexed output
 _NAMES: dict[int, Literal["stdout", "stderr"]] = {STDOUT: "stdout", STDERR: "stderr"}
 # JSON around one line in a chunk (at, stream, keys, quotes): counts toward flush_bytes so that
 # a flood of tiny lines cannot build a chunk larger than the stream's message size limit.
@@ -53,7 +54,7 @@ class LogPublisher:
         flush_bytes: int = 64 * 1024,
         max_line_chars: int = 16 * 1024,
         keep_stdout: int = 0,
-        keep_stderr: int = 4096,
+        keep_stderr: int = STDERR_TAIL,
         publish_stdout: bool = True,
         event_fields: dict[str, Any] | None = None,
     ) -> None:

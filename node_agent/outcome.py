@@ -8,6 +8,7 @@ from node_agent.errors import AgentError
 from schemas import CallStatus, ErrorInfo
 from schemas.codec import InvalidMessage, decode_json
 
+# How much of its stderr an error carries (a call's exit error, a job's), and the tail kept for it.
 STDERR_TAIL = 4096
 
 

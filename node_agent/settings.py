@@ -26,7 +26,7 @@ class AgentSettings(BaseSettings):
     # Calls run at once on this node: the agent never pulls more work than this.
     slots: int = Field(default=8, ge=1, le=1024)
     policy: Literal["none", "warm-runtime", "warm-function"] = "none"
-    # Warm pools (see node_agent/pools.py): idle containers kept per runtime (warm-runtime)
+    # Warm pools (see node_agent/pools/pool.py): idle containers kept per runtime (warm-runtime)
     # at least, per key at most, on this node at most; idle expiry; demand time constant.
     pool_min: int = Field(default=1, ge=0, le=64)
     pool_max: int = Field(default=8, ge=1, le=256)

@@ -1,10 +1,11 @@
 """Applying batches to SQLite: the whole transaction in one hop to a thread of its own.
 
 Through aiosqlite every statement, cursor and commit is a round trip to its thread and back
-(about a dozen per batch), and SQLAlchemy's per-statement work comes on top: 1.7 ms of CPU
-for a batch of one event. Here the batch goes to a dedicated thread once, which runs
-``BEGIN IMMEDIATE``, one SELECT of the rows it touches, the merge, one upsert per table and
-``COMMIT`` on a plain ``sqlite3`` connection (autocommit mode: the transaction is ours).
+(about a dozen per batch), and SQLAlchemy's per-statement work comes on top: a batch of
+one event costs several times what it does here (docs/benchmarks.md). Here the batch goes to
+a dedicated thread once, which runs ``BEGIN IMMEDIATE``, one SELECT of the rows it touches,
+the merge, one upsert per table and ``COMMIT`` on a plain ``sqlite3`` connection (autocommit
+mode: the transaction is ours).
 
 The connection is the only writer; queries read through the engine's own connections, which
 WAL lets run while it writes. ``synchronous=NORMAL`` with WAL fsyncs at checkpoints only: a

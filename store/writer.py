@@ -5,9 +5,9 @@ Per batch, whatever its size: one ``SELECT`` of the records it touches, the merg
 (:mod:`store.batch`), one upsert per table of the rows that changed (whole rows: one
 statement, not one per set of changed columns), and one insert of the new log chunks
 (once per (id, attempt, seq): a redelivered chunk is skipped). The statements run on the
-driver's connection (:mod:`store.sqlite_writer`, :mod:`store.postgres_writer`): a batch of
-one event costs a few hundred µs of CPU, and SQLite absorbs tens of thousands of events a
-second (``python -m bench.store_ingest``).
+driver's connection (:mod:`store.sqlite_writer`, :mod:`store.postgres_writer`), so a
+batch's cost is a fixed few statements plus its rows (``python -m bench.store_ingest``
+measures it; figures in docs/benchmarks.md).
 """
 
 from collections.abc import Sequence

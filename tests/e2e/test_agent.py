@@ -13,7 +13,7 @@ from nats.aio.client import Client
 
 from common.natsserver import NatsServer
 from node_agent.agent import NodeAgent
-from node_agent.docker import DockerEngine
+from node_agent.containers.docker import DockerEngine
 from node_agent.nodeid import NodeIdInUse
 from schemas import CallStatus, Invocation, Layout, Limits, RuntimeSpec, encode
 from tests.e2e.agent_harness import CallWatcher, Collector, agent_settings, call, publish, spawn_agent

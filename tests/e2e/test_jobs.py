@@ -12,8 +12,8 @@ import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from node_agent.docker import DockerEngine
-from node_agent.jobs import JobConfig, JobWorker
+from node_agent.containers.docker import DockerEngine
+from node_agent.jobs.worker import JobConfig, JobWorker
 from schemas import (
     JobContainer,
     JobFinished,

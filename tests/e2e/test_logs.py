@@ -11,8 +11,8 @@ import pytest
 from nats.aio.client import Client
 
 from common.natsserver import NatsServer
-from node_agent.docker import DockerEngine
-from node_agent.jobs import JobConfig, JobWorker
+from node_agent.containers.docker import DockerEngine
+from node_agent.jobs.worker import JobConfig, JobWorker
 from schemas import Layout
 from tests.e2e.conftest import wait_until
 from tests.functions import PYTHON_IMAGE

@@ -11,6 +11,7 @@ from nats.aio.client import Client
 
 from common.natsserver import NatsServer
 from node_agent.agent import NodeAgent
+from node_agent.pools.keys import Layer, PoolKey
 from schemas import CallStatus, Layout, Limits, decode_event
 from tests.e2e.agent_harness import Collector, agent_settings, call
 from tests.e2e.conftest import container_gone, containers_with_label, wait_until
@@ -110,7 +111,7 @@ async def test_warm_function_reuses_one_container_until_it_crashes(
         first = await call(nc, layout, "python", "h", {"x": 1})  # no pool yet: falls back to cold
         assert first.status == CallStatus.DONE
         assert agent.pools is not None
-        await wait_until(lambda: agent.pools.idle_counts().get("fn:h@1"))  # type: ignore[union-attr]
+        await wait_until(lambda: agent.pools.idle_counts().get(PoolKey(Layer.FUNCTION, "h", 1)))  # type: ignore[union-attr]
         a = await call(nc, layout, "python", "h", {"x": 2})
         b = await call(nc, layout, "python", "h", {"fail": "app error"})  # keeps the container
         c = await call(nc, layout, "python", "h", {"x": 3})
@@ -139,12 +140,12 @@ async def test_warm_runtime_serves_from_a_started_container(
         nats_server, layout, tmp_path, policy="warm-runtime", runtimes=["python"], pool_min=1
     ) as agent:
         assert agent.pools is not None
-        await wait_until(lambda: agent.pools.idle_counts().get("rt:python"))  # type: ignore[union-attr]
+        await wait_until(lambda: agent.pools.idle_counts().get(PoolKey.runtime("python")))  # type: ignore[union-attr]
         done = await call(nc, layout, "python", "echo", {"v": "warm"})
         assert done.status == CallStatus.DONE and done.result == {"v": "warm"}
         assert agent.executor.served["warm-runtime"] == 1
         # the used container is destroyed and the pool refilled
-        await wait_until(lambda: agent.pools.idle_counts().get("rt:python"))  # type: ignore[union-attr]
+        await wait_until(lambda: agent.pools.idle_counts().get(PoolKey.runtime("python")))  # type: ignore[union-attr]
         await wait_until(lambda: container_gone(docker, done.container))
 
 
@@ -183,7 +184,7 @@ async def test_node_dependencies_are_installed_once_and_reach_warm_handlers(
         first = await call(nc, layout, "node", "nd", {"n": 5}, timeout=300)
         assert first.status == CallStatus.DONE, first
         assert first.result == {"n": True, "v": "7.0.0"}
-        await wait_until(lambda: agent.pools.idle_counts().get("fn:nd@1"), timeout=120)  # type: ignore[union-attr]
+        await wait_until(lambda: agent.pools.idle_counts().get(PoolKey(Layer.FUNCTION, "nd", 1)), timeout=120)  # type: ignore[union-attr]
         warm = await call(nc, layout, "node", "nd", {"n": "x"})
         assert warm.status == CallStatus.DONE and warm.result == {"n": False, "v": "7.0.0"}
         assert agent.executor.served["warm-function"] >= 1
@@ -247,7 +248,7 @@ async def test_handler_prints_are_published_as_log_events(
     async with agent_with(nats_server, layout, tmp_path, policy=policy, pool_max=1) as agent:
         if policy == "warm-function":
             await call(nc, layout, "python", "h", {"x": 0})
-            await wait_until(lambda: agent.pools.idle_counts().get("fn:h@1"))  # type: ignore[union-attr]
+            await wait_until(lambda: agent.pools.idle_counts().get(PoolKey(Layer.FUNCTION, "h", 1)))  # type: ignore[union-attr]
         async with Collector(nc, layout.events_all) as events:
             done = await call(nc, layout, "python", "h", {"x": "ünï"})
             await wait_until(lambda: any(b'"log"' in m and done.call_id.encode() in m for m in events.messages))
@@ -272,7 +273,7 @@ async def test_a_warm_container_that_died_idle_is_replaced_without_failing_the_c
     await register(nc.jetstream(), layout, handler_runtime("python"), "h", PY_HANDLER, handler="main:handler")
     async with agent_with(nats_server, layout, tmp_path, policy="warm-function", pool_max=1) as agent:
         await call(nc, layout, "python", "h", {"x": 0})
-        await wait_until(lambda: agent.pools.idle_counts().get("fn:h@1"))  # type: ignore[union-attr]
+        await wait_until(lambda: agent.pools.idle_counts().get(PoolKey(Layer.FUNCTION, "h", 1)))  # type: ignore[union-attr]
         running = await docker.containers.list(filters={"label": ["faas.pool=fn_h_1"], "status": ["running"]})
         assert running
         for c in running:
@@ -293,13 +294,13 @@ async def test_warm_handlers_speak_over_a_unix_socket_with_stray_output_still_lo
     kind: str,
 ) -> None:
     """A warm-function handler container gets the protocol over a socket in a directory of its
-    own (node_agent/channel.py), not through Docker's attach stream; what its processes write
+    own (node_agent/wire/socket.py), not through Docker's attach stream; what its processes write
     to fd 2 behind the shim's back still becomes the call's logs; the directory goes with it."""
     code, handler = (PY_HANDLER, "main:handler") if kind == "python" else (NODE_HANDLER, "index")
     await register(nc.jetstream(), layout, handler_runtime(kind), "h", code, handler=handler)
     async with agent_with(nats_server, layout, tmp_path, policy="warm-function", pool_max=1) as agent:
         await call(nc, layout, kind, "h", {"x": 0})
-        await wait_until(lambda: agent.pools.idle_counts().get("fn:h@1"))  # type: ignore[union-attr]
+        await wait_until(lambda: agent.pools.idle_counts().get(PoolKey(Layer.FUNCTION, "h", 1)))  # type: ignore[union-attr]
         [pooled] = await docker.containers.list(filters={"label": ["faas.pool=fn_h_1"], "status": ["running"]})
         mounts = {m["Destination"]: m["Source"] for m in (await pooled.show())["Mounts"]}
         assert "/run/faas" in mounts, mounts

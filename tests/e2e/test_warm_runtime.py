@@ -15,6 +15,7 @@ from nats.aio.client import Client
 
 from common.natsserver import NatsServer
 from node_agent.agent import NodeAgent
+from node_agent.pools.keys import PoolKey
 from schemas import CallStatus, Finished, Invocation, Layout, Logs, RuntimeSpec
 from tests.e2e.agent_harness import CallWatcher, agent_settings, publish
 from tests.e2e.conftest import container_gone, wait_until
@@ -51,7 +52,7 @@ async def run(nc: Client, layout: Layout, runtime: str, function: str, params: A
     return done, logs
 
 
-async def warm_call(agent: NodeAgent, key: str, *args: Any, **inv: Any) -> tuple[Finished, list[Logs]]:
+async def warm_call(agent: NodeAgent, key: PoolKey, *args: Any, **inv: Any) -> tuple[Finished, list[Logs]]:
     """A call once the pool has an idle container, which it must be served by."""
     assert agent.pools is not None
     await wait_until(lambda: agent.pools.idle_counts().get(key))  # type: ignore[union-attr]
@@ -86,7 +87,7 @@ async def test_command_calls_end_on_their_marker_within_every_limit(
         ("logflood", LOG_FLOOD),
     ):
         await register(js, layout, rt, name, {**files, "requirements.txt": ""})
-    key = "rt:python"
+    key = PoolKey.runtime("python")
 
     done, logs = await warm_call(agent, key, nc, layout, "python", "echo", {"v": "ünï"})
     assert done.status == CallStatus.DONE, done
@@ -132,7 +133,7 @@ async def test_a_handler_is_loaded_by_the_pre_started_shim(
     handler = "main:handler" if kind == "python" else "index"
     files = PY_HANDLER if kind == "python" else NODE_HANDLER
     await register(nc.jetstream(), layout, rt, "h", files, handler=handler)
-    key = f"rt:{rt.name}"
+    key = PoolKey.runtime(rt.name)
     await run(nc, layout, rt.name, "h", {"x": 0})  # makes the runtime's pool wanted
     a, logs = await warm_call(agent, key, nc, layout, rt.name, "h", {"x": "ß"})
     b, _ = await warm_call(agent, key, nc, layout, rt.name, "h", {"x": 2})
@@ -174,9 +175,9 @@ async def test_an_image_without_a_shim_gets_shell_containers(
         nats_server.url, layout, tmp_path / "cache", policy="warm-runtime", runtimes=["plain"], pool_min=1
     )
     async with NodeAgent(settings) as agent:
-        done, _ = await warm_call(agent, "rt:plain", nc, layout, "plain", "echo", {"v": 1})
+        done, _ = await warm_call(agent, PoolKey.runtime("plain"), nc, layout, "plain", "echo", {"v": 1})
         assert done.status == CallStatus.DONE and done.result.endswith('{"v": 1}'), done
-        crashed, _ = await warm_call(agent, "rt:plain", nc, layout, "plain", "crash")
+        crashed, _ = await warm_call(agent, PoolKey.runtime("plain"), nc, layout, "plain", "crash")
         assert crashed.error is not None and "exit code 3" in crashed.error.message and "boom" in crashed.error.message
 
 
@@ -194,7 +195,9 @@ async def inspect_each(agent: NodeAgent, nc: Client, layout: Layout, *runtimes: 
     result, by runtime name."""
     results = {}
     for rt in runtimes:
-        done, _ = await warm_call(agent, f"rt:{rt.name}", nc, layout, rt.name, f"inspect-{rt.name}", {"v": "ü"})
+        done, _ = await warm_call(
+            agent, PoolKey.runtime(rt.name), nc, layout, rt.name, f"inspect-{rt.name}", {"v": "ü"}
+        )
         assert done.status == CallStatus.DONE, done
         results[rt.name] = done.result
     return results
@@ -240,7 +243,7 @@ async def test_a_plain_python_command_runs_in_a_fork_of_the_pre_started_interpre
         assert results["pyargs"] == {**expected, "forked": True}
         assert results["pypipe"] == {**expected, "forked": False}
 
-        failed, _ = await warm_call(agent, "rt:pyargs", nc, layout, "pyargs", "uncaught")
+        failed, _ = await warm_call(agent, PoolKey.runtime("pyargs"), nc, layout, "pyargs", "uncaught")
         assert failed.status == CallStatus.ERROR and failed.error is not None, failed
         assert failed.exit_code == 1
         assert "ValueError: bad ü" in failed.error.message
@@ -248,7 +251,7 @@ async def test_a_plain_python_command_runs_in_a_fork_of_the_pre_started_interpre
         assert 'File "/app/main.py", line 4, in <module>' in failed.error.message
         assert not any(shim in failed.error.message for shim in ("faas_bootstrap", "faas_fork", "runpy"))
 
-        crashed, _ = await warm_call(agent, "rt:pyargs", nc, layout, "pyargs", "crash")
+        crashed, _ = await warm_call(agent, PoolKey.runtime("pyargs"), nc, layout, "pyargs", "crash")
         assert crashed.exit_code == 3 and crashed.error is not None and "boom" in crashed.error.message
 
 
@@ -271,7 +274,7 @@ async def test_a_node_command_runs_from_the_node_shim_with_its_stdout_as_the_res
     """The Node shim keeps the original stdout for itself (fd 1 goes to stderr); the command
     it starts gets that original stdout, so what it prints is still the result."""
     await register(nc.jetstream(), layout, handler_runtime("node"), "ncmd", NODE_COMMAND)
-    done, logs = await warm_call(agent, "rt:node", nc, layout, "node", "ncmd", {"v": "ü"})
+    done, logs = await warm_call(agent, PoolKey.runtime("node"), nc, layout, "node", "ncmd", {"v": "ü"})
     assert done.status == CallStatus.DONE and done.result == {"echo": {"v": "ü"}}, done
     assert ("stderr", "to the log ü") in [(line.stream, line.text) for chunk in logs for line in chunk.lines]
 
@@ -326,14 +329,14 @@ async def test_a_plain_node_command_runs_in_the_pre_started_node_process(
         assert results["nodeargs"] == {**expected, "inShim": True}
         assert results["nodepipe"] == {**expected, "inShim": False}
 
-        failed, _ = await warm_call(agent, "rt:nodeargs", nc, layout, "nodeargs", "uncaught")
+        failed, _ = await warm_call(agent, PoolKey.runtime("nodeargs"), nc, layout, "nodeargs", "uncaught")
         assert failed.status == CallStatus.ERROR and failed.error is not None, failed
         assert failed.exit_code == 1
         assert "Error: bad ü" in failed.error.message and "/app/index.js:2" in failed.error.message
         assert not any(shim in failed.error.message for shim in ("faas_bootstrap", "faas_command"))
 
-        exited, _ = await warm_call(agent, "rt:nodeargs", nc, layout, "nodeargs", "exit3")
+        exited, _ = await warm_call(agent, PoolKey.runtime("nodeargs"), nc, layout, "nodeargs", "exit3")
         assert exited.exit_code == 3 and exited.error is not None and "exiting with 3" in exited.error.message
 
-        late, _ = await warm_call(agent, "rt:nodeargs", nc, layout, "nodeargs", "late")
+        late, _ = await warm_call(agent, PoolKey.runtime("nodeargs"), nc, layout, "nodeargs", "late")
         assert late.status == CallStatus.DONE and late.result == {"late": 0}, late

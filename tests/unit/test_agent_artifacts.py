@@ -3,7 +3,7 @@ import tarfile
 
 import pytest
 
-from node_agent.artifacts import call_tar, code_tar_body
+from node_agent.containers.artifacts import call_tar, code_tar_body
 from node_agent.errors import BadArtifact
 from node_agent.outcome import parse_result
 from tests.functions import DICE, targz_bytes, zip_bytes

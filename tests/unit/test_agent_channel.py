@@ -1,4 +1,4 @@
-"""node_agent/channel.py: the socket transport of warm handler containers, against a real
+"""node_agent/wire/socket.py: the socket transport of warm handler containers, against a real
 Unix socket served in-process and a fake attach stream (the same ``Attached`` interface)."""
 
 import asyncio
@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from node_agent.channel import STDERR, STDOUT, SocketChannel, SocketDir
+from node_agent.containers.docker import STDERR, STDOUT
 from node_agent.errors import StreamClosed
+from node_agent.wire.socket import SocketChannel, SocketDir
 
 
 class FakeAttached:

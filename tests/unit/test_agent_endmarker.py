@@ -2,8 +2,9 @@
 
 import pytest
 
-from node_agent.endmarker import PREFIX, EndStatus, Scanner, read_until_end
-from node_agent.session import STDERR, STDOUT, ProtocolError
+from node_agent.containers.docker import STDERR, STDOUT
+from node_agent.wire.endmarker import PREFIX, EndStatus, Scanner, read_until_end
+from node_agent.wire.stdio import ProtocolError
 
 NONCE = "ab12cd34ef56ab12cd34ef56"
 TOKEN = PREFIX + NONCE.encode()

@@ -6,7 +6,19 @@ from typing import Any
 
 import pytest
 
-from node_agent.pools import Demand, PoolConfig, Pools, WarmContainer
+from node_agent.pools.keys import Layer, PoolKey
+from node_agent.pools.pool import Demand, PoolConfig, Pools, WarmContainer
+
+FN_A = PoolKey(Layer.FUNCTION, "a", 1)
+FN_B = PoolKey(Layer.FUNCTION, "b", 1)
+FN_C = PoolKey(Layer.FUNCTION, "c", 1)
+FN_COLD = PoolKey(Layer.FUNCTION, "cold", 1)
+FN_F = PoolKey(Layer.FUNCTION, "f", 1)
+FN_HOT = PoolKey(Layer.FUNCTION, "hot", 1)
+FN_NEW = PoolKey(Layer.FUNCTION, "new", 1)
+FN_OTHER = PoolKey(Layer.FUNCTION, "other", 1)
+RT_PY = PoolKey.runtime("py")
+RT_PYTHON = PoolKey.runtime("python")
 
 
 class FakeAttached:
@@ -33,7 +45,7 @@ def make_pools(reusable: bool = True, **cfg: Any) -> tuple[Pools, FakeEngine, li
     made: list[str] = []
     ids = itertools.count()
 
-    async def factory(key: str) -> WarmContainer:
+    async def factory(key: PoolKey) -> WarmContainer:
         cid = f"{key}#{next(ids)}"
         made.append(cid)
         return WarmContainer(cid=cid, key=key, attached=FakeAttached(), reusable=reusable)
@@ -60,51 +72,51 @@ def test_demand_follows_a_burst_fast_and_keeps_a_slow_baseline() -> None:
 
 def test_a_burst_sizes_the_pool_for_it_within_the_burst() -> None:
     pools, _, _ = make_pools(max_per_key=8)
-    pools.want("rt:python")
+    pools.want(RT_PYTHON)
     for _ in range(20):  # 20 calls in an instant (a 30-s average alone would say 0.7/s: 2)
-        pools._demand["rt:python"].hit()
-    assert pools.target("rt:python") >= 6
+        pools._demand[RT_PYTHON].hit()
+    assert pools.target(RT_PYTHON) >= 6
 
 
 async def test_no_demand_no_containers_and_minimum_is_kept() -> None:
-    pools, _, made = make_pools(min_per_key={"rt:python": 2})
-    pools.want("rt:python")
-    pools.want("fn:f@1")
+    pools, _, made = make_pools(min_per_key={RT_PYTHON: 2})
+    pools.want(RT_PYTHON)
+    pools.want(FN_F)
     await settle(pools)
-    assert pools.idle_counts() == {"rt:python": 2}
-    assert all(c.startswith("rt:python") for c in made)
+    assert pools.idle_counts() == {RT_PYTHON: 2}
+    assert all(c.startswith(str(RT_PYTHON)) for c in made)
 
 
 async def test_a_miss_grows_the_pool_and_a_hit_takes_the_newest() -> None:
     pools, _, _ = make_pools()
-    assert pools.acquire("fn:f@1") is None  # cold fallback, but now there is demand
+    assert pools.acquire(FN_F) is None  # cold fallback, but now there is demand
     await settle(pools)
-    assert pools.idle_counts().get("fn:f@1", 0) >= 1
-    wc = pools.acquire("fn:f@1")
-    assert wc is not None and wc.key == "fn:f@1"
+    assert pools.idle_counts().get(FN_F, 0) >= 1
+    wc = pools.acquire(FN_F)
+    assert wc is not None and wc.key == FN_F
     pools.release(wc, healthy=True, service_s=0.01)
-    assert pools.acquire("fn:f@1") is wc  # reusable containers come back
+    assert pools.acquire(FN_F) is wc  # reusable containers come back
 
 
 async def test_high_rate_targets_more_containers_within_the_maximum() -> None:
     pools, _, _ = make_pools(max_per_key=4, window_s=1)
     for _ in range(200):
-        pools.acquire("fn:hot@1")
-    assert pools.target("fn:hot@1") == 4
+        pools.acquire(FN_HOT)
+    assert pools.target(FN_HOT) == 4
     await settle(pools)
-    assert pools.idle_counts()["fn:hot@1"] == 4
+    assert pools.idle_counts()[FN_HOT] == 4
 
 
 async def test_unhealthy_and_single_use_containers_are_destroyed() -> None:
     pools, engine, _ = make_pools(refill_delay_s=0.0)
-    pools.acquire("fn:f@1")
+    pools.acquire(FN_F)
     await settle(pools)
-    wc = pools.acquire("fn:f@1")
+    wc = pools.acquire(FN_F)
     assert wc is not None
     pools.release(wc, healthy=False, service_s=0.01)
     await settle(pools)
     assert wc.cid in engine.removed
-    one_shot = WarmContainer(cid="x", key="fn:f@1", attached=FakeAttached(), reusable=False)
+    one_shot = WarmContainer(cid="x", key=FN_F, attached=FakeAttached(), reusable=False)
     pools.release(one_shot, healthy=True, service_s=0.01)
     await settle(pools)
     assert "x" in engine.removed
@@ -112,38 +124,38 @@ async def test_unhealthy_and_single_use_containers_are_destroyed() -> None:
 
 def single_use_pools(n: int, **cfg: Any) -> tuple[Pools, FakeEngine, list[str]]:
     """Pools whose factory makes single-use containers (warm-runtime), ``n`` of them wanted."""
-    pools, engine, made = make_pools(reusable=False, min_per_key={"rt:py": n}, **cfg)
-    pools.want("rt:py")
+    pools, engine, made = make_pools(reusable=False, min_per_key={RT_PY: n}, **cfg)
+    pools.want(RT_PY)
     return pools, engine, made
 
 
 async def test_a_single_use_container_is_replaced_after_its_call_not_during_it() -> None:
     pools, engine, made = single_use_pools(2, refill_delay_s=0.0)
     await settle(pools)
-    assert pools.idle_counts() == {"rt:py": 2}
-    wc = pools.acquire("rt:py")
-    assert wc is not None and pools.idle_counts() == {"rt:py": 1}
+    assert pools.idle_counts() == {RT_PY: 2}
+    wc = pools.acquire(RT_PY)
+    assert wc is not None and pools.idle_counts() == {RT_PY: 1}
     await settle(pools)  # the pool loop runs while the call does: no container is made
-    assert len(made) == 2 and pools.idle_counts() == {"rt:py": 1}
+    assert len(made) == 2 and pools.idle_counts() == {RT_PY: 1}
     pools.release(wc, healthy=True, service_s=0.01)
     await asyncio.sleep(0.01)  # the refill timer (delay 0) fires
     await settle(pools)
-    assert len(made) == 3 and pools.idle_counts() == {"rt:py": 2}
+    assert len(made) == 3 and pools.idle_counts() == {RT_PY: 2}
     assert wc.cid in engine.removed  # used once, then destroyed
 
 
 async def test_taking_the_last_single_use_container_refills_at_once() -> None:
     pools, _, made = single_use_pools(1)
     await settle(pools)
-    wc = pools.acquire("rt:py")
+    wc = pools.acquire(RT_PY)
     assert wc is not None and pools.idle_counts() == {}
     await settle(pools)  # still in its call: an empty pool is refilled anyway
-    assert len(made) >= 2 and pools.idle_counts().get("rt:py", 0) >= 1
+    assert len(made) >= 2 and pools.idle_counts().get(RT_PY, 0) >= 1
 
 
 async def test_idle_containers_expire_down_to_the_target() -> None:
     pools, engine, _ = make_pools(idle_s=0.0, window_s=0.01)
-    pools.acquire("fn:f@1")
+    pools.acquire(FN_F)
     await settle(pools)
     assert pools.idle_counts()
     await asyncio.sleep(0.05)  # the demand decays to nothing; the container idles past idle_s
@@ -154,31 +166,31 @@ async def test_idle_containers_expire_down_to_the_target() -> None:
 
 async def test_at_capacity_the_least_recently_used_idle_container_is_evicted() -> None:
     pools, engine, _ = make_pools(max_warm=2, max_per_key=1)
-    for key in ("fn:a@1", "fn:b@1"):
+    for key in (FN_A, FN_B):
         pools.acquire(key)
         await settle(pools)
-    assert set(pools.idle_counts()) == {"fn:a@1", "fn:b@1"}
-    a_cid = next(iter(pools._idle["fn:a@1"])).cid
-    pools._idle["fn:a@1"][0].last_used -= 100  # a is the least recently used
-    pools.acquire("fn:c@1")
+    assert set(pools.idle_counts()) == {FN_A, FN_B}
+    a_cid = next(iter(pools._idle[FN_A])).cid
+    pools._idle[FN_A][0].last_used -= 100  # a is the least recently used
+    pools.acquire(FN_C)
     await settle(pools)
     assert a_cid in engine.removed
-    assert set(pools.idle_counts()) == {"fn:b@1", "fn:c@1"}
+    assert set(pools.idle_counts()) == {FN_B, FN_C}
 
 
 async def test_busy_containers_count_toward_the_maximum_so_nothing_churns() -> None:
     pools, engine, made = make_pools(max_per_key=2, window_s=1)
     for _ in range(100):
-        pools.acquire("fn:hot@1")
+        pools.acquire(FN_HOT)
     await settle(pools)
-    a, b = pools.acquire("fn:hot@1"), pools.acquire("fn:hot@1")
+    a, b = pools.acquire(FN_HOT), pools.acquire(FN_HOT)
     assert a is not None and b is not None
     await settle(pools)  # both busy: the pool is full, nothing new is made
     assert len(made) == 2
     pools.release(a, healthy=True, service_s=0.01)
     pools.release(b, healthy=True, service_s=0.01)
     await settle(pools)
-    assert engine.removed == [] and len(made) == 2 and pools.idle_counts() == {"fn:hot@1": 2}
+    assert engine.removed == [] and len(made) == 2 and pools.idle_counts() == {FN_HOT: 2}
 
 
 async def test_a_fill_that_ends_while_the_pools_close_is_removed_before_close_returns() -> None:
@@ -193,13 +205,13 @@ async def test_a_fill_that_ends_while_the_pools_close_is_removed_before_close_re
     engine = SlowEngine()
     started, finish = asyncio.Event(), asyncio.Event()
 
-    async def slow_factory(key: str) -> WarmContainer:
+    async def slow_factory(key: PoolKey) -> WarmContainer:
         started.set()
         await finish.wait()
         return WarmContainer(cid="late", key=key, attached=FakeAttached(), reusable=True)
 
-    pools = Pools(engine, slow_factory, PoolConfig(min_per_key={"rt:python": 1}))  # type: ignore[arg-type]
-    pools.want("rt:python")
+    pools = Pools(engine, slow_factory, PoolConfig(min_per_key={RT_PYTHON: 1}))  # type: ignore[arg-type]
+    pools.want(RT_PYTHON)
     pools._tick()
     await started.wait()
     closing = asyncio.create_task(pools.close(timeout=5))
@@ -212,35 +224,35 @@ async def test_a_fill_that_ends_while_the_pools_close_is_removed_before_close_re
 async def busy_pool(service_s: float, fill_s: float) -> tuple[Pools, FakeEngine, WarmContainer]:
     """A reusable key with one container, busy with a call."""
     pools, engine, _ = make_pools(max_per_key=1)
-    pools.acquire("fn:f@1")
+    pools.acquire(FN_F)
     await settle(pools)
-    wc = pools.acquire("fn:f@1")
+    wc = pools.acquire(FN_F)
     assert wc is not None
-    d = pools._demand["fn:f@1"]
+    d = pools._demand[FN_F]
     d.service_s, d.fill_s = service_s, fill_s
     return pools, engine, wc
 
 
 async def test_a_call_past_the_pool_waits_for_a_busy_container_when_that_is_quicker() -> None:
     pools, _, wc = await busy_pool(service_s=0.01, fill_s=5.0)
-    waiting = asyncio.create_task(pools.wait("fn:f@1"))
+    waiting = asyncio.create_task(pools.wait(FN_F))
     await settle(pools)
     assert not waiting.done()
     pools.release(wc, healthy=True, service_s=0.01)
     assert await asyncio.wait_for(waiting, 1) is wc  # handed over, not left idle
     assert pools.idle_counts() == {}
     pools.release(wc, healthy=True, service_s=0.01)
-    assert pools.idle_counts() == {"fn:f@1": 1}
+    assert pools.idle_counts() == {FN_F: 1}
 
 
 async def test_no_wait_for_nothing_for_long_calls_or_for_a_broken_container() -> None:
     pools, _, _ = make_pools()
-    pools.acquire("fn:new@1")
-    assert await pools.wait("fn:other@1") is None  # unknown key: cold
+    pools.acquire(FN_NEW)
+    assert await pools.wait(FN_OTHER) is None  # unknown key: cold
     pools, _, wc = await busy_pool(service_s=2.0, fill_s=0.5)
-    assert await asyncio.wait_for(pools.wait("fn:f@1"), 1) is None  # its call lasts longer than a start
+    assert await asyncio.wait_for(pools.wait(FN_F), 1) is None  # its call lasts longer than a start
     pools, engine, wc = await busy_pool(service_s=0.01, fill_s=0.3)
-    waiting = asyncio.create_task(pools.wait("fn:f@1"))
+    waiting = asyncio.create_task(pools.wait(FN_F))
     await settle(pools)
     pools.release(wc, healthy=False, service_s=0.01)  # crashed: destroyed, not handed over
     assert await asyncio.wait_for(waiting, 2) is None  # the wait ran out (fill_s)
@@ -252,22 +264,22 @@ async def test_a_new_container_goes_to_a_waiting_call_and_close_ends_the_waits()
     gate = asyncio.Event()
     ids = itertools.count()
 
-    async def slow_factory(key: str) -> WarmContainer:
+    async def slow_factory(key: PoolKey) -> WarmContainer:
         await gate.wait()
         return WarmContainer(cid=f"c{next(ids)}", key=key, attached=FakeAttached(), reusable=True)
 
     pools = Pools(FakeEngine(), slow_factory, PoolConfig(max_per_key=4))  # type: ignore[arg-type]
     for _ in range(3):
-        assert pools.acquire("fn:f@1") is None  # demand, and nothing idle yet
+        assert pools.acquire(FN_F) is None  # demand, and nothing idle yet
     pools._tick()  # fills start, and take a while
-    assert pools._filling["fn:f@1"] >= 2
-    first = asyncio.create_task(pools.wait("fn:f@1"))
-    second = asyncio.create_task(pools.wait("fn:f@1"))
+    assert pools._filling[FN_F] >= 2
+    first = asyncio.create_task(pools.wait(FN_F))
+    second = asyncio.create_task(pools.wait(FN_F))
     await asyncio.sleep(0)
     gate.set()
     got = await asyncio.wait_for(asyncio.gather(first, second), 1)
     assert {wc.cid for wc in got if wc} == {"c0", "c1"}  # each new container to a waiting call
-    late = asyncio.create_task(pools.wait("fn:f@1"))  # the busy ones should serve it in time
+    late = asyncio.create_task(pools.wait(FN_F))  # the busy ones should serve it in time
     await asyncio.sleep(0)
     assert not late.done()
     await pools.close(timeout=1)
@@ -276,13 +288,13 @@ async def test_a_new_container_goes_to_a_waiting_call_and_close_ends_the_waits()
 
 async def test_a_container_handed_over_as_the_wait_ends_is_not_lost() -> None:
     pools, _, wc = await busy_pool(service_s=0.01, fill_s=5.0)
-    waiting = asyncio.create_task(pools.wait("fn:f@1"))
+    waiting = asyncio.create_task(pools.wait(FN_F))
     await settle(pools)
     pools.release(wc, healthy=True, service_s=0.01)  # handed over...
     waiting.cancel()  # ...and the waiting call is cancelled before it runs again
     with pytest.raises(asyncio.CancelledError):
         await waiting
-    assert pools.idle_counts() == {"fn:f@1": 1} and pools._busy["fn:f@1"] == 0
+    assert pools.idle_counts() == {FN_F: 1} and pools._busy[FN_F] == 0
 
 
 async def test_no_more_containers_are_made_at_once_than_max_fills() -> None:
@@ -290,7 +302,7 @@ async def test_no_more_containers_are_made_at_once_than_max_fills() -> None:
     started: list[str] = []
     in_flight = [0, 0]  # now, most
 
-    async def slow_factory(key: str) -> WarmContainer:
+    async def slow_factory(key: PoolKey) -> WarmContainer:
         started.append(key)
         in_flight[0] += 1
         in_flight[1] = max(in_flight)
@@ -301,12 +313,12 @@ async def test_no_more_containers_are_made_at_once_than_max_fills() -> None:
 
     pools = Pools(FakeEngine(), slow_factory, PoolConfig(max_per_key=8, max_fills=2))  # type: ignore[arg-type]
     for _ in range(50):  # demand for 8 containers of one key, and some of another
-        pools.acquire("fn:hot@1")
-    pools.acquire("fn:cold@1")
+        pools.acquire(FN_HOT)
+    pools.acquire(FN_COLD)
     await settle(pools)
-    assert started == ["fn:hot@1", "fn:hot@1"]  # two at once, the busiest key first
+    assert started == [FN_HOT, FN_HOT]  # two at once, the busiest key first
     gate.set()
     for _ in range(40):  # the pool loop starts the next ones as fills end
         await settle(pools)
     assert in_flight[1] == 2
-    assert pools.idle_counts() == {"fn:hot@1": pools.target("fn:hot@1"), "fn:cold@1": pools.target("fn:cold@1")}
+    assert pools.idle_counts() == {FN_HOT: pools.target(FN_HOT), FN_COLD: pools.target(FN_COLD)}

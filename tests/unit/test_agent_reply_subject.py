@@ -1,7 +1,7 @@
 import pytest
 from nats.aio.msg import Msg
 
-from node_agent.calls import _reply_subject, delivery
+from node_agent.calls.runner import _reply_subject, delivery
 
 
 def test_a_plain_subject_is_kept() -> None:

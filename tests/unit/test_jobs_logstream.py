@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from nats.js.api import PubAck
 
-from node_agent.logstream import STDERR, STDOUT, LogPublisher
+from node_agent.containers.docker import STDERR, STDOUT
+from node_agent.logstream import LogPublisher
 from schemas import Layout, Logs, decode_event
 
 LAYOUT = Layout("tl")

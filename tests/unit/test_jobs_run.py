@@ -5,10 +5,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from node_agent.docker import ContainerSpec, ExitState
+from node_agent.containers.docker import ContainerSpec, ExitState
 from node_agent.errors import EngineError
-from node_agent.job_intake import job_subjects, levels_by_priority
-from node_agent.job_run import Interrupt, JobControl, JobRun, RunOutcome, RunSettings
+from node_agent.jobs.intake import job_subjects, levels_by_priority
+from node_agent.jobs.run import Interrupt, JobControl, JobRun, RunOutcome, RunSettings
 from schemas import JobContainer, JobMessage, JobSpec, JobStatus, Layout, RegistryAuth
 from tests.unit.test_jobs_logstream import LAYOUT, FakePublisher
 

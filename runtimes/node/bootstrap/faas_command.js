@@ -3,13 +3,14 @@
 //
 // When the payload's `run` is plainly this node binary running a script with plain arguments
 // (`node index.js a b`: no shell syntax, no quotes, no node options), the shim runs the script
-// itself as `node` would, instead of starting a new node through sh (100-300 ms on a 2-core
-// machine): process.argv, the working directory, require.main === the script's module (CJS
-// or ESM, through Module.runMain), the params on fd 0 (process.stdin, fs.readFileSync(0)),
-// stdout on the container's original stdout, the exit status (process.exit, exitCode, an
-// uncaught exception or rejection: 1, with Node's own message). The container is used for
-// this one call and then destroyed, so nothing of the script outlives it. On exit the end
-// marker is written as the shell script would (node_agent/endmarker.py).
+// itself as `node` would, instead of starting a new node through sh (a whole interpreter
+// start per call, docs/benchmarks.md): process.argv, the working directory, require.main ===
+// the script's module (CJS or ESM, through Module.runMain), the params on fd 0
+// (process.stdin, fs.readFileSync(0)), stdout on the container's original stdout, the exit
+// status (process.exit, exitCode, an uncaught exception or rejection: 1, with Node's own
+// message). The container is used for this one call and then destroyed, so nothing of the
+// script outlives it. On exit the end marker is written as the shell script would
+// (node_agent/endmarker.py).
 "use strict";
 const fs = require("fs");
 const path = require("path");

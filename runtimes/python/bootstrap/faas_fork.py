@@ -7,8 +7,9 @@ shim forks and the child runs the script as ``python3`` would: ``__main__``, ``_
 ``sys.argv``, ``sys.path[0]``, the params on fd 0, the exit status (``SystemExit`` included),
 an uncaught exception's traceback from the script's frame on, non-daemon threads joined and
 ``atexit`` run before it leaves. The parent then writes the end marker (see
-node_agent/endmarker.py) as the shell script would. No interpreter start and no
-``import json`` per call: 14-17 ms and ~8 ms on a 2-core machine.
+node_agent/wire/endmarker.py) as the shell script would. No interpreter start and no
+``import json`` per call, which together cost more than the rest of a warm call
+(docs/benchmarks.md).
 """
 
 import atexit
@@ -94,7 +95,7 @@ def _exit_status(code: object) -> int:
 def _exit(status: int) -> None:
     """The interpreter's exit as a script sees it (its non-daemon threads joined, atexit
     handlers run, stdout and stderr flushed), without tearing down every object: in a fork,
-    that teardown copies the whole inherited heap and costs more than the call (15 ms)."""
+    that teardown copies the whole inherited heap and costs more than the call."""
     try:
         threading._shutdown()  # type: ignore[attr-defined]
     except Exception:  # as the interpreter does: exit anyway
@@ -123,7 +124,7 @@ def _oom_kills() -> int:
 
 def fork_run(argv: "list[str]", path: str, nonce: str) -> None:
     """Run the script in a child of this interpreter, then write the end marker (see
-    node_agent/endmarker.py) with its exit status, as the shell script would."""
+    node_agent/wire/endmarker.py) with its exit status, as the shell script would."""
     pid = os.fork()
     if pid == 0:
         try:

@@ -10,7 +10,7 @@ the host: one hop each way.
 The container stays attached: what its processes write to fd 1/2 behind the shim's back
 (C extensions, subprocesses) still arrives there, and is handed to the session as stderr
 output (the shim points fd 1 at stderr, so nothing on the attach stream is protocol).
-:class:`SocketChannel` is an :class:`~node_agent.docker.Attached`: the session reading it
+:class:`SocketChannel` is an :class:`~node_agent.containers.docker.Attached`: the session reading it
 does not know which transport it has.
 """
 
@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import cast
 
 from common.logs import fields
-from node_agent.docker import Attached
+from node_agent.containers.docker import STDERR, STDOUT, Attached
 from node_agent.errors import StreamClosed
 
 log = logging.getLogger(__name__)
 
-STDOUT, STDERR = 1, 2
 MOUNT = "/run/faas"
 SOCKET = f"{MOUNT}/call.sock"
 _CONNECT_EVERY_S = 0.005

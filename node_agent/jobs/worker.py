@@ -24,8 +24,8 @@ from nats.js.kv import KeyValue
 
 from common.lifecycle import TaskSet
 from common.logs import fields
-from node_agent.job_intake import PriorityIntake
-from node_agent.job_run import Interrupt, JobControl, JobEngine, JobRun, RunOutcome, RunSettings
+from node_agent.jobs.intake import PriorityIntake
+from node_agent.jobs.run import Interrupt, JobControl, JobEngine, JobRun, RunOutcome, RunSettings
 from schemas import (
     InvalidMessage,
     JobFinished,

@@ -7,11 +7,11 @@ import asyncio
 import contextlib
 import json
 
-from node_agent.docker import Attached, Engine
-from node_agent.endmarker import EndStatus, read_until_end
+from node_agent.containers.docker import Attached, Engine
 from node_agent.errors import AgentError, StreamClosed
 from node_agent.outcome import Outcome, error_outcome, exit_error, parse_result, timeout_outcome
-from node_agent.session import (
+from node_agent.wire.endmarker import EndStatus, read_until_end
+from node_agent.wire.stdio import (
     HandlerInitError,
     HandlerSession,
     OnLog,
@@ -109,7 +109,7 @@ async def command_call(
     """The command protocol on a started container: stdout (up to the result limit; past it
     the call ends at once) is the result, stderr goes to ``on_log`` as it comes.
 
-    With a ``nonce`` the container frames the command's end on its streams (endmarker.py):
+    With a ``nonce`` the container frames the command's end on its streams (wire/endmarker.py):
     the call ends there, without waiting for the container to exit. Without one, or if the
     container's process dies before its marker, the call ends when Docker reports the exit."""
     lim = function.limits

@@ -1,9 +1,9 @@
 """The end of a one-shot command, framed on its own output streams.
 
 A warm-runtime container runs one command and is then destroyed. Waiting for its process
-to exit and for Docker to report it costs ~30 ms after the last output, so the process
-that runs the command (a shell, or a runtime's shim) writes a framed end marker instead,
-once the command has exited:
+to exit and for Docker to report it adds a round of Docker calls after the last output, so
+the process that runs the command (a shell, or a runtime's shim) writes a framed end marker
+instead, once the command has exited:
 
     stderr: ``\\x1efaas-end:<nonce>\\n``
     stdout: ``\\x1efaas-end:<nonce>:<exit status>:<OOM kills>\\n``
@@ -18,8 +18,8 @@ it is the command's.
 import secrets
 from dataclasses import dataclass
 
-from node_agent.docker import Attached
-from node_agent.session import STDERR, OnLog, OutputTooLarge, ProtocolError, Streams
+from node_agent.containers.docker import STDERR, Attached
+from node_agent.wire.stdio import OnLog, OutputTooLarge, ProtocolError, Streams
 
 PREFIX = b"\x1efaas-end:"
 

@@ -1,6 +1,7 @@
 """Warm container pools whose sizes follow demand.
 
-Per key (``rt:<runtime>`` for warm-runtime, ``fn:<name>@<version>`` for warm-function):
+Per key (a :class:`~node_agent.pools.keys.PoolKey`: a runtime's for warm-runtime, a function
+version's for warm-function):
 
 * demand is a decaying call rate (events/s, time constant ``window_s``);
 * the target size (idle + being made + busy with calls) is what Little's law says the
@@ -22,7 +23,7 @@ container, and only if the queue ahead of it should clear by then. A key with no
 at all falls back at once.
 
 Single-use containers (warm-runtime, command-protocol warm-function) are replaced, not
-returned. Making one (create + start) takes the CPU of a small machine for ~100 ms, so the
+returned. Making one (create + start) takes much of a small machine's CPU for a while, so the
 replacement waits until the call that took a container has ended (and ``refill_delay_s``
 more, for its answer to go out), unless the key has no idle container left or the call
 runs longer than calls usually take. The used container is destroyed after the same delay.
@@ -38,8 +39,9 @@ from dataclasses import dataclass, field
 
 from common.lifecycle import TaskSet, wait_event
 from common.logs import fields
-from node_agent.docker import Attached, Engine
-from node_agent.session import HandlerSession
+from node_agent.containers.docker import Attached, Engine
+from node_agent.pools.keys import PoolKey
+from node_agent.wire.stdio import HandlerSession
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class WarmContainer:
     cid: str
-    key: str
+    key: PoolKey
     attached: Attached
     reusable: bool
     session: HandlerSession | None = None
@@ -98,7 +100,7 @@ class Demand:
 
 @dataclass
 class PoolConfig:
-    min_per_key: dict[str, int] = field(default_factory=dict)
+    min_per_key: dict[PoolKey, int] = field(default_factory=dict)
     max_per_key: int = 8
     max_warm: int = 16
     idle_s: float = 300.0
@@ -110,7 +112,7 @@ class PoolConfig:
     max_fills: int = 0
 
 
-Factory = Callable[[str], Awaitable[WarmContainer]]
+Factory = Callable[[PoolKey], Awaitable[WarmContainer]]
 
 
 class Pools:
@@ -120,26 +122,26 @@ class Pools:
         self.config = config
         # fills and teardowns: not critical one by one, but all awaited by close()
         self._tasks = TaskSet("pools")
-        self._idle: dict[str, deque[WarmContainer]] = {}
-        self._filling: dict[str, int] = {}
-        self._busy: dict[str, int] = {}  # reusable ones handed to calls, not yet released
-        self._demand: dict[str, Demand] = {}
+        self._idle: dict[PoolKey, deque[WarmContainer]] = {}
+        self._filling: dict[PoolKey, int] = {}
+        self._busy: dict[PoolKey, int] = {}  # reusable ones handed to calls, not yet released
+        self._demand: dict[PoolKey, Demand] = {}
         # single-use keys: no refill before this time (a call is using the CPU)
-        self._hold: dict[str, float] = {}
+        self._hold: dict[PoolKey, float] = {}
         self._wake = asyncio.Event()
         self._timers: set[asyncio.TimerHandle] = set()
         self._closed = False
         # calls waiting for a busy reusable container of their key, oldest first
-        self._waiters: dict[str, deque[asyncio.Future[WarmContainer | None]]] = {}
+        self._waiters: dict[PoolKey, deque[asyncio.Future[WarmContainer | None]]] = {}
 
     # --- used by calls --------------------------------------------------------------
-    def want(self, key: str) -> None:
+    def want(self, key: PoolKey) -> None:
         """Make ``key`` known (its demand is tracked and its pool maintained)."""
         if key not in self._demand:
             self._demand[key] = Demand(self.config.window_s)
             self._idle.setdefault(key, deque())
 
-    def acquire(self, key: str) -> WarmContainer | None:
+    def acquire(self, key: PoolKey) -> WarmContainer | None:
         """An idle warm container for ``key`` (most recently used first), or None."""
         self.want(key)
         self._demand[key].hit()
@@ -160,7 +162,7 @@ class Pools:
             self._wake.set()
         return wc
 
-    async def wait(self, key: str) -> WarmContainer | None:
+    async def wait(self, key: PoolKey) -> WarmContainer | None:
         """After ``acquire`` found nothing: wait for a reusable container of ``key`` that is
         busy with a call or being made, if that should be quicker than a cold start; None
         (run cold) otherwise, or when the wait runs out."""
@@ -242,7 +244,7 @@ class Pools:
         self._timers.add(timer)
 
     # --- sizing ---------------------------------------------------------------------
-    def target(self, key: str) -> int:
+    def target(self, key: PoolKey) -> int:
         d = self._demand.get(key)
         minimum = self.config.min_per_key.get(key, 0)
         if d is None:
@@ -255,10 +257,10 @@ class Pools:
             need = math.ceil(rate * hold) + 1
         return max(minimum, min(self.config.max_per_key, need))
 
-    def idle_counts(self) -> dict[str, int]:
+    def idle_counts(self) -> dict[PoolKey, int]:
         return {k: len(v) for k, v in self._idle.items() if v}
 
-    def _size(self, key: str) -> int:
+    def _size(self, key: PoolKey) -> int:
         """Containers of ``key``: idle, being made, and busy with calls."""
         return len(self._idle.get(key, ())) + self._filling.get(key, 0) + self._busy.get(key, 0)
 
@@ -292,7 +294,7 @@ class Pools:
                     break
                 self._fill(key)
 
-    def _evict_for(self, key: str) -> bool:
+    def _evict_for(self, key: PoolKey) -> bool:
         """Make room for one container of ``key`` by evicting the least recently used idle
         container of a key that needs it less: one holding more than its target, or one with
         lower demand (never an equal one, or two keys would evict each other in turn)."""
@@ -309,16 +311,16 @@ class Pools:
         self._destroy(self._idle[victim_key].popleft(), "evicted")
         return True
 
-    def _fill(self, key: str) -> None:
+    def _fill(self, key: PoolKey) -> None:
         self._filling[key] = self._filling.get(key, 0) + 1
         self._tasks.spawn(self._make(key), f"fill:{key}", critical=False)
 
-    async def _make(self, key: str) -> None:
+    async def _make(self, key: PoolKey) -> None:
         t0 = time.monotonic()
         try:
             wc = await self._factory(key)
         except Exception as err:
-            log.warning("pool.fill_failed key=%s error=%s", key, str(err)[:300])
+            log.warning("pool.fill_failed", extra=fields(key=key, error=str(err)[:300]))
             # Back off a failing key: count it as filling for a moment.
             await asyncio.sleep(2.0)
             return

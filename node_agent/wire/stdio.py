@@ -2,25 +2,22 @@
 
 * :class:`HandlerSession`: the handler protocol (see runtimes/python/bootstrap): a shim
   announces ``ready``, then answers one JSON line per call; the container is reusable.
-* :func:`run_command_session`: the command protocol on an attached container: write the
-  payload, read stdout (the result) and stderr (the logs) until the process exits.
+* :func:`read_until_exit`: the command protocol on an attached container: read stdout (the
+  result) and stderr (the logs) until the process exits.
 
 Output is read with caps as it arrives, so a function that floods its output costs the
 agent no more memory than its limits.
 """
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from node_agent.docker import Attached
+from node_agent.containers.docker import STDERR, STDOUT, Attached
 from node_agent.errors import AgentError
 from schemas import ErrorInfo
-
-STDOUT, STDERR = 1, 2
 
 
 class SessionClosed(AgentError):
@@ -192,7 +189,3 @@ async def read_until_exit(attached: Attached, result_cap: int, stderr_cap: int, 
         streams.stdout += data
         if len(streams.stdout) > result_cap:
             raise OutputTooLarge(f"the result exceeds its limit of {result_cap} bytes")
-
-
-async def with_timeout(coro: Any, timeout: float) -> Any:
-    return await asyncio.wait_for(coro, timeout)

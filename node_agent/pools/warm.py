@@ -14,7 +14,7 @@ Two kinds, by what the image declares:
 * **shell** (any other image): ``sh`` reads a line ``<nonce> <size>`` and a tar
   (:data:`~node_agent.scripts.WARM_RUNTIME_CMD`).
 
-Either way a command-protocol call ends on its end marker (endmarker.py), not when the
+Either way a command-protocol call ends on its end marker (wire/endmarker.py), not when the
 container exits.
 """
 
@@ -22,12 +22,11 @@ import json
 import shlex
 from dataclasses import dataclass
 
-from node_agent.artifacts import call_tar
-from node_agent.docker import Attached, Engine
-from node_agent.endmarker import new_nonce
+from node_agent.containers.artifacts import call_tar
+from node_agent.containers.docker import STDERR, Attached, Engine
+from node_agent.containers.scripts import SHIM_EXEC_SCRIPT, WARM_RUNTIME_CMD, entry_script, warm_command_script
 from node_agent.errors import AgentError
-from node_agent.scripts import SHIM_EXEC_SCRIPT, WARM_RUNTIME_CMD, entry_script, warm_command_script
-from node_agent.session import STDERR
+from node_agent.wire.endmarker import new_nonce
 from schemas import FunctionRecord, RuntimeSpec
 
 SHIM_LABEL = "faas.handler-command"

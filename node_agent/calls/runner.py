@@ -29,12 +29,12 @@ from nats.js import JetStreamContext
 
 from common.jspub import JsPublisher
 from common.logs import fields
-from node_agent.catalog import Catalog
+from node_agent.calls.catalog import Catalog
+from node_agent.calls.executor import Executor
+from node_agent.calls.rescue import RESCUED_NUMBER
 from node_agent.errors import AgentError
-from node_agent.executor import Executor
 from node_agent.logstream import LogPublisher
 from node_agent.outcome import Outcome, elapsed_ms, error_outcome
-from node_agent.rescue import RESCUED_NUMBER
 from schemas import (
     REPLY_TO,
     CallStatus,

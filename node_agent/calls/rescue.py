@@ -15,7 +15,7 @@ from nats.js.errors import KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from common.logs import fields
-from node_agent.catalog import Catalog
+from node_agent.calls.catalog import Catalog
 from node_agent.errors import AgentError
 from schemas import InvalidMessage, Invocation, Layout, decode
 

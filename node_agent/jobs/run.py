@@ -16,9 +16,10 @@ from typing import Any, Protocol, TypeVar
 
 from common.jspub import Publishes
 from common.logs import fields
-from node_agent.docker import ContainerSpec, ExitState
+from node_agent.containers.docker import ContainerSpec, ExitState
 from node_agent.errors import AgentError, ImageNotFound
 from node_agent.logstream import LogPublisher
+from node_agent.outcome import STDERR_TAIL
 from schemas import JobMessage, JobResult, JobStatus, Layout
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,6 @@ T = TypeVar("T")
 
 # After the container exited, how long its last output may take to arrive.
 _LOG_DRAIN_S = 5.0
-_ERROR_TAIL = 4096
 
 
 class JobEngine(Protocol):
@@ -177,7 +177,7 @@ class JobRun:
             self._s.max_log_bytes,
             number=self.number,
             flush_interval_s=self._s.log_flush_s,
-            keep_stderr=_ERROR_TAIL,
+            keep_stderr=STDERR_TAIL,
         )
         pump = asyncio.create_task(logs.consume(self._engine.follow_output(cid)), name=f"job:{self.job.id}:logs")
         try:

@@ -8,7 +8,7 @@ from schemas import FunctionRecord, RuntimeSpec
 
 def entry_script(runtime: RuntimeSpec, function: FunctionRecord) -> bytes:
     """``/faas/run.sh``: enter the function's directory and run it: the command protocol with
-    params on stdin, or the handler shim. Dependencies are in the image already (deps.py)."""
+    params on stdin, or the handler shim. Dependencies are in the image already (containers/deps.py)."""
     lines = ["#!/bin/sh", f"cd {shlex.quote(runtime.path)} || exit 125"]
     if function.handler:
         if not runtime.handler_command:
@@ -37,7 +37,7 @@ def warm_command_script(runtime: RuntimeSpec) -> bytes:
 
 # What a warm-runtime container runs once the code is in place (the variable `nonce` set):
 # source run.sh (a command in a subshell, or a handler shim exec'd), then write the end
-# marker (endmarker.py) with the exit status and the container's OOM kills (cgroup v2, else
+# marker (wire/endmarker.py) with the exit status and the container's OOM kills (cgroup v2, else
 # v1) on stderr and stdout. The call ends there, not when the container exits.
 _OOM_KILLS = (
     "for f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; do"
@@ -53,7 +53,7 @@ _RUN_AND_MARK = (
 # `read` in sh takes one byte at a time from a pipe, so head gets exactly the rest.
 WARM_RUNTIME_CMD = ["sh", "-c", 'read nonce n && head -c "$n" | tar -x -C / && ' + _RUN_AND_MARK]
 
-# What a runtime's shim (images labelled faas.handler-command, see warm.py) execs for a
+# What a runtime's shim (images labelled faas.handler-command, see pools/warm.py) execs for a
 # command-protocol call once it has unpacked the code: the nonce comes on fd 3.
 SHIM_EXEC_SCRIPT = "read nonce <&3 && exec 3<&- && " + _RUN_AND_MARK
 

@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 _FRAME = struct.Struct(">BxxxI")
 
+# Docker's stream ids in attached and multiplexed output frames: (stream, bytes).
+STDOUT, STDERR = 1, 2
+
 
 @dataclass
 class ContainerSpec:

@@ -10,8 +10,8 @@ import shlex
 import time
 
 from common.logs import fields
-from node_agent.artifacts import ArtifactCache, call_tar
-from node_agent.docker import ContainerSpec, Engine
+from node_agent.containers.artifacts import ArtifactCache, call_tar
+from node_agent.containers.docker import ContainerSpec, Engine
 from node_agent.errors import AgentError
 from schemas import FunctionRecord, RuntimeSpec
 

@@ -1,0 +1,173 @@
+"""Runs one call under the node's invocation policy.
+
+* ``none``: a new container per call (cold).
+* ``warm-runtime``: an idle started container of the runtime's image (a shell, or the
+  runtime's shim with its interpreter loaded: pools/warm.py) receives the code and the call on
+  stdin, runs once and is destroyed; the pool refills after the call.
+  Functions with dependencies or non-default resource limits run cold (their dependencies
+  are in a prebuilt image, see containers/deps.py).
+* ``warm-function``: an idle container already holding the function version (and its
+  dependencies) receives only the params; with the handler protocol it serves call after
+  call, with the command protocol once.
+
+A call for which no warm container is idle falls back to ``none``; the pool grows. Every
+call container is attached before it starts: its output is read from that stream (never
+from the engine's log, which can miss a short-lived container's output).
+"""
+
+import asyncio
+import logging
+import time
+from collections import Counter
+
+from common.logs import fields
+from node_agent.containers.artifacts import ArtifactCache, call_tar
+from node_agent.containers.deps import DependencyImages
+from node_agent.containers.docker import Attached, Engine
+from node_agent.containers.scripts import entry_script
+from node_agent.containers.spec import RUN, call_spec
+from node_agent.errors import AgentError, StreamClosed
+from node_agent.outcome import Outcome, error_outcome
+from node_agent.pools.keys import Layer, key_for, reusable
+from node_agent.pools.pool import Pools, WarmContainer
+from node_agent.pools.warm import payload
+from node_agent.wire.call import command_call, handler_call, max_line
+from node_agent.wire.stdio import HandlerSession, OnLog
+from schemas import FunctionRecord, Invocation, RuntimeSpec, encode_json
+
+log = logging.getLogger(__name__)
+
+
+class ParamsTooLarge(AgentError):
+    kind = "ParamsTooLarge"
+
+
+class Executor:
+    def __init__(
+        self,
+        engine: Engine,
+        artifacts: ArtifactCache,
+        deps: DependencyImages,
+        node_id: str,
+        policy: str,
+        ca_bundle: str | None,
+        pools: Pools | None = None,
+    ) -> None:
+        self.engine = engine
+        self.artifacts = artifacts
+        self.deps = deps
+        self.node_id = node_id
+        self.policy = policy
+        self.ca_bundle = ca_bundle
+        # warm containers (policies other than none); a call they cannot serve runs cold
+        self.pools = pools
+        # calls served per path ("cold", "warm-runtime", "warm-function"): metrics, tests
+        self.served: Counter[str] = Counter()
+
+    # --- entry point ----------------------------------------------------------------
+    async def run(
+        self,
+        runtime: RuntimeSpec,
+        function: FunctionRecord,
+        inv: Invocation,
+        call_id: str,
+        on_log: OnLog | None = None,
+    ) -> Outcome:
+        """Run the call; what it prints (stderr on the command protocol, everything the
+        handler prints on the handler protocol) goes to ``on_log`` as it comes."""
+        limits = function.limits
+        timeout = min(inv.timeout_s or limits.timeout_s, limits.timeout_s)
+        params_json = encode_json(inv.params)
+        if len(params_json) > limits.params_bytes:
+            return error_outcome(ParamsTooLarge(f"params are {len(params_json)} bytes, over {limits.params_bytes}"))
+        if function.handler and not runtime.handler_command:
+            return error_outcome(AgentError(f"runtime {runtime.name!r} has no handler_command for handlers"))
+        key = key_for(self.policy, runtime, function) if self.pools is not None else None
+        if key is not None and self.pools is not None:
+            wc = self.pools.acquire(key)
+            if wc is None and reusable(key, function):
+                # a burst past the pool: queue briefly for a busy container of this function
+                # rather than start one (pools/pool.py, "wait")
+                wc = await self.pools.wait(key)
+            if wc is not None:
+                self.served["warm-runtime" if key.layer is Layer.RUNTIME else "warm-function"] += 1
+                return await self._run_warm(wc, runtime, function, call_id, params_json, timeout, on_log)
+        self.served["cold"] += 1
+        return await self._run_cold(runtime, function, call_id, params_json, timeout, on_log)
+
+    # --- cold (policy none, and every fallback) --------------------------------------
+    async def _run_cold(
+        self,
+        runtime: RuntimeSpec,
+        function: FunctionRecord,
+        call_id: str,
+        params_json: bytes,
+        timeout: float,
+        on_log: OnLog | None,
+    ) -> Outcome:
+        image = await self.deps.image_for(runtime, function)
+        code = await self.artifacts.code_body(function.digest, runtime.path)
+        files = {"/faas/run.sh": (entry_script(runtime, function), 0o755)}
+        if not function.handler:
+            files["/faas/params.json"] = (params_json, 0o644)
+        labels = {"faas.call": call_id, "faas.function": function.name}
+        cid = await self.engine.create(call_spec(image, runtime, function, RUN, labels, self.node_id, self.ca_bundle))
+        attached: Attached | None = None
+        try:
+            await self.engine.put_archive(cid, "/", call_tar(code, files))
+            attached = await self.engine.attach(cid)
+            await self.engine.start(cid)
+            if function.handler:
+                session = HandlerSession(attached, max_line(function), function.limits.log_bytes)
+                return await handler_call(
+                    self.engine, session, cid, function, call_id, params_json, timeout, True, on_log
+                )
+            return await command_call(self.engine, attached, cid, function, timeout, on_log)
+        finally:
+            # Shielded: a cancelled call (agent stopping) must still not leave its container.
+            if attached is not None:
+                await asyncio.shield(attached.close())
+            await asyncio.shield(self.engine.remove(cid))
+
+    # --- warm -----------------------------------------------------------------------
+    async def _run_warm(
+        self,
+        wc: WarmContainer,
+        runtime: RuntimeSpec,
+        function: FunctionRecord,
+        call_id: str,
+        params_json: bytes,
+        timeout: float,
+        on_log: OnLog | None,
+    ) -> Outcome:
+        assert self.pools is not None
+        t0 = time.monotonic()
+        out: Outcome | None = None
+        try:
+            if wc.key.layer is Layer.RUNTIME:
+                code = await self.artifacts.code_body(function.digest, runtime.path)
+                load = payload(wc.shim, runtime, function, code, params_json)
+                await wc.attached.write(load.data)
+                nonce = load.nonce
+                session = (
+                    HandlerSession(wc.attached, max_line(function), function.limits.log_bytes) if load.handler else None
+                )
+                ready = True
+            else:
+                session, ready, nonce = wc.session, False, None
+                if session is None:  # command protocol: the container waits for one params line
+                    await wc.attached.write(params_json + b"\n")
+            if session is not None:
+                out = await handler_call(
+                    self.engine, session, wc.cid, function, call_id, params_json, timeout, ready, on_log
+                )
+            else:
+                out = await command_call(self.engine, wc.attached, wc.cid, function, timeout, on_log, nonce)
+            return out
+        except StreamClosed as err:
+            # The warm container died while idle: discard it, run the call cold instead.
+            log.warning("pool.dead_container", extra=fields(key=wc.key, container=wc.cid[:12], error=str(err)))
+            self.served["cold"] += 1
+            return await self._run_cold(runtime, function, call_id, params_json, timeout, on_log)
+        finally:
+            self.pools.release(wc, healthy=out is not None and out.reusable, service_s=time.monotonic() - t0)

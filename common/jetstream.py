@@ -61,6 +61,25 @@ async def connect(url: str, name: str) -> Client:
     )
 
 
+async def drain_or_close(nc: Client) -> None:
+    """A service's last NATS step: drain (what was published and acked is flushed, the
+    subscriptions' pending messages handled). When NATS is down (reconnecting) or the drain
+    fails there is nothing left to flush, but the client must not go on reconnecting for ever
+    behind a stopped service: it is closed instead."""
+    if nc.is_closed:
+        return
+    try:
+        await nc.drain()
+    except Exception as err:
+        log.warning("nats.drain_failed", extra=fields(error=repr(err)))
+        try:
+            await nc.close()
+        except OSError as lost:
+            # nats-py 2.16 flushes what is pending into the lost socket and raises; the client
+            # is CLOSED all the same (no more reconnecting), and there was nothing to save.
+            log.warning("nats.close_failed", extra=fields(error=repr(lost)))
+
+
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
     try:
         await js.add_stream(config)

@@ -13,8 +13,8 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.kv import KeyValue
 
-from common.jetstream import connect, ensure_layout
-from common.lifecycle import TaskSet
+from common.jetstream import connect, drain_or_close, ensure_layout
+from common.lifecycle import Lifecycle, TaskSet
 from common.logs import fields
 from common.pull import ConsumerGone, PullConsumer
 from node_agent.calls.catalog import Catalog
@@ -49,21 +49,27 @@ CHAIN_MAX = 16
 CHAIN_WAIT_S = 0.05
 
 
-class NodeAgent:
+class NodeAgent(Lifecycle):
+    """``async with NodeAgent(AgentSettings(...)) as agent``.
+
+    A stop, step by step (the reverse of ``_start``): the pull loops and side tasks end and
+    the node's heartbeat entry goes; running calls and jobs get ``grace_s``, then are
+    cancelled (not acked: redelivered elsewhere); then the warm pools, the socket
+    directories, NATS and the Docker client.
+    """
+
     def __init__(self, settings: AgentSettings, engine: Engine | None = None) -> None:
+        super().__init__(f"node-agent:{settings.node_id}")
         self.settings = settings
-        self.name = f"node-agent:{settings.node_id}"
         self.layout = Layout(settings.prefix)
         self.tasks = TaskSet(self.name)
         self._calls = TaskSet(f"{self.name}:calls")
         self._engine = engine
-        self._own_engine = engine is None
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._slots = asyncio.Semaphore(settings.slots)
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
-        self._started = False
         self.running = 0
         self.instance = secrets.token_hex(6)
         self._jobs: JobWorker | None = None
@@ -72,23 +78,15 @@ class NodeAgent:
         self._nodes_kv: KeyValue | None = None
 
     # --- lifecycle ----------------------------------------------------------------
-    async def start(self) -> None:
-        if self._started:
-            return
-        self._started = True
-        try:
-            await self._start()
-        except BaseException:
-            await self.stop()  # what was started (the Docker client, containers) is released
-            raise
-
     async def _start(self) -> None:
         s = self.settings
+        # 1. Clients (closed last) and what this node holds.
         if self._engine is None:
-            engine = DockerEngine(s.docker_url)
+            self._engine = engine = DockerEngine(s.docker_url)
+            self.on_stop("docker", engine.close)
             await engine.ping()
-            self._engine = engine
-        self._nc = await connect(s.nats_url, self.name)
+        self._nc = nc = await connect(s.nats_url, self.name)
+        self.on_stop("nats", lambda: drain_or_close(nc))
         self._js = self._nc.jetstream()
         await ensure_layout(self._js, self.layout)
         self._nodes_kv = nodes = await self._js.key_value(self.layout.nodes_bucket)
@@ -106,8 +104,10 @@ class NodeAgent:
         deps = DependencyImages(self._engine, self._artifacts, s.node_id, ca)
         local_docker = s.docker_url is None or s.docker_url.startswith("unix://")
         self._sockets = SocketDir(s.socket_dir, name=s.node_id) if s.handler_sockets and local_docker else None
-        if self._sockets is not None and (swept := self._sockets.sweep()):
-            log.info("agent.socket_dirs_removed", extra=fields(node=s.node_id, count=swept))
+        if self._sockets is not None:
+            self.on_stop("sockets", self._sockets.cleanup)
+            if swept := self._sockets.sweep():
+                log.info("agent.socket_dirs_removed", extra=fields(node=s.node_id, count=swept))
         if s.policy != "none":
             factory = WarmFactory(self._engine, self._artifacts, deps, self._catalog, s.node_id, ca, self._sockets)
             mins = {PoolKey.runtime(rt): s.pool_min for rt in s.runtimes} if s.policy == "warm-runtime" else {}
@@ -120,7 +120,8 @@ class NodeAgent:
                 max_fills=s.pool_max_fills or os.cpu_count() or 2,
             )
             self.pools = Pools(self._engine, factory, config)
-            self.tasks.spawn(self.pools.maintain(), "pools")
+            # Once no call holds a warm container (after the in-flight step).
+            self.on_stop("pools", self.pools.close)
         self.executor = Executor(self._engine, self._artifacts, deps, s.node_id, s.policy, ca, self.pools)
         self._calls_runner = CallRunner(
             self._nc,
@@ -133,11 +134,22 @@ class NodeAgent:
             s.max_attempts,
             started_after_s=s.started_after_s,
         )
-        # Work the gateway routes to this node because it holds the function/runtime warm.
-        await self._serve(self.layout.invoke_node(s.node_id), self.layout.node_consumer(s.node_id), NODE_LOOP)
         # Container jobs share the node's slots with calls.
         jobs = JobConfig(node_id=s.node_id, grace_s=s.grace_s, ack_wait_s=s.ack_wait_s, max_attempts=s.max_attempts)
         self._jobs = JobWorker(jobs, self._slots, self._nc, self.layout, self._engine, tasks=self.tasks)
+
+        # 2. Running calls and jobs once intake has stopped: the grace period, then cancelled.
+        self.on_stop("in-flight", self._drain_in_flight)
+        # Right after intake: the gateway stops routing here now, not once the entry is stale.
+        self.on_stop("node-entry", self._withdraw)
+
+        # 3. Intake and side tasks (the first step of a stop ends them all, those started later
+        #    included).
+        self.on_stop("intake", self._stop_intake)
+        if self.pools is not None:
+            self.tasks.spawn(self.pools.maintain(), "pools")
+        # Work the gateway routes to this node because it holds the function/runtime warm.
+        await self._serve(self.layout.invoke_node(s.node_id), self.layout.node_consumer(s.node_id), NODE_LOOP)
         await self._jobs.start()
         self.tasks.spawn(self._heartbeat(), "heartbeat")
         self.tasks.spawn(self._rescue_loop(), "rescue")
@@ -151,52 +163,34 @@ class NodeAgent:
             extra=fields(node=s.node_id, slots=s.slots, policy=s.policy, runtimes=",".join(s.runtimes) or "*"),
         )
 
-    async def stop(self) -> None:
-        if not self._started or self._stopping.is_set():
-            return
+    async def _stop_intake(self) -> None:
+        """No new pull requests (what a loop was handed and had not taken goes back at once),
+        and the side tasks end: heartbeat, rescue, runtime follow, pool upkeep, job intake."""
         self._stopping.set()
-        # 1. stop intake: no new pull requests
-        for task in self._loops.values():
-            task.cancel()
-        await asyncio.gather(*self._loops.values(), return_exceptions=True)
+        # Side tasks first: the runtime follow could otherwise start a loop meanwhile.
         await self.tasks.cancel_all()
+        loops = list(self._loops.values())
+        for task in loops:
+            task.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+
+    async def _withdraw(self) -> None:
+        assert self._nodes_kv is not None
         try:
-            if self._nodes_kv is not None:  # None: a start that failed before it
-                await self._nodes_kv.delete(self.settings.node_id)
+            await self._nodes_kv.delete(self.settings.node_id)
         except Exception:  # NATS may be gone; the entry expires by TTL anyway
             log.debug("agent.heartbeat_delete_failed", exc_info=True)
 
-        # 2. let running calls finish up to the grace period, then cancel the rest: their
-        #    messages are not acked, so they are redelivered to another agent.
-        async def drain_calls() -> None:
-            if not await self._calls.wait_all(self.settings.grace_s):
-                log.warning("agent.cancelling_calls", extra=fields(count=len(self._calls)))
-                await self._calls.cancel_all()
-
-        try:
-            await asyncio.gather(drain_calls(), self._jobs.stop() if self._jobs else asyncio.sleep(0))
-        finally:
-            # 3. no call holds a warm container now: destroy the pools; then the connections.
-            #    Each goes even if an earlier step failed (containers and a Docker client
-            #    left behind otherwise).
-            try:
-                if self.pools is not None:
-                    await self.pools.close()
-                if self._sockets is not None:
-                    self._sockets.cleanup()
-                if self._nc is not None and not self._nc.is_closed:
-                    await self._nc.drain()
-            finally:
-                if self._engine is not None and self._own_engine:
-                    await self._engine.close()
-        log.info("agent.stopped", extra=fields(node=self.settings.node_id))
-
-    async def __aenter__(self) -> "NodeAgent":
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+    async def _drain_in_flight(self) -> None:
+        """Calls and jobs share the grace period (not one after the other). A cancelled call's
+        message is not acked, so it is redelivered to another agent; jobs go back likewise."""
+        assert self._jobs is not None
+        results = await asyncio.gather(
+            self._calls.drain(self.settings.grace_s), self._jobs.stop(), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     # --- intake -------------------------------------------------------------------
     async def _follow_runtimes(self) -> None:

@@ -33,6 +33,7 @@ from schemas import (
     Layout,
     Started,
     decode,
+    dedup,
     encode,
 )
 
@@ -173,7 +174,7 @@ class CallbackDispatcher:
                 self._layout.event(event.call_id, done.kind),
                 encode(done),
                 stream=self._layout.events_stream,
-                headers={"Nats-Msg-Id": f"{event.call_id}.callback"},
+                headers=dedup.header(dedup.callback(event.call_id)),
             )
             await msg.ack()
             log.log(

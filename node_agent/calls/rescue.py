@@ -17,7 +17,7 @@ from nats.js.kv import KeyValue
 from common.logs import fields
 from node_agent.calls.catalog import Catalog
 from node_agent.errors import AgentError
-from schemas import InvalidMessage, Invocation, Layout, decode
+from schemas import InvalidMessage, Invocation, Layout, decode, dedup
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ async def _move(js: JetStreamContext, layout: Layout, catalog: Catalog, durable:
                 continue
             headers = {RESCUED_NUMBER: number}
             if inv.id:
-                headers["Nats-Msg-Id"] = f"{inv.id}-rescued-{msg.metadata.num_delivered}"
+                headers[dedup.MSG_ID] = dedup.rescued(inv.id, msg.metadata.num_delivered)
             await js.publish(layout.invoke_runtime(runtime), msg.data, stream=layout.invoke_stream, headers=headers)
             await msg.ack_sync()
             moved += 1

@@ -45,6 +45,7 @@ from schemas import (
     Layout,
     Started,
     decode,
+    dedup,
     encode,
 )
 from schemas.clock import utcnow
@@ -189,7 +190,7 @@ class CallRunner:
             await self._nc.publish(
                 self._layout.event(started.call_id, "started"),
                 encode(started),
-                headers={"Nats-Msg-Id": f"{started.call_id}.started.{started.attempt}"},
+                headers=dedup.header(dedup.started(started.call_id, started.attempt)),
             )
         except Exception:
             log.warning("call.started.publish_failed", extra=fields(call=started.call_id), exc_info=True)

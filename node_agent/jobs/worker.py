@@ -35,6 +35,7 @@ from schemas import (
     JobStatus,
     Layout,
     decode,
+    dedup,
     encode,
 )
 
@@ -274,7 +275,7 @@ class JobWorker:
     async def _run(self, msg: Msg, job: JobMessage, number: int, attempt: int, control: JobControl) -> RunOutcome:
         async def started(cid: str) -> None:
             event = JobStarted(job_id=job.id, node=self.config.node_id, container=cid)
-            await self._publish(event.job_id, event.kind, encode(event), f"{job.id}.job_started.{attempt}")
+            await self._publish(event.job_id, event.kind, encode(event), dedup.job_started(job.id, attempt))
             log.info(
                 "job.started",
                 extra=fields(
@@ -315,7 +316,7 @@ class JobWorker:
         return JobFinished(job_id=job_id, status=status, node=self.config.node_id, result=result)
 
     async def _finish(self, msg: Msg, event: JobFinished, attempt: int) -> None:
-        await self._publish(event.job_id, event.kind, encode(event), f"{event.job_id}.job_finished.{attempt}")
+        await self._publish(event.job_id, event.kind, encode(event), dedup.job_finished(event.job_id, attempt))
         await msg.ack_sync()
         r = event.result
         log.info(
@@ -328,7 +329,7 @@ class JobWorker:
             self._layout.event(job_id, kind),
             data,
             stream=self._layout.events_stream,
-            headers={"Nats-Msg-Id": msg_id},
+            headers=dedup.header(msg_id),
         )
 
     async def _keep_alive(self, msg: Msg, job_id: str) -> None:

@@ -66,17 +66,7 @@ async def beats(msg: FakeMsg, n: int) -> None:
         await msg.beat.wait()
 
 
-# --- delivery ---------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "reply",
-    [REPLY, "$JS.ACK.hub.ACCHASH.FAAS_INVOKE.rt_python.2.55.54.1763800000000000000.0.tok"],
-)
-def test_a_delivery_reads_its_sequence_and_attempt_as_nats_py_does(reply: str) -> None:
-    meta = Msg(None, subject="s", reply=reply).metadata  # type: ignore[arg-type]
-    d = Delivery(Msg(None, subject="s", reply=reply))  # type: ignore[arg-type]
-    assert (d.sequence, d.attempt) == (meta.sequence.stream, meta.num_delivered)
-
-
+# --- delivery (its reply-subject parse: tests/unit/test_agent_reply_subject.py) ---------
 def test_an_item_is_given_up_only_past_max_attempts() -> None:
     d = Delivery(Msg(None, subject="s", reply=REPLY))  # type: ignore[arg-type]
     assert d.attempt == 3

@@ -92,7 +92,7 @@ class Delivery:
 
 class KeepAlive:
     """``async with KeepAlive(msg, interval_s, item):`` sends ``in_progress`` for ``msg``
-    every ``interval_s`` while the block runs.
+    every ``interval_s`` while the block runs (or from ``start()`` until ``await stop()``).
 
     A timer, not a task per item (most calls end before the first beat). Each beat's publish
     runs in a task owned here (one at a time, cancelled and awaited on exit). A failed beat
@@ -109,11 +109,18 @@ class KeepAlive:
         self._beat: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
+        return self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def start(self) -> Self:
         self._loop = asyncio.get_running_loop()
         self._timer = self._loop.call_later(self._interval, self._tick)
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def stop(self) -> None:
+        """No more beats; one in flight is cancelled. Idempotent."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

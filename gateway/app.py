@@ -132,7 +132,9 @@ class Gateway:
                     deadline_s=s.callback_deadline_s,
                     timeout_s=s.callback_timeout_s,
                 )
-                self._callbacks = CallbackDispatcher(js, self.layout, policy, s.callback_concurrency, tasks=self.tasks)
+                self._callbacks = CallbackDispatcher(
+                    nc, js, self.layout, policy, s.callback_concurrency, tasks=self.tasks
+                )
                 await self._callbacks.start()
 
             app = build_app(Deps(s, nc, runtimes, functions, self._invoker, store, jobs, self._log_streams))

@@ -140,6 +140,16 @@ async def test_an_exception_in_the_block_goes_through_and_stops_the_beats() -> N
     assert keepalive._timer is None and keepalive._beat is None
 
 
+async def test_the_keepalive_can_be_started_and_stopped_around_a_body_too() -> None:
+    msg = FakeMsg()
+    async with asyncio.timeout(10):
+        keepalive = KeepAlive(msg, 0.01).start()  # type: ignore[arg-type]
+        await beats(msg, 2)
+        await keepalive.stop()
+        await keepalive.stop()  # idempotent
+    assert keepalive._timer is None and keepalive._beat is None
+
+
 # --- finish ---------------------------------------------------------------------------
 async def test_finish_publishes_the_event_then_its_copies_then_acks() -> None:
     order: list[str] = []

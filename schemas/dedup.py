@@ -43,6 +43,13 @@ def started(call_id: str, attempt: int) -> str:
     return f"{call_id}.started.{attempt}"
 
 
+def finished(call_id: str, attempt: int) -> str:
+    """A ``finished`` event of a call that an agent ends without running it (rescue). The
+    agent's own ``finished`` of a call it ran has no id: the store keeps the first final
+    event of a call whatever comes after it."""
+    return f"{call_id}.finished.{attempt}"
+
+
 def log_chunk(item_id: str, attempt: int, seq: int) -> str:
     """A ``log`` event of a call or a job: chunk ``seq`` of one attempt."""
     return f"{item_id}.log.{attempt}.{seq}"

@@ -15,6 +15,7 @@ def test_the_call_event_ids_are_unchanged() -> None:
     assert dedup.started("c1", 2) == "c1.started.2"
     assert dedup.log_chunk("c1", 2, 7) == "c1.log.2.7"
     assert dedup.callback("c1") == "c1.callback"
+    assert dedup.finished("c1", 2) == "c1.finished.2"  # (new: only rescue's unroutable calls)
 
 
 def test_the_job_event_ids_are_unchanged() -> None:

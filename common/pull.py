@@ -23,6 +23,11 @@ all): under load that saves a pull request and a round trip per message, and the
 keeps the slot it had. Deliveries do not say which request they answer, so each one goes to
 the oldest waiting ``ack_next``, then to the buffer; every request ends in exactly one
 delivery or one status, so counting keeps each waiter and the open request right.
+
+A consumer polled among others (the job intake's ten priority levels) must not keep a
+request open: :meth:`PullConsumer.next_now` sends a ``no_wait`` request for one message,
+which the server answers at once with the message or "404 No Messages". It waits like an
+``ack_next`` (the same counting), so both may be used on one consumer.
 """
 
 import asyncio
@@ -45,11 +50,16 @@ _LOST_AFTER_S = 1.0
 # After a request ended at once with an error status (409...), wait this long before the
 # next one, so that a persistent error does not turn into a busy loop.
 _ERROR_PAUSE_S = 0.1
+# One message if one is waiting, else a 404 status at once.
+_NEXT_NOW = b'{"batch":1,"no_wait":true}'
 # Ack and ask for one more: a message if one is waiting (or comes within the wait), else a
 # 404 (no_wait) or 408 (expired) status.
-_ACK_NEXT_NOW = b'+NXT {"batch":1,"no_wait":true}'
-# Reply subjects of ack_next requests: <inbox>.n<count> (a pull request's: <inbox>.<count>).
+_ACK_NEXT_NOW = b"+NXT " + _NEXT_NOW
+# Reply subjects of single-message requests (ack_next, next_now): <inbox>.n<count> (a
+# fetch's pull request's: <inbox>.<count>).
 _NEXT_TOKEN = "n"
+# Statuses that end a single-message request as expected: nothing came.
+_NOTHING = ("404", "408")
 
 
 class ConsumerGone(Exception):
@@ -61,6 +71,7 @@ class PullConsumer:
 
     def __init__(self, nc: Client, stream: str, consumer: str, request_expires_s: float = 1.0) -> None:
         self._nc = nc
+        self._consumer = consumer
         self._next_subject = f"{DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.{stream}.{consumer}"
         self._expires_s = max(0.1, request_expires_s)
         self._inbox = nc.new_inbox()
@@ -123,16 +134,35 @@ class PullConsumer:
         if self._sub is None or self._stopping:
             await msg.ack()
             return _none()
+        body = _ACK_NEXT_NOW if wait_s <= 0 else b'+NXT {"batch":1,"expires":%d}' % int(wait_s * 1e9)
+        return await self._request_one(msg.reply, body, max(wait_s, 0.0) + _LOST_AFTER_S)
+
+    async def next_now(self, timeout: float = _LOST_AFTER_S) -> Msg | None:
+        """One message if one is ready for delivery now, else None, leaving no request open
+        (a ``no_wait`` pull request of one). None too if no answer came within ``timeout``
+        or the consumer is closed.
+
+        Raises :class:`ConsumerGone` when the consumer no longer answers.
+        """
+        self._raise_error()
+        if self._sub is None or self._stopping:
+            return None
+        msg = await (await self._request_one(self._next_subject, _NEXT_NOW, timeout))
+        if msg is None:
+            self._raise_error()
+        return msg
+
+    async def _request_one(self, subject: str, body: bytes, lost_after_s: float) -> "asyncio.Future[Msg | None]":
+        """Send a request for one message whose answer is awaited by the returned future."""
         loop = asyncio.get_running_loop()
         self._requests += 1
-        subject = f"{self._next_prefix}{self._requests}"
+        reply = f"{self._next_prefix}{self._requests}"
         future: asyncio.Future[Msg | None] = loop.create_future()
-        self._next[subject] = future
-        body = _ACK_NEXT_NOW if wait_s <= 0 else b'+NXT {"batch":1,"expires":%d}' % int(wait_s * 1e9)
-        await self._nc.publish(msg.reply, body, reply=subject)
+        self._next[reply] = future
+        await self._nc.publish(subject, body, reply=reply)
         # The request ends in a delivery or a status; one lost in a reconnect must not hold
         # its caller (and the caller's slot) for ever.
-        timer = loop.call_later(max(wait_s, 0.0) + _LOST_AFTER_S, self._give_up_next, subject)
+        timer = loop.call_later(lost_after_s, self._give_up_next, reply)
         future.add_done_callback(lambda _: timer.cancel())
         return future
 
@@ -228,21 +258,29 @@ class PullConsumer:
             if not self._served_one() and len(self._buffer) < self._wake_at:
                 return
         elif msg.subject.startswith(self._next_prefix):
+            if status not in _NOTHING and not self._note_error(status, msg):
+                log.warning("pull.next_status", extra=fields(consumer=self._consumer, status=_status_line(msg)))
             self._next_ended(msg.subject)
             return
         elif msg.subject == self._open and status != "100":  # 100: an idle heartbeat
             # 408 expired, 409 (max ack pending, consumer deleted...), 404: the request is
             # over. 503: nobody serves the consumer's API subject.
             self._open = None
-            description = (msg.headers or {}).get(Header.DESCRIPTION, "")
             if status != "408":
                 self._paused_until = asyncio.get_running_loop().time() + _ERROR_PAUSE_S
-            if status == "503" or "deleted" in description.lower():
-                self._error = f"{status} {description}".strip()
+                self._note_error(status, msg)
         self._changed.set()
 
+    def _note_error(self, status: str, msg: Msg) -> bool:
+        """A request ended with an error status: one saying that the consumer is gone (True)
+        is raised by the next fetch or next_now."""
+        if status == "503" or "deleted" in (msg.headers or {}).get(Header.DESCRIPTION, "").lower():
+            self._error = _status_line(msg)
+            return True
+        return False
+
     def _next_ended(self, subject: str) -> None:
-        """An ack_next request ended without a message (404 no messages, 409...)."""
+        """A single-message request (ack_next, next_now) ended without a message (404, 409...)."""
         future = self._next.pop(subject, None)
         if future is not None:
             if not future.done():
@@ -273,13 +311,18 @@ class PullConsumer:
     def _give_up_next(self, subject: str) -> None:
         future = self._next.pop(subject, None)
         if future is not None and not future.done():
-            log.warning("pull.ack_next_lost", extra=fields(consumer=self._next_subject.rsplit(".", 1)[-1]))
+            log.warning("pull.next_lost", extra=fields(consumer=self._consumer))
             future.set_result(None)
 
     def _raise_error(self) -> None:
         if self._error is not None:
             error, self._error = self._error, None
-            raise ConsumerGone(f"consumer {self._next_subject.rsplit('.', 1)[-1]}: {error}")
+            raise ConsumerGone(f"consumer {self._consumer}: {error}")
+
+
+def _status_line(msg: Msg) -> str:
+    headers = msg.headers or {}
+    return f"{headers.get(Header.STATUS, '')} {headers.get(Header.DESCRIPTION, '')}".strip()
 
 
 def _none() -> "asyncio.Future[Msg | None]":

@@ -129,7 +129,7 @@ class Gateway(Lifecycle):
                 deadline_s=s.callback_deadline_s,
                 timeout_s=s.callback_timeout_s,
             )
-            callbacks = CallbackDispatcher(js, self.layout, policy, s.callback_concurrency, tasks=self.tasks)
+            callbacks = CallbackDispatcher(nc, js, self.layout, policy, s.callback_concurrency, tasks=self.tasks)
             self.on_stop("callbacks", lambda: callbacks.stop(grace))
             await callbacks.start()
         call_service = CallService(

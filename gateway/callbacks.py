@@ -15,6 +15,7 @@ import asyncio
 import logging
 
 import aiohttp
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -22,6 +23,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from common.events import Event, last_event
 from common.lifecycle import TaskSet
 from common.logs import fields
+from common.pull import PullConsumer
+from common.workitem import Delivery
 from gateway.callback_post import RetryPolicy, host_of, post_with_retries
 from schemas import (
     Accepted,
@@ -32,6 +35,7 @@ from schemas import (
     Layout,
     Started,
     decode,
+    dedup,
     encode,
 )
 from schemas.fold import RecordEvent, fold
@@ -47,6 +51,7 @@ _MAX_BATCH = 64
 class CallbackDispatcher:
     def __init__(
         self,
+        nc: Client,
         js: JetStreamContext,
         layout: Layout,
         policy: RetryPolicy,
@@ -54,6 +59,7 @@ class CallbackDispatcher:
         ack_wait_s: float = 30.0,
         tasks: TaskSet | None = None,
     ) -> None:
+        self._nc = nc
         self._js = js
         self._layout = layout
         self._policy = policy
@@ -63,7 +69,7 @@ class CallbackDispatcher:
         self._deliveries = TaskSet("callbacks:deliveries")
         self._room = asyncio.Event()
         self._room.set()
-        self._sub: JetStreamContext.PullSubscription | None = None
+        self._pull: PullConsumer | None = None
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.Task[None] | None = None
 
@@ -84,7 +90,7 @@ class CallbackDispatcher:
             return
         stream = self._layout.events_stream
         await self._js.add_consumer(stream, self.consumer_config())
-        self._sub = await self._js.pull_subscribe_bind(consumer=CONSUMER, stream=stream)
+        self._pull = await PullConsumer.bind(self._nc, stream, CONSUMER, _FETCH_TIMEOUT_S)
         self._session = aiohttp.ClientSession(headers={"User-Agent": "faas-gateway"})
         self._loop = self.tasks.spawn(self._run(), "callbacks")
 
@@ -94,26 +100,23 @@ class CallbackDispatcher:
         if self._loop is not None:
             self._loop.cancel()
             await asyncio.gather(self._loop, return_exceptions=True)
+        if self._pull is not None:
+            # Fetched but not taken: handed back at once. Not settled: that would hold the stop
+            # for up to the open request's expiry.
+            await self._pull.close(settle=False)
         if not await self._deliveries.wait_all(grace_s):
             log.warning("callbacks.stop.cancelling", extra=fields(deliveries=len(self._deliveries)))
             await self._deliveries.cancel_all()
         if self._session is not None:
             await self._session.close()
-        if self._sub is not None:
-            try:
-                await self._sub.unsubscribe()
-            except Exception:  # the connection is closing: the binding goes with it
-                log.debug("callbacks.unsubscribe_failed", exc_info=True)
 
     async def _run(self) -> None:
-        assert self._sub is not None
+        assert self._pull is not None
         while True:
             await self._room.wait()
             want = min(self._concurrency - len(self._deliveries), _MAX_BATCH)
             try:
-                msgs = await self._sub.fetch(max(want, 1), timeout=_FETCH_TIMEOUT_S)
-            except TimeoutError:
-                continue
+                msgs = await self._pull.fetch(max(want, 1), timeout=_FETCH_TIMEOUT_S)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -134,7 +137,9 @@ class CallbackDispatcher:
         if not event.callback_url:
             await msg.ack()
             return
-        task = self._deliveries.spawn(self._deliver(msg, event, event.callback_url), f"callback:{event.call_id}", False)
+        task = self._deliveries.spawn(
+            self._deliver(Delivery(msg), event, event.callback_url), f"callback:{event.call_id}", False
+        )
         # Runs after the TaskSet's own done callback (registered first), which drops the task.
         task.add_done_callback(self._delivered)
         if len(self._deliveries) >= self._concurrency:
@@ -144,11 +149,11 @@ class CallbackDispatcher:
         if len(self._deliveries) < self._concurrency:
             self._room.set()
 
-    async def _deliver(self, msg: Msg, event: Finished, url: str) -> None:
-        keepalive = asyncio.create_task(self._keep_alive(msg), name=f"callback:{event.call_id}:keepalive")
+    async def _deliver(self, d: Delivery, event: Finished, url: str) -> None:
+        keepalive = d.keepalive(self._ack_wait_s, event.call_id).start()
         try:
             if await self._last(event.call_id, Callback) is not None:
-                await msg.ack()  # handled already (a redelivered or duplicate finished event)
+                await d.msg.ack()  # handled already (a redelivered or duplicate finished event)
                 return
             record = await self._record(event)
             headers = {
@@ -168,13 +173,13 @@ class CallbackDispatcher:
                 runtime=record.runtime,
                 outcome=outcome,
             )
-            await self._js.publish(
+            await d.finish(
+                self._js,
                 self._layout.event(event.call_id, done.kind),
                 encode(done),
                 stream=self._layout.events_stream,
-                headers={"Nats-Msg-Id": f"{event.call_id}.callback"},
+                headers=dedup.header(dedup.callback(event.call_id)),
             )
-            await msg.ack()
             log.log(
                 logging.INFO if outcome.delivered else logging.WARNING,
                 "callback.delivered" if outcome.delivered else "callback.failed",
@@ -192,8 +197,7 @@ class CallbackDispatcher:
             # Not acked: redelivered after ack_wait, to this gateway or another.
             log.exception("callback.dispatch_failed", extra=fields(call=event.call_id))
         finally:
-            keepalive.cancel()
-            await asyncio.gather(keepalive, return_exceptions=True)
+            await keepalive.stop()
 
     async def _record(self, fin: Finished) -> CallRecord:
         """The finished call as the sync invoke returns it: the fold of its events."""
@@ -209,12 +213,3 @@ class CallbackDispatcher:
             return await last_event(self._js, self._layout, call_id, model)
         except InvalidMessage:
             return None
-
-    async def _keep_alive(self, msg: Msg) -> None:
-        interval = max(self._ack_wait_s / 3, 0.5)
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await msg.in_progress()
-            except Exception as err:  # NATS reconnecting: the next beat may get through
-                log.warning("callback.keepalive_failed", extra=fields(error=repr(err)))

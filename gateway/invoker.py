@@ -37,6 +37,7 @@ from schemas import (
     Invocation,
     Layout,
     Started,
+    dedup,
     encode,
     encode_json,
 )
@@ -211,7 +212,9 @@ class Invoker:
     async def _publish_invocation(self, inv: Invocation, subject: str, reply_to: str | None) -> int:
         assert inv.id is not None
         extra = {REPLY_TO: reply_to} if reply_to else None
-        return await enqueue(self._publisher, self._layout, subject, encode(inv), inv.id, "call", extra)
+        return await enqueue(
+            self._publisher, self._layout, subject, encode(inv), dedup.invocation(inv.id), "call", extra
+        )
 
     async def _announce(self, t: Ticket) -> None:
         """The Accepted event; the call is queued already, so a failure here is logged, not raised."""
@@ -220,7 +223,7 @@ class Invoker:
         # (started, finished) carries what the store needs to build the record without it.
         try:
             await self._nc.publish(
-                self._layout.event(t.id, "accepted"), encode(event), headers={"Nats-Msg-Id": f"{t.id}.accepted"}
+                self._layout.event(t.id, "accepted"), encode(event), headers=dedup.header(dedup.accepted(t.id))
             )
         except Exception:
             log.exception("call.accepted.publish_failed", extra=fields(call=t.id, number=t.number))

@@ -30,6 +30,7 @@ from schemas import (
     JobStarted,
     JobStatus,
     Layout,
+    dedup,
     encode,
 )
 
@@ -48,7 +49,7 @@ class Jobs:
         job_id = "j" + uuid.uuid4().hex
         now = datetime.now(UTC)
         message = JobMessage(id=job_id, spec=spec, created_at=now)
-        number = await self._queue(self._layout.invoke_job(spec.priority), encode(message), job_id)
+        number = await self._queue(self._layout.invoke_job(spec.priority), encode(message), dedup.job(job_id))
         public = spec.model_copy(update={"container": spec.container.model_copy(update={"registry_auth": None})})
         await self._announce(JobAccepted(job_id=job_id, number=number, spec=public, at=now))
         log.info("job.accepted", extra=fields(job=job_id, number=number, priority=spec.priority, name=spec.name))
@@ -96,7 +97,7 @@ class Jobs:
                 self._layout.event(job_id, event.kind),
                 encode(event),
                 stream=self._layout.events_stream,
-                headers={"Nats-Msg-Id": f"{job_id}.job_finished.cancel"},
+                headers=dedup.header(dedup.job_cancelled(job_id)),
             )
         return JobStatus.CANCELLED
 
@@ -140,7 +141,7 @@ class Jobs:
                 self._layout.event(event.job_id, event.kind),
                 encode(event),
                 stream=self._layout.events_stream,
-                headers={"Nats-Msg-Id": f"{event.job_id}.job_accepted"},
+                headers=dedup.header(dedup.job_accepted(event.job_id)),
             )
         except Exception:
             log.exception("job.accepted.publish_failed", extra=fields(job=event.job_id, number=event.number))

@@ -4,7 +4,7 @@ from nats.js.errors import APIError
 
 from common.jspub import Publishes
 from gateway.errors import GatewayError, nats_unavailable
-from schemas import Layout
+from schemas import Layout, dedup
 
 
 async def enqueue(
@@ -21,7 +21,7 @@ async def enqueue(
     A retry of a publish that did land is deduplicated by the stream and answered with the
     same sequence, so a call or job is never queued twice.
     """
-    headers = {**(headers or {}), "Nats-Msg-Id": msg_id}
+    headers = {**(headers or {}), dedup.MSG_ID: msg_id}
     with nats_unavailable(f"queueing the {what}"):
         for attempt in (1, 2):
             try:

@@ -325,8 +325,8 @@ class NodeAgent(Lifecycle):
             await asyncio.sleep(self.settings.heartbeat_s)
 
     async def _rescue_loop(self) -> None:
-        js, kv = self._js, self._nodes_kv
-        assert js is not None and kv is not None
+        nc, kv = self._nc, self._nodes_kv
+        assert nc is not None and kv is not None
         while True:
             await asyncio.sleep(max(self.settings.heartbeat_s * 2, 1.0))
-            await rescue_dead_nodes(js, self.layout, kv, self._catalog, self.settings.node_id)
+            await rescue_dead_nodes(nc, self.layout, kv, self._catalog, self.settings.node_id)

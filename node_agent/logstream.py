@@ -24,7 +24,7 @@ from common.lifecycle import wait_event
 from common.logs import fields
 from node_agent.containers.docker import STDERR, STDOUT
 from node_agent.outcome import STDERR_TAIL
-from schemas import Layout, LogEntry, Logs, encode
+from schemas import Layout, LogEntry, Logs, dedup, encode
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +232,7 @@ class LogPublisher:
                 self._layout.event(self.id, "log"),
                 encode(event),
                 stream=self._layout.events_stream,
-                headers={"Nats-Msg-Id": f"{self.id}.log.{self.attempt}.{seq}"},
+                headers=dedup.header(dedup.log_chunk(self.id, self.attempt, seq)),
             )
         except Exception as err:
             # Logs are best effort: a lost chunk leaves a gap in seq, the run goes on.

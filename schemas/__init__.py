@@ -1,8 +1,10 @@
-"""The wire contract: every NATS subject, bucket name and message model lives here.
+"""The wire contract: every NATS subject, bucket name, message id (``dedup``) and message model
+lives here.
 
 Nothing outside this package parses a NATS payload; services call ``decode``/``encode``.
 """
 
+from schemas import dedup
 from schemas.calls import CallPage, CallQuery, CallRecord, GetCall, GetLogs, LogPage
 from schemas.codec import InvalidMessage, decode, decode_json, encode, encode_json
 from schemas.events import (
@@ -86,6 +88,7 @@ __all__ = [
     "decode_event",
     "decode_job_event",
     "decode_json",
+    "dedup",
     "encode",
     "encode_json",
     "function_key",

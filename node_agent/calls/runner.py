@@ -18,7 +18,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,6 +29,7 @@ from nats.js import JetStreamContext
 
 from common.jspub import JsPublisher
 from common.logs import fields
+from common.workitem import Ack, Delivery
 from node_agent.calls.catalog import Catalog
 from node_agent.calls.executor import Executor
 from node_agent.calls.rescue import RESCUED_NUMBER
@@ -45,13 +46,12 @@ from schemas import (
     Layout,
     Started,
     decode,
+    dedup,
     encode,
 )
 from schemas.clock import utcnow
 
 log = logging.getLogger(__name__)
-
-Ack = Callable[[Msg], Awaitable[None]]
 
 
 @dataclass
@@ -92,17 +92,17 @@ class CallRunner:
         self._ack_wait_s = ack_wait_s
         self._max_attempts = max_attempts
         self._started_after_s = started_after_s
-        # side tasks (a late Started, in_progress): referenced until done
+        # side tasks (a late Started): referenced until done
         self._side: set[asyncio.Task[None]] = set()
 
     async def handle(self, msg: Msg, ack: Ack | None = None) -> None:
         """Run one delivered invocation to its Finished event; ``ack`` (default ``msg.ack``)
         is awaited once that event is stored."""
-        sequence, delivered = delivery(msg)
+        d = Delivery(msg)
         headers = msg.headers or {}
         # A call rescued from a dead node's subject keeps the number it was accepted with.
         rescued = headers.get(RESCUED_NUMBER, "")
-        number = int(rescued) if rescued.isdigit() else sequence
+        number = int(rescued) if rescued.isdigit() else d.sequence
         reply_to = _reply_subject(headers.get(REPLY_TO))
         try:
             inv = decode(Invocation, msg.data)
@@ -111,27 +111,23 @@ class CallRunner:
             event = Finished(
                 call_id=f"n{number}", number=number, status=CallStatus.ERROR, node=self._node_id, error=error
             )
-            await self._finish(msg, event, reply_to, ack)
+            await self._finish(d, event, reply_to, ack)
             return
-        call = _Call(inv.id or f"n{number}", number, delivered, inv, inv.version)
-        if call.attempt > self._max_attempts:
-            message = f"gave up after {self._max_attempts} attempts without completing"
-            error = ErrorInfo(type="TooManyAttempts", message=message)
+        call = _Call(inv.id or f"n{number}", number, d.attempt, inv, inv.version)
+        gave_up = d.exhausted(self._max_attempts)
+        if gave_up is not None:
+            error = ErrorInfo(type="TooManyAttempts", message=gave_up)
             event = Finished(
                 **call.fields(self._node_id), status=CallStatus.ERROR, error=error, created_at=inv.created_at
             )
-            await self._finish(msg, event, reply_to, ack)
+            await self._finish(d, event, reply_to, ack)
             return
 
         t0 = time.perf_counter()
-        keepalive = self._keep_alive(msg)
-        announce: asyncio.TimerHandle | None = None
-        try:
+        async with d.keepalive(self._ack_wait_s, call.id):
             outcome, runtime, announce = await self._run(msg, call)
-        finally:
-            keepalive.cancel()
-            if announce is not None:
-                announce.cancel()
+        if announce is not None:
+            announce.cancel()
         finished = Finished(
             **call.fields(self._node_id),
             runtime=runtime,
@@ -145,7 +141,7 @@ class CallRunner:
             created_at=inv.created_at,
             started_at=call.started_at,
         )
-        await self._finish(msg, finished, reply_to, ack)
+        await self._finish(d, finished, reply_to, ack)
 
     async def _run(self, msg: Msg, call: _Call) -> tuple[Outcome, str | None, asyncio.TimerHandle | None]:
         # Routed work (this node's subject) may be of any runtime; the rest must match.
@@ -189,34 +185,28 @@ class CallRunner:
             await self._nc.publish(
                 self._layout.event(started.call_id, "started"),
                 encode(started),
-                headers={"Nats-Msg-Id": f"{started.call_id}.started.{started.attempt}"},
+                headers=dedup.header(dedup.started(started.call_id, started.attempt)),
             )
         except Exception:
             log.warning("call.started.publish_failed", extra=fields(call=started.call_id), exc_info=True)
         log.debug("call.started", extra=fields(call=started.call_id, attempt=started.attempt))
-
-    def _keep_alive(self, msg: Msg) -> "_Ticker":
-        """Every ack_wait/3 while the call runs, tell JetStream it is still being worked on."""
-        return _Ticker(max(self._ack_wait_s / 3, 0.5), lambda: self._spawn(_in_progress(msg), "in-progress"))
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
         self._side.add(task)
         task.add_done_callback(self._side.discard)
 
-    async def _finish(self, msg: Msg, event: Finished, reply_to: str | None = None, ack: Ack | None = None) -> None:
+    async def _finish(self, d: Delivery, event: Finished, reply_to: str | None, ack: Ack | None) -> None:
         data = encode(event)
         if reply_to:
             try:
                 await self._nc.publish(reply_to, data)
             except Exception:  # the waiter also reads the events stream
                 log.warning("call.reply_failed", extra=fields(call=event.call_id), exc_info=True)
-        await self._publisher.publish(self._layout.event(event.call_id, "finished"), data)
-        if event.callback_url:
-            await self._publisher.publish(self._layout.callback_due(event.call_id), data)
-        # The Finished event is stored: a lost ack only means a redelivery, whose second
-        # Finished the store ignores (the first final event wins).
-        await (msg.ack() if ack is None else ack(msg))
+        # No message id: a lost ack only means a redelivery, whose second Finished the store
+        # ignores (the first final event wins).
+        copies = (self._layout.callback_due(event.call_id),) if event.callback_url else ()
+        await d.finish(self._publisher, self._layout.event(event.call_id, "finished"), data, copies=copies, ack=ack)
         (log.debug if event.status == CallStatus.DONE else log.info)(
             "call.finished",
             extra=fields(
@@ -227,18 +217,6 @@ class CallRunner:
                 error=event.error.type if event.error else None,
             ),
         )
-
-
-def delivery(msg: Msg) -> tuple[int, int]:
-    """(stream sequence, times delivered) of a JetStream delivery, read from its reply subject
-    ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>``
-    without building nats-py's ``Metadata`` (three frozen dataclasses and a datetime, about 5%
-    of the agent's CPU per call). Other forms (with a domain) go through nats-py."""
-    tokens = (msg.reply or "").split(".")
-    if len(tokens) == 9 and tokens[0] == "$JS" and tokens[1] == "ACK":
-        return int(tokens[5]), int(tokens[4])
-    meta = msg.metadata
-    return meta.sequence.stream, meta.num_delivered
 
 
 _SPACE = re.compile(r"\s")
@@ -252,28 +230,3 @@ def _reply_subject(value: str | None) -> str | None:
         log.warning("call.bad_reply_subject", extra=fields(value=value[:80]))
         return None
     return value
-
-
-async def _in_progress(msg: Msg) -> None:
-    try:
-        await msg.in_progress()
-    except Exception as err:  # NATS reconnecting: the next tick tries again
-        log.warning("call.in_progress_failed", extra=fields(error=repr(err)))
-
-
-class _Ticker:
-    """Calls ``fn`` every ``interval`` seconds until cancelled: a timer, not a task per call
-    (most calls end long before the first tick)."""
-
-    def __init__(self, interval: float, fn: Callable[[], None]) -> None:
-        self._interval = interval
-        self._fn = fn
-        self._loop = asyncio.get_running_loop()
-        self._timer = self._loop.call_later(interval, self._tick)
-
-    def _tick(self) -> None:
-        self._fn()
-        self._timer = self._loop.call_later(self._interval, self._tick)
-
-    def cancel(self) -> None:
-        self._timer.cancel()

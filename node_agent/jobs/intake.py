@@ -7,9 +7,10 @@ never come, and a low level could be served while a high one waits), the intake 
 
 1. which levels hold messages: one ``STREAM.INFO`` request with a subjects filter, answered
    with a count per subject (idle cost: one request per poll for all levels);
-2. from the highest such level down, a ``no_wait`` pull of one message: the server answers at
-   once with the message or "404 No Messages" (the level's messages may all be running on
-   other agents: a WorkQueue stream keeps them until they are acked).
+2. from the highest such level down, a ``no_wait`` pull of one message
+   (``PullConsumer.next_now``): the server answers at once with the message or "404 No
+   Messages" (the level's messages may all be running on other agents: a WorkQueue stream
+   keeps them until they are acked).
 
 Between polls the intake sleeps ``poll_s``, or less: a core subscription to the job subjects
 wakes it as soon as a job is published. A redelivery (a job whose agent died) is picked up by
@@ -18,7 +19,6 @@ the next poll.
 
 import asyncio
 import logging
-from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -26,15 +26,11 @@ from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from common.lifecycle import wait_event
-from common.logs import fields
+from common.pull import PullConsumer
 from schemas import Layout
-from schemas.codec import encode_json
 from schemas.jobs import MAX_PRIORITY, MIN_PRIORITY
 
 log = logging.getLogger(__name__)
-
-_JS_API = "$JS.API"
-_STATUS = "Status"
 
 
 def levels_by_priority(subject_counts: dict[str, int] | None, layout: Layout) -> list[int]:
@@ -74,9 +70,11 @@ class PriorityIntake:
         self._timeout = request_timeout_s
         self._wake = asyncio.Event()
         self._wake_sub: Subscription | None = None
+        self._pulls: dict[int, PullConsumer] = {}
 
     async def setup(self) -> None:
-        """Create (or update) the ten consumers and subscribe to job publications. Idempotent."""
+        """Create (or update) the ten consumers, bind a pull consumer to each and subscribe to
+        job publications. Idempotent."""
         for p in range(MIN_PRIORITY, MAX_PRIORITY + 1):
             name = self._layout.job_consumer(p)
             await self._js.add_consumer(
@@ -92,6 +90,8 @@ class PriorityIntake:
                     max_ack_pending=-1,
                 ),
             )
+            if p not in self._pulls:
+                self._pulls[p] = await PullConsumer.bind(self._nc, self._layout.invoke_stream, name)
         if self._wake_sub is None:
 
             async def on_publish(_: Msg) -> None:
@@ -100,6 +100,9 @@ class PriorityIntake:
             self._wake_sub = await self._nc.subscribe(job_subjects(self._layout), cb=on_publish)
 
     async def close(self) -> None:
+        pulls, self._pulls = self._pulls, {}
+        for pull in pulls.values():
+            await pull.close()
         sub, self._wake_sub = self._wake_sub, None
         if sub is not None:
             try:
@@ -113,9 +116,11 @@ class PriorityIntake:
         return levels_by_priority(info.state.subjects, self._layout)
 
     async def take(self, levels: list[int]) -> Msg | None:
-        """One job from the highest of ``levels`` that has one ready for delivery, or None."""
+        """One job from the highest of ``levels`` that has one ready for delivery, or None.
+
+        Raises ``ConsumerGone`` when a level's consumer is gone (``setup`` makes it again)."""
         for p in levels:
-            msg = await self._next(p)
+            msg = await self._pulls[p].next_now(self._timeout)
             if msg is not None:
                 return msg
         return None
@@ -124,42 +129,3 @@ class PriorityIntake:
         """Until a job is published or ``timeout`` (default ``poll_s``) has passed."""
         await wait_event(self._wake, self.poll_s if timeout is None else timeout)
         self._wake.clear()
-
-    async def _next(self, priority: int) -> Msg | None:
-        """A ``no_wait`` pull of one message. Its reply comes on the original subject, not the
-        inbox, so ``nc.request`` cannot match it: a subscription of its own per pull."""
-        consumer = self._layout.job_consumer(priority)
-        inbox = self._nc.new_inbox()
-        sub = await self._nc.subscribe(inbox, max_msgs=1)
-        try:
-            await self._nc.publish(
-                f"{_JS_API}.CONSUMER.MSG.NEXT.{self._layout.invoke_stream}.{consumer}",
-                encode_json({"batch": 1, "no_wait": True}),
-                reply=inbox,
-            )
-            try:
-                msg = await sub.next_msg(timeout=self._timeout)
-            except TimeoutError:
-                log.warning("jobs.pull.timeout", extra=fields(consumer=consumer))
-                return None
-        finally:
-            await _unsubscribe(sub)
-        status = _status(msg)
-        if status is None:
-            return msg
-        if status != "404":  # 404: nothing ready on this level
-            log.warning("jobs.pull.status", extra=fields(consumer=consumer, status=status))
-        return None
-
-
-def _status(msg: Msg) -> str | None:
-    headers: dict[str, Any] = msg.headers or {}
-    status = headers.get(_STATUS)
-    return str(status) if status and not msg.data else None
-
-
-async def _unsubscribe(sub: Subscription) -> None:
-    try:
-        await sub.unsubscribe()
-    except Exception:  # already gone with max_msgs, or the connection is closing
-        log.debug("jobs.pull.unsubscribe_failed", exc_info=True)

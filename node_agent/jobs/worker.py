@@ -24,6 +24,7 @@ from nats.js.kv import KeyValue
 
 from common.lifecycle import TaskSet
 from common.logs import fields
+from common.workitem import Delivery
 from node_agent.jobs.intake import PriorityIntake
 from node_agent.jobs.run import Interrupt, JobControl, JobEngine, JobRun, RunOutcome, RunSettings
 from schemas import (
@@ -35,6 +36,7 @@ from schemas import (
     JobStatus,
     Layout,
     decode,
+    dedup,
     encode,
 )
 
@@ -201,7 +203,8 @@ class JobWorker:
                     self._slots.release()
                     raise
                 if msg is not None:
-                    self._jobs.spawn(self._handle(msg), f"job:{msg.metadata.sequence.stream}", critical=False)
+                    d = Delivery(msg)
+                    self._jobs.spawn(self._handle(d), f"job:{d.sequence}", critical=False)
                     return True
                 self._slots.release()
             if not wait or self._stopping:
@@ -222,28 +225,27 @@ class JobWorker:
             await watcher.stop()  # type: ignore[no-untyped-call]
 
     # --- one job -------------------------------------------------------------------------
-    async def _handle(self, msg: Msg) -> None:
+    async def _handle(self, d: Delivery) -> None:
         try:
-            await self._process(msg)
+            await self._process(d)
         except asyncio.CancelledError:
             raise
         except Exception:
             # Not acked: redelivered after ack_wait (bounded by max_attempts).
-            log.exception("job.handler_failed", extra=fields(subject=msg.subject, node=self.config.node_id))
+            log.exception("job.handler_failed", extra=fields(subject=d.msg.subject, node=self.config.node_id))
         finally:
             self._slots.release()
 
-    async def _process(self, msg: Msg) -> None:
-        meta = msg.metadata
-        number, attempt = meta.sequence.stream, meta.num_delivered
+    async def _process(self, d: Delivery) -> None:
+        number = d.sequence
         try:
-            job = decode(JobMessage, msg.data)
+            job = decode(JobMessage, d.msg.data)
         except InvalidMessage as err:
-            await self._finish(msg, self._finished(f"j{number}", JobStatus.ERROR, f"invalid job: {err}"), attempt)
+            await self._finish(d, self._finished(f"j{number}", JobStatus.ERROR, f"invalid job: {err}"))
             return
-        if attempt > self.config.max_attempts:
-            error = f"gave up after {self.config.max_attempts} attempts without completing"
-            await self._finish(msg, self._finished(job.id, JobStatus.ERROR, error), attempt)
+        gave_up = d.exhausted(self.config.max_attempts)
+        if gave_up is not None:
+            await self._finish(d, self._finished(job.id, JobStatus.ERROR, gave_up))
             return
         # Registered before the cancels bucket is read: a cancel from now on reaches the run.
         control = JobControl()
@@ -252,29 +254,36 @@ class JobWorker:
             control.interrupt(Interrupt.SHUTDOWN)
         try:
             if await self._cancel_requested(job.id) or control.reason is Interrupt.CANCELLED:
-                await self._cancel_queued(msg, job.id, attempt)
+                await self._cancel_queued(d, job.id)
                 return
-            outcome = await self._run(msg, job, number, attempt, control)
+            outcome = await self._run(d, job, control)
         finally:
             if self._running.get(job.id) is control:
                 del self._running[job.id]
         try:
             if outcome.requeue:
                 log.info("job.requeued", extra=fields(job=job.id, number=number, node=self.config.node_id))
-                await msg.nak()
+                await d.msg.nak()
             else:
                 event = JobFinished(
                     job_id=job.id, status=outcome.status, node=self.config.node_id, result=outcome.result
                 )
-                await self._finish(msg, event, attempt)
+                await self._finish(d, event)
         finally:
             if outcome.container is not None and not outcome.removed:
                 await self._engine.remove(outcome.container)
 
-    async def _run(self, msg: Msg, job: JobMessage, number: int, attempt: int, control: JobControl) -> RunOutcome:
+    async def _run(self, d: Delivery, job: JobMessage, control: JobControl) -> RunOutcome:
+        number, attempt = d.sequence, d.attempt
+
         async def started(cid: str) -> None:
             event = JobStarted(job_id=job.id, node=self.config.node_id, container=cid)
-            await self._publish(event.job_id, event.kind, encode(event), f"{job.id}.job_started.{attempt}")
+            await self._js.publish(
+                self._layout.event(event.job_id, event.kind),
+                encode(event),
+                stream=self._layout.events_stream,
+                headers=dedup.header(dedup.job_started(job.id, attempt)),
+            )
             log.info(
                 "job.started",
                 extra=fields(
@@ -283,12 +292,8 @@ class JobWorker:
             )
 
         run = JobRun(job, number, attempt, self._engine, self._js, self._layout, self.config, control, started)
-        keepalive = asyncio.create_task(self._keep_alive(msg, job.id), name=f"job:{job.id}:keepalive")
-        try:
+        async with d.keepalive(self.config.ack_wait_s, job.id):
             return await run.run()
-        finally:
-            keepalive.cancel()
-            await asyncio.gather(keepalive, return_exceptions=True)
 
     async def _cancel_requested(self, job_id: str) -> bool:
         assert self._cancels is not None
@@ -298,44 +303,33 @@ class JobWorker:
             return False
         return True
 
-    async def _cancel_queued(self, msg: Msg, job_id: str, attempt: int) -> None:
+    async def _cancel_queued(self, d: Delivery, job_id: str) -> None:
         """Cancelled before it started: never runs. The gateway has usually published the
         final event already (it does when its record says QUEUED); if not, it is done here."""
         try:
             await self._js.get_last_msg(self._layout.events_stream, self._layout.event(job_id, "job_finished"))
         except NotFoundError:
             event = self._finished(job_id, JobStatus.CANCELLED, "cancelled before it started")
-            await self._finish(msg, event, attempt)
+            await self._finish(d, event)
             return
-        await msg.ack_sync()
+        await d.msg.ack_sync()
         log.info("job.cancelled_queued", extra=fields(job=job_id, node=self.config.node_id))
 
     def _finished(self, job_id: str, status: JobStatus, error: str) -> JobFinished:
         result = JobResult(finished_at=datetime.now(UTC), error=error)
         return JobFinished(job_id=job_id, status=status, node=self.config.node_id, result=result)
 
-    async def _finish(self, msg: Msg, event: JobFinished, attempt: int) -> None:
-        await self._publish(event.job_id, event.kind, encode(event), f"{event.job_id}.job_finished.{attempt}")
-        await msg.ack_sync()
+    async def _finish(self, d: Delivery, event: JobFinished) -> None:
+        await d.finish(
+            self._js,
+            self._layout.event(event.job_id, event.kind),
+            encode(event),
+            stream=self._layout.events_stream,
+            headers=dedup.header(dedup.job_finished(event.job_id, d.attempt)),
+            ack=Msg.ack_sync,  # waits for the server to confirm the ack
+        )
         r = event.result
         log.info(
             "job.finished",
             extra=fields(job=event.job_id, status=event.status.value, exit_code=r.exit_code, ms=r.duration_ms),
         )
-
-    async def _publish(self, job_id: str, kind: str, data: bytes, msg_id: str) -> None:
-        await self._js.publish(
-            self._layout.event(job_id, kind),
-            data,
-            stream=self._layout.events_stream,
-            headers={"Nats-Msg-Id": msg_id},
-        )
-
-    async def _keep_alive(self, msg: Msg, job_id: str) -> None:
-        interval = max(self.config.ack_wait_s / 3, 0.5)
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await msg.in_progress()
-            except Exception as err:  # NATS reconnecting: the next beat may get through
-                log.warning("job.keepalive_failed", extra=fields(job=job_id, error=repr(err)))

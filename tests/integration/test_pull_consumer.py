@@ -2,6 +2,7 @@
 
 import asyncio
 import secrets
+from collections import deque
 from collections.abc import AsyncIterator
 
 import pytest
@@ -9,7 +10,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
-from common.pull import PullConsumer
+from common.pull import ConsumerGone, PullConsumer
 
 
 @pytest.fixture
@@ -193,3 +194,39 @@ async def test_a_waiting_ack_next_left_by_close_strands_nothing(nc: Client, stre
 
 def delivery_count(msg: Msg) -> int:
     return msg.metadata.num_delivered
+
+
+async def test_next_now_takes_a_ready_message_or_none_and_leaves_no_request_open(
+    nc: Client, stream: tuple[str, str]
+) -> None:
+    name, subject = stream
+    pull = await PullConsumer.bind(nc, name, "c")
+    try:
+        assert await asyncio.wait_for(pull.next_now(), 5) is None  # empty: answered at once
+        await publish(nc, subject, 2)
+        first = await asyncio.wait_for(pull.next_now(), 5)
+        assert first is not None and first.data == b"0"
+        second = await asyncio.wait_for(await pull.ack_next(first), 5)  # both on one consumer
+        assert second is not None and second.data == b"1"
+        await second.ack()
+        assert await asyncio.wait_for(pull.next_now(), 5) is None
+        info = await nc.jetstream().consumer_info(name, "c")
+        assert info.num_waiting == 0  # no request lingers for a message that may never come
+        # published now: nobody asked for it, so it waits for the next pull
+        await publish(nc, subject, 1, start=2)
+        await nc.flush()
+        assert pull._buffer == deque()
+        assert await pending(nc, name) == (1, 0)
+    finally:
+        await pull.close()
+
+
+async def test_next_now_on_a_deleted_consumer_raises_consumer_gone(nc: Client, stream: tuple[str, str]) -> None:
+    name, _ = stream
+    pull = await PullConsumer.bind(nc, name, "c")
+    try:
+        await nc.jetstream().delete_consumer(name, "c")
+        with pytest.raises(ConsumerGone):
+            await asyncio.wait_for(pull.next_now(), 5)
+    finally:
+        await pull.close()

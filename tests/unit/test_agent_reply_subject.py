@@ -1,7 +1,8 @@
 import pytest
 from nats.aio.msg import Msg
 
-from node_agent.calls.runner import _reply_subject, delivery
+from common.workitem import Delivery
+from node_agent.calls.runner import _reply_subject
 
 
 def test_a_plain_subject_is_kept() -> None:
@@ -25,5 +26,6 @@ def test_wildcards_empty_tokens_whitespace_and_overlong_subjects_are_refused(val
 def test_delivery_reads_what_nats_py_reads(reply: str) -> None:
     msg = Msg(None, subject="faas.invoke.python", reply=reply)  # type: ignore[arg-type]
     meta = Msg(None, subject="faas.invoke.python", reply=reply).metadata  # type: ignore[arg-type]
-    assert delivery(msg) == (meta.sequence.stream, meta.num_delivered)
-    assert delivery(msg) in ((1207, 3), (55, 2))
+    d = Delivery(msg)
+    assert (d.sequence, d.attempt) == (meta.sequence.stream, meta.num_delivered)
+    assert (d.sequence, d.attempt) in ((1207, 3), (55, 2))

@@ -6,9 +6,10 @@ fake connection that records what is published."""
 import asyncio
 from typing import Any
 
+import pytest
 from nats.aio.msg import Msg
 
-from common.pull import PullConsumer
+from common.pull import ConsumerGone, PullConsumer
 
 
 class FakeSub:
@@ -116,3 +117,36 @@ async def test_a_cancelled_waiter_is_skipped_and_close_answers_the_rest() -> Non
     assert (await waiting).data == b"4"  # type: ignore[union-attr]
     await pull.close(settle=False)
     assert await later is None
+
+
+async def test_next_now_is_a_no_wait_request_of_one_answered_by_a_delivery_or_a_status() -> None:
+    pull, nc = await bound()
+    taking = asyncio.create_task(pull.next_now())
+    await settle()
+    assert nc.published == [("$JS.API.CONSUMER.MSG.NEXT.S.c", b'{"batch":1,"no_wait":true}', "_INBOX.test.n1")]
+    await pull._on_msg(delivery(1))
+    assert (await taking).data == b"1"  # type: ignore[union-attr]
+
+    empty = asyncio.create_task(pull.next_now())
+    await settle()
+    await pull._on_msg(status("_INBOX.test.n2", "404"))
+    assert await empty is None
+    assert pull._open is None and nc.requests() == ["_INBOX.test.n1", "_INBOX.test.n2"]  # no fetch request
+
+
+async def test_next_now_raises_consumer_gone_when_nobody_serves_the_consumer() -> None:
+    pull, _ = await bound()
+    taking = asyncio.create_task(pull.next_now())
+    await settle()
+    await pull._on_msg(status("_INBOX.test.n1", "503"))
+    with pytest.raises(ConsumerGone):
+        await taking
+
+
+async def test_an_unexpected_status_ends_next_now_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    pull, _ = await bound()
+    taking = asyncio.create_task(pull.next_now())
+    await settle()
+    await pull._on_msg(status("_INBOX.test.n1", "409"))
+    assert await taking is None
+    assert [r.getMessage() for r in caplog.records] == ["pull.next_status"]

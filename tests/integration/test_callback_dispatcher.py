@@ -1,0 +1,97 @@
+"""The callback dispatcher's own pull path on a real nats-server: a burst is delivered within
+its concurrency and every message acked; a POST held longer than the ack wait is kept alive,
+so the dispatcher of another gateway never gets it too."""
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiohttp import web
+from nats.aio.client import Client
+from nats.js.errors import NotFoundError
+
+from gateway.callback_post import RetryPolicy
+from gateway.callbacks import CONSUMER, CallbackDispatcher
+from schemas import Callback, CallStatus, Finished, Layout, decode_event, encode
+from tests.integration.test_gateway_callbacks import receiving
+from tests.integration.test_gateway_support import wait_until
+
+POLICY = RetryPolicy(max_attempts=2, first_delay_s=0.01, max_delay_s=0.02, deadline_s=30, timeout_s=10)
+
+
+class HoldingReceiver:
+    """Answers 200 after ``hold_s``; counts the POSTs and the most it had at once."""
+
+    def __init__(self, hold_s: float = 0.0) -> None:
+        self.hold_s = hold_s
+        self.calls: list[str] = []
+        self.now = 0
+        self.most = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.calls.append(request.headers["X-Faas-Call-Id"])
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            await asyncio.sleep(self.hold_s)
+        finally:
+            self.now -= 1
+        return web.Response(status=200)
+
+
+@asynccontextmanager
+async def dispatching(nc: Client, layout: Layout, **kw: Any) -> AsyncIterator[CallbackDispatcher]:
+    dispatcher = CallbackDispatcher(nc, nc.jetstream(), layout, POLICY, **kw)
+    await dispatcher.start()
+    try:
+        yield dispatcher
+    finally:
+        await dispatcher.stop(grace_s=5)
+
+
+async def finished_with_callback(nc: Client, layout: Layout, url: str) -> str:
+    call_id = "c" + secrets.token_hex(6)
+    event = Finished(call_id=call_id, number=1, status=CallStatus.DONE, function="f", callback_url=url)
+    await nc.jetstream().publish(layout.callback_due(call_id), encode(event), stream=layout.events_stream)
+    return call_id
+
+
+async def callback_stored(nc: Client, layout: Layout, call_id: str) -> bool:
+    try:
+        msg = await nc.jetstream().get_last_msg(layout.events_stream, layout.event(call_id, "callback"))
+    except NotFoundError:
+        return False
+    event = decode_event(msg.data or b"")
+    return isinstance(event, Callback) and event.outcome.delivered
+
+
+async def test_a_burst_is_delivered_within_the_concurrency_and_every_message_acked(nc: Client, layout: Layout) -> None:
+    receiver = HoldingReceiver(hold_s=0.02)
+    async with receiving(receiver) as url, dispatching(nc, layout, concurrency=2):  # type: ignore[arg-type]
+        ids = [await finished_with_callback(nc, layout, url) for _ in range(10)]
+
+        async def all_stored() -> bool:
+            return all([await callback_stored(nc, layout, i) for i in ids])
+
+        await wait_until(all_stored, 20, "every callback event")
+        info = await nc.jetstream().consumer_info(layout.events_stream, CONSUMER)
+        assert info.num_pending == 0 and info.num_ack_pending == 0
+    assert sorted(receiver.calls) == sorted(ids)  # each POSTed once
+    assert receiver.most <= 2
+
+
+async def test_a_post_held_past_the_ack_wait_is_kept_alive_not_redelivered(nc: Client, layout: Layout) -> None:
+    receiver = HoldingReceiver(hold_s=2.5)  # ack wait 1 s: beats every 0.5 s
+    async with receiving(receiver) as url, dispatching(nc, layout, ack_wait_s=1.0):  # type: ignore[arg-type]
+        call_id = await finished_with_callback(nc, layout, url)
+        await wait_until(lambda: _posted(receiver), 10, "the POST")
+        # another gateway's dispatcher pulls all along: a message not kept alive goes to it too
+        async with dispatching(nc, layout, ack_wait_s=1.0):
+            await wait_until(lambda: callback_stored(nc, layout, call_id), 20, "the callback event")
+    assert receiver.calls == [call_id]
+
+
+async def _posted(receiver: HoldingReceiver) -> bool:
+    return bool(receiver.calls)

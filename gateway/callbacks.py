@@ -104,9 +104,7 @@ class CallbackDispatcher:
             # Fetched but not taken: handed back at once. Not settled: that would hold the stop
             # for up to the open request's expiry.
             await self._pull.close(settle=False)
-        if not await self._deliveries.wait_all(grace_s):
-            log.warning("callbacks.stop.cancelling", extra=fields(deliveries=len(self._deliveries)))
-            await self._deliveries.cancel_all()
+        await self._deliveries.drain(grace_s)
         if self._session is not None:
             await self._session.close()
 

@@ -19,9 +19,10 @@ from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.errors import KeyNotFoundError, NotFoundError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from common.events import last_event
 from common.lifecycle import TaskSet
 from common.logs import fields
 from common.workitem import Delivery
@@ -307,8 +308,10 @@ class JobWorker:
         """Cancelled before it started: never runs. The gateway has usually published the
         final event already (it does when its record says QUEUED); if not, it is done here."""
         try:
-            await self._js.get_last_msg(self._layout.events_stream, self._layout.event(job_id, "job_finished"))
-        except NotFoundError:
+            published = await last_event(self._js, self._layout, job_id, JobFinished) is not None
+        except InvalidMessage:
+            published = True  # there is one, unreadable: the job has ended all the same
+        if not published:
             event = self._finished(job_id, JobStatus.CANCELLED, "cancelled before it started")
             await self._finish(d, event)
             return

@@ -364,5 +364,4 @@ class Pools:
             q.clear()
         await asyncio.gather(*(self._teardown(wc) for wc in idle), return_exceptions=True)
         # fills finishing now destroy what they made (self._closed)
-        if not await self._tasks.wait_all(timeout):
-            await self._tasks.cancel_all()
+        await self._tasks.drain(timeout)

@@ -8,6 +8,7 @@ from aiohttp import web
 from common.jetstream import connect, drain_or_close, ensure_layout
 from common.lifecycle import Lifecycle, TaskSet
 from common.logs import fields
+from common.sealing import SecretsKey
 from gateway.call_service import CallService
 from gateway.call_watch import Replies
 from gateway.callback_post import RetryPolicy
@@ -72,6 +73,8 @@ class Gateway(Lifecycle):
     async def _start(self) -> None:
         s = self.settings
         grace = s.shutdown_grace_s
+        # 0. The secrets key: a bad key file stops the start before anything is made.
+        secrets_key = SecretsKey.load(s.secrets_key_file) if s.secrets_key_file else None
         # 1. Clients and watches. The NATS connection goes last, flushing what was published.
         nc = await connect(s.nats_url, "faas-gateway")
         self.on_stop("nats", lambda: drain_or_close(nc))
@@ -104,7 +107,7 @@ class Gateway(Lifecycle):
             announce_after_s=s.announce_after_s,
         )
         store = StoreClient(nc, self.layout, s.store_timeout_s)
-        jobs = Jobs(js, self.layout, store, await js.key_value(self.layout.cancels_bucket))
+        jobs = Jobs(js, self.layout, store, await js.key_value(self.layout.cancels_bucket), secrets_key)
         log_streams = LogStreams(js, self.layout, store, s.sse_keepalive_s, s.max_log_streams)
 
         # 2. NATS calls in flight (and the callback loop's tasks) once intake has stopped: the

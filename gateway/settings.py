@@ -1,5 +1,7 @@
 """Gateway configuration: environment variables prefixed ``FAAS_GATEWAY_``."""
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -49,6 +51,10 @@ class GatewaySettings(BaseSettings):
     callback_backoff_s: float = Field(default=0.5, ge=0)
     callback_max_backoff_s: float = Field(default=30.0, ge=0)
     callback_deadline_s: float = Field(default=300.0, gt=0)
+    # The platform's secrets key (common/sealing.py; `faas up` makes <data-dir>/secrets.key):
+    # job secrets are sealed with it for the agents. Without one, a job with secret_env or
+    # registry_auth is refused (400).
+    secrets_key_file: Path | None = None
     log_level: str = "INFO"
 
     @property

@@ -189,3 +189,14 @@ async def test_a_node_without_the_key_ends_the_job_error_without_touching_docker
     outcome, _, _ = await run(engine, sealed_job(), key=SecretsKey([SecretsKey.generate()]))
     assert outcome.status == JobStatus.ERROR and "cannot open the job's secrets" in (outcome.result.error or "")
     assert engine.calls == []
+
+
+def test_faas_up_hands_the_gateway_and_the_agent_the_same_key_file(tmp_path: Path) -> None:
+    from faas_cli.up import Platform, UpConfig
+
+    platform = Platform(UpConfig(data_dir=tmp_path / "data"))
+    env = platform._env()
+    path = tmp_path.resolve() / "data" / "secrets.key"
+    assert env["gateway"]["FAAS_GATEWAY_SECRETS_KEY_FILE"] == str(path)
+    assert env["node_agent"]["FAAS_AGENT_SECRETS_KEY_FILE"] == str(path)
+    assert not any("SECRETS" in k for k in env["store"])  # the store never sees a secret

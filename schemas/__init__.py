@@ -43,6 +43,7 @@ from schemas.names import NAME_PATTERN, is_valid_name
 from schemas.nodes import NodeState, function_key
 from schemas.runtime import RuntimeSpec
 from schemas.subjects import Layout
+from schemas.tokens import Role, TokenName, TokenRecord, TokenRequest, new_token, token_digest
 
 __all__ = [
     "NAME_PATTERN",
@@ -82,8 +83,12 @@ __all__ = [
     "Logs",
     "NodeState",
     "RegistryAuth",
+    "Role",
     "RuntimeSpec",
     "Started",
+    "TokenName",
+    "TokenRecord",
+    "TokenRequest",
     "decode",
     "decode_event",
     "decode_job_event",
@@ -93,4 +98,6 @@ __all__ = [
     "encode_json",
     "function_key",
     "is_valid_name",
+    "new_token",
+    "token_digest",
 ]

@@ -12,6 +12,7 @@ from gateway.log_stream import LogStreams
 from gateway.runtimes import Runtimes
 from gateway.settings import GatewaySettings
 from gateway.store_client import StoreClient
+from gateway.tokens import Tokens
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class Deps:
     store: StoreClient
     jobs: Jobs
     log_streams: LogStreams
+    tokens: Tokens
 
 
 DEPS = web.AppKey("deps", Deps)

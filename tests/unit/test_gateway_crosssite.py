@@ -5,6 +5,7 @@ import pytest
 from pydantic import ValidationError
 
 from common.hosts import is_loopback_host
+from faas_cli.up import UpConfig, UpError
 from gateway.crosssite import SameSite, host_name
 from gateway.settings import GatewaySettings
 
@@ -61,8 +62,11 @@ def test_no_auth_is_refused_off_loopback(host: str) -> None:
     with pytest.raises(ValidationError, match="loopback only"):
         GatewaySettings(auth=False, host=host)
     GatewaySettings(auth=True, host=host)  # with auth, any address
+    with pytest.raises(UpError, match="--no-auth"):
+        UpConfig(host=host, auth=False).check()
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost"])
 def test_no_auth_on_loopback(host: str) -> None:
     assert not GatewaySettings(auth=False, host=host).auth
+    UpConfig(host=host, auth=False).check()

@@ -229,6 +229,23 @@ async def test_route_by_caller(env: Env, case: Case, nc: Client, layout: Layout)
             await expect_error(r, 403, f"role {role}", f"needs a {' or '.join(sorted(case.roles, key=ROLES.index))}")
 
 
+async def test_a_job_s_logs_are_not_read_as_a_call_s(nats_server: NatsServer, layout: Layout, nc: Client) -> None:
+    job_id = "j" + secrets.token_hex(16)
+    state = StoreState(jobs={job_id: job_record(job_id)}, logs={job_id: LogPage(id=job_id, lines=[])})
+    async with (
+        fake_job_store(nc, layout, state),
+        running_gateway(nats_server.url, layout, callbacks=False) as (gw, admin),
+    ):
+        invoker = bearer(await issue_token(admin, "invoke"))
+        async with aiohttp.ClientSession(gw.url) as http:
+            async with http.get(f"/v1/calls/{job_id}/logs", headers=invoker) as r:
+                await expect_error(r, 404, "no call")
+            async with http.get(f"/v1/jobs/{job_id}/logs", headers=invoker) as r:
+                await expect_error(r, 403, "role invoke")
+        async with admin.get(f"/v1/jobs/{job_id}/logs") as r:
+            assert r.status == 200
+
+
 async def test_healthz_needs_no_token(env: Env) -> None:
     async with aiohttp.ClientSession(env.gw.url) as http, http.get("/healthz") as r:
         assert r.status == 200 and await r.json() == {"status": "ok"}

@@ -9,6 +9,7 @@ bucket, which the node agents check before a job starts and watch while it runs.
 """
 
 import logging
+import re
 import uuid
 from datetime import UTC, datetime
 
@@ -38,6 +39,9 @@ from schemas import (
 )
 
 log = logging.getLogger(__name__)
+
+# What submit() names a job: "j" + 32 hex digits (call ids the gateway makes have no "j").
+JOB_ID = re.compile(r"^j[0-9a-f]{32}$")
 
 
 class Jobs:

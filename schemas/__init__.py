@@ -44,6 +44,7 @@ from schemas.names import NAME_PATTERN, is_valid_name
 from schemas.nodes import NodeState, function_key
 from schemas.runtime import RuntimeSpec
 from schemas.subjects import Layout
+from schemas.tokens import Role, TokenName, TokenRecord, TokenRequest, new_token, token_digest
 
 __all__ = [
     "NAME_PATTERN",
@@ -84,8 +85,12 @@ __all__ = [
     "Logs",
     "NodeState",
     "RegistryAuth",
+    "Role",
     "RuntimeSpec",
     "Started",
+    "TokenName",
+    "TokenRecord",
+    "TokenRequest",
     "decode",
     "decode_event",
     "decode_job_event",
@@ -95,4 +100,6 @@ __all__ = [
     "encode_json",
     "function_key",
     "is_valid_name",
+    "new_token",
+    "token_digest",
 ]

@@ -149,7 +149,7 @@ async def test_invalid_specs_are_refused(http: aiohttp.ClientSession) -> None:
         async with http.post("/v1/jobs", json=spec) as r:
             assert r.status == 400, spec
             assert expect in (await r.json())["error"]["message"]
-    async with http.post("/v1/jobs", data=b"not json") as r:
+    async with http.post("/v1/jobs", data=b"not json", headers={"Content-Type": "application/json"}) as r:
         assert r.status == 400
 
 

@@ -135,7 +135,18 @@ class NodeAgent(Lifecycle):
             started_after_s=s.started_after_s,
         )
         # Container jobs share the node's slots with calls.
-        jobs = JobConfig(node_id=s.node_id, grace_s=s.grace_s, ack_wait_s=s.ack_wait_s, max_attempts=s.max_attempts)
+        jobs = JobConfig(
+            node_id=s.node_id,
+            grace_s=s.grace_s,
+            ack_wait_s=s.ack_wait_s,
+            max_attempts=s.max_attempts,
+            memory_mb=s.job_memory_mb,
+            cpus=s.job_cpus,
+            pids_limit=s.job_pids,
+            max_memory_mb=s.job_max_memory_mb,
+            max_cpus=s.job_max_cpus_or_cores,
+            max_timeout_s=s.job_max_timeout_s,
+        )
         self._jobs = JobWorker(jobs, self._slots, self._nc, self.layout, self._engine, tasks=self.tasks)
 
         # 2. Running calls and jobs once intake has stopped: the grace period, then cancelled.

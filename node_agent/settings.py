@@ -1,8 +1,9 @@
+import os
 import socket
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas import is_valid_name
@@ -51,6 +52,15 @@ class AgentSettings(BaseSettings):
     started_after_s: float = Field(default=0.05, ge=0)
     # Graceful stop: running calls get this long to finish, then are cancelled.
     grace_s: float = Field(default=30.0, ge=0)
+    # Container jobs: the resources of a job that asks for none, and the most a job may ask
+    # for on this node (more: it ends ERROR saying so). A job without timeout_s ends TIMEOUT
+    # after job_max_timeout_s. job_max_cpus 0: the number of cores.
+    job_memory_mb: int = Field(default=2048, ge=16)
+    job_cpus: float = Field(default=1.0, ge=0.05)
+    job_pids: int = Field(default=4096, ge=8)
+    job_max_memory_mb: int = Field(default=8192, ge=16)
+    job_max_cpus: float = Field(default=0.0, ge=0)
+    job_max_timeout_s: float = Field(default=3600.0, gt=0)
     cache_dir: Path = Path("data/agent-cache")
     # Warm handler containers get the protocol over a Unix socket in a directory of their own
     # under socket_dir (default: a new temporary directory), bind-mounted into the container;
@@ -65,3 +75,15 @@ class AgentSettings(BaseSettings):
         if not is_valid_name(v):
             raise ValueError("node_id may only hold letters, digits, '-' and '_'")
         return v
+
+    @model_validator(mode="after")
+    def _job_defaults_within_maxima(self) -> "AgentSettings":
+        if self.job_memory_mb > self.job_max_memory_mb:
+            raise ValueError("job_memory_mb is over job_max_memory_mb")
+        if self.job_cpus > self.job_max_cpus_or_cores:
+            raise ValueError("job_cpus is over job_max_cpus")
+        return self
+
+    @property
+    def job_max_cpus_or_cores(self) -> float:
+        return self.job_max_cpus or float(os.cpu_count() or 1)

@@ -40,6 +40,8 @@ class ContainerSpec:
     stdin: bool = False
     # Attached sessions read output from the stream, so the engine need not keep it.
     keep_logs: bool = True
+    # Docker's ``User`` (uid[:gid] or name); None: the image's own.
+    user: str | None = None
 
 
 @dataclass
@@ -135,6 +137,8 @@ def _container_config(spec: ContainerSpec) -> dict[str, Any]:
     }
     if spec.workdir:
         config["WorkingDir"] = spec.workdir
+    if spec.user:
+        config["User"] = spec.user
     return config
 
 
@@ -283,12 +287,10 @@ class DockerEngine:
         await self._docker.close()
 
     async def create_job(self, spec: ContainerSpec) -> str:
-        """A container for a plain job (any image, any command): ``create`` with the same limits
-        and ``no-new-privileges``, but with the image's capabilities kept (arbitrary images may
-        need them, e.g. to chown or to bind a low port) and the image's own command when
+        """A container for a plain job (any image, any command): ``create``'s hardening (no
+        capabilities, ``no-new-privileges``, the limits), the image's own command when
         ``spec.cmd`` is empty."""
         config = _container_config(spec)
-        config["HostConfig"].pop("CapDrop", None)
         if not spec.cmd:
             config.pop("Cmd", None)
         try:

@@ -52,6 +52,10 @@ class AgentSettings(BaseSettings):
     started_after_s: float = Field(default=0.05, ge=0)
     # Graceful stop: running calls get this long to finish, then are cancelled.
     grace_s: float = Field(default=30.0, ge=0)
+    # The user calls run as, "uid:gid", never root: the code copied into a container is
+    # theirs. (Dependency installs run as root in their build container; a job runs as its
+    # image's user unless it names one.)
+    call_user: str = Field(default="10001:10001", pattern=r"^[0-9]+:[0-9]+$")
     # Container jobs: the resources of a job that asks for none, and the most a job may ask
     # for on this node (more: it ends ERROR saying so). A job without timeout_s ends TIMEOUT
     # after job_max_timeout_s. job_max_cpus 0: the number of cores.
@@ -75,6 +79,18 @@ class AgentSettings(BaseSettings):
         if not is_valid_name(v):
             raise ValueError("node_id may only hold letters, digits, '-' and '_'")
         return v
+
+    @field_validator("call_user")
+    @classmethod
+    def _not_root(cls, v: str) -> str:
+        if int(v.partition(":")[0]) == 0:
+            raise ValueError("call_user may not be root (uid 0)")
+        return v
+
+    @property
+    def call_owner(self) -> tuple[int, int]:
+        uid, _, gid = self.call_user.partition(":")
+        return int(uid), int(gid)
 
     @model_validator(mode="after")
     def _job_defaults_within_maxima(self) -> "AgentSettings":

@@ -2,10 +2,12 @@ import os
 import socket
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from node_agent.containers.firewall import Allowed, SealConfig
 from schemas import is_valid_name
 
 
@@ -71,6 +73,21 @@ class AgentSettings(BaseSettings):
     # off, or with a Docker engine on another host (docker_url tcp://...), attached stdio.
     handler_sockets: bool = True
     socket_dir: Path | None = None
+    # Containers with network access (functions whose limits say network, jobs, dependency
+    # installs) join a Docker network sealed by host firewall rules (containers/firewall.py):
+    # no route to this host, private or link-local ranges, or the platform's addresses. If
+    # the rules cannot be applied, such containers are refused. false: Docker's default
+    # bridge, unsealed; only where the host's own firewall does the same.
+    network_seal: bool = True
+    network_name: str = Field(default="faas-fn", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    network_bridge: str = Field(default="faasfn0", pattern=r"^[A-Za-z0-9_.-]{1,15}$")
+    # Destinations containers may reach despite the seal, e.g. a proxy: "10.0.0.5/32:3128".
+    network_allow: list[str] = Field(default_factory=list)
+    # Refused besides (networks, addresses, host names): the platform's public addresses.
+    # The NATS servers of nats_url are always refused.
+    network_deny: list[str] = Field(default_factory=list)
+    # How often the rules are checked, and put back if something removed them.
+    network_check_s: float = Field(default=30.0, gt=0)
     log_level: str = "INFO"
 
     @field_validator("node_id")
@@ -79,6 +96,23 @@ class AgentSettings(BaseSettings):
         if not is_valid_name(v):
             raise ValueError("node_id may only hold letters, digits, '-' and '_'")
         return v
+
+    @field_validator("network_allow")
+    @classmethod
+    def _allowed(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            Allowed.parse(entry)  # raises ValueError saying what is wrong
+        return v
+
+    def seal(self) -> SealConfig:
+        """The sealed network's settings; the NATS servers' hosts are denied too."""
+        nats_hosts = [urlsplit(u.strip()).hostname or "" for u in self.nats_url.split(",")]
+        return SealConfig(
+            network=self.network_name,
+            bridge=self.network_bridge,
+            allow=tuple(Allowed.parse(e) for e in self.network_allow),
+            deny=tuple(dict.fromkeys([*self.network_deny, *(h for h in nats_hosts if h)])),
+        )
 
     @field_validator("call_user")
     @classmethod

@@ -15,8 +15,9 @@ from nats.js.kv import KeyValue
 
 from common.events import Event, last_event
 from common.logs import fields
-from gateway.errors import GatewayError, check_id, nats_unavailable, not_found
+from gateway.errors import GatewayError, bad_request, check_id, nats_unavailable, not_found
 from gateway.queueing import enqueue
+from gateway.routing import NodeRouter
 from gateway.store_client import StoreClient
 from schemas import (
     GetJob,
@@ -38,14 +39,26 @@ log = logging.getLogger(__name__)
 
 
 class Jobs:
-    def __init__(self, js: JetStreamContext, layout: Layout, store: StoreClient, cancels: KeyValue) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        layout: Layout,
+        store: StoreClient,
+        cancels: KeyValue,
+        router: NodeRouter | None = None,
+    ) -> None:
         self._js = js
         self._layout = layout
         self._store = store
         self._cancels = cancels
+        # the nodes' heartbeats: a job no live node would run is refused at once
+        self._router = router
 
     async def submit(self, spec: JobSpec) -> JobRecord:
-        """Queue a job; returns its record as the store will first show it (QUEUED)."""
+        """Queue a job; returns its record as the store will first show it (QUEUED). 400 if
+        it asks for more memory, CPU or time than every live node allows."""
+        if self._router is not None and (refusal := self._router.job_refusal(spec)):
+            raise bad_request(refusal)
         job_id = "j" + uuid.uuid4().hex
         now = datetime.now(UTC)
         message = JobMessage(id=job_id, spec=spec, created_at=now)

@@ -337,6 +337,7 @@ class NodeAgent(Lifecycle):
             runtimes=sorted(k for k in self._loops if k != NODE_LOOP),
             warm_runtimes={k.label: n for k, n in warm.items() if k.layer is Layer.RUNTIME},
             warm_functions={k.label: n for k, n in warm.items() if k.layer is Layer.FUNCTION},
+            job_max=self._jobs.config.maxima if self._jobs is not None else None,
         )
 
     async def _heartbeat(self) -> None:

@@ -28,6 +28,7 @@ from schemas.jobs import (
     JobContainer,
     JobEvent,
     JobFinished,
+    JobMaxima,
     JobMessage,
     JobPage,
     JobQuery,
@@ -38,6 +39,7 @@ from schemas.jobs import (
     JobStatus,
     RegistryAuth,
     decode_job_event,
+    over_maxima,
 )
 from schemas.names import NAME_PATTERN, is_valid_name
 from schemas.nodes import NodeState, function_key
@@ -67,6 +69,7 @@ __all__ = [
     "JobContainer",
     "JobEvent",
     "JobFinished",
+    "JobMaxima",
     "JobMessage",
     "JobPage",
     "JobQuery",
@@ -93,4 +96,5 @@ __all__ = [
     "encode_json",
     "function_key",
     "is_valid_name",
+    "over_maxima",
 ]

@@ -72,6 +72,26 @@ class JobSpec(BaseModel):
     timeout_s: float | None = Field(default=None, gt=0, le=MAX_JOB_TIMEOUT_S)
 
 
+class JobMaxima(BaseModel):
+    """The most a job may ask for on a node (its agent's ``FAAS_AGENT_JOB_MAX_*``), as its
+    heartbeat says."""
+
+    memory_mb: int
+    cpus: float
+    timeout_s: float
+
+
+def over_maxima(spec: JobSpec, maxima: JobMaxima) -> list[tuple[str, float, float]]:
+    """What ``spec`` asks for beyond ``maxima``: (field, asked, most) each."""
+    c = spec.container
+    asked = (
+        ("memory_mb", c.memory_mb, maxima.memory_mb),
+        ("cpus", c.cpus, maxima.cpus),
+        ("timeout_s", spec.timeout_s, maxima.timeout_s),
+    )
+    return [(name, value, most) for name, value, most in asked if value is not None and value > most]
+
+
 class JobMessage(BaseModel):
     """The message on ``<prefix>.invoke.job.<priority>``."""
 

@@ -23,7 +23,7 @@ from node_agent.containers.docker import ContainerSpec, ExitState
 from node_agent.errors import AgentError, ImageNotFound
 from node_agent.logstream import LogPublisher
 from node_agent.outcome import STDERR_TAIL
-from schemas import JobMessage, JobResult, JobStatus, Layout
+from schemas import JobMaxima, JobMessage, JobResult, JobStatus, Layout, over_maxima
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,10 @@ class RunSettings:
     # The timeout of a job without timeout_s, and the longest one may ask for.
     max_timeout_s: float = 3600.0
 
+    @property
+    def maxima(self) -> JobMaxima:
+        return JobMaxima(memory_mb=self.max_memory_mb, cpus=self.max_cpus, timeout_s=self.max_timeout_s)
+
 
 @dataclass
 class RunOutcome:
@@ -155,18 +159,14 @@ class JobRun:
     # --- steps ------------------------------------------------------------------------------
     def _over_maxima(self) -> str | None:
         """Why this node cannot run the job as asked, or None."""
-        c, s = self.job.spec.container, self._s
-        asked = [
-            ("memory_mb", c.memory_mb, s.max_memory_mb, "FAAS_AGENT_JOB_MAX_MEMORY_MB"),
-            ("cpus", c.cpus, s.max_cpus, "FAAS_AGENT_JOB_MAX_CPUS"),
-            ("timeout_s", self.job.spec.timeout_s, s.max_timeout_s, "FAAS_AGENT_JOB_MAX_TIMEOUT_S"),
-        ]
-        over = [
-            f"{name} {value:g} is over this node's maximum of {most:g} ({env})"
-            for name, value, most, env in asked
-            if value is not None and value > most
-        ]
-        return "; ".join(over) or None
+        over = over_maxima(self.job.spec, self._s.maxima)
+        return (
+            "; ".join(
+                f"{name} {value:g} is over this node's maximum of {most:g} (FAAS_AGENT_JOB_MAX_{name.upper()})"
+                for name, value, most in over
+            )
+            or None
+        )
 
     @property
     def timeout_s(self) -> float:

@@ -15,7 +15,7 @@ from nats.aio.client import Client
 from common.natsserver import NatsServer
 from node_agent.agent import NodeAgent
 from node_agent.settings import AgentSettings
-from schemas import CallStatus, JobContainer, JobMessage, JobSpec, JobStatus, Layout, Limits, encode
+from schemas import CallStatus, JobContainer, JobMaxima, JobMessage, JobSpec, JobStatus, Layout, Limits, encode
 from tests.e2e.agent_harness import call
 from tests.fakes.container import Process
 from tests.fakes.docker import FakeEngine
@@ -97,8 +97,16 @@ async def test_the_agent_seals_at_start_with_its_settings_and_nats_denied(
     nats_server: NatsServer, layout: Layout, tmp_path: Path, nc: Client, functions: None
 ) -> None:
     engine = FakeEngine(function_image(command=dice), images={PYTHON_IMAGE})
-    over = {"network_allow": ["10.9.0.0/16:3128"], "network_deny": ["203.0.113.7"], "network_check_s": 0.05}
-    async with NodeAgent(settings(nats_server.url, layout, tmp_path, **over), engine=engine):
+    over = {
+        "network_allow": ["10.9.0.0/16:3128"],
+        "network_deny": ["203.0.113.7"],
+        "network_check_s": 0.05,
+        "job_max_memory_mb": 4096,
+        "job_max_cpus": 2,
+    }
+    async with NodeAgent(settings(nats_server.url, layout, tmp_path, **over), engine=engine) as agent:
+        # the heartbeat says what a job may ask for here (the gateway refuses what no node allows)
+        assert agent.state().job_max == JobMaxima(memory_mb=4096, cpus=2, timeout_s=3600)
         [seal, *_] = engine.seals
         assert (seal.network, seal.bridge) == ("faas-fn", "faasfn0")
         assert [(str(a.network), a.port) for a in seal.allow] == [("10.9.0.0/16", 3128)]

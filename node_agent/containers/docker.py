@@ -317,9 +317,14 @@ class DockerEngine:
         to change). If either fails, such containers are refused (and this raises
         :class:`NetworkUnavailable` saying why); calling it again retries."""
         try:
+            if not str(self._docker.docker_host).startswith("unix://"):
+                raise NetworkUnavailable(
+                    f"the Docker engine ({self._docker.docker_host}) is on another host, whose firewall this "
+                    "agent cannot set: seal it there and set FAAS_AGENT_NETWORK_SEAL=false"
+                )
             await self._ensure_network(seal)
             changed = await firewall.apply(seal)
-        except NetworkUnavailable as err:
+        except (NetworkUnavailable, DockerError, OSError) as err:  # OSError: Docker went away
             self._network, self._unsealed = None, f"sealing its network failed: {err}"
             raise NetworkUnavailable(self._unsealed) from err
         self._network = seal.network

@@ -141,6 +141,17 @@ async def test_until_sealed_a_container_with_network_is_refused_before_docker_is
         for create in (engine.create, engine.create_job):
             with pytest.raises(NetworkUnavailable, match="no network access: the container network has not been"):
                 await create(ContainerSpec(image="i", cmd=["true"], network=True))
+    finally:
+        await engine.close()
+
+
+async def test_a_docker_engine_on_another_host_cannot_be_sealed_from_here() -> None:
+    engine = DockerEngine("tcp://192.0.2.10:2375")  # never reached
+    try:
+        with pytest.raises(NetworkUnavailable, match="on another host, whose firewall this agent cannot set"):
+            await engine.seal_network(SealConfig())
+        with pytest.raises(NetworkUnavailable, match="no network access: sealing its network failed: the Docker"):
+            await engine.create(ContainerSpec(image="i", cmd=["true"], network=True))
         engine.open_network()  # the operator's choice: Docker's default bridge
         assert engine._config(ContainerSpec(image="i", cmd=[], network=True))["HostConfig"]["NetworkMode"] == "bridge"
     finally:

@@ -137,7 +137,7 @@ class Gateway(Lifecycle):
             announce_after_s=s.announce_after_s,
         )
         store = StoreClient(nc, self.layout, s.store_timeout_s)
-        jobs = Jobs(js, self.layout, store, await js.key_value(self.layout.cancels_bucket), secrets_key)
+        jobs = Jobs(js, self.layout, store, await js.key_value(self.layout.cancels_bucket), secrets_key, router=router)
         log_streams = LogStreams(js, self.layout, store, s.sse_keepalive_s, s.max_log_streams)
 
         # 2. NATS calls in flight (and the callback loop's tasks) once intake has stopped: the

@@ -28,6 +28,7 @@ from schemas.jobs import (
     JobContainer,
     JobEvent,
     JobFinished,
+    JobMaxima,
     JobMessage,
     JobPage,
     JobQuery,
@@ -39,6 +40,7 @@ from schemas.jobs import (
     JobStatus,
     RegistryAuth,
     decode_job_event,
+    over_maxima,
 )
 from schemas.names import NAME_PATTERN, is_valid_name
 from schemas.nodes import NodeState, function_key
@@ -69,6 +71,7 @@ __all__ = [
     "JobContainer",
     "JobEvent",
     "JobFinished",
+    "JobMaxima",
     "JobMessage",
     "JobPage",
     "JobQuery",
@@ -101,5 +104,6 @@ __all__ = [
     "function_key",
     "is_valid_name",
     "new_token",
+    "over_maxima",
     "token_digest",
 ]

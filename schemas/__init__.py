@@ -21,7 +21,7 @@ from schemas.events import (
     decode_event,
 )
 from schemas.function import FunctionRecord, Limits
-from schemas.invocation import REPLY_TO, Invocation
+from schemas.invocation import REPLY_PREFIX, REPLY_TO, Invocation
 from schemas.jobs import (
     GetJob,
     JobAccepted,
@@ -46,6 +46,7 @@ from schemas.subjects import Layout
 
 __all__ = [
     "NAME_PATTERN",
+    "REPLY_PREFIX",
     "REPLY_TO",
     "Accepted",
     "CallEvent",

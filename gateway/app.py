@@ -73,7 +73,7 @@ class Gateway(Lifecycle):
         s = self.settings
         grace = s.shutdown_grace_s
         # 1. Clients and watches. The NATS connection goes last, flushing what was published.
-        nc = await connect(s.nats_url, "faas-gateway")
+        nc = await connect(s.nats_url, "faas-gateway", s.nats_auth)
         self.on_stop("nats", lambda: drain_or_close(nc))
         js = nc.jetstream()
         await ensure_layout(js, self.layout)

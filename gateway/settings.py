@@ -1,12 +1,14 @@
 """Gateway configuration: environment variables prefixed ``FAAS_GATEWAY_``."""
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from common.natsclient import NatsClientSettings
 
 MiB = 1 << 20
 
 
-class GatewaySettings(BaseSettings):
+class GatewaySettings(NatsClientSettings):
     """Tests construct this directly, e.g. ``GatewaySettings(nats_url=url, port=0)``."""
 
     model_config = SettingsConfigDict(env_prefix="FAAS_GATEWAY_", extra="ignore")

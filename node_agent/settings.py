@@ -3,8 +3,9 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from common.natsclient import NatsClientSettings
 from schemas import is_valid_name
 
 
@@ -13,7 +14,7 @@ def _default_node_id() -> str:
     return (host or "node")[:48]
 
 
-class AgentSettings(BaseSettings):
+class AgentSettings(NatsClientSettings):
     """Configuration of one node agent (env prefix ``FAAS_AGENT_``)."""
 
     model_config = SettingsConfigDict(env_prefix="FAAS_AGENT_")

@@ -20,6 +20,7 @@ from nats.errors import NoRespondersError
 from nats.js.errors import NoKeysError, NotFoundError
 from nats.micro.request import Request
 
+from common.natsserver import NatsServer
 from gateway import Gateway, GatewaySettings
 from schemas import (
     REPLY_TO,
@@ -36,13 +37,14 @@ from schemas import (
     decode,
     encode,
 )
+from tests.natsusers import service_settings
 
 RUN = "python3 main.py"
 
 
-def settings_for(url: str, layout: Layout, **overrides: Any) -> GatewaySettings:
+def settings_for(server: NatsServer, layout: Layout, **overrides: Any) -> GatewaySettings:
     values: dict[str, Any] = {
-        "nats_url": url,
+        **service_settings(server, "gateway"),
         "prefix": layout.prefix,
         "host": "127.0.0.1",
         "port": 0,
@@ -56,9 +58,9 @@ def settings_for(url: str, layout: Layout, **overrides: Any) -> GatewaySettings:
 
 @asynccontextmanager
 async def running_gateway(
-    url: str, layout: Layout, **overrides: Any
+    server: NatsServer, layout: Layout, **overrides: Any
 ) -> AsyncIterator[tuple[Gateway, aiohttp.ClientSession]]:
-    async with Gateway(settings_for(url, layout, **overrides)) as gw:
+    async with Gateway(settings_for(server, layout, **overrides)) as gw:
         async with aiohttp.ClientSession(base_url=gw.url) as http:
             yield gw, http
 

@@ -30,8 +30,9 @@ subject of a request they received, once), not through a publish right on ``_INB
 Only the gateway (and admin) may create the layout; the agent and the store wait for what
 they use (``common.jetstream.wait_layout``), so any service may still come up first.
 
-``python -m common.natsauth [--prefix faas]`` prints the permissions as JSON (the Ansible
-deployment's ``group_vars/nats_permissions.json`` is that output, checked by a unit test).
+``python -m common.natsauth [--prefix faas]`` prints the permissions as JSON. The embedded
+server of ``faas up`` and the tests (common/natsconf.py) and the Ansible deployment
+(``python -m common.natsconf authorization`` on each NATS host) take them from here.
 """
 
 import argparse
@@ -295,6 +296,14 @@ def ensure_passwords(directory: Path) -> dict[str, str]:
     return passwords
 
 
+def users_from(passwords: Mapping[str, str]) -> dict[str, str]:
+    """Only the known users' passwords, every one of them required."""
+    missing = [u for u in USERS if not passwords.get(u)]
+    if missing:
+        raise ValueError(f"no password for the NATS user(s) {', '.join(missing)}")
+    return {u: passwords[u] for u in USERS}
+
+
 def permissions_json(layout: Layout) -> dict[str, Any]:
     """The permissions as plain data (what ``python -m common.natsauth`` prints)."""
     return {user: perms.server_block() for user, perms in permissions(layout).items()}
@@ -307,14 +316,6 @@ def _main(argv: list[str] | None = None) -> int:
     json.dump(permissions_json(Layout(args.prefix)), sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
     return 0
-
-
-def users_from(passwords: Mapping[str, str]) -> dict[str, str]:
-    """Only the known users' passwords, every one of them required."""
-    missing = [u for u in USERS if not passwords.get(u)]
-    if missing:
-        raise ValueError(f"no password for the NATS user(s) {', '.join(missing)}")
-    return {u: passwords[u] for u in USERS}
 
 
 if __name__ == "__main__":

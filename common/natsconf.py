@@ -13,7 +13,10 @@ configuration format reads as it is.
   are also authenticated with a route user and password.
 """
 
+import argparse
 import json
+import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,15 +126,36 @@ def server_config(conf: ServerConf) -> dict[str, Any]:
     return out
 
 
-def authorization(passwords: Mapping[str, str], layout: Layout) -> dict[str, Any]:
+def hashed(passwords: Mapping[str, str], known: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Each password's bcrypt hash; a hash in ``known`` that still matches is kept (so that a
+    deployment re-run renders the same configuration and restarts nothing)."""
+    out: dict[str, str] = {}
+    for user, password in passwords.items():
+        old = (known or {}).get(user)
+        if old and _matches(password, old):
+            out[user] = old
+        else:
+            out[user] = hash_password(password)
+    return out
+
+
+def _matches(password: str, hash_: str) -> bool:
+    try:
+        return bcrypt.checkpw(password.encode(), hash_.encode())
+    except ValueError:  # not a bcrypt hash
+        return False
+
+
+def authorization(
+    passwords: Mapping[str, str], layout: Layout, known_hashes: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """The ``authorization`` block: every user, its password's hash and its permissions."""
-    users = users_from(passwords)
+    hashes = hashed(users_from(passwords), known_hashes)
     perms = permissions(layout)
     return {
         "timeout": 5,
         "users": [
-            {"user": user, "password": hash_password(password), "permissions": perms[user].server_block()}
-            for user, password in users.items()
+            {"user": user, "password": hashes[user], "permissions": perms[user].server_block()} for user in hashes
         ],
     }
 
@@ -141,3 +165,31 @@ def render(conf: ServerConf) -> str:
     write it readable by the server's user only."""
     header = "# nats-server configuration made by common/natsconf.py: edit the settings, not this file\n"
     return header + json.dumps(server_config(conf), indent=2) + "\n"
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """``python -m common.natsconf authorization --prefix faas --hashes FILE < passwords.json``:
+    the ``authorization`` block (JSON) for a deployment's nats-server configuration, from the
+    users' passwords given on stdin (``{"gateway": "...", ...}``), never on the command line.
+    FILE keeps the hashes between runs (0600)."""
+    parser = argparse.ArgumentParser(prog="python -m common.natsconf", description=_main.__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    auth = sub.add_parser("authorization", help="the authorization block, as JSON")
+    auth.add_argument("--prefix", default="faas")
+    auth.add_argument("--hashes", type=Path, required=True, help="the hashes of earlier runs, kept here")
+    args = parser.parse_args(argv)
+    passwords = json.load(sys.stdin)
+    known = json.loads(args.hashes.read_text()) if args.hashes.exists() else {}
+    block = authorization(passwords, Layout(args.prefix), known)
+    hashes = {u["user"]: u["password"] for u in block["users"]}
+    if hashes != known:
+        fd = os.open(args.hashes, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(hashes, f, indent=2, sort_keys=True)
+    json.dump(block, sys.stdout, sort_keys=True)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

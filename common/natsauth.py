@@ -25,7 +25,8 @@ subscribe to it. Each service's client takes its replies under ``_INBOX.<user>.`
 drops a message on a denied subject even for a wildcard subscription), so an invoker cannot
 read what JetStream or the store answers the services. The services that answer requests
 (gateway, store) publish their answers through ``allow_responses`` (only to the reply
-subject of a request they received, once), not through a publish right on ``_INBOX.>``.
+subject of a request they received, once, within a time), not through a publish right on
+``_INBOX.>``.
 
 Only the gateway (and admin) may create the layout; the agent and the store wait for what
 they use (``common.jetstream.wait_layout``), so any service may still come up first.
@@ -74,8 +75,14 @@ class Permissions:
     subscribe: tuple[str, ...]
     publish_deny: tuple[str, ...] = ()
     subscribe_deny: tuple[str, ...] = ()
-    # May publish to the reply subject of a request it received (once, within a minute).
-    allow_responses: bool = False
+    # May publish one answer to the reply subject of a request it received, within this
+    # long (a Go duration); None: may not.
+    responses_within: str | None = None
+
+    def __post_init__(self) -> None:
+        # Each subject once, in order (the per-stream helpers overlap: STREAM.INFO...).
+        for name in ("publish", "subscribe", "publish_deny", "subscribe_deny"):
+            object.__setattr__(self, name, tuple(dict.fromkeys(getattr(self, name))))
 
     def server_block(self) -> dict[str, Any]:
         """The ``permissions`` value of this user in nats-server's configuration."""
@@ -83,8 +90,8 @@ class Permissions:
             "publish": _allow_deny(self.publish, self.publish_deny),
             "subscribe": _allow_deny(self.subscribe, self.subscribe_deny),
         }
-        if self.allow_responses:
-            block["allow_responses"] = True
+        if self.responses_within is not None:
+            block["allow_responses"] = {"max": 1, "expires": self.responses_within}
         return block
 
 
@@ -222,7 +229,10 @@ def permissions(layout: Layout) -> dict[str, Permissions]:
         ),
         publish_deny=(f"{API}.STREAM.DELETE.>",),
         subscribe=(f"{inbox_prefix(GATEWAY)}.>", f"{p}.call.*", srv),
-        allow_responses=True,
+        # A `nats req <prefix>.call.<function>` is answered when the call ends, up to the
+        # gateway's sync wait (30 s by default, FAAS_GATEWAY_SYNC_WAIT_S): nats-server's
+        # default of 2 minutes could refuse a late answer.
+        responses_within="1h",
     )
     agent = Permissions(
         publish=(
@@ -252,7 +262,7 @@ def permissions(layout: Layout) -> dict[str, Permissions]:
         publish_deny=(*_no_stream_admin(), *_no_tokens(layout)),
         subscribe=(f"{inbox_prefix(STORE)}.>", f"{p}.store.>", srv),
         subscribe_deny=(f"$KV.{layout.tokens_bucket}.>",),
-        allow_responses=True,
+        responses_within="2m",
     )
     invoker = Permissions(
         publish=(f"{p}.invoke.rt.>", f"{p}.call.>"),

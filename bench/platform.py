@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import IO, Any
 
 import aiohttp
-import nats
 from nats.aio.client import Client
 from nats.js.errors import NoKeysError
 
 from bench.client import Caller
 from bench.functions import RUNTIMES, FunctionDef
+from common.jetstream import connect
+from common.natsauth import ADMIN
 from faas_cli.up import HOST_CA_BUNDLE, Platform, UpConfig
 from schemas import Layout, NodeState, decode, function_key
 
@@ -56,6 +57,7 @@ class BenchPlatform:
             data_dir=data_dir,
             port=free_port(),
             nats_port=0,
+            nats_monitor_port=None,
             slots=slots,
             policy=policy,
             ca_bundle=ca_bundle,
@@ -90,7 +92,8 @@ class BenchPlatform:
         self._redirect.__enter__()
         try:
             await self.platform.start()
-            self._nc = await nats.connect(self.platform.nats.url, name="bench")
+            # As the operator: it reads the nodes bucket and the streams.
+            self._nc = await connect(self.platform.nats.url, "bench", self.platform.nats.auth(ADMIN))
             # As a user would: with the admin token the gateway wrote at its start.
             token = self.platform.admin_token()
             headers = {"Authorization": f"Bearer {token}"} if token else {}

@@ -1,8 +1,11 @@
 """Connecting to NATS and provisioning the JetStream layout, idempotently.
 
-Every service calls :func:`ensure_layout` at start, so any of them may come up first.
+The gateway calls :func:`ensure_layout` at start (its NATS user may create and update
+streams, never delete one); the agent and the store, whose users may not, call
+:func:`wait_layout` for the streams they use. So any of them may still come up first.
 """
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -17,9 +20,10 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, NotFoundError
 
 from common.logs import fields
+from common.natsclient import NatsAuth
 from schemas import Layout
 
 log = logging.getLogger(__name__)
@@ -36,11 +40,20 @@ class LayoutLimits:
     cancel_ttl_s: float = 7 * 24 * 3600
 
 
-async def connect(url: str, name: str) -> Client:
-    """A client that keeps reconnecting for ever: a NATS restart must not kill a service."""
+async def connect(url: str, name: str, auth: NatsAuth | None = None) -> Client:
+    """A client that keeps reconnecting for ever: a NATS restart must not kill a service.
+
+    ``auth``: the service's NATS user, password and TLS files; its replies come to the
+    user's own inbox prefix (``_INBOX.<user>``), the only inboxes that user may read."""
+    auth = auth or NatsAuth()
 
     async def on_error(err: Exception) -> None:
-        log.warning("nats.error", extra=fields(error=repr(err)))
+        text = str(err).lower()
+        if "permissions violation" in text or "authorization violation" in text:
+            # A subject this user may not use, or wrong credentials: a deployment error.
+            log.error("nats.denied", extra=fields(user=auth.user, error=str(err)))
+        else:
+            log.warning("nats.error", extra=fields(error=repr(err)))
 
     async def on_disconnect() -> None:
         log.warning("nats.disconnected")
@@ -58,6 +71,7 @@ async def connect(url: str, name: str) -> Client:
         error_cb=on_error,
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
+        **auth.connect_options(),
     )
 
 
@@ -88,6 +102,30 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
         if err.err_code != 10058:
             raise
         await js.update_stream(config)
+
+
+async def wait_layout(js: JetStreamContext, streams: list[str], poll_s: float = 0.5, report_s: float = 10.0) -> None:
+    """Wait until every stream in ``streams`` exists (a service whose NATS user may not
+    create the layout, until the gateway has). Logs ``layout.waiting`` with what is missing
+    at once and every ``report_s``, and ``layout.ready`` once it was waited for."""
+    loop = asyncio.get_running_loop()
+    missing = list(streams)
+    reported_at: float | None = None
+    while True:
+        for name in list(missing):
+            try:
+                await js.stream_info(name)
+            except NotFoundError:
+                continue
+            missing.remove(name)
+        if not missing:
+            break
+        if reported_at is None or loop.time() - reported_at >= report_s:
+            reported_at = loop.time()
+            log.info("layout.waiting", extra=fields(missing=",".join(missing), creator="the gateway"))
+        await asyncio.sleep(poll_s)
+    if reported_at is not None:
+        log.info("layout.ready", extra=fields(streams=",".join(streams)))
 
 
 async def ensure_layout(js: JetStreamContext, layout: Layout, limits: LayoutLimits | None = None) -> None:

@@ -10,6 +10,11 @@ seals jobs' secrets.
 The gateway writes an admin token to ``<data>/admin.token`` (mode 0600) at its first start;
 ``faas`` commands read it from there. ``auth=False`` (``--no-auth``) serves the API without
 tokens, and only on a loopback address.
+
+NATS runs with the users and permissions of a deployment (common/natsauth.py), plain TCP on
+loopback: each service connects as its own user, with a password made on first start in
+``<data>/nats-users/<user>.password`` (0600); ``invoker`` is the one for ``nats pub`` /
+``nats req``, ``admin`` the operator's. Monitoring listens on 127.0.0.1 only.
 """
 
 import asyncio
@@ -24,8 +29,10 @@ import aiohttp
 
 from common.hosts import is_loopback_host
 from common.logs import fields
+from common.natsauth import AGENT, GATEWAY, STORE, ensure_passwords
 from common.natsserver import NatsServer
 from common.sealing import ensure_key_file
+from schemas import Layout
 
 log = logging.getLogger("faas.up")
 
@@ -43,6 +50,9 @@ class UpConfig:
     port: int = 8080
     host: str = "127.0.0.1"
     nats_port: int = 4222
+    # nats-server's HTTP monitoring, on 127.0.0.1 only; 0: a free port; None: off.
+    nats_monitor_port: int | None = 8222
+    prefix: str = "faas"
     slots: int = 8
     policy: str = "none"
     ca_bundle: Path | None = None
@@ -71,7 +81,9 @@ class Platform:
     def __init__(self, cfg: UpConfig) -> None:
         self.cfg = cfg
         self.data = cfg.data_dir.resolve()
-        self.nats = NatsServer(self.data / "nats", port=cfg.nats_port)
+        self.nats = NatsServer(
+            self.data / "nats", port=cfg.nats_port, layout=Layout(cfg.prefix), monitor_port=cfg.nats_monitor_port
+        )
         self.secrets_key = self.data / "secrets.key"
         self.children: list[Child] = []
         self._stopping = False
@@ -90,10 +102,24 @@ class Platform:
         except FileNotFoundError:
             return None
 
+    @property
+    def nats_users_dir(self) -> Path:
+        return self.data / "nats-users"
+
+    def _nats_env(self, env_prefix: str, user: str) -> dict[str, str]:
+        """A service's NATS URL, prefix, user and password (known once ``start`` made them)."""
+        env = {
+            f"{env_prefix}NATS_URL": self.nats.url,
+            f"{env_prefix}PREFIX": self.cfg.prefix,
+            f"{env_prefix}NATS_USER": user,
+        }
+        if self.nats.passwords is not None:
+            env[f"{env_prefix}NATS_PASSWORD"] = self.nats.passwords[user]
+        return env
+
     def _env(self) -> dict[str, dict[str, str]]:
-        url = self.nats.url
         agent = {
-            "FAAS_AGENT_NATS_URL": url,
+            **self._nats_env("FAAS_AGENT_", AGENT),
             "FAAS_AGENT_SLOTS": str(self.cfg.slots),
             "FAAS_AGENT_POLICY": self.cfg.policy,
             "FAAS_AGENT_CACHE_DIR": str(self.data / "agent-cache"),
@@ -104,11 +130,11 @@ class Platform:
             agent["FAAS_AGENT_CA_BUNDLE"] = str(self.cfg.ca_bundle)
         return {
             "store": {
-                "FAAS_STORE_NATS_URL": url,
+                **self._nats_env("FAAS_STORE_", STORE),
                 "FAAS_STORE_DATABASE_URL": f"sqlite+aiosqlite:///{self.data / 'faas.db'}",
             },
             "gateway": {
-                "FAAS_GATEWAY_NATS_URL": url,
+                **self._nats_env("FAAS_GATEWAY_", GATEWAY),
                 "FAAS_GATEWAY_HOST": self.cfg.host,
                 "FAAS_GATEWAY_PORT": str(self.cfg.port),
                 "FAAS_GATEWAY_SECRETS_KEY_FILE": str(self.secrets_key),
@@ -123,6 +149,7 @@ class Platform:
         self.data.mkdir(parents=True, exist_ok=True)
         if ensure_key_file(self.secrets_key):
             log.info("platform.secrets_key_created", extra=fields(path=self.secrets_key))
+        self.nats.passwords = ensure_passwords(self.nats_users_dir)
         await self.nats.start()
         envs = self._env()
         for module in ("store", "gateway", "node_agent"):
@@ -136,6 +163,7 @@ class Platform:
             extra=fields(
                 gateway=f"http://{self.cfg.host}:{self.cfg.port}",
                 nats=self.nats.url,
+                nats_users=self.nats_users_dir,
                 database=self.data / "faas.db",
                 data=self.data,
                 auth=self.cfg.auth,

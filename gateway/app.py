@@ -93,7 +93,7 @@ class Gateway(Lifecycle):
         own = await asyncio.to_thread(own_addresses, [*nats_hosts, s.host])  # getaddrinfo blocks
         guard = CallbackGuard(s.callback_allow_networks, s.callback_deny_networks, own, self._resolver)
         # 1. Clients and watches. The NATS connection goes last, flushing what was published.
-        nc = await connect(s.nats_url, "faas-gateway")
+        nc = await connect(s.nats_url, "faas-gateway", s.nats_auth)
         self.on_stop("nats", lambda: drain_or_close(nc))
         js = nc.jetstream()
         await ensure_layout(js, self.layout)

@@ -5,14 +5,15 @@ from pathlib import Path
 from typing import Annotated, Any, Self
 
 from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from common.hosts import is_loopback_host
+from common.natsclient import NatsClientSettings
 
 MiB = 1 << 20
 
 
-class GatewaySettings(BaseSettings):
+class GatewaySettings(NatsClientSettings):
     """Tests construct this directly, e.g. ``GatewaySettings(nats_url=url, port=0)``."""
 
     model_config = SettingsConfigDict(env_prefix="FAAS_GATEWAY_", extra="ignore")

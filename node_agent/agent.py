@@ -13,9 +13,10 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.kv import KeyValue
 
-from common.jetstream import connect, drain_or_close, ensure_layout
+from common.jetstream import connect, drain_or_close, wait_layout
 from common.lifecycle import Lifecycle, TaskSet
 from common.logs import fields
+from common.natsauth import agent_streams
 from common.pull import ConsumerGone, PullConsumer
 from common.sealing import SecretsKey
 from node_agent.calls.catalog import Catalog
@@ -90,10 +91,11 @@ class NodeAgent(Lifecycle):
             self._engine = engine = DockerEngine(s.docker_url)
             self.on_stop("docker", engine.close)
             await engine.ping()
-        self._nc = nc = await connect(s.nats_url, self.name)
+        self._nc = nc = await connect(s.nats_url, self.name, s.nats_auth)
         self.on_stop("nats", lambda: drain_or_close(nc))
         self._js = self._nc.jetstream()
-        await ensure_layout(self._js, self.layout)
+        # The gateway makes the layout; the agent's NATS user may not create streams.
+        await wait_layout(self._js, agent_streams(self.layout))
         self._nodes_kv = nodes = await self._js.key_value(self.layout.nodes_bucket)
         await claim_node_id(nodes, s.node_id, s.heartbeat_s)
         # Containers of an earlier run of this node (killed before teardown): their calls

@@ -5,8 +5,9 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from common.natsclient import NatsClientSettings
 from node_agent.containers.firewall import Allowed, SealConfig
 from schemas import is_valid_name
 
@@ -16,7 +17,7 @@ def _default_node_id() -> str:
     return (host or "node")[:48]
 
 
-class AgentSettings(BaseSettings):
+class AgentSettings(NatsClientSettings):
     """Configuration of one node agent (env prefix ``FAAS_AGENT_``)."""
 
     model_config = SettingsConfigDict(env_prefix="FAAS_AGENT_")

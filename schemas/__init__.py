@@ -21,7 +21,7 @@ from schemas.events import (
     decode_event,
 )
 from schemas.function import FunctionRecord, Limits
-from schemas.invocation import REPLY_TO, Invocation
+from schemas.invocation import REPLY_PREFIX, REPLY_TO, Invocation
 from schemas.jobs import (
     GetJob,
     JobAccepted,
@@ -50,6 +50,7 @@ from schemas.tokens import Role, TokenName, TokenRecord, TokenRequest, new_token
 
 __all__ = [
     "NAME_PATTERN",
+    "REPLY_PREFIX",
     "REPLY_TO",
     "Accepted",
     "CallEvent",

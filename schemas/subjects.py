@@ -100,7 +100,7 @@ class Layout:
 
     @property
     def tokens_bucket(self) -> str:
-        """API tokens, hashed (``schemas.tokens``): read by the gateways only."""
+        """API tokens, hashed (``schemas.tokens``): read by the gateways (and the NATS admin) only."""
         return f"{self.prefix}_tokens"
 
     # --- request/reply services ------------------------------------------------

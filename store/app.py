@@ -11,7 +11,7 @@ import logging
 
 from sqlalchemy.engine import make_url
 
-from common.jetstream import connect, drain_or_close, ensure_layout
+from common.jetstream import connect, drain_or_close, wait_layout
 from common.lifecycle import Lifecycle, TaskSet
 from common.logs import fields
 from store.db import make_engine, make_sessions
@@ -56,10 +56,11 @@ class Store(Lifecycle):
         sessions = make_sessions(engine)
         writer = EventWriter(engine)
         self.on_stop("writer", writer.close)
-        nc = await connect(s.nats_url, name="faas-store")
+        nc = await connect(s.nats_url, "faas-store", s.nats_auth)
         self.on_stop("nats", lambda: drain_or_close(nc))
         js = nc.jetstream()
-        await ensure_layout(js, self.layout)
+        # The gateway makes the layout; the store's NATS user may only consume events.
+        await wait_layout(js, [self.layout.events_stream])
         queries = Queries(
             calls=CallQueries(sessions),
             # A logs reply is cut to what one message of this server may carry.

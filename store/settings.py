@@ -1,12 +1,13 @@
 """Settings of the store service, from ``FAAS_STORE_*`` environment variables."""
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from common.natsclient import NatsClientSettings
 from schemas import Layout, is_valid_name
 
 
-class StoreSettings(BaseSettings):
+class StoreSettings(NatsClientSettings):
     model_config = SettingsConfigDict(env_prefix="FAAS_STORE_")
 
     nats_url: str = "nats://127.0.0.1:4222"

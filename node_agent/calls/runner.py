@@ -37,6 +37,7 @@ from node_agent.errors import AgentError
 from node_agent.logstream import LogPublisher
 from node_agent.outcome import Outcome, elapsed_ms, error_outcome
 from schemas import (
+    REPLY_PREFIX,
     REPLY_TO,
     CallStatus,
     ErrorInfo,
@@ -223,10 +224,18 @@ _SPACE = re.compile(r"\s")
 
 
 def _reply_subject(value: str | None) -> str | None:
-    """A header any publisher can set: only a plain subject (no wildcard, no empty token)."""
-    if not value or len(value) > 256:
+    """A header any publisher can set: only a plain subject (no wildcard, no empty token) in
+    the reply namespace, so that a publisher cannot make the agent publish a finished event
+    to ``$JS.API.STREAM.DELETE.…`` or another service's subject. (The agent's NATS user may
+    not publish there either; this keeps the attempt out of the connection's errors.)"""
+    if not value:
         return None
-    if _SPACE.search(value) or any(not t or t in ("*", ">") for t in value.split(".")):
+    if (
+        len(value) > 256
+        or not value.startswith(REPLY_PREFIX)
+        or _SPACE.search(value)
+        or any(not t or t in ("*", ">") for t in value.split("."))
+    ):
         log.warning("call.bad_reply_subject", extra=fields(value=value[:80]))
         return None
     return value

@@ -8,13 +8,15 @@ from typing import Any
 
 from nats.aio.client import Client
 
+from common.natsserver import NatsServer
 from node_agent.settings import AgentSettings
 from schemas import Finished, Invocation, Layout, decode_event, encode
+from tests.natsusers import service_settings
 
 
-def agent_settings(nats_url: str, layout: Layout, cache: Path, **over: Any) -> AgentSettings:
+def agent_settings(server: NatsServer, layout: Layout, cache: Path, **over: Any) -> AgentSettings:
     values: dict[str, Any] = dict(
-        nats_url=nats_url,
+        **service_settings(server, "agent"),
         prefix=layout.prefix,
         node_id="n" + secrets.token_hex(3),
         slots=4,
@@ -98,13 +100,21 @@ class Collector:
         await self._sub.unsubscribe()
 
 
+def agent_env(settings: AgentSettings) -> dict[str, str]:
+    """The settings as ``FAAS_AGENT_*`` environment variables (the NATS password in clear)."""
+    env = {f"FAAS_AGENT_{k.upper()}": str(v) for k, v in settings.model_dump().items() if v is not None}
+    env["FAAS_AGENT_RUNTIMES"] = json.dumps(settings.runtimes)
+    if settings.nats_password is not None:
+        env["FAAS_AGENT_NATS_PASSWORD"] = settings.nats_password.get_secret_value()
+    return env
+
+
 async def spawn_agent(settings: AgentSettings) -> asyncio.subprocess.Process:
     """A node agent in its own process (``python -m node_agent``), to be killed by a test."""
     import os
     import sys
 
-    env = {f"FAAS_AGENT_{k.upper()}": str(v) for k, v in settings.model_dump().items() if v is not None}
-    env["FAAS_AGENT_RUNTIMES"] = json.dumps(settings.runtimes)
+    env = agent_env(settings)
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

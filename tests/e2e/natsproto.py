@@ -21,15 +21,21 @@ class RawNats:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def connect(cls, host: str, port: int) -> "RawNats":
+    async def connect(cls, host: str, port: int, user: str | None = None, password: str | None = None) -> "RawNats":
         reader, writer = await asyncio.open_connection(host, port)
         info = await reader.readline()
         assert info.startswith(b"INFO "), info
         conn = cls(reader, writer)
-        writer.write(
-            b'CONNECT {"verbose":false,"pedantic":false,"headers":true,"no_responders":true,"name":"raw"}\r\nPING\r\n'
-        )
-        await conn._expect(b"PONG")
+        options: dict[str, Any] = {"verbose": False, "pedantic": False, "headers": True, "no_responders": True}
+        options["name"] = "raw"
+        if user is not None:
+            options.update(user=user, **{"pass": password})
+        writer.write(b"CONNECT " + json.dumps(options).encode() + b"\r\nPING\r\n")
+        try:
+            await conn._expect(b"PONG")
+        except BaseException:
+            await conn.close()
+            raise
         return conn
 
     async def _expect(self, word: bytes) -> None:

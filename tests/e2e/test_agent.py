@@ -16,7 +16,7 @@ from node_agent.agent import NodeAgent
 from node_agent.containers.docker import DockerEngine
 from node_agent.nodeid import NodeIdInUse
 from schemas import CallStatus, Invocation, Layout, Limits, RuntimeSpec, encode
-from tests.e2e.agent_harness import CallWatcher, Collector, agent_settings, call, publish, spawn_agent
+from tests.e2e.agent_harness import CallWatcher, Collector, agent_env, agent_settings, call, publish, spawn_agent
 from tests.e2e.conftest import containers_with_label, wait_until
 from tests.functions import CRASH, DICE, ECHO, SLEEPY, python_runtime, register
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 async def agent(docker_ready: None, nats_server: NatsServer, nc: Client, layout: Layout, tmp_path: Path):
-    async with NodeAgent(agent_settings(nats_server.url, layout, tmp_path / "cache", slots=20)) as a:
+    async with NodeAgent(agent_settings(nats_server, layout, tmp_path / "cache", slots=20)) as a:
         yield a
 
 
@@ -132,8 +132,8 @@ async def test_killed_agent_call_completes_after_redelivery(
         "main.py": "import json, sys, time\np = json.load(sys.stdin)\ntime.sleep(p['s'])\nprint(json.dumps(p))",
     }
     await register(nc.jetstream(), layout, python_runtime(), "slow", slow)
-    settings = agent_settings(nats_server.url, layout, tmp_path / "c1", ack_wait_s=2)
-    env = {f"FAAS_AGENT_{k.upper()}": str(v) for k, v in settings.model_dump().items() if v is not None}
+    settings = agent_settings(nats_server, layout, tmp_path / "c1", ack_wait_s=2)
+    env = agent_env(settings)
     env["FAAS_AGENT_RUNTIMES"] = "[]"
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -150,7 +150,7 @@ async def test_killed_agent_call_completes_after_redelivery(
             await wait_until(lambda: "started" in w.kinds(), timeout=60)
             proc.kill()  # SIGKILL: no graceful stop, the message is never acked
             await proc.wait()
-            async with NodeAgent(agent_settings(nats_server.url, layout, tmp_path / "c2", ack_wait_s=2)):
+            async with NodeAgent(agent_settings(nats_server, layout, tmp_path / "c2", ack_wait_s=2)):
                 done = await w.finished(timeout=60)
         assert done.status == CallStatus.DONE and done.result == {"s": 4}
         assert done.attempt == 2
@@ -173,9 +173,7 @@ async def test_a_call_that_keeps_killing_its_agent_is_dead_lettered(
     slow = {"main.py": "import time\ntime.sleep(30)\n"}
     await register(nc.jetstream(), layout, python_runtime(), "poison", slow)
     call_id = secrets.token_hex(8)
-    settings = agent_settings(
-        nats_server.url, layout, tmp_path / "c", ack_wait_s=1.5, max_attempts=2, runtimes=["python"]
-    )
+    settings = agent_settings(nats_server, layout, tmp_path / "c", ack_wait_s=1.5, max_attempts=2, runtimes=["python"])
     async with CallWatcher(nc, layout, call_id) as w:
         await publish(nc, layout, "python", Invocation(id=call_id, function="poison"))
         for attempt in (1, 2):  # each delivery kills the agent running it
@@ -215,9 +213,7 @@ async def test_a_start_that_fails_releases_what_it_started(
     client is closed and its warm pool made no container (the session-end check and
     ResourceWarning-as-error would catch a leak too)."""
     twin = NodeAgent(
-        agent_settings(
-            nats_server.url, layout, tmp_path / "twin", node_id=agent.settings.node_id, policy="warm-function"
-        )
+        agent_settings(nats_server, layout, tmp_path / "twin", node_id=agent.settings.node_id, policy="warm-function")
     )
     with pytest.raises(NodeIdInUse):
         await twin.start()

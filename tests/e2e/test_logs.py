@@ -32,7 +32,7 @@ async def http(
     config = JobConfig(node_id="n" + secrets.token_hex(3), grace_s=5, cancel_grace_s=1, ack_wait_s=5, poll_s=0.2)
     try:
         async with JobWorker(config, asyncio.Semaphore(2), nc, layout, engine):
-            async with running_gateway(nats_server.url, layout, store_timeout_s=0.3, callbacks=False) as (_, session):
+            async with running_gateway(nats_server, layout, store_timeout_s=0.3, callbacks=False) as (_, session):
                 yield session
     finally:
         await engine.close()

@@ -3,6 +3,7 @@ processes, real containers. The README's dice example, over both route sets and 
 
 import asyncio
 import json
+import stat
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -148,7 +149,9 @@ async def test_calls_published_and_requested_over_raw_nats(platform: Platform, h
     async with http.post("/v1/runtimes", json={**PY_RUNTIME, "name": "pyraw"}):
         pass
     await _upload(http, "pyraw", "rawdice", zip_bytes(DICE), "dice.zip")
-    raw = await RawNats.connect(platform.nats.host, platform.nats.port)
+    # As the user for `nats pub` / `nats req`, with the password faas up wrote for it.
+    password = (platform.data / "nats-users" / "invoker.password").read_text().strip()
+    raw = await RawNats.connect(platform.nats.host, platform.nats.port, "invoker", password)
     try:
         # nats pub faas.invoke.rt.pyraw '{"function":"rawdice","params":{"roll":"4d6"}}'
         await raw.pub("faas.invoke.rt.pyraw", b'{"function":"rawdice","params":{"roll":"4d6"}}')
@@ -171,6 +174,24 @@ async def test_calls_published_and_requested_over_raw_nats(platform: Platform, h
         assert b"nosuchfn" in err.data or "nosuchfn" in err.headers
     finally:
         await raw.close()
+
+
+async def test_nats_takes_only_its_users_and_their_passwords_are_private(platform: Platform) -> None:
+    users = platform.data / "nats-users"
+    assert stat.S_IMODE(users.stat().st_mode) == 0o700
+    for user in ("gateway", "agent", "store", "invoker", "admin"):
+        assert stat.S_IMODE((users / f"{user}.password").stat().st_mode) == 0o600
+    config = platform.nats.config_file.read_text()
+    assert stat.S_IMODE(platform.nats.config_file.stat().st_mode) == 0o600
+    for user in ("gateway", "agent", "store", "invoker", "admin"):
+        # the server holds a hash, never the password
+        assert (users / f"{user}.password").read_text().strip() not in config
+    with pytest.raises(AssertionError, match="Authorization Violation"):
+        await RawNats.connect(platform.nats.host, platform.nats.port)
+    with pytest.raises(AssertionError, match="Authorization Violation"):
+        await RawNats.connect(platform.nats.host, platform.nats.port, "invoker", "guess")
+    # monitoring answers on loopback only
+    assert '"http": "127.0.0.1:' in config
 
 
 async def test_restart_keeps_runtimes_functions_and_calls(docker_ready: None, tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 
 
 def agent_with(nats_server: NatsServer, layout: Layout, tmp_path: Path, **over: Any) -> NodeAgent:
-    return NodeAgent(agent_settings(nats_server.url, layout, tmp_path / "cache", **over))
+    return NodeAgent(agent_settings(nats_server, layout, tmp_path / "cache", **over))
 
 
 @pytest.fixture

@@ -16,8 +16,9 @@ from common.natsserver import NatsServer
 from gateway import Gateway, GatewaySettings
 from node_agent.agent import NodeAgent
 from schemas import Layout, NodeState, decode
-from tests.e2e.agent_harness import agent_settings
+from tests.e2e.agent_harness import agent_env, agent_settings
 from tests.functions import PY_HANDLER, handler_runtime, register
+from tests.natsusers import service_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -36,9 +37,9 @@ async def test_calls_go_to_the_warm_node_and_survive_its_death(
 ) -> None:
     await register(nc.jetstream(), layout, handler_runtime("python"), "f", PY_HANDLER, handler="main:handler")
     warm = agent_settings(
-        nats_server.url, layout, tmp_path / "w", node_id="warmnode", policy="warm-function", ack_wait_s=3, heartbeat_s=1
+        nats_server, layout, tmp_path / "w", node_id="warmnode", policy="warm-function", ack_wait_s=3, heartbeat_s=1
     )
-    env = {f"FAAS_AGENT_{k.upper()}": str(v) for k, v in warm.model_dump().items() if v is not None}
+    env = agent_env(warm)
     env["FAAS_AGENT_RUNTIMES"] = '["python"]'
     # short (a socket path has at most 107 bytes), and removed below with what the killed
     # agent leaves (its containers too: only a restart of the same node would remove them)
@@ -53,11 +54,15 @@ async def test_calls_go_to_the_warm_node_and_survive_its_death(
         stderr=asyncio.subprocess.DEVNULL,
     )
     cold = agent_settings(
-        nats_server.url, layout, tmp_path / "c", node_id="coldnode", runtimes=["python"], ack_wait_s=3, heartbeat_s=1
+        nats_server, layout, tmp_path / "c", node_id="coldnode", runtimes=["python"], ack_wait_s=3, heartbeat_s=1
     )
     token_file = tmp_path / "admin.token"
     gw_settings = GatewaySettings(
-        nats_url=nats_server.url, prefix=layout.prefix, host="127.0.0.1", port=0, admin_token_file=token_file
+        **service_settings(nats_server, "gateway"),
+        prefix=layout.prefix,
+        host="127.0.0.1",
+        port=0,
+        admin_token_file=token_file,
     )
     try:
         async with NodeAgent(cold), Gateway(gw_settings) as gw:

@@ -67,7 +67,7 @@ async def agent(
     docker_ready: None, nats_server: NatsServer, layout: Layout, tmp_path: Path, nc: Client
 ) -> AsyncIterator[NodeAgent]:
     settings = agent_settings(
-        nats_server.url, layout, tmp_path / "cache", policy="warm-runtime", runtimes=["python", "node"], pool_min=1
+        nats_server, layout, tmp_path / "cache", policy="warm-runtime", runtimes=["python", "node"], pool_min=1
     )
     async with NodeAgent(settings) as a:
         yield a
@@ -172,7 +172,7 @@ async def test_an_image_without_a_shim_gets_shell_containers(
     await register(nc.jetstream(), layout, rt, "echo", {**ECHO_AND_LOG, "requirements.txt": ""})
     await register(nc.jetstream(), layout, rt, "crash", CRASH)
     settings = agent_settings(
-        nats_server.url, layout, tmp_path / "cache", policy="warm-runtime", runtimes=["plain"], pool_min=1
+        nats_server, layout, tmp_path / "cache", policy="warm-runtime", runtimes=["plain"], pool_min=1
     )
     async with NodeAgent(settings) as agent:
         done, _ = await warm_call(agent, PoolKey.runtime("plain"), nc, layout, "plain", "echo", {"v": 1})
@@ -185,7 +185,7 @@ def warm_runtime_agent(nats_server: NatsServer, layout: Layout, tmp_path: Path, 
     """An agent (to enter) serving ``runtimes`` under warm-runtime, one idle container each."""
     names = [rt.name for rt in runtimes]
     settings = agent_settings(
-        nats_server.url, layout, tmp_path / "cache", policy="warm-runtime", runtimes=names, pool_min=1
+        nats_server, layout, tmp_path / "cache", policy="warm-runtime", runtimes=names, pool_min=1
     )
     return NodeAgent(settings)
 

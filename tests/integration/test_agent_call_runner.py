@@ -21,6 +21,7 @@ from node_agent.containers.artifacts import ArtifactCache
 from node_agent.containers.deps import DependencyImages
 from schemas import CallStatus, Finished, Invocation, Layout, decode, encode
 from schemas.clock import utcnow
+from tests.conftest import NatsAs
 from tests.fakes.container import Process
 from tests.fakes.docker import FakeEngine
 from tests.fakes.runtime import function_image
@@ -83,14 +84,15 @@ class Agent:
 
 
 @pytest.fixture
-async def agent(nc: Client, layout: Layout, tmp_path: Path) -> AsyncIterator[Agent]:
-    js = nc.jetstream()
+async def agent(nc: Client, layout: Layout, tmp_path: Path, nats_as: NatsAs) -> AsyncIterator[Agent]:
+    agent_nc = await nats_as("agent")
+    js = agent_nc.jetstream()
     engine = FakeEngine(function_image(command=dice), images={PYTHON_IMAGE})
     catalog = Catalog(await js.key_value(layout.runtimes_bucket), await js.key_value(layout.functions_bucket))
     artifacts = ArtifactCache(await js.object_store(layout.artifacts_bucket), tmp_path / "cache")
     deps = DependencyImages(engine, artifacts, NODE, None)
     executor = Executor(engine=engine, artifacts=artifacts, deps=deps, node_id=NODE, policy="none", ca_bundle=None)
-    runner = CallRunner(nc, js, layout, catalog, executor, NODE, 30.0, MAX_ATTEMPTS, started_after_s=0.05)
+    runner = CallRunner(agent_nc, js, layout, catalog, executor, NODE, 30.0, MAX_ATTEMPTS, started_after_s=0.05)
     # the runtime's consumer as the agent makes it: one delivery more than attempts
     durable = layout.runtime_consumer(RUNTIME.name)
     config = ConsumerConfig(
@@ -102,7 +104,7 @@ async def agent(nc: Client, layout: Layout, tmp_path: Path) -> AsyncIterator[Age
         max_ack_pending=-1,
     )
     await js.add_consumer(layout.invoke_stream, config)
-    pull = await PullConsumer.bind(nc, layout.invoke_stream, durable)
+    pull = await PullConsumer.bind(agent_nc, layout.invoke_stream, durable)
     try:
         yield Agent(nc, layout, engine, runner, pull)
     finally:

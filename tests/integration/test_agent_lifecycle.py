@@ -17,6 +17,7 @@ from node_agent.nodeid import NodeIdInUse
 from node_agent.settings import AgentSettings
 from schemas import Layout
 from tests.integration.test_store_support import eventually
+from tests.natsusers import service_settings
 
 DEADLINE_S = 5.0
 
@@ -40,9 +41,9 @@ class FakeEngine:
         self.closed = True
 
 
-def settings(url: str, layout: Layout, tmp_path: Path, node_id: str) -> AgentSettings:
+def settings(server: NatsServer, layout: Layout, tmp_path: Path, node_id: str) -> AgentSettings:
     return AgentSettings(
-        nats_url=url,
+        **service_settings(server, "agent"),
         prefix=layout.prefix,
         node_id=node_id,
         runtimes=["python"],
@@ -71,7 +72,7 @@ async def test_start_beats_and_stop_withdraws_promptly_and_once(
     nats_server: NatsServer, layout: Layout, nc: Client, tmp_path: Path
 ) -> None:
     engine = FakeEngine()
-    agent = NodeAgent(settings(nats_server.url, layout, tmp_path, "life1"), engine=engine)  # type: ignore[arg-type]
+    agent = NodeAgent(settings(nats_server, layout, tmp_path, "life1"), engine=engine)  # type: ignore[arg-type]
     async with agent:
         await agent.start()  # idempotent
         await wait_for_entry(nc, layout, "life1")
@@ -89,10 +90,10 @@ async def test_start_beats_and_stop_withdraws_promptly_and_once(
 
 
 async def test_a_start_that_fails_part_way_releases_what_it_had(
-    nats_server: NatsServer, layout: Layout, tmp_path: Path
+    nats_server: NatsServer, layout: Layout, nc: Client, tmp_path: Path
 ) -> None:
     agent = NodeAgent(
-        settings(nats_server.url, layout, tmp_path, "life2"),
+        settings(nats_server, layout, tmp_path, "life2"),
         engine=FakeEngine(fail_cleanup=True),  # type: ignore[arg-type]
     )
     async with asyncio.timeout(DEADLINE_S):
@@ -106,11 +107,11 @@ async def test_a_start_that_fails_part_way_releases_what_it_had(
 async def test_a_twin_that_cannot_claim_the_id_leaves_the_live_agents_entry(
     nats_server: NatsServer, layout: Layout, nc: Client, tmp_path: Path
 ) -> None:
-    live = NodeAgent(settings(nats_server.url, layout, tmp_path, "life3"), engine=FakeEngine())  # type: ignore[arg-type]
+    live = NodeAgent(settings(nats_server, layout, tmp_path, "life3"), engine=FakeEngine())  # type: ignore[arg-type]
     async with live:
         await wait_for_entry(nc, layout, "life3")
         twin = NodeAgent(
-            settings(nats_server.url, layout, tmp_path / "twin", "life3"),
+            settings(nats_server, layout, tmp_path / "twin", "life3"),
             engine=FakeEngine(),  # type: ignore[arg-type]
         )
         async with asyncio.timeout(DEADLINE_S):

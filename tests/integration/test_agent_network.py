@@ -23,6 +23,7 @@ from tests.fakes.runtime import function_image
 from tests.functions import DICE, PYTHON_IMAGE, python_runtime, register
 from tests.integration.test_job_worker import finished
 from tests.integration.test_store_support import eventually
+from tests.natsusers import service_settings
 
 UNSEALED = "iptables is not installed on this host"
 REFUSED = f"this node gives containers no network access: sealing its network failed: {UNSEALED}"
@@ -34,9 +35,9 @@ async def dice(p: Process) -> int:
     return 0
 
 
-def settings(url: str, layout: Layout, tmp_path: Path, **over: Any) -> AgentSettings:
+def settings(server: NatsServer, layout: Layout, tmp_path: Path, **over: Any) -> AgentSettings:
     values: dict[str, Any] = dict(
-        nats_url=url,
+        **service_settings(server, "agent"),
         prefix=layout.prefix,
         node_id="n" + secrets.token_hex(3),
         runtimes=["python"],
@@ -61,7 +62,7 @@ async def unsealed(
 ) -> AsyncIterator[FakeEngine]:
     """An agent whose sealing fails."""
     engine = FakeEngine(function_image(command=dice), images={PYTHON_IMAGE}, seal_fails=UNSEALED)
-    async with NodeAgent(settings(nats_server.url, layout, tmp_path), engine=engine):
+    async with NodeAgent(settings(nats_server, layout, tmp_path), engine=engine):
         yield engine
 
 
@@ -104,7 +105,7 @@ async def test_the_agent_seals_at_start_with_its_settings_and_nats_denied(
         "job_max_memory_mb": 4096,
         "job_max_cpus": 2,
     }
-    async with NodeAgent(settings(nats_server.url, layout, tmp_path, **over), engine=engine) as agent:
+    async with NodeAgent(settings(nats_server, layout, tmp_path, **over), engine=engine) as agent:
         # the heartbeat says what a job may ask for here (the gateway refuses what no node allows)
         assert agent.state().job_max == JobMaxima(memory_mb=4096, cpus=2, timeout_s=3600)
         [seal, *_] = engine.seals
@@ -126,5 +127,5 @@ async def test_an_operator_may_turn_the_seal_off(
     nats_server: NatsServer, layout: Layout, tmp_path: Path, functions: None
 ) -> None:
     engine = FakeEngine(function_image(command=dice), images={PYTHON_IMAGE}, seal_fails=UNSEALED)
-    async with NodeAgent(settings(nats_server.url, layout, tmp_path, network_seal=False), engine=engine):
+    async with NodeAgent(settings(nats_server, layout, tmp_path, network_seal=False), engine=engine):
         assert engine.seals == [] and "open_network" in engine.calls and engine.network == "bridge"

@@ -46,8 +46,8 @@ class HoldingReceiver:
 
 
 @asynccontextmanager
-async def dispatching(nc: Client, layout: Layout, **kw: Any) -> AsyncIterator[CallbackDispatcher]:
-    dispatcher = CallbackDispatcher(nc, nc.jetstream(), layout, POLICY, guard=LOCAL, **kw)
+async def dispatching(gateway_nc: Client, layout: Layout, **kw: Any) -> AsyncIterator[CallbackDispatcher]:
+    dispatcher = CallbackDispatcher(gateway_nc, gateway_nc.jetstream(), layout, POLICY, guard=LOCAL, **kw)
     await dispatcher.start()
     try:
         yield dispatcher
@@ -71,9 +71,11 @@ async def callback_stored(nc: Client, layout: Layout, call_id: str) -> bool:
     return isinstance(event, Callback) and event.outcome.delivered
 
 
-async def test_a_burst_is_delivered_within_the_concurrency_and_every_message_acked(nc: Client, layout: Layout) -> None:
+async def test_a_burst_is_delivered_within_the_concurrency_and_every_message_acked(
+    nc: Client, layout: Layout, gateway_nc: Client
+) -> None:
     receiver = HoldingReceiver(hold_s=0.02)
-    async with receiving(receiver) as url, dispatching(nc, layout, concurrency=2):  # type: ignore[arg-type]
+    async with receiving(receiver) as url, dispatching(gateway_nc, layout, concurrency=2):  # type: ignore[arg-type]
         ids = [await finished_with_callback(nc, layout, url) for _ in range(10)]
 
         async def all_stored() -> bool:
@@ -86,13 +88,15 @@ async def test_a_burst_is_delivered_within_the_concurrency_and_every_message_ack
     assert receiver.most <= 2
 
 
-async def test_a_post_held_past_the_ack_wait_is_kept_alive_not_redelivered(nc: Client, layout: Layout) -> None:
+async def test_a_post_held_past_the_ack_wait_is_kept_alive_not_redelivered(
+    nc: Client, layout: Layout, gateway_nc: Client
+) -> None:
     receiver = HoldingReceiver(hold_s=2.5)  # ack wait 1 s: beats every 0.5 s
-    async with receiving(receiver) as url, dispatching(nc, layout, ack_wait_s=1.0):  # type: ignore[arg-type]
+    async with receiving(receiver) as url, dispatching(gateway_nc, layout, ack_wait_s=1.0):  # type: ignore[arg-type]
         call_id = await finished_with_callback(nc, layout, url)
         await wait_until(lambda: _posted(receiver), 10, "the POST")
         # another gateway's dispatcher pulls all along: a message not kept alive goes to it too
-        async with dispatching(nc, layout, ack_wait_s=1.0):
+        async with dispatching(gateway_nc, layout, ack_wait_s=1.0):
             await wait_until(lambda: callback_stored(nc, layout, call_id), 20, "the callback event")
     assert receiver.calls == [call_id]
 

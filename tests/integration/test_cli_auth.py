@@ -20,7 +20,7 @@ from tests.integration.test_gateway_support import settings_for
 
 @pytest.fixture
 async def gateway(nats_server: NatsServer, layout: Layout, nc: Client, tmp_path: Path) -> AsyncIterator[Gateway]:
-    settings = settings_for(nats_server.url, layout, admin_token_file=tmp_path / "data" / "admin.token")
+    settings = settings_for(nats_server, layout, admin_token_file=tmp_path / "data" / "admin.token")
     async with Gateway(settings) as gw:
         yield gw
 

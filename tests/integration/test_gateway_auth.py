@@ -181,7 +181,7 @@ async def env(nats_server: NatsServer, layout: Layout, nc: Client) -> AsyncItera
     async with (
         fake_store(nc, layout, [call_record(1)]),
         fake_job_store(nc, layout, state),
-        running_gateway(nats_server.url, layout, callbacks=False) as (gw, admin),
+        running_gateway(nats_server, layout, callbacks=False) as (gw, admin),
     ):
         e = Env(gw, admin)
         await register_runtime(admin, "rt")
@@ -234,7 +234,7 @@ async def test_a_job_s_logs_are_not_read_as_a_call_s(nats_server: NatsServer, la
     state = StoreState(jobs={job_id: job_record(job_id)}, logs={job_id: LogPage(id=job_id, lines=[])})
     async with (
         fake_job_store(nc, layout, state),
-        running_gateway(nats_server.url, layout, callbacks=False) as (gw, admin),
+        running_gateway(nats_server, layout, callbacks=False) as (gw, admin),
     ):
         invoker = bearer(await issue_token(admin, "invoke"))
         async with aiohttp.ClientSession(gw.url) as http:
@@ -331,8 +331,8 @@ async def test_a_revocation_reaches_another_gateway_within_two_seconds(
     nats_server: NatsServer, layout: Layout, nc: Client
 ) -> None:
     async with (
-        running_gateway(nats_server.url, layout, callbacks=False) as (_, admin_a),
-        running_gateway(nats_server.url, layout, callbacks=False) as (gw_b, _),
+        running_gateway(nats_server, layout, callbacks=False) as (_, admin_a),
+        running_gateway(nats_server, layout, callbacks=False) as (gw_b, _),
         aiohttp.ClientSession(gw_b.url) as http_b,
     ):
         token = await issue_token(admin_a, "read", name="roaming")
@@ -357,7 +357,7 @@ async def test_the_admin_token_file_is_made_0600_and_reused(
     nats_server: NatsServer, layout: Layout, nc: Client, tmp_path: Path
 ) -> None:
     path = tmp_path / "data" / "admin.token"
-    settings = settings_for(nats_server.url, layout, admin_token_file=path, callbacks=False)
+    settings = settings_for(nats_server, layout, admin_token_file=path, callbacks=False)
     async with Gateway(settings) as gw:
         first = path.read_text().strip()
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -392,7 +392,7 @@ async def test_a_non_admin_token_in_the_file_is_replaced(
 ) -> None:
     path = tmp_path / "admin.token"
     path.write_text(await write_token(nc, layout, Role.READ))
-    async with Gateway(settings_for(nats_server.url, layout, admin_token_file=path, callbacks=False)) as gw:
+    async with Gateway(settings_for(nats_server, layout, admin_token_file=path, callbacks=False)) as gw:
         async with aiohttp.ClientSession(gw.url, headers=bearer(path.read_text().strip())) as http:
             async with http.get("/v1/tokens") as r:
                 assert r.status == 200

@@ -51,7 +51,7 @@ async def receiving(receiver: Receiver) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def http(nats_server: NatsServer, layout: Layout, nc: Client) -> AsyncIterator[aiohttp.ClientSession]:
-    async with running_gateway(nats_server.url, layout, **FAST) as (_, session):
+    async with running_gateway(nats_server, layout, **FAST) as (_, session):
         await register_runtime(session)
         await register_function(session)
         yield session
@@ -120,7 +120,7 @@ async def test_the_body_of_a_short_call_is_its_sync_answer_with_both_times(
     receiver = Receiver([200])
     async with (
         receiving(receiver) as url,
-        running_gateway(nats_server.url, layout, **FAST, announce_after_s=60) as (_, http),
+        running_gateway(nats_server, layout, **FAST, announce_after_s=60) as (_, http),
     ):
         await register_runtime(http)
         await register_function(http)
@@ -150,7 +150,7 @@ async def test_the_body_of_a_short_call_is_its_sync_answer_with_both_times(
 async def test_the_header_works_too_and_a_dead_receiver_is_reported(
     nats_server: NatsServer, nc: Client, layout: Layout
 ) -> None:
-    async with running_gateway(nats_server.url, layout, **FAST, callback_max_attempts=2) as (_, http):
+    async with running_gateway(nats_server, layout, **FAST, callback_max_attempts=2) as (_, http):
         await register_runtime(http)
         await register_function(http)
         url = "http://127.0.0.1:9/hook"  # nothing listens
@@ -242,7 +242,7 @@ STRICT = {k: v for k, v in FAST.items() if k != "callback_allow_networks"}
 async def test_callbacks_to_internal_hosts_are_refused_at_invoke_time(
     nats_server: NatsServer, nc: Client, layout: Layout
 ) -> None:
-    async with running_gateway(nats_server.url, layout, **STRICT) as (_, http):
+    async with running_gateway(nats_server, layout, **STRICT) as (_, http):
         await register_runtime(http)
         await register_function(http)
         for url in (
@@ -275,7 +275,7 @@ async def test_a_host_rebound_to_an_internal_address_after_the_check_is_not_conn
     receiver = Receiver([200])
     async with (
         receiving(receiver) as local_url,
-        running_gateway(nats_server.url, layout, resolver=dns, **STRICT) as (_, http),
+        running_gateway(nats_server, layout, resolver=dns, **STRICT) as (_, http),
     ):
         await register_runtime(http)
         await register_function(http)

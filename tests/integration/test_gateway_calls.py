@@ -24,7 +24,7 @@ RECORDS = [
 
 @pytest.fixture
 async def http(nats_server: NatsServer, layout: Layout, nc: Client) -> AsyncIterator[aiohttp.ClientSession]:
-    async with running_gateway(nats_server.url, layout, store_timeout_s=0.5) as (_, session):
+    async with running_gateway(nats_server, layout, store_timeout_s=0.5) as (_, session):
         yield session
 
 

@@ -27,7 +27,7 @@ FORGED_INVOKE = {"funcName": "dice", "params": {"roll": "4d6"}}
 async def gw(
     request: pytest.FixtureRequest, nats_server: NatsServer, layout: Layout, nc: Client
 ) -> AsyncIterator[tuple[Gateway, aiohttp.ClientSession]]:
-    async with running_gateway(nats_server.url, layout, callbacks=False, auth=request.param) as (gw, http):
+    async with running_gateway(nats_server, layout, callbacks=False, auth=request.param) as (gw, http):
         await register_runtime(http)
         form = aiohttp.FormData()
         form.add_field("module", make_tgz(CODE), filename="dice.tar.gz")
@@ -112,7 +112,7 @@ async def test_same_origin_and_own_names_are_served(gw: tuple[Gateway, aiohttp.C
 
 
 async def test_allowed_hosts_names_the_gateway(nats_server: NatsServer, layout: Layout, nc: Client) -> None:
-    async with running_gateway(nats_server.url, layout, callbacks=False, allowed_hosts=["faas.example.org"]) as (
+    async with running_gateway(nats_server, layout, callbacks=False, allowed_hosts=["faas.example.org"]) as (
         _,
         http,
     ):
@@ -129,7 +129,7 @@ async def test_no_auth_serves_the_original_routes_without_a_header(
     nats_server: NatsServer, layout: Layout, nc: Client
 ) -> None:
     """The README's curl examples of the original route set, as `faas up --no-auth` serves them."""
-    async with running_gateway(nats_server.url, layout, callbacks=False, auth=False) as (gw, http):
+    async with running_gateway(nats_server, layout, callbacks=False, auth=False) as (gw, http):
         assert "Authorization" not in http.headers
         body = {"name": "pythonruntime", "image": "faas-python", "path": "/app", "run": "python3 test.py"}
         async with http.post("/registerRuntime", json=body) as r:

@@ -44,7 +44,7 @@ MAX_PARAMS = 1024
 async def gw(
     nats_server: NatsServer, layout: Layout, nc: Client
 ) -> AsyncIterator[tuple[Gateway, aiohttp.ClientSession]]:
-    async with running_gateway(nats_server.url, layout, max_params_bytes=MAX_PARAMS, sync_wait_s=10) as (
+    async with running_gateway(nats_server, layout, max_params_bytes=MAX_PARAMS, sync_wait_s=10) as (
         g,
         http,
     ):
@@ -238,7 +238,7 @@ async def test_call_endpoint_does_not_block_other_calls(
 async def test_call_endpoint_wait_running_out_is_504(
     nats_server: NatsServer, layout: Layout, nc: Client, agent: FakeAgent
 ) -> None:
-    async with running_gateway(nats_server.url, layout, sync_wait_s=0.3) as (_, http):
+    async with running_gateway(nats_server, layout, sync_wait_s=0.3) as (_, http):
         await register_runtime(http)
         await register_function(http)
         msg = await nats_request(nc, layout.call("dice"), b"{}", timeout=5)
@@ -251,7 +251,7 @@ async def test_stop_answers_waiting_calls_and_ends_within_a_deadline(
     nats_server: NatsServer, layout: Layout, nc: Client, agent: FakeAgent, tmp_path: Path
 ) -> None:
     token_file = tmp_path / "admin.token"
-    gw = Gateway(settings_for(nats_server.url, layout, sync_wait_s=60, max_sync_wait_s=60, admin_token_file=token_file))
+    gw = Gateway(settings_for(nats_server, layout, sync_wait_s=60, max_sync_wait_s=60, admin_token_file=token_file))
     await gw.start()
     try:
         async with aiohttp.ClientSession(base_url=gw.url, headers=bearer(token_file.read_text().strip())) as http:
@@ -272,10 +272,10 @@ async def test_stop_answers_waiting_calls_and_ends_within_a_deadline(
         await gw.stop()
 
 
-async def test_watch_falls_back_to_the_events_stream(nc: Client, layout: Layout) -> None:
+async def test_watch_falls_back_to_the_events_stream(nc: Client, layout: Layout, gateway_nc: Client) -> None:
     """Events the reply subject never saw (here: the watch is not even listening) are found in the stream."""
     js = nc.jetstream()
-    watch = CallWatch(Replies(nc), js, layout, "call1", poll_s=0.05)
+    watch = CallWatch(Replies(gateway_nc), gateway_nc.jetstream(), layout, "call1", poll_s=0.05)
     try:
         started = Started(call_id="call1", number=1, node="n1")
         await js.publish(layout.event("call1", "started"), encode(started))

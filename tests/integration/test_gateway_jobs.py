@@ -66,7 +66,7 @@ async def http(
     nats_server: NatsServer, layout: Layout, nc: Client, key_file: Path
 ) -> AsyncIterator[aiohttp.ClientSession]:
     async with running_gateway(
-        nats_server.url, layout, store_timeout_s=0.5, callbacks=False, secrets_key_file=key_file
+        nats_server, layout, store_timeout_s=0.5, callbacks=False, secrets_key_file=key_file
     ) as (_, session):
         yield session
 
@@ -125,7 +125,7 @@ async def test_submit_queues_the_job_by_priority_with_its_secrets_sealed(
 async def test_a_gateway_without_a_secrets_key_refuses_jobs_with_secrets(
     nats_server: NatsServer, layout: Layout, nc: Client
 ) -> None:
-    async with running_gateway(nats_server.url, layout, callbacks=False) as (_, http):
+    async with running_gateway(nats_server, layout, callbacks=False) as (_, http):
         for container in (
             {"image": "img", "secret_env": {"TOKEN": "t0k3n-value"}},
             {"image": "img", "registry_auth": {"username": "u", "password": "p4ssw0rd"}},

@@ -30,9 +30,7 @@ FOLLOW = {"follow": "true"}
 async def gw(
     nats_server: NatsServer, layout: Layout, nc: Client
 ) -> AsyncIterator[tuple[Gateway, aiohttp.ClientSession]]:
-    async with running_gateway(
-        nats_server.url, layout, store_timeout_s=0.5, callbacks=False, sse_keepalive_s=0.2
-    ) as pair:
+    async with running_gateway(nats_server, layout, store_timeout_s=0.5, callbacks=False, sse_keepalive_s=0.2) as pair:
         yield pair
 
 
@@ -113,7 +111,7 @@ async def test_stopping_the_gateway_closes_open_streams_at_once(
     nats_server: NatsServer, nc: Client, layout: Layout
 ) -> None:
     await publish_logs(nc, layout, "c9", 0, ["running"])
-    async with running_gateway(nats_server.url, layout, callbacks=False, shutdown_grace_s=30) as (gw, http):
+    async with running_gateway(nats_server, layout, callbacks=False, shutdown_grace_s=30) as (gw, http):
         async with http.get("/v1/calls/c9/logs", params=FOLLOW) as r:
             reader = SseReader(r)
             assert (await reader.next()) is not None

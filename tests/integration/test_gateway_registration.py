@@ -30,7 +30,7 @@ MAX_UPLOAD = 64 * 1024
 
 @pytest.fixture
 async def http(nats_server: NatsServer, layout: Layout, nc: Client) -> AsyncIterator[aiohttp.ClientSession]:
-    async with running_gateway(nats_server.url, layout, max_upload_bytes=MAX_UPLOAD) as (_, session):
+    async with running_gateway(nats_server, layout, max_upload_bytes=MAX_UPLOAD) as (_, session):
         yield session
 
 
@@ -288,7 +288,7 @@ async def test_unknown_routes_and_methods_get_the_json_error_shape(http: aiohttp
 
 
 async def test_gateway_start_stop_is_idempotent(nats_server: NatsServer, layout: Layout, nc: Client) -> None:
-    async with running_gateway(nats_server.url, layout) as (gw, http):
+    async with running_gateway(nats_server, layout) as (gw, http):
         await gw.start()
         async with http.get("/healthz") as r:
             assert r.status == 200

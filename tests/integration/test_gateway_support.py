@@ -22,6 +22,7 @@ from nats.errors import NoRespondersError
 from nats.js.errors import NoKeysError, NotFoundError
 from nats.micro.request import Request
 
+from common.natsserver import NatsServer
 from gateway import Gateway, GatewaySettings
 from schemas import (
     REPLY_TO,
@@ -38,13 +39,14 @@ from schemas import (
     decode,
     encode,
 )
+from tests.natsusers import service_settings
 
 RUN = "python3 main.py"
 
 
-def settings_for(url: str, layout: Layout, **overrides: Any) -> GatewaySettings:
+def settings_for(server: NatsServer, layout: Layout, **overrides: Any) -> GatewaySettings:
     values: dict[str, Any] = {
-        "nats_url": url,
+        **service_settings(server, "gateway"),
         "prefix": layout.prefix,
         "host": "127.0.0.1",
         "port": 0,
@@ -62,14 +64,14 @@ def bearer(token: str) -> dict[str, str]:
 
 @asynccontextmanager
 async def running_gateway(
-    url: str, layout: Layout, resolver: Any = None, **overrides: Any
+    server: NatsServer, layout: Layout, resolver: Any = None, **overrides: Any
 ) -> AsyncIterator[tuple[Gateway, aiohttp.ClientSession]]:
     """A gateway and a session that sends the admin token the gateway wrote to its
     ``admin_token_file`` at start, as ``faas up`` has it (no header when auth is off).
     ``resolver``: the gateway's DNS for callback URLs (tests fake it)."""
     with tempfile.TemporaryDirectory(prefix="faas-gw-") as tmp:
         overrides.setdefault("admin_token_file", Path(tmp) / "admin.token")
-        async with Gateway(settings_for(url, layout, **overrides), resolver=resolver) as gw:
+        async with Gateway(settings_for(server, layout, **overrides), resolver=resolver) as gw:
             token_file = gw.settings.admin_token_file
             headers = bearer(token_file.read_text().strip()) if gw.settings.auth and token_file else {}
             async with aiohttp.ClientSession(base_url=gw.url, headers=headers) as http:

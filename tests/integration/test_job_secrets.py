@@ -22,6 +22,7 @@ from tests.fakes.container import Process
 from tests.fakes.docker import FakeEngine
 from tests.integration.test_gateway_support import running_gateway, wait_until
 from tests.integration.test_store_support import eventually, store_settings
+from tests.natsusers import service_settings
 
 IMAGE = "registry.example/team/private:1"
 
@@ -67,9 +68,9 @@ async def program(p: Process) -> int:
     return 0
 
 
-def agent_settings(url: str, layout: Layout, tmp_path: Path, key: Path | None) -> AgentSettings:
+def agent_settings(server: NatsServer, layout: Layout, tmp_path: Path, key: Path | None) -> AgentSettings:
     return AgentSettings(
-        nats_url=url,
+        **service_settings(server, "agent"),
         prefix=layout.prefix,
         node_id="sec-" + secrets.token_hex(3),
         handler_sockets=False,
@@ -99,10 +100,10 @@ async def test_secrets_reach_the_container_and_nothing_else(
     engine = FakeEngine(program, pullable={IMAGE})
     db_dir, nats_dir = tmp_path / "db", nats_server.store_dir
     async with (
-        Store(store_settings(nats_server.url, layout, tmp_path, linger_s=0)),
-        running_gateway(nats_server.url, layout, callbacks=False, secrets_key_file=key) as (_, http),
+        Store(store_settings(nats_server, layout, tmp_path, linger_s=0)),
+        running_gateway(nats_server, layout, callbacks=False, secrets_key_file=key) as (_, http),
     ):
-        settings = agent_settings(nats_server.url, layout, tmp_path, key)
+        settings = agent_settings(nats_server, layout, tmp_path, key)
         secret, password = "sv-" + secrets.token_hex(12), "pw-" + secrets.token_hex(12)
         visible = "visible-" + secrets.token_hex(8)  # in env: where a secret would be, if it leaked
         await run_a_job_with_secrets(http, engine, nc, layout, settings, visible, secret, password)
@@ -195,8 +196,8 @@ async def test_an_agent_without_the_key_ends_the_job_with_a_clear_error(
     engine = FakeEngine(images={"img"})
     spec = {"name": "j", "container": {"image": "img", "secret_env": {"T": "t-" + secrets.token_hex(8)}}}
     async with (
-        running_gateway(nats_server.url, layout, callbacks=False, secrets_key_file=key) as (_, http),
-        NodeAgent(agent_settings(nats_server.url, layout, tmp_path, None), engine=engine),
+        running_gateway(nats_server, layout, callbacks=False, secrets_key_file=key) as (_, http),
+        NodeAgent(agent_settings(nats_server, layout, tmp_path, None), engine=engine),
     ):
         async with http.post("/v1/jobs", json=spec) as r:
             assert r.status == 201, await r.text()

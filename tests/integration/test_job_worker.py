@@ -55,9 +55,11 @@ async def queued(nc: Client, layout: Layout) -> int:
     return sum((info.state.subjects or {}).values())
 
 
-async def test_jobs_are_taken_highest_priority_first_without_leaving_pull_requests(nc: Client, layout: Layout) -> None:
+async def test_jobs_are_taken_highest_priority_first_without_leaving_pull_requests(
+    nc: Client, layout: Layout, agent_nc: Client
+) -> None:
     engine = make_engine()
-    worker = JobWorker(config(), asyncio.Semaphore(1), nc, layout, engine)
+    worker = JobWorker(config(), asyncio.Semaphore(1), agent_nc, layout, engine)
     await worker.start(intake=False)
     try:
         ids = {p: await submit(nc, layout, p) for p in (1, 7, 3)}
@@ -74,9 +76,11 @@ async def test_jobs_are_taken_highest_priority_first_without_leaving_pull_reques
         await worker.stop()
 
 
-async def test_a_job_delivered_more_than_max_attempts_times_is_given_up(nc: Client, layout: Layout) -> None:
+async def test_a_job_delivered_more_than_max_attempts_times_is_given_up(
+    nc: Client, layout: Layout, agent_nc: Client
+) -> None:
     engine = make_engine()
-    worker = JobWorker(config(max_attempts=1), asyncio.Semaphore(1), nc, layout, engine)
+    worker = JobWorker(config(max_attempts=1), asyncio.Semaphore(1), agent_nc, layout, engine)
     await worker.start(intake=False)
     try:
         job_id = await submit(nc, layout, 5)
@@ -99,9 +103,11 @@ async def test_a_job_delivered_more_than_max_attempts_times_is_given_up(nc: Clie
         await worker.stop()
 
 
-async def test_a_job_running_past_its_ack_wait_is_kept_alive_not_redelivered(nc: Client, layout: Layout) -> None:
+async def test_a_job_running_past_its_ack_wait_is_kept_alive_not_redelivered(
+    nc: Client, layout: Layout, agent_nc: Client
+) -> None:
     engine = make_engine(run_s=2.5)  # ack wait 1 s: beats every 0.5 s
-    worker = JobWorker(config(ack_wait_s=1), asyncio.Semaphore(1), nc, layout, engine)
+    worker = JobWorker(config(ack_wait_s=1), asyncio.Semaphore(1), agent_nc, layout, engine)
     await worker.start(intake=False)
     other = await PullConsumer.bind(nc, layout.invoke_stream, layout.job_consumer(2))
     try:

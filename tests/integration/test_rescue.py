@@ -31,12 +31,13 @@ async def dead_node(nc: Client, layout: Layout) -> str:
     return node_id
 
 
-async def catalog(nc: Client, layout: Layout) -> Catalog:
-    js = nc.jetstream()
-    functions = await js.key_value(layout.functions_bucket)
+async def catalog(nc: Client, agent_nc: Client, layout: Layout) -> Catalog:
+    """A registered function, and the agent's catalog (read as the agent user)."""
+    functions = await nc.jetstream().key_value(layout.functions_bucket)
     record = FunctionRecord(name="known", runtime="python", version=1, digest=DIGEST, size=1, archive="zip")
     await functions.put("known", encode(record))
-    return Catalog(await js.key_value(layout.runtimes_bucket), functions)
+    js = agent_nc.jetstream()
+    return Catalog(await js.key_value(layout.runtimes_bucket), await js.key_value(layout.functions_bucket))
 
 
 async def route(nc: Client, layout: Layout, node_id: str, data: bytes) -> int:
@@ -49,17 +50,17 @@ async def finished_event(nc: Client, layout: Layout, call_id: str) -> tuple[Fini
     return decode(Finished, msg.data or b""), dict(msg.headers or {})
 
 
-async def rescue(nc: Client, layout: Layout, cat: Catalog) -> int:
-    nodes = await nc.jetstream().key_value(layout.nodes_bucket)
-    return await rescue_dead_nodes(nc, layout, nodes, cat, "alive1")
+async def rescue(agent_nc: Client, layout: Layout, cat: Catalog) -> int:
+    nodes = await agent_nc.jetstream().key_value(layout.nodes_bucket)
+    return await rescue_dead_nodes(agent_nc, layout, nodes, cat, "alive1")
 
 
 async def test_a_routable_call_goes_back_to_its_runtime_keeping_its_number(
-    nc: Client, layout: Layout, dead_node: str
+    nc: Client, layout: Layout, dead_node: str, agent_nc: Client
 ) -> None:
-    cat = await catalog(nc, layout)
+    cat = await catalog(nc, agent_nc, layout)
     number = await route(nc, layout, dead_node, encode(Invocation(id="c-known", function="known")))
-    assert await rescue(nc, layout, cat) == 1
+    assert await rescue(agent_nc, layout, cat) == 1
 
     js = nc.jetstream()
     await js.add_consumer(
@@ -80,14 +81,14 @@ async def test_a_routable_call_goes_back_to_its_runtime_keeping_its_number(
 
 
 async def test_a_call_whose_function_cannot_be_resolved_ends_as_an_error(
-    nc: Client, layout: Layout, dead_node: str
+    nc: Client, layout: Layout, dead_node: str, agent_nc: Client
 ) -> None:
-    cat = await catalog(nc, layout)
+    cat = await catalog(nc, agent_nc, layout)
     url = "http://127.0.0.1:9/hook"
     ghost = Invocation(id="c-ghost", function="ghost", params={"a": 1}, callback_url=url)
     number = await route(nc, layout, dead_node, encode(ghost))
     garbage = await route(nc, layout, dead_node, b"not an invocation")
-    assert await rescue(nc, layout, cat) == 0  # nothing moved: both ended here
+    assert await rescue(agent_nc, layout, cat) == 0  # nothing moved: both ended here
 
     event, headers = await finished_event(nc, layout, "c-ghost")
     assert event.status == CallStatus.ERROR and event.number == number
@@ -106,16 +107,16 @@ async def test_a_call_whose_function_cannot_be_resolved_ends_as_an_error(
     # both acked: the consumer is empty, and the next round deletes it
     info = await nc.jetstream().consumer_info(layout.invoke_stream, layout.node_consumer(dead_node))
     assert info.num_pending == 0 and info.num_ack_pending == 0
-    assert await rescue(nc, layout, cat) == 0
+    assert await rescue(agent_nc, layout, cat) == 0
     with pytest.raises(NotFoundError):
         await nc.jetstream().consumer_info(layout.invoke_stream, layout.node_consumer(dead_node))
 
 
-async def test_a_live_node_is_left_alone(nc: Client, layout: Layout, dead_node: str) -> None:
-    cat = await catalog(nc, layout)
+async def test_a_live_node_is_left_alone(nc: Client, layout: Layout, dead_node: str, agent_nc: Client) -> None:
+    cat = await catalog(nc, agent_nc, layout)
     nodes = await nc.jetstream().key_value(layout.nodes_bucket)
     await nodes.put(dead_node, b"{}")  # its heartbeat is back
     await route(nc, layout, dead_node, encode(Invocation(id="c-kept", function="known")))
-    assert await rescue(nc, layout, cat) == 0
+    assert await rescue(agent_nc, layout, cat) == 0
     info = await nc.jetstream().consumer_info(layout.invoke_stream, layout.node_consumer(dead_node))
     assert info.num_pending == 1

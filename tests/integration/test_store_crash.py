@@ -39,6 +39,7 @@ from tests.integration.test_store_support import (
     list_all,
     publish_any,
 )
+from tests.natsusers import service_env
 from tests.unit.test_store_backends import BACKENDS, fresh_database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,7 +117,7 @@ async def test_a_store_killed_while_events_flow_catches_up(
 ) -> None:
     env = {
         **os.environ,
-        "FAAS_STORE_NATS_URL": nats_server.url,
+        **service_env(nats_server, "FAAS_STORE_", "store"),
         "FAAS_STORE_PREFIX": layout.prefix,
         "FAAS_STORE_DATABASE_URL": database_url,
         "FAAS_STORE_BATCH_SIZE": "16",
@@ -200,7 +201,7 @@ async def test_the_store_process_runs_at_the_configured_niceness_with_all_its_th
 ) -> None:
     env = {
         **os.environ,
-        "FAAS_STORE_NATS_URL": nats_server.url,
+        **service_env(nats_server, "FAAS_STORE_", "store"),
         "FAAS_STORE_PREFIX": layout.prefix,
         "FAAS_STORE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'faas.db'}",
         "FAAS_STORE_NICE": "7",

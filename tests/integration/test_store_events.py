@@ -61,7 +61,7 @@ async def settings(
     request: pytest.FixtureRequest, nats_server: NatsServer, layout: Layout, tmp_path: Path
 ) -> AsyncIterator[StoreSettings]:
     async with fresh_database(request.param, tmp_path) as url:
-        yield store_settings(nats_server.url, layout, tmp_path, database_url=url)
+        yield store_settings(nats_server, layout, tmp_path, database_url=url)
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ async def settings(
     request: pytest.FixtureRequest, nats_server: NatsServer, layout: Layout, tmp_path: Path
 ) -> AsyncIterator[StoreSettings]:
     async with fresh_database(request.param, tmp_path) as url:
-        yield store_settings(nats_server.url, layout, tmp_path, database_url=url)
+        yield store_settings(nats_server, layout, tmp_path, database_url=url)
 
 
 @pytest.fixture
@@ -212,11 +212,13 @@ class FlakyWriter:
         return await self.inner.apply(events)
 
 
-async def test_a_failed_transaction_is_redelivered(nc: Client, layout: Layout, tmp_path: Path) -> None:
+async def test_a_failed_transaction_is_redelivered(
+    nc: Client, layout: Layout, tmp_path: Path, store_nc: Client
+) -> None:
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/flaky.db")
     await migrate(engine)
     writer = FlakyWriter(EventWriter(engine))
-    ingest = Ingest(nc, layout, writer, IngestConfig(fetch_timeout_s=0.5, nak_delay_s=0.05))
+    ingest = Ingest(store_nc, layout, writer, IngestConfig(fetch_timeout_s=0.5, nak_delay_s=0.05))
     try:
         await ingest.subscribe()
         await publish(nc, layout, story("a", 1) + story("b", 2))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 
-from common.jetstream import connect, ensure_layout
+from common.jetstream import ensure_layout
 from common.natsserver import NatsServer
 from schemas import CallEvent, CallQuery, CallStatus, Layout, Started
 from store import Store, StoreSettings
@@ -25,11 +25,12 @@ from tests.integration.test_store_support import (
     store_settings,
     story,
 )
+from tests.natsusers import connect_as
 
 
 @pytest.fixture
 def settings(nats_server: NatsServer, layout: Layout, tmp_path: Path) -> StoreSettings:
-    return store_settings(nats_server.url, layout, tmp_path)
+    return store_settings(nats_server, layout, tmp_path)
 
 
 @pytest.fixture
@@ -109,10 +110,14 @@ async def test_stop_under_load_acks_the_batch_in_hand(
 
 
 @pytest.fixture
-async def own_nats(tmp_path: Path) -> AsyncIterator[NatsServer]:
-    server = NatsServer(tmp_path / "own-nats")
+async def own_nats(tmp_path: Path, layout: Layout, nats_passwords: dict[str, str]) -> AsyncIterator[NatsServer]:
+    server = NatsServer(tmp_path / "own-nats", passwords=nats_passwords, layout=layout)
     await server.start()
     try:
+        # The layout the gateway would have made (the store waits for it).
+        admin = await connect_as(server)
+        await ensure_layout(admin.jetstream(), layout)
+        await admin.close()
         yield server
     finally:
         await server.stop()
@@ -121,10 +126,9 @@ async def own_nats(tmp_path: Path) -> AsyncIterator[NatsServer]:
 async def test_a_store_rides_out_a_nats_restart(
     own_nats: NatsServer, layout: Layout, tmp_path: Path, stores: StoreFactory
 ) -> None:
-    settings = store_settings(own_nats.url, layout, tmp_path)
-    nc = await connect(own_nats.url, "test")
+    settings = store_settings(own_nats, layout, tmp_path)
+    nc = await connect_as(own_nats)
     try:
-        await ensure_layout(nc.jetstream(), layout)
         await publish(nc, layout, story("before", 1))
         store = stores(settings)
         await store.start()
@@ -150,7 +154,7 @@ async def _connected(nc: Client) -> bool | None:
 async def test_stop_with_nats_down_is_prompt(
     own_nats: NatsServer, layout: Layout, tmp_path: Path, stores: StoreFactory
 ) -> None:
-    settings = store_settings(own_nats.url, layout, tmp_path)
+    settings = store_settings(own_nats, layout, tmp_path)
     store = stores(settings)
     await store.start()
     await own_nats.stop()

@@ -16,6 +16,7 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from pydantic import BaseModel
 
+from common.natsserver import NatsServer
 from schemas import (
     Accepted,
     CallEvent,
@@ -33,6 +34,7 @@ from schemas import (
 )
 from store import Store, StoreSettings
 from store.events import StoreEvent, event_id
+from tests.natsusers import service_settings
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 T = TypeVar("T")
@@ -41,10 +43,10 @@ M = TypeVar("M", bound=BaseModel)
 StoreFactory = Callable[..., Store]
 
 
-def store_settings(nats_url: str, layout: Layout, tmp_path: Path, **kw: Any) -> StoreSettings:
+def store_settings(server: NatsServer, layout: Layout, tmp_path: Path, **kw: Any) -> StoreSettings:
     """Settings for a test: short fetch timeout (burst mode ends quickly), quick redelivery."""
     base: dict[str, Any] = dict(
-        nats_url=nats_url,
+        **service_settings(server, "store"),
         prefix=layout.prefix,
         database_url=f"sqlite+aiosqlite:///{tmp_path}/db/faas.db",
         fetch_timeout_s=0.25,

@@ -5,13 +5,38 @@ from common.workitem import Delivery
 from node_agent.calls.runner import _reply_subject
 
 
-def test_a_plain_subject_is_kept() -> None:
-    assert _reply_subject("faas.replies.gw1.42") == "faas.replies.gw1.42"
+def test_a_plain_inbox_subject_is_kept() -> None:
     assert _reply_subject("_INBOX.abc") == "_INBOX.abc"
+    assert _reply_subject("_INBOX.gateway.Xy7.42") == "_INBOX.gateway.Xy7.42"
 
 
-@pytest.mark.parametrize("value", [None, "", "a..b", ".a", "a.", "a.*.b", "a.>", "a b", "a.\tb", "a\n", "x" * 257])
+@pytest.mark.parametrize(
+    "value",
+    [None, "", "_INBOX..b", "_INBOX.", "_INBOX.a.", "_INBOX.*.b", "_INBOX.>", "_INBOX.a b", "_INBOX.\tb", "_INBOX.a\n"],
+)
 def test_wildcards_empty_tokens_whitespace_and_overlong_subjects_are_refused(value: str | None) -> None:
+    assert _reply_subject(value) is None
+
+
+def test_an_overlong_subject_is_refused() -> None:
+    assert _reply_subject("_INBOX." + "x" * 249) is not None
+    assert _reply_subject("_INBOX." + "x" * 250) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "$JS.API.STREAM.DELETE.FAAS_INVOKE",
+        "$KV.faas_runtimes.python",
+        "faas.invoke.rt.python",
+        "faas.events.c1.finished",
+        "faas.replies.gw1.42",
+        "_INBOX",
+        "_inbox.abc",
+        "x._INBOX.abc",
+    ],
+)
+def test_a_subject_outside_the_reply_namespace_is_refused(value: str) -> None:
     assert _reply_subject(value) is None
 
 

@@ -6,6 +6,7 @@ which makes a missing tool a failure (for CI, where it must run).
 """
 
 import importlib
+import json
 import os
 import re
 import shutil
@@ -15,9 +16,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, NoReturn
 
+import bcrypt
 import pytest
+from pydantic_settings import BaseSettings
 
+from common.natsauth import USERS, permissions
 from common.natsserver import NatsServerError, find_binary
+from common.tlsgen import issue
+from gateway.settings import GatewaySettings
+from node_agent.settings import AgentSettings
+from schemas import Layout
+from store.settings import StoreSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 ANSIBLE = ROOT / "deploy" / "ansible"
@@ -78,7 +87,27 @@ def _role_vars(role: str, name: str, context: dict[str, Any]) -> Any:
     return render(data[name])
 
 
-def _nats_context(host: str, hosts: dict[str, str], **overrides: Any) -> dict[str, Any]:
+PASSWORDS = {user: f"pw-of-{user}" for user in USERS}
+ROUTE_PASSWORD = "route-pw"
+
+
+def _authorization(tmp_path: Path, prefix: str = "faas") -> str:
+    """What the nats role's task prints: ``python -m common.natsconf authorization``."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "common.natsconf", "authorization", "--prefix", prefix, "--hashes", str(tmp_path / "h")],
+        input=json.dumps(PASSWORDS),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=True,
+    )
+    return proc.stdout
+
+
+def _nats_context(host: str, hosts: dict[str, str], tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    for name in hosts:
+        issue(tmp_path / "tls", name)
     hostvars = {
         name: {"faas_address": address, "faas_nats_client_port": 4222, "faas_nats_cluster_port": 6222}
         for name, address in hosts.items()
@@ -97,7 +126,11 @@ def _nats_context(host: str, hosts: dict[str, str], **overrides: Any) -> dict[st
         "faas_nats_store_dir": "/var/lib/faas/nats",
         "faas_nats_max_file_store": "10G",
         "faas_nats_max_memory_store": "1G",
-        "faas_nats_token": "",
+        "faas_nats_tls": True,
+        "faas_nats_tls_verify_clients": False,
+        "faas_nats_tls_dir": str(tmp_path / "tls"),
+        "faas_nats_route_password": ROUTE_PASSWORD,
+        "faas_nats_authorization": {"stdout": _authorization(tmp_path)},
     }
     context.update(overrides)
     return context
@@ -142,7 +175,7 @@ def test_playbook_syntax_check(tmp_path: Path) -> None:
 
 
 def test_nats_config_three_node_cluster(tmp_path: Path) -> None:
-    conf = _render("roles/nats/templates/nats-server.conf.j2", **_nats_context("nats2", NATS_HOSTS))
+    conf = _render("roles/nats/templates/nats-server.conf.j2", **_nats_context("nats2", NATS_HOSTS, tmp_path))
 
     assert 'server_name: "nats2"' in conf
     assert 'listen: "0.0.0.0:4222"' in conf
@@ -156,23 +189,48 @@ def test_nats_config_three_node_cluster(tmp_path: Path) -> None:
     assert 'name: "faas"' in cluster.group(1)
     assert 'listen: "0.0.0.0:6222"' in cluster.group(1)
     routes = re.findall(r'"(nats-route://[^"]+)"', cluster.group(1))
-    # Routes to the two other servers, not to itself.
-    assert routes == ["nats-route://10.0.0.11:6222", "nats-route://10.0.0.13:6222"]
-    assert "authorization" not in conf
-
+    # Routes to the two other servers, not to itself, as the route user.
+    assert routes == ["nats-route://route:route-pw@10.0.0.11:6222", "nats-route://route:route-pw@10.0.0.13:6222"]
+    assert re.search(r'authorization \{\s*user: "route"\s*password: "route-pw"', cluster.group(1))
+    # Routes: TLS verified both ways; clients: TLS.
+    tls = f'cert_file: "{tmp_path}/tls/nats2.pem"'
+    assert conf.count(tls) == 2
+    assert re.search(r"cluster \{.*tls \{[^}]*verify: true", conf, re.S)
+    assert re.search(r"^tls \{[^}]*verify: false", conf, re.S | re.M)
+    # Monitoring on loopback only, whatever the listen address.
+    assert 'http: "127.0.0.1:8222"' in conf
     _nats_server_accepts(conf, tmp_path)
+
+
+def test_nats_config_carries_the_users_and_permissions_of_common_natsauth(tmp_path: Path) -> None:
+    conf = _render("roles/nats/templates/nats-server.conf.j2", **_nats_context("nats1", NATS_HOSTS, tmp_path))
+    line = next(x for x in conf.splitlines() if x.startswith("authorization: "))
+    block = json.loads(line.removeprefix("authorization: "))
+    users = {u["user"]: u for u in block["users"]}
+    assert set(users) == set(USERS)
+    for user, perms in permissions(Layout("faas")).items():
+        assert users[user]["permissions"] == perms.server_block()
+        assert bcrypt.checkpw(PASSWORDS[user].encode(), users[user]["password"].encode())
+        assert PASSWORDS[user] not in conf
+    # A re-run renders the same text (the hashes are kept): nothing restarts.
+    again = _render("roles/nats/templates/nats-server.conf.j2", **_nats_context("nats1", NATS_HOSTS, tmp_path))
+    assert again == conf
+    # Another prefix, other subjects.
+    other = json.loads(_authorization(tmp_path, prefix="acme"))
+    assert any("acme.invoke.rt.>" in u["permissions"]["publish"]["allow"] for u in other["users"])
 
 
 def test_nats_config_single_server_has_no_cluster(tmp_path: Path) -> None:
     conf = _render(
         "roles/nats/templates/nats-server.conf.j2",
-        **_nats_context("nats1", {"nats1": "10.0.0.11"}, faas_nats_monitor_port=0, faas_nats_token="tok"),
+        **_nats_context("nats1", {"nats1": "10.0.0.11"}, tmp_path, faas_nats_monitor_port=0, faas_nats_tls=False),
     )
     assert "jetstream {" in conf
     assert "cluster {" not in conf
     assert "nats-route" not in conf
     assert "http:" not in conf
-    assert 'token: "tok"' in conf
+    assert "tls {" not in conf
+    assert "authorization: {" in conf
     _nats_server_accepts(conf, tmp_path)
 
 
@@ -254,7 +312,15 @@ def test_templates_use_only_documented_variables() -> None:
     meta = _module("jinja2.meta")
     yaml = _module("yaml")
     documented = set(yaml.safe_load((ANSIBLE / "group_vars" / "all.yml").read_text()))
-    provided = {"ansible_managed", "inventory_hostname", "groups", "hostvars", "service_unit", "service_env"}
+    provided = {
+        "ansible_managed",
+        "inventory_hostname",
+        "groups",
+        "hostvars",
+        "service_unit",
+        "service_env",
+        "faas_nats_authorization",  # registered by the nats role's task
+    }
     env = jinja2.Environment(trim_blocks=True)
     templates = sorted(ANSIBLE.rglob("*.j2"))
     assert len(templates) >= 4
@@ -262,3 +328,82 @@ def test_templates_use_only_documented_variables() -> None:
         used = meta.find_undeclared_variables(env.parse(path.read_text()))
         unknown = used - documented - provided
         assert not unknown, f"{path.relative_to(ANSIBLE)} uses undocumented variables {sorted(unknown)}"
+
+
+@pytest.mark.parametrize(
+    ("role", "env_var", "prefix", "settings", "user"),
+    [
+        ("gateway", "faas_gateway_base_env", "FAAS_GATEWAY_", GatewaySettings, "gateway"),
+        ("agent", "faas_agent_base_env", "FAAS_AGENT_", AgentSettings, "agent"),
+        ("store", "faas_store_base_env", "FAAS_STORE_", StoreSettings, "store"),
+    ],
+)
+def test_each_service_connects_as_its_own_nats_user_with_the_ca(
+    role: str, env_var: str, prefix: str, settings: type[BaseSettings], user: str
+) -> None:
+    yaml = _module("yaml")
+    jinja2 = _module("jinja2")
+    raw = yaml.safe_load((ANSIBLE / "roles" / role / "vars" / "main.yml").read_text())[env_var]
+    context = {
+        "faas_nats_url": "tls://10.0.0.11:4222",
+        "faas_nats_passwords": PASSWORDS,
+        "faas_nats_tls_ca_file": "/etc/faas/tls/ca.pem",
+        "faas_nats_tls_cert_file": "",
+        "faas_nats_tls_key_file": "",
+    }
+    env = {
+        k: jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(str(v)).render(**context)
+        for k, v in raw.items()
+        if "_NATS_" in k
+    }
+    assert env[f"{prefix}NATS_USER"] == user
+    assert env[f"{prefix}NATS_PASSWORD"] == PASSWORDS[user]
+    assert env[f"{prefix}NATS_TLS_CA"] == "/etc/faas/tls/ca.pem"
+    assert env[f"{prefix}NATS_URL"].startswith("tls://")
+    # every variable is a setting of the service (a typo would be ignored by the service)
+    for key in raw:
+        assert key.removeprefix(prefix).lower() in settings.model_fields, key
+
+
+def test_secrets_are_made_on_the_controller_once_and_kept(tmp_path: Path) -> None:
+    """secrets.yml runs on the controller only (it connects to no host of the inventory)."""
+    playbook = _ansible_playbook()
+    secrets = tmp_path / "secrets"
+    env = {
+        **os.environ,
+        "ANSIBLE_HOME": str(tmp_path),
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    command = [
+        playbook,
+        "-i",
+        "deploy/ansible/inventory.example.ini",
+        "deploy/ansible/secrets.yml",
+        "-e",
+        f"faas_secrets_dir={secrets}",
+    ]
+
+    def run() -> str:
+        proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    first = run()
+    assert "changed=2" in first  # the directories, the certificates
+    passwords = {p.name: p.read_text() for p in (secrets / "nats").iterdir()}
+    assert set(passwords) == {f"{u}.password" for u in (*USERS, "route")}
+    assert all(len(p.strip()) == 43 for p in passwords.values())
+    assert (secrets / "nats").stat().st_mode & 0o077 == 0
+    hosts = ["nats1", "nats2", "nats3", "store1", "gw1", "agent1", "agent2"]
+    for host in hosts:
+        assert (secrets / "tls" / f"{host}-key.pem").stat().st_mode & 0o077 == 0
+    cert = (secrets / "tls" / "nats2.pem").read_bytes()
+    x509 = importlib.import_module("cryptography.x509")
+    san = x509.load_pem_x509_certificate(cert).extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert "10.0.0.12" in {str(ip) for ip in san.value.get_values_for_type(x509.IPAddress)}
+
+    second = run()
+    assert "changed=0" in second
+    assert {p.name: p.read_text() for p in (secrets / "nats").iterdir()} == passwords
+    assert (secrets / "tls" / "nats2.pem").read_bytes() == cert

@@ -124,15 +124,15 @@ async def gateway(docker: aiodocker.Docker, network: str) -> str:
 
 
 @pytest.fixture
-async def open_nats(tmp_path: Path) -> AsyncIterator[NatsServer]:
+async def open_nats(tmp_path: Path, nats_passwords: dict[str, str], layout: Layout) -> AsyncIterator[NatsServer]:
     """A NATS server listening on every interface, as a careless deployment's would."""
-    async with NatsServer(tmp_path / "nats", host="0.0.0.0") as server:
+    async with NatsServer(tmp_path / "nats", host="0.0.0.0", passwords=nats_passwords, layout=layout) as server:
         yield server
 
 
 @pytest.fixture
 async def open_nc(open_nats: NatsServer, layout: Layout) -> AsyncIterator[Client]:
-    client = await connect(f"nats://127.0.0.1:{open_nats.port}", "test")
+    client = await connect(f"nats://127.0.0.1:{open_nats.port}", "test", open_nats.auth("admin"))
     await ensure_layout(client.jetstream(), layout)
     yield client
     await client.drain()
@@ -151,7 +151,8 @@ async def agent(
     ``@pytest.mark.agent(...)``."""
     marker = request.node.get_closest_marker("agent")
     url = f"nats://127.0.0.1:{open_nats.port}"
-    settings = agent_settings(url, layout, tmp_path / "cache", runtimes=["python"], **(marker.kwargs if marker else {}))
+    over = {"nats_url": url, "runtimes": ["python"], **(marker.kwargs if marker else {})}
+    settings = agent_settings(open_nats, layout, tmp_path / "cache", **over)
     async with NodeAgent(settings) as a:
         yield a
 

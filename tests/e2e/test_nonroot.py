@@ -69,7 +69,7 @@ async def test_calls_run_as_the_call_user_on_every_path(
 ) -> None:
     functions = await _functions(nc, layout)
     settings = agent_settings(
-        nats_server.url, layout, tmp_path / "cache", policy=policy, runtimes=["python", "node"], pool_min=1
+        nats_server, layout, tmp_path / "cache", policy=policy, runtimes=["python", "node"], pool_min=1
     )
     async with NodeAgent(settings) as agent:
         for runtime, fn in functions:

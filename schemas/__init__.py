@@ -17,6 +17,7 @@ from schemas.events import (
     Finished,
     LogEntry,
     Logs,
+    Served,
     Started,
     decode_event,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "NodeState",
     "RegistryAuth",
     "RuntimeSpec",
+    "Served",
     "Started",
     "decode",
     "decode_event",

@@ -31,7 +31,7 @@ class UpConfig:
     host: str = "127.0.0.1"
     nats_port: int = 4222
     slots: int = 8
-    policy: str = "none"
+    policy: str = "adaptive"
     ca_bundle: Path | None = None
     grace_s: float = 30.0
     extra_env: dict[str, str] = field(default_factory=dict)

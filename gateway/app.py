@@ -1,15 +1,20 @@
 """The gateway's composition root: builds the clients from the settings, wires them into the
 HTTP app and the NATS call service, and owns their lifecycle."""
 
+import asyncio
 import logging
+from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
 
 from common.jetstream import connect, drain_or_close, ensure_layout
 from common.lifecycle import Lifecycle, TaskSet
 from common.logs import fields
+from common.sealing import SecretsKey
 from gateway.call_service import CallService
 from gateway.call_watch import Replies
+from gateway.callback_guard import CallbackGuard, own_addresses
 from gateway.callback_post import RetryPolicy
 from gateway.callbacks import CallbackDispatcher
 from gateway.deps import DEPS, Deps
@@ -49,9 +54,11 @@ class Gateway(Lifecycle):
     flight getting ``shutdown_grace_s``; then the watches and the NATS connection go.
     """
 
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(self, settings: GatewaySettings, resolver: AbstractResolver | None = None) -> None:
+        """``resolver``: how callback hosts are resolved (the system's by default; tests fake DNS)."""
         super().__init__("gateway")
         self.settings = settings
+        self._resolver = resolver
         self.layout = Layout(settings.prefix)
         self.tasks = TaskSet(self.name)
         self._port: int | None = None
@@ -72,6 +79,12 @@ class Gateway(Lifecycle):
     async def _start(self) -> None:
         s = self.settings
         grace = s.shutdown_grace_s
+        # 0. What needs no client: the secrets key (a bad key file stops the start here) and
+        #    the callback guard (this host's addresses).
+        secrets_key = SecretsKey.load(s.secrets_key_file) if s.secrets_key_file else None
+        nats_hosts = [urlsplit(u.strip()).hostname or "" for u in s.nats_url.split(",")]
+        own = await asyncio.to_thread(own_addresses, [*nats_hosts, s.host])  # getaddrinfo blocks
+        guard = CallbackGuard(s.callback_allow_networks, s.callback_deny_networks, own, self._resolver)
         # 1. Clients and watches. The NATS connection goes last, flushing what was published.
         nc = await connect(s.nats_url, "faas-gateway")
         self.on_stop("nats", lambda: drain_or_close(nc))
@@ -104,7 +117,7 @@ class Gateway(Lifecycle):
             announce_after_s=s.announce_after_s,
         )
         store = StoreClient(nc, self.layout, s.store_timeout_s)
-        jobs = Jobs(js, self.layout, store, await js.key_value(self.layout.cancels_bucket))
+        jobs = Jobs(js, self.layout, store, await js.key_value(self.layout.cancels_bucket), secrets_key)
         log_streams = LogStreams(js, self.layout, store, s.sse_keepalive_s, s.max_log_streams)
 
         # 2. NATS calls in flight (and the callback loop's tasks) once intake has stopped: the
@@ -113,7 +126,7 @@ class Gateway(Lifecycle):
 
         # 3. Intake. HTTP: at stop, no new connections; requests in flight get the grace period,
         #    then are cancelled.
-        app = build_app(Deps(s, nc, runtimes, functions, invoker, store, jobs, log_streams))
+        app = build_app(Deps(s, nc, runtimes, functions, invoker, store, jobs, log_streams, guard))
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=grace, access_log=None)
         self.on_stop("http", runner.cleanup)
         await runner.setup()
@@ -129,7 +142,9 @@ class Gateway(Lifecycle):
                 deadline_s=s.callback_deadline_s,
                 timeout_s=s.callback_timeout_s,
             )
-            callbacks = CallbackDispatcher(nc, js, self.layout, policy, s.callback_concurrency, tasks=self.tasks)
+            callbacks = CallbackDispatcher(
+                nc, js, self.layout, policy, s.callback_concurrency, tasks=self.tasks, guard=guard
+            )
             self.on_stop("callbacks", lambda: callbacks.stop(grace))
             await callbacks.start()
         call_service = CallService(

@@ -2,7 +2,9 @@
 
 A delivery succeeds on any 2xx answer. Anything else (another status, a redirect, a timeout,
 a connection error) is retried after ``first_delay_s``, doubling up to ``max_delay_s``, until
-``max_attempts`` tries or ``deadline_s`` after the first have passed.
+``max_attempts`` tries or ``deadline_s`` after the first have passed. A URL the guard
+refuses (:mod:`gateway.callback_guard`: an internal address, found before connecting) is a
+failed delivery at once, never retried.
 """
 
 import asyncio
@@ -11,6 +13,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from gateway.callback_guard import CallbackGuard, CallbackRefused
 from schemas import CallbackOutcome
 
 _ERROR_CHARS = 300
@@ -65,7 +68,15 @@ async def post_with_retries(
     body: bytes,
     headers: dict[str, str],
     policy: RetryPolicy,
+    guard: CallbackGuard | None = None,
 ) -> CallbackOutcome:
+    """``session`` must resolve names with ``GuardedResolver(guard)`` for the guard to hold
+    at connection time; IP-literal hosts (which aiohttp does not resolve) are checked here."""
+    problem = check_callback_url(url)
+    if problem is None and guard is not None:
+        problem = guard.literal_refusal(urlsplit(url).hostname or "")
+    if problem is not None:
+        return CallbackOutcome(url=url, delivered=False, attempts=1, error=f"refused: {problem}"[:_ERROR_CHARS])
     loop = asyncio.get_running_loop()
     deadline = loop.time() + policy.deadline_s
     attempts = 0
@@ -85,6 +96,11 @@ async def post_with_retries(
             if 200 <= status < 300:
                 return CallbackOutcome(url=url, delivered=True, attempts=attempts, status_code=status)
             error = f"HTTP {status}"
+        except aiohttp.ClientConnectorError as err:
+            if isinstance(err.os_error, CallbackRefused):
+                error = f"refused: {err.os_error}"[:_ERROR_CHARS]
+                return CallbackOutcome(url=url, delivered=False, attempts=attempts, error=error)
+            error = f"{type(err).__name__}: {err}"[:_ERROR_CHARS]
         except (aiohttp.ClientError, TimeoutError) as err:
             error = (f"{type(err).__name__}: {err}" if str(err) else type(err).__name__)[:_ERROR_CHARS]
         pause = policy.delay(attempts)

@@ -9,6 +9,8 @@ slow URL never holds up the others), keeps its message alive while it retries, a
 after the ``callback`` event is stored. Delivery is at least once: a gateway that dies in the
 middle leaves the message to another, which POSTs again (receivers dedupe on
 ``X-Faas-Call-Id``); a call whose ``callback`` event exists already is not POSTed again.
+Every connection goes through the callback guard's resolver (:mod:`gateway.callback_guard`),
+so a URL that was public when the call was made cannot reach an internal address now.
 """
 
 import asyncio
@@ -25,6 +27,7 @@ from common.lifecycle import TaskSet
 from common.logs import fields
 from common.pull import PullConsumer
 from common.workitem import Delivery
+from gateway.callback_guard import CallbackGuard, GuardedResolver
 from gateway.callback_post import RetryPolicy, host_of, post_with_retries
 from schemas import (
     Accepted,
@@ -58,8 +61,10 @@ class CallbackDispatcher:
         concurrency: int = 32,
         ack_wait_s: float = 30.0,
         tasks: TaskSet | None = None,
+        guard: CallbackGuard | None = None,
     ) -> None:
         self._nc = nc
+        self._guard = guard or CallbackGuard()
         self._js = js
         self._layout = layout
         self._policy = policy
@@ -91,7 +96,8 @@ class CallbackDispatcher:
         stream = self._layout.events_stream
         await self._js.add_consumer(stream, self.consumer_config())
         self._pull = await PullConsumer.bind(self._nc, stream, CONSUMER, _FETCH_TIMEOUT_S)
-        self._session = aiohttp.ClientSession(headers={"User-Agent": "faas-gateway"})
+        connector = aiohttp.TCPConnector(resolver=GuardedResolver(self._guard))
+        self._session = aiohttp.ClientSession(headers={"User-Agent": "faas-gateway"}, connector=connector)
         self._loop = self.tasks.spawn(self._run(), "callbacks")
 
     async def stop(self, grace_s: float) -> None:
@@ -161,7 +167,7 @@ class CallbackDispatcher:
             }
             assert self._session is not None
             outcome = await post_with_retries(
-                self._session, url, record.model_dump_json().encode(), headers, self._policy
+                self._session, url, record.model_dump_json().encode(), headers, self._policy, self._guard
             )
             done = Callback(
                 call_id=event.call_id,

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from nats.aio.client import Client
 
+from gateway.callback_guard import CallbackGuard
 from gateway.functions import Functions
 from gateway.invoker import Invoker
 from gateway.jobs import Jobs
@@ -24,6 +25,7 @@ class Deps:
     store: StoreClient
     jobs: Jobs
     log_streams: LogStreams
+    callback_guard: CallbackGuard
 
 
 DEPS = web.AppKey("deps", Deps)

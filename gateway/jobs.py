@@ -1,9 +1,11 @@
 """Container jobs: queue one (by priority), cancel one.
 
 A job is published on ``<prefix>.invoke.job.<priority>``; its stream sequence is the job
-number. The ``job_accepted`` event carries the spec without its registry credentials, so
-they never reach the events stream or the store. A cancel is a key in the cancels bucket,
-which the node agents check before a job starts and watch while it runs.
+number. Its secrets (``secret_env`` values, ``registry_auth``) are sealed with the platform's
+secrets key into the message (``JobMessage.sealed``), for the agent that runs it; the
+``job_accepted`` event and the answer carry the secret variables' names only, so no secret
+reaches a stream in clear, the store, a log or an answer. A cancel is a key in the cancels
+bucket, which the node agents check before a job starts and watch while it runs.
 """
 
 import logging
@@ -15,6 +17,7 @@ from nats.js.kv import KeyValue
 
 from common.events import Event, last_event
 from common.logs import fields
+from common.sealing import SecretsKey
 from gateway.errors import GatewayError, check_id, nats_unavailable, not_found
 from gateway.queueing import enqueue
 from gateway.store_client import StoreClient
@@ -38,22 +41,46 @@ log = logging.getLogger(__name__)
 
 
 class Jobs:
-    def __init__(self, js: JetStreamContext, layout: Layout, store: StoreClient, cancels: KeyValue) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        layout: Layout,
+        store: StoreClient,
+        cancels: KeyValue,
+        secrets_key: SecretsKey | None = None,
+    ) -> None:
         self._js = js
         self._layout = layout
         self._store = store
         self._cancels = cancels
+        self._key = secrets_key
 
     async def submit(self, spec: JobSpec) -> JobRecord:
-        """Queue a job; returns its record as the store will first show it (QUEUED)."""
+        """Queue a job; returns its record as the store will first show it (QUEUED).
+
+        400 if the job has secrets and this gateway has no secrets key to seal them with."""
         job_id = "j" + uuid.uuid4().hex
         now = datetime.now(UTC)
-        message = JobMessage(id=job_id, spec=spec, created_at=now)
-        number = await self._queue(self._layout.invoke_job(spec.priority), encode(message), dedup.job(job_id))
-        public = spec.model_copy(update={"container": spec.container.model_copy(update={"registry_auth": None})})
-        await self._announce(JobAccepted(job_id=job_id, number=number, spec=public, at=now))
-        log.info("job.accepted", extra=fields(job=job_id, number=number, priority=spec.priority, name=spec.name))
         c = spec.container
+        names = sorted(c.secret_env)
+        sealed = None
+        if c.has_secrets:
+            if self._key is None:
+                raise GatewayError(
+                    400,
+                    "secrets_unavailable",
+                    "this gateway has no secrets key (setting secrets_key_file), so it cannot accept "
+                    "a job with secret_env or registry_auth",
+                )
+            sealed = self._key.seal(encode(c.secrets(job_id)))
+        public = spec.model_copy(update={"container": c.without_secrets()})
+        message = JobMessage(id=job_id, spec=public, created_at=now, sealed=sealed)
+        number = await self._queue(self._layout.invoke_job(spec.priority), encode(message), dedup.job(job_id))
+        await self._announce(JobAccepted(job_id=job_id, number=number, spec=public, secret_env_names=names, at=now))
+        log.info(
+            "job.accepted",
+            extra=fields(job=job_id, number=number, priority=spec.priority, name=spec.name, sealed=sealed is not None),
+        )
         return JobRecord(
             id=job_id,
             number=number,
@@ -63,6 +90,7 @@ class Jobs:
             image=c.image,
             command=c.command,
             env=c.env,
+            secret_env_names=names,
             metadata=spec.metadata,
             status=JobStatus.QUEUED,
             created_at=now,

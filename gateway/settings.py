@@ -1,7 +1,11 @@
 """Gateway configuration: environment variables prefixed ``FAAS_GATEWAY_``."""
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, IPvAnyNetwork, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MiB = 1 << 20
 
@@ -49,7 +53,24 @@ class GatewaySettings(BaseSettings):
     callback_backoff_s: float = Field(default=0.5, ge=0)
     callback_max_backoff_s: float = Field(default=30.0, ge=0)
     callback_deadline_s: float = Field(default=300.0, gt=0)
+    # Callback URLs may only reach public addresses (gateway/callback_guard.py): these networks
+    # are let through all the same (e.g. "10.1.0.0/16,127.0.0.1/32"), these refused too (the
+    # platform's other hosts). A comma-separated list or a JSON array.
+    callback_allow_networks: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
+    callback_deny_networks: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
+    # The platform's secrets key (common/sealing.py; `faas up` makes <data-dir>/secrets.key):
+    # job secrets are sealed with it for the agents. Without one, a job with secret_env or
+    # registry_auth is refused (400).
+    secrets_key_file: Path | None = None
     log_level: str = "INFO"
+
+    @field_validator("callback_allow_networks", "callback_deny_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [n.strip() for n in text.split(",") if n.strip()]
+        return value
 
     @property
     def max_uncompressed_bytes(self) -> int:

@@ -17,6 +17,7 @@ from common.jetstream import connect, drain_or_close, ensure_layout
 from common.lifecycle import Lifecycle, TaskSet
 from common.logs import fields
 from common.pull import ConsumerGone, PullConsumer
+from common.sealing import SecretsKey
 from node_agent.calls.catalog import Catalog
 from node_agent.calls.executor import Executor
 from node_agent.calls.rescue import rescue_dead_nodes
@@ -80,6 +81,8 @@ class NodeAgent(Lifecycle):
     # --- lifecycle ----------------------------------------------------------------
     async def _start(self) -> None:
         s = self.settings
+        # 0. The secrets key: a bad key file stops the start before anything is made.
+        secrets_key = SecretsKey.load(s.secrets_key_file) if s.secrets_key_file else None
         # 1. Clients (closed last) and what this node holds.
         if self._engine is None:
             self._engine = engine = DockerEngine(s.docker_url)
@@ -142,7 +145,9 @@ class NodeAgent(Lifecycle):
         )
         # Container jobs share the node's slots with calls.
         jobs = JobConfig(node_id=s.node_id, grace_s=s.grace_s, ack_wait_s=s.ack_wait_s, max_attempts=s.max_attempts)
-        self._jobs = JobWorker(jobs, self._slots, self._nc, self.layout, self._engine, tasks=self.tasks)
+        self._jobs = JobWorker(
+            jobs, self._slots, self._nc, self.layout, self._engine, tasks=self.tasks, secrets_key=secrets_key
+        )
 
         # 2. Running calls and jobs once intake has stopped: the grace period, then cancelled.
         self.on_stop("in-flight", self._drain_in_flight)

@@ -15,7 +15,7 @@ the first ``keep_stdout`` bytes of stdout (the command protocol's result) and th
 import asyncio
 import codecs
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -38,7 +38,8 @@ class LogPublisher:
     """``async with LogPublisher(js, layout, id, attempt, max_bytes, number=n) as logs:
     await logs.write(STDOUT, b"...")`` — or ``await logs.consume(engine.follow_output(cid))``.
 
-    ``event_fields`` (function, version, runtime...) are copied into every chunk.
+    ``event_fields`` (function, version, runtime...) are copied into every chunk; ``redact``
+    rewrites every line before it is published (a job's secret values masked).
     """
 
     def __init__(
@@ -57,6 +58,7 @@ class LogPublisher:
         keep_stderr: int = STDERR_TAIL,
         publish_stdout: bool = True,
         event_fields: dict[str, Any] | None = None,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         if max_bytes < 0 or flush_interval_s <= 0 or flush_bytes < 1 or max_line_chars < 1:
             raise ValueError("invalid log limits")
@@ -73,6 +75,7 @@ class LogPublisher:
         self._keep_stderr = keep_stderr
         self._publish_stdout = publish_stdout
         self._fields = event_fields or {}
+        self._redact = redact
         # made on a stream's first output (most warm calls print nothing)
         self._decoders: dict[int, codecs.IncrementalDecoder] = {}
         self._partial = {s: "" for s in _NAMES}
@@ -197,6 +200,8 @@ class LogPublisher:
                 self._add(stream, rest.removesuffix("\r"), at)
 
     def _add(self, stream: int, text: str, at: datetime) -> None:
+        if self._redact is not None:
+            text = self._redact(text)
         self._pending.append(LogEntry(at=at, stream=_NAMES[stream], text=text))
         self._pending_size += len(text) + _LINE_OVERHEAD
 

@@ -47,6 +47,9 @@ class AgentSettings(BaseSettings):
     docker_url: str | None = None
     # A CA bundle handed to containers (mounted read-only, PIP_CERT/SSL_CERT_FILE/...).
     ca_bundle: Path | None = None
+    # The platform's secrets key (common/sealing.py), the gateway's copy: opens the jobs'
+    # sealed secret_env and registry_auth. Without one, a job that has secrets ends ERROR.
+    secrets_key_file: Path | None = None
     # Redelivery: a call not acked within ack_wait is redelivered (kept alive by in_progress
     # while it runs); after max_attempts deliveries it ends as an error.
     ack_wait_s: float = Field(default=30.0, ge=1)

@@ -3,12 +3,19 @@
 A job is published on ``<prefix>.invoke.job.<priority>`` (priority 0..9, higher first);
 its events share the events stream with calls (``<prefix>.events.<job_id>.<kind>``) with
 job-specific kinds; a cancel request is a key in the cancels KV bucket.
+
+A job's secrets (``secret_env`` values, ``registry_auth``) never travel in clear: the gateway
+seals them (:class:`JobSecrets`, encrypted with the platform's secrets key) into
+``JobMessage.sealed``, and the node agent opens them just before it pulls the image and
+creates the container. Events and records carry the secret variables' names only.
 """
 
+import hashlib
+import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, model_validator
 
 from schemas.clock import utcnow
 from schemas.codec import decode_as
@@ -26,23 +33,67 @@ class JobStatus(Progress):
     CANCELLED = "CANCELLED"
 
 
+# A secret variable's name: what a shell accepts (and Docker passes on unchanged).
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+MAX_SECRET_ENV = 100
+
+EnvName = Annotated[str, Field(pattern=ENV_NAME_PATTERN)]
+
+
 class RegistryAuth(BaseModel):
-    """Credentials for pulling the job's image. Never stored in records or events."""
+    """Credentials for pulling the job's image. Sealed for the agents; never in records or events."""
 
     model_config = ConfigDict(extra="forbid")
 
-    username: str
-    password: str
-    serveraddress: str | None = None
+    username: str = Field(max_length=1024)
+    # SecretStr: a dump or a repr shows "**********", never the password.
+    password: SecretStr = Field(max_length=16 * 1024)
+    serveraddress: str | None = Field(default=None, max_length=1024)
+
+    def docker_auth(self) -> dict[str, str]:
+        """What the Docker API takes (``X-Registry-Auth``)."""
+        auth = {"username": self.username, "password": self.password.get_secret_value()}
+        if self.serveraddress:
+            auth["serveraddress"] = self.serveraddress
+        return auth
 
 
 class JobContainer(BaseModel):
+    """``env`` is shown in records and answers; ``secret_env`` (names only) and
+    ``registry_auth`` never are."""
+
     model_config = ConfigDict(extra="forbid")
 
     image: str = Field(min_length=1, max_length=255)
     command: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
+    secret_env: dict[EnvName, SecretStr] = Field(default_factory=dict, max_length=MAX_SECRET_ENV)
     registry_auth: RegistryAuth | None = None
+
+    @model_validator(mode="after")
+    def _secret_names_are_not_in_env(self) -> "JobContainer":
+        both = sorted(set(self.env) & set(self.secret_env))
+        if both:
+            raise ValueError(f"secret_env names also set in env: {', '.join(both)}")
+        if any("\0" in v.get_secret_value() for v in self.secret_env.values()):
+            raise ValueError("secret_env values cannot hold a NUL character")
+        return self
+
+    @property
+    def has_secrets(self) -> bool:
+        return bool(self.secret_env) or self.registry_auth is not None
+
+    def without_secrets(self) -> "JobContainer":
+        return self.model_copy(update={"secret_env": {}, "registry_auth": None})
+
+    def secrets(self, job_id: str) -> "JobSecrets":
+        """The secrets in clear, bound to this job, for sealing."""
+        return JobSecrets(
+            job_id=job_id,
+            binding=secrets_binding(job_id, self),
+            env={k: v.get_secret_value() for k, v in self.secret_env.items()},
+            registry_auth=self.registry_auth.docker_auth() if self.registry_auth else None,
+        )
 
 
 class JobSpec(BaseModel):
@@ -59,11 +110,48 @@ class JobSpec(BaseModel):
 
 
 class JobMessage(BaseModel):
-    """The message on ``<prefix>.invoke.job.<priority>``."""
+    """The message on ``<prefix>.invoke.job.<priority>``.
+
+    ``sealed``: the job's :class:`JobSecrets`, encrypted with the platform's secrets key
+    (``common.sealing``); the spec itself holds no secret (a message that does is invalid)."""
 
     id: str = Field(pattern=CALL_ID_PATTERN)
     spec: JobSpec
     created_at: datetime = Field(default_factory=utcnow)
+    sealed: str | None = Field(default=None, max_length=1 << 20)
+
+    @model_validator(mode="after")
+    def _no_secret_in_clear(self) -> "JobMessage":
+        if self.spec.container.has_secrets:
+            raise ValueError("secret_env and registry_auth travel sealed (by the gateway), never in clear")
+        return self
+
+
+class JobSecrets(BaseModel):
+    """What ``JobMessage.sealed`` holds once opened: only ever encoded to be encrypted.
+
+    ``binding`` ties the secrets to the job's id, image, command and env
+    (:func:`secrets_binding`): a sealed blob copied into another job does not open for it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: str
+    binding: str
+    env: dict[str, str] = Field(default_factory=dict, repr=False)
+    registry_auth: dict[str, str] | None = Field(default=None, repr=False)
+
+    def values(self) -> list[str]:
+        """Every secret value (to mask wherever output or an error could show it)."""
+        found = list(self.env.values())
+        if self.registry_auth and self.registry_auth.get("password"):
+            found.append(self.registry_auth["password"])
+        return found
+
+
+def secrets_binding(job_id: str, container: JobContainer) -> str:
+    """A digest of what decides where a job's secrets go: its id, image, command and env."""
+    what = {"id": job_id, "image": container.image, "command": container.command, "env": container.env}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 class JobResult(BaseModel):
@@ -84,6 +172,8 @@ class JobRecord(BaseModel):
     image: str
     command: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
+    # The names of the job's secret variables: their values are never shown.
+    secret_env_names: list[str] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
     status: JobStatus
     node: str | None = None
@@ -101,7 +191,8 @@ class _JobEvent(BaseModel):
 class JobAccepted(_JobEvent):
     kind: Literal["job_accepted"] = "job_accepted"
     number: int
-    spec: JobSpec  # with registry_auth removed by the publisher
+    spec: JobSpec  # without its secrets (the publisher removes them)
+    secret_env_names: list[str] = Field(default_factory=list)
 
 
 class JobStarted(_JobEvent):

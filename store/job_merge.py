@@ -3,7 +3,8 @@
 The same rules as calls (:mod:`schemas.fold`):
 
 - a missing job is created by whichever event comes first; what was asked (name, image,
-  command...) comes from ``job_accepted`` only, and ``registry_auth`` is never kept;
+  command...) comes from ``job_accepted`` only; ``registry_auth`` and the values of
+  ``secret_env`` are never kept (the event has neither: only the secret variables' names);
   ``created_at`` is the accepted event's time (an earlier event fills it provisionally);
 - status only moves forward (``JobStatus.rank``); the first terminal ``job_finished`` wins
   and sets the result, every later one is ignored;
@@ -39,6 +40,7 @@ class JobState:
     image: str | None = None
     command: list[str] | None = None
     env: dict[str, str] | None = None
+    secret_env_names: list[str] | None = None
     metadata: dict[str, Any] | None = None
     started_node: str | None = None
     finished_node: str | None = None
@@ -57,6 +59,7 @@ class JobState:
             image=self.image or "",
             command=self.command or [],
             env=self.env or {},
+            secret_env_names=self.secret_env_names or [],
             metadata=self.metadata or {},
             status=self.status,
             node=self.finished_node or self.started_node,
@@ -98,10 +101,12 @@ def _apply_accepted(state: JobState, event: JobAccepted, at: datetime) -> bool:
     state.name = spec.name
     state.description = spec.description
     state.priority = spec.priority
-    # Only the fields a record has: the credentials in spec.container.registry_auth stay out.
+    # Only the fields a record has: secrets (registry_auth, secret_env values) stay out even
+    # if a publisher left them in.
     state.image = spec.container.image
     state.command = list(spec.container.command)
     state.env = dict(spec.container.env)
+    state.secret_env_names = list(event.secret_env_names)
     state.metadata = dict(spec.metadata)
     state.created_at = at
     return True

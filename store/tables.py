@@ -75,13 +75,15 @@ class JobRow(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     number: Mapped[int | None] = mapped_column(BigInteger, index=True)
-    # What was asked: NULL until the job_accepted event is seen (never registry_auth).
+    # What was asked: NULL until the job_accepted event is seen (never registry_auth, nor
+    # the values of secret_env: only its names).
     name: Mapped[str | None] = mapped_column(String)
     description: Mapped[str | None] = mapped_column(Text)
     priority: Mapped[int | None] = mapped_column(Integer)
     image: Mapped[str | None] = mapped_column(String)
     command: Mapped[Any] = mapped_column(FreeJSON, nullable=True)
     env: Mapped[Any] = mapped_column(FreeJSON, nullable=True)
+    secret_env_names: Mapped[Any] = mapped_column(FreeJSON, nullable=True)
     meta: Mapped[Any] = mapped_column("metadata", FreeJSON, nullable=True)
     status: Mapped[str] = mapped_column(String(16))
     # Where it ran: the finished event's node when it names one, else the latest start's.

@@ -8,6 +8,8 @@ function's timeout for this call.
 A callback URL (``?callback_url=`` or the ``X-Callback-Url`` header, http or https) gets the
 finished call POSTed to it (the record the sync invoke returns, with ``X-Faas-Call-Id`` and
 ``X-Faas-Call-Status`` headers), retried with backoff; the outcome becomes a ``callback`` event.
+A URL whose host is or resolves to an internal address is refused with 400
+(:mod:`gateway.callback_guard`).
 """
 
 from aiohttp import web
@@ -27,12 +29,14 @@ def _accepted(ticket: Ticket, status: CallStatus) -> web.Response:
     return json_response(body, status=202, headers={"Location": f"/v1/calls/{ticket.id}"})
 
 
-def _callback_url(request: web.Request) -> str | None:
+async def _callback_url(request: web.Request) -> str | None:
     url = request.query.get("callback_url") or request.headers.get("X-Callback-Url")
     if not url:
         return None
     if problem := check_callback_url(url):
         raise bad_request(f"callback URL {url[:200]!r} {problem}")
+    if problem := await deps(request).callback_guard.check_url(url):
+        raise bad_request(f"callback URL refused: {problem}")
     return url
 
 
@@ -45,7 +49,7 @@ async def invoke(request: web.Request) -> web.Response:
     timeout = query_seconds(request, "timeout")
     if timeout == 0:
         raise bad_request("query parameter 'timeout' must be more than 0 seconds")
-    callback_url = _callback_url(request)
+    callback_url = await _callback_url(request)
     params = await read_json(request, s.max_params_bytes, empty={})
     if run_async:
         return _accepted(await d.invoker.submit(name, params, timeout, callback_url), CallStatus.QUEUED)

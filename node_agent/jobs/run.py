@@ -1,4 +1,8 @@
-"""Running one container job: image -> create -> start -> live logs -> wait -> outcome.
+"""Running one container job: secrets -> image -> create -> start -> live logs -> wait -> outcome.
+
+The job's sealed secrets are opened first (``jobs/secrets.py``): registry credentials go to
+the pull, ``secret_env`` to the container's environment, and nowhere else; the output and
+every error message of the run are masked.
 
 The run can be interrupted at any point: by a cancel (ends ``CANCELLED``), by the worker
 stopping (the job is handed back to the queue), or by its own ``timeout_s`` (``ERROR``).
@@ -16,8 +20,10 @@ from typing import Any, Protocol, TypeVar
 
 from common.jspub import Publishes
 from common.logs import fields
+from common.sealing import SecretsKey
 from node_agent.containers.docker import ContainerSpec, ExitState
 from node_agent.errors import AgentError, ImageNotFound
+from node_agent.jobs.secrets import Redactor, open_secrets
 from node_agent.logstream import LogPublisher
 from node_agent.outcome import STDERR_TAIL
 from schemas import JobMessage, JobResult, JobStatus, Layout
@@ -109,6 +115,7 @@ class JobRun:
         settings: RunSettings,
         control: JobControl,
         on_started: Callable[[str], Awaitable[None]],
+        secrets_key: SecretsKey | None = None,
     ) -> None:
         self.job = job
         self.number = number
@@ -119,44 +126,55 @@ class JobRun:
         self._s = settings
         self._control = control
         self._on_started = on_started
+        self._key = secrets_key
+        self._redact = Redactor(())
 
     async def run(self) -> RunOutcome:
         """Never raises for a job's own failure (those are outcomes); the container, if one was
         created, is in ``outcome.container`` for the caller to remove after the final event."""
         try:
-            await self._interruptible(self._ensure_image(), "pull")
-            cid = await self._engine.create_job(self._container_spec())
+            secrets = open_secrets(self.job, self._key)
+        except AgentError as err:
+            log.warning("job.secrets_unavailable", extra=fields(job=self.job.id, error=str(err)))
+            return _error(str(err))
+        self._redact = Redactor(secrets.values())
+        try:
+            await self._interruptible(self._ensure_image(secrets.registry_auth), "pull")
+            cid = await self._engine.create_job(self._container_spec(secrets.env))
         except _Interrupted as stop:
             return self._interrupted(stop.reason, None)
         except AgentError as err:
-            return _error(str(err))
+            return _error(self._redact(str(err)))
         try:
             return await self._run_container(cid)
         except AgentError as err:
-            return _error(str(err), container=cid)
+            return _error(self._redact(str(err)), container=cid)
         except BaseException:
             await self._engine.remove(cid)
             raise
 
     # --- steps ------------------------------------------------------------------------------
-    async def _ensure_image(self) -> None:
+    async def _ensure_image(self, auth: dict[str, str] | None) -> None:
         c = self.job.spec.container
         if await self._engine.image_exists(c.image):
             return
-        auth = c.registry_auth.model_dump(exclude_none=True) if c.registry_auth else None
         log.info("job.pull", extra=fields(job=self.job.id, image=c.image, auth=auth is not None))
         try:
             await self._engine.pull(c.image, auth)
         except AgentError as err:
-            raise ImageNotFound(f"image {c.image!r} not found: not on this node and the pull failed: {err}") from err
+            # Registries may echo what they were sent: the message is masked.
+            reason = self._redact(str(err))
+            raise ImageNotFound(
+                f"image {c.image!r} not found: not on this node and the pull failed: {reason}"
+            ) from None
 
-    def _container_spec(self) -> ContainerSpec:
+    def _container_spec(self, secret_env: dict[str, str]) -> ContainerSpec:
         c = self.job.spec.container
         s = self._s
         return ContainerSpec(
             image=c.image,
             cmd=list(c.command),
-            env=dict(c.env),
+            env={**c.env, **secret_env},
             labels={"faas.job": self.job.id, "faas.node": s.node_id},
             memory_mb=s.memory_mb,
             cpus=s.cpus,
@@ -178,6 +196,7 @@ class JobRun:
             number=self.number,
             flush_interval_s=self._s.log_flush_s,
             keep_stderr=STDERR_TAIL,
+            redact=self._redact or None,
         )
         pump = asyncio.create_task(logs.consume(self._engine.follow_output(cid)), name=f"job:{self.job.id}:logs")
         try:
@@ -223,7 +242,7 @@ class JobRun:
         except Exception:  # the container may be gone; the exit code says enough
             oom = False
         head = f"exit code {code}" + (" (out of memory)" if oom else "")
-        tail = stderr_tail.decode("utf-8", errors="replace").strip()
+        tail = self._redact(stderr_tail.decode("utf-8", errors="replace").strip())
         return f"{head}: {tail}" if tail else head
 
     # --- interrupts -------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from nats.js.kv import KeyValue
 from common.events import last_event
 from common.lifecycle import TaskSet
 from common.logs import fields
+from common.sealing import SecretsKey
 from common.workitem import Delivery
 from node_agent.jobs.intake import PriorityIntake
 from node_agent.jobs.run import Interrupt, JobControl, JobEngine, JobRun, RunOutcome, RunSettings
@@ -71,7 +72,8 @@ class JobWorker:
     """``worker = JobWorker(config, slots, nc, layout, engine); await worker.start() ... stop()``.
 
     ``tasks``: the owner's TaskSet for the worker's side tasks (intake, cancel watch), so that
-    one dying stops the owner loudly; by default the worker's own.
+    one dying stops the owner loudly; by default the worker's own. ``secrets_key`` opens the
+    jobs' sealed secrets (a job that has some fails without it).
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class JobWorker:
         layout: Layout,
         engine: JobEngine,
         tasks: TaskSet | None = None,
+        secrets_key: SecretsKey | None = None,
     ) -> None:
         self.config = config
         self._slots = slots
@@ -89,6 +92,7 @@ class JobWorker:
         self._js = nc.jetstream()
         self._layout = layout
         self._engine = engine
+        self._secrets_key = secrets_key
         self.tasks = tasks or TaskSet(f"jobs:{config.node_id}")
         self._jobs = TaskSet(f"jobs:{config.node_id}:run")
         self._intake = PriorityIntake(nc, layout, config.ack_wait_s, config.max_attempts + 1, config.poll_s)
@@ -292,7 +296,9 @@ class JobWorker:
                 ),
             )
 
-        run = JobRun(job, number, attempt, self._engine, self._js, self._layout, self.config, control, started)
+        run = JobRun(
+            job, number, attempt, self._engine, self._js, self._layout, self.config, control, started, self._secrets_key
+        )
         async with d.keepalive(self.config.ack_wait_s, job.id):
             return await run.run()
 

@@ -3,6 +3,7 @@ its concurrency and every message acked; a POST held longer than the ack wait is
 so the dispatcher of another gateway never gets it too."""
 
 import asyncio
+import ipaddress
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,6 +13,7 @@ from aiohttp import web
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
+from gateway.callback_guard import CallbackGuard
 from gateway.callback_post import RetryPolicy
 from gateway.callbacks import CONSUMER, CallbackDispatcher
 from schemas import Callback, CallStatus, Finished, Layout, decode_event, encode
@@ -19,6 +21,8 @@ from tests.integration.test_gateway_callbacks import receiving
 from tests.integration.test_gateway_support import wait_until
 
 POLICY = RetryPolicy(max_attempts=2, first_delay_s=0.01, max_delay_s=0.02, deadline_s=30, timeout_s=10)
+# The receivers listen on loopback, which callbacks may not reach unless allowed.
+LOCAL = CallbackGuard(allow=[ipaddress.ip_network("127.0.0.1/32")])
 
 
 class HoldingReceiver:
@@ -43,7 +47,7 @@ class HoldingReceiver:
 
 @asynccontextmanager
 async def dispatching(nc: Client, layout: Layout, **kw: Any) -> AsyncIterator[CallbackDispatcher]:
-    dispatcher = CallbackDispatcher(nc, nc.jetstream(), layout, POLICY, **kw)
+    dispatcher = CallbackDispatcher(nc, nc.jetstream(), layout, POLICY, guard=LOCAL, **kw)
     await dispatcher.start()
     try:
         yield dispatcher

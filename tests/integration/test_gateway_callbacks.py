@@ -15,14 +15,17 @@ from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
 from common.natsserver import NatsServer
+from gateway import Gateway
 from schemas import Accepted, Callback, CallRecord, CallStatus, Layout, decode, decode_event
 from tests.integration.test_gateway_support import (
     FakeAgent,
     register_function,
     register_runtime,
     running_gateway,
+    settings_for,
     wait_until,
 )
+from tests.unit.test_callback_guard import FakeDNS
 from tests.unit.test_gateway_callback_post import Receiver
 
 FAST = {
@@ -30,6 +33,8 @@ FAST = {
     "callback_max_backoff_s": 0.05,
     "callback_timeout_s": 2.0,
     "callback_concurrency": 4,
+    # the receivers listen on loopback, which callbacks may not reach unless allowed
+    "callback_allow_networks": "127.0.0.1/32",
 }
 
 
@@ -231,3 +236,67 @@ def decode_event_free(payload: bytes) -> dict[str, Any]:
 
     record = decode(CallRecord, payload)
     return record.model_dump(mode="json")
+
+
+STRICT = {k: v for k, v in FAST.items() if k != "callback_allow_networks"}
+
+
+async def test_callbacks_to_internal_hosts_are_refused_at_invoke_time(
+    nats_server: NatsServer, nc: Client, layout: Layout
+) -> None:
+    async with running_gateway(nats_server.url, layout, **STRICT) as (_, http):
+        await register_runtime(http)
+        await register_function(http)
+        for url in (
+            "http://127.0.0.1:9/hook",
+            "http://localhost:8080/hook",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[::ffff:127.0.0.1]/hook",
+            "http://[::1]/hook",
+            "http://2130706433/hook",
+            "http://0x7f.1/hook",
+            "http://10.0.0.1/hook",
+            "https://[fd00::1]/hook",
+            "http://100.64.1.1/hook",
+            "http://0.0.0.0:8080/hook",
+        ):
+            async with http.post("/v1/functions/dice/invoke?async=true", json={}, headers={"X-Callback-Url": url}) as r:
+                assert r.status == 400, url
+                error = (await r.json())["error"]
+                assert error["code"] == "bad_request" and error["message"].startswith("callback URL refused"), url
+        info = await nc.jetstream().stream_info(layout.invoke_stream)
+        assert info.state.messages == 0  # none was queued
+
+
+async def test_a_host_rebound_to_an_internal_address_after_the_check_is_not_connected(
+    nats_server: NatsServer, nc: Client, layout: Layout
+) -> None:
+    """DNS rebinding: the name is public when the call is made, loopback (where a receiver
+    listens) when the callback is due. The delivery resolves again and never connects."""
+    dns = FakeDNS(lambda host: ["93.184.216.34"] if len(dns.lookups) <= 1 else ["127.0.0.1"])
+    receiver = Receiver([200])
+    async with (
+        receiving(receiver) as local_url,
+        Gateway(settings_for(nats_server.url, layout, **STRICT), resolver=dns) as gw,
+        aiohttp.ClientSession(base_url=gw.url) as http,
+    ):
+        await register_runtime(http)
+        await register_function(http)
+        port = local_url.split(":")[2].split("/")[0]
+        url = f"http://hooks.rebind.example:{port}/hook"
+        body = await invoke_async(http, params={"callback_url": url})
+        agent = FakeAgent(nc, layout)
+        inv, number = await agent.pull()
+        await agent.finish(inv, number, callback_url=url)
+        event = await callback_event(nc, layout, body["id"])
+        # A finished event naming a loopback URL outright (as a NATS publisher could make
+        # one): refused too, without a lookup.
+        direct = FakeAgent(nc, layout)
+        inv2 = inv.model_copy(update={"id": "direct" + body["id"][:8]})
+        await direct.finish(inv2, number + 1, callback_url=local_url)
+        literal = await callback_event(nc, layout, inv2.id or "")
+    assert dns.lookups == ["hooks.rebind.example", "hooks.rebind.example"]  # invoke, delivery
+    for outcome in (event.outcome, literal.outcome):
+        assert not outcome.delivered and outcome.attempts == 1
+        assert outcome.error is not None and outcome.error.startswith("refused:") and "loopback" in outcome.error
+    assert receiver.requests == []

@@ -1,7 +1,9 @@
-"""``/v1/jobs``: submit (message on the priority subject, credentials kept out of events),
-list/show from the store, cancel (queued, running, ended, unknown), stored logs."""
+"""``/v1/jobs``: submit (message on the priority subject, secrets sealed and kept out of
+events and answers), list/show from the store, cancel (queued, running, ended, unknown),
+stored logs."""
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -10,10 +12,12 @@ from nats.aio.client import Client
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from common.natsserver import NatsServer
+from common.sealing import SecretsKey, ensure_key_file
 from schemas import (
     JobAccepted,
     JobFinished,
     JobMessage,
+    JobSecrets,
     JobStatus,
     Layout,
     LogEntry,
@@ -38,6 +42,7 @@ SPEC: dict[str, Any] = {
         "image": "registry.example/ml/train:1",
         "command": ["python3", "train.py"],
         "env": {"EPOCHS": "3"},
+        "secret_env": {"WANDB_KEY": "wk-5e1f0c7b"},
         "registry_auth": {"username": "bot", "password": "s3cret-pw"},
     },
     "metadata": {"team": "ml"},
@@ -46,8 +51,19 @@ SPEC: dict[str, Any] = {
 
 
 @pytest.fixture
-async def http(nats_server: NatsServer, layout: Layout, nc: Client) -> AsyncIterator[aiohttp.ClientSession]:
-    async with running_gateway(nats_server.url, layout, store_timeout_s=0.5, callbacks=False) as (_, session):
+def key_file(tmp_path: Path) -> Path:
+    path = tmp_path / "secrets.key"
+    ensure_key_file(path)
+    return path
+
+
+@pytest.fixture
+async def http(
+    nats_server: NatsServer, layout: Layout, nc: Client, key_file: Path
+) -> AsyncIterator[aiohttp.ClientSession]:
+    async with running_gateway(
+        nats_server.url, layout, store_timeout_s=0.5, callbacks=False, secrets_key_file=key_file
+    ) as (_, session):
         yield session
 
 
@@ -70,8 +86,8 @@ async def submit(http: aiohttp.ClientSession, spec: dict[str, Any] = SPEC) -> di
         return body
 
 
-async def test_submit_queues_the_job_by_priority_and_keeps_credentials_out_of_events(
-    http: aiohttp.ClientSession, nc: Client, layout: Layout
+async def test_submit_queues_the_job_by_priority_with_its_secrets_sealed(
+    http: aiohttp.ClientSession, nc: Client, layout: Layout, key_file: Path
 ) -> None:
     body = await submit(http)
     job_id = body["id"]
@@ -79,22 +95,45 @@ async def test_submit_queues_the_job_by_priority_and_keeps_credentials_out_of_ev
     assert body["status"] == "QUEUED" and body["priority"] == 7 and body["name"] == "train"
     assert body["image"] == "registry.example/ml/train:1" and body["command"] == ["python3", "train.py"]
     assert body["env"] == {"EPOCHS": "3"} and body["metadata"] == {"team": "ml"}
-    assert "s3cret-pw" not in str(body)
+    assert body["secret_env_names"] == ["WANDB_KEY"]
+    assert "s3cret-pw" not in str(body) and "wk-5e1f0c7b" not in str(body) and "registry_auth" not in body
 
-    # The message on the priority's subject: the number is its stream sequence; it keeps the
-    # credentials (the node pulls the image with them).
+    # The message on the priority's subject: the number is its stream sequence; the secrets
+    # are in it sealed, for the node (which pulls the image and starts the container with them).
     msg = await nc.jetstream().get_last_msg(layout.invoke_stream, layout.invoke_job(7))
     assert msg.seq == body["number"]
     assert msg.headers and msg.headers["Nats-Msg-Id"] == job_id
+    assert b"s3cret" not in (msg.data or b"") and b"wk-5e1f0c7b" not in (msg.data or b"")
     queued = decode(JobMessage, msg.data or b"")
-    assert queued.id == job_id and queued.spec.container.registry_auth is not None
-    assert queued.spec.container.registry_auth.password == "s3cret-pw"
+    assert queued.id == job_id and not queued.spec.container.has_secrets and queued.sealed
+    opened = decode(JobSecrets, SecretsKey.load(key_file).open(queued.sealed))
+    assert opened.job_id == job_id and opened.env == {"WANDB_KEY": "wk-5e1f0c7b"}
+    assert opened.registry_auth == {"username": "bot", "password": "s3cret-pw"}
 
     accepted = await job_event(nc, layout, job_id, "job_accepted")
     assert isinstance(accepted, JobAccepted)
-    assert accepted.number == body["number"] and accepted.spec.container.registry_auth is None
+    assert accepted.number == body["number"] and not accepted.spec.container.has_secrets
+    assert accepted.secret_env_names == ["WANDB_KEY"]
     raw = await nc.jetstream().get_last_msg(layout.events_stream, layout.event(job_id, "job_accepted"))
-    assert b"s3cret" not in (raw.data or b"")
+    assert b"s3cret" not in (raw.data or b"") and b"wk-5e1f0c7b" not in (raw.data or b"")
+
+
+async def test_a_gateway_without_a_secrets_key_refuses_jobs_with_secrets(
+    nats_server: NatsServer, layout: Layout, nc: Client
+) -> None:
+    async with running_gateway(nats_server.url, layout, callbacks=False) as (_, http):
+        for container in (
+            {"image": "img", "secret_env": {"TOKEN": "t0k3n-value"}},
+            {"image": "img", "registry_auth": {"username": "u", "password": "p4ssw0rd"}},
+        ):
+            async with http.post("/v1/jobs", json={"name": "j", "container": container}) as r:
+                assert r.status == 400
+                error = (await r.json())["error"]
+                assert error["code"] == "secrets_unavailable" and "secrets_key_file" in error["message"]
+        info = await nc.jetstream().stream_info(layout.invoke_stream)
+        assert info.state.messages == 0  # nothing queued
+        async with http.post("/v1/jobs", json={"name": "j", "container": {"image": "img"}}) as r:
+            assert r.status == 201  # a job without secrets needs no key
 
 
 async def test_invalid_specs_are_refused(http: aiohttp.ClientSession) -> None:
@@ -104,6 +143,8 @@ async def test_invalid_specs_are_refused(http: aiohttp.ClientSession) -> None:
         ({**SPEC, "name": "bad name"}, "name"),
         ({**SPEC, "surprise": 1}, "surprise"),
         ({**SPEC, "timeout_s": 0}, "timeout_s"),
+        ({**SPEC, "container": {"image": "i", "secret_env": {"BAD NAME": "x"}}}, "secret_env.BAD NAME"),
+        ({**SPEC, "container": {"image": "i", "env": {"K": "1"}, "secret_env": {"K": "v4lue"}}}, "also set in env: K"),
     ):
         async with http.post("/v1/jobs", json=spec) as r:
             assert r.status == 400, spec

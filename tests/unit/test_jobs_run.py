@@ -4,9 +4,10 @@ order of the intake."""
 import asyncio
 from typing import Any
 
+from common.sealing import SecretsKey
 from node_agent.jobs.intake import job_subjects, levels_by_priority
 from node_agent.jobs.run import Interrupt, JobControl, JobRun, RunOutcome, RunSettings
-from schemas import JobContainer, JobMessage, JobSpec, JobStatus, Layout, RegistryAuth
+from schemas import JobContainer, JobMessage, JobSpec, JobStatus, Layout, RegistryAuth, encode
 from tests.fakes.container import emits
 from tests.fakes.docker import FakeEngine
 from tests.unit.test_jobs_logstream import LAYOUT, FakePublisher
@@ -23,17 +24,19 @@ def docker(
     return FakeEngine(emits(frames, exit_code, forever), images={"img"}, pullable=pullable or ())
 
 
+KEY = SecretsKey([SecretsKey.generate()])
+
+
 def job(image: str = "img", timeout_s: float | None = None, **container: Any) -> JobMessage:
-    spec = JobSpec(
-        name="job",
-        container=JobContainer(image=image, command=["sh", "-c", "true"], env={"A": "1"}, **container),
-        timeout_s=timeout_s,
-    )
-    return JobMessage(id="j1", spec=spec)
+    """A job as the gateway publishes it: its secrets (if any) sealed with ``KEY``."""
+    c = JobContainer(image=image, command=["sh", "-c", "true"], env={"A": "1"}, **container)
+    sealed = KEY.seal(encode(c.secrets("j1"))) if c.has_secrets else None
+    spec = JobSpec(name="job", container=c.without_secrets(), timeout_s=timeout_s)
+    return JobMessage(id="j1", spec=spec, sealed=sealed)
 
 
 async def run(
-    engine: FakeEngine, message: JobMessage, control: JobControl | None = None
+    engine: FakeEngine, message: JobMessage, control: JobControl | None = None, key: SecretsKey | None = KEY
 ) -> tuple[RunOutcome, FakePublisher, list[str]]:
     fake = FakePublisher()
     started: list[str] = []
@@ -42,7 +45,7 @@ async def run(
         started.append(cid)
 
     settings = RunSettings(node_id="node-1", cancel_grace_s=3, log_flush_s=0.01)
-    r = JobRun(message, 5, 1, engine, fake, LAYOUT, settings, control or JobControl(), on_started)
+    r = JobRun(message, 5, 1, engine, fake, LAYOUT, settings, control or JobControl(), on_started, key)
     return await r.run(), fake, started
 
 

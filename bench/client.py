@@ -18,16 +18,17 @@ import aiohttp
 
 
 class Caller:
-    """``await Caller(host, port).post_json(path, body) -> (status, parsed JSON or None)``."""
+    """``await Caller(host, port, token).post_json(path, body) -> (status, parsed JSON or None)``."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, token: str | None = None) -> None:
         self._host, self._port = host, port
+        self._auth = f"Authorization: Bearer {token}\r\n" if token else ""
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def post_json(self, path: str, body: Any) -> tuple[int, Any]:
         data = json.dumps(body, separators=(",", ":")).encode()
         request = (
-            f"POST {path} HTTP/1.1\r\nHost: {self._host}\r\nContent-Type: application/json\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: {self._host}\r\nContent-Type: application/json\r\n{self._auth}"
             f"Content-Length: {len(data)}\r\n\r\n"
         ).encode() + data
         while self._idle:

@@ -91,8 +91,11 @@ class BenchPlatform:
         try:
             await self.platform.start()
             self._nc = await nats.connect(self.platform.nats.url, name="bench")
-            self.http = aiohttp.ClientSession(self.url, connector=aiohttp.TCPConnector(limit=128))
-            self.calls = Caller(self.cfg.host, self.cfg.port)
+            # As a user would: with the admin token the gateway wrote at its start.
+            token = self.platform.admin_token()
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            self.http = aiohttp.ClientSession(self.url, headers=headers, connector=aiohttp.TCPConnector(limit=128))
+            self.calls = Caller(self.cfg.host, self.cfg.port, token)
         except BaseException:
             await self._close()
             raise

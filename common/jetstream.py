@@ -123,6 +123,8 @@ async def ensure_layout(js: JetStreamContext, layout: Layout, limits: LayoutLimi
     await js.create_key_value(KeyValueConfig(bucket=layout.functions_bucket, history=64))
     await js.create_key_value(KeyValueConfig(bucket=layout.nodes_bucket, history=1, ttl=limits.node_ttl_s))
     await js.create_key_value(KeyValueConfig(bucket=layout.cancels_bucket, history=1, ttl=limits.cancel_ttl_s))
+    # history 1: a revoked token's record is gone, not kept as an older revision.
+    await js.create_key_value(KeyValueConfig(bucket=layout.tokens_bucket, history=1))
     await js.create_object_store(
         layout.artifacts_bucket, ObjectStoreConfig(storage=StorageType.FILE, description="function archives")
     )

@@ -17,6 +17,7 @@ import logging
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
+from common.lifecycle import wait_event
 from common.logs import fields
 
 log = logging.getLogger(__name__)
@@ -28,13 +29,17 @@ class KVMirror:
         self._name = name
         # key -> (revision, value); value None: deleted at that revision.
         self._entries: dict[str, tuple[int, bytes | None]] = {}
-        self._ready = False
+        self._loaded = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     @property
     def ready(self) -> bool:
         """The watch has delivered every value the bucket held when it started."""
-        return self._ready
+        return self._loaded.is_set()
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds for the watch to have loaded the bucket."""
+        return await wait_event(self._loaded, timeout)
 
     async def start(self) -> None:
         if self._task is None:
@@ -46,7 +51,7 @@ class KVMirror:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._ready = False
+        self._loaded.clear()
 
     def note(self, key: str, revision: int, value: bytes | None) -> None:
         """Record a write (value None: a delete) this process has just made."""
@@ -70,10 +75,17 @@ class KVMirror:
         if entry.revision is not None:
             self.note(key, entry.revision, entry.value or None)
 
+    def held(self, key: str) -> bytes | None:
+        """From memory only (no KV read): the key's value, None when it is unknown or deleted.
+        Complete only while :attr:`ready`; for a check that must not cost a round trip per
+        unknown key (the gateway's token check)."""
+        entry = self._entries.get(key)
+        return None if entry is None else entry[1]
+
     async def get(self, key: str) -> bytes | None:
         """The key's latest value, None when it is unknown or deleted."""
         held = self._entries.get(key)
-        if held is not None and self._ready:
+        if held is not None and self._loaded.is_set():
             return held[1]
         try:
             entry = await self._kv.get(key)
@@ -92,7 +104,7 @@ class KVMirror:
                 raise
             except Exception:
                 # A watch can end with the connection; answer from KV until it is back.
-                self._ready = False
+                self._loaded.clear()
                 log.warning("kv_mirror.watch_failed", extra=fields(bucket=self._name), exc_info=True)
                 await asyncio.sleep(1.0)
 
@@ -102,11 +114,11 @@ class KVMirror:
             while True:
                 entry = await watcher.updates(timeout=None)  # type: ignore[no-untyped-call]
                 if entry is None:  # the bucket's current values are all in
-                    self._ready = True
+                    self._loaded.set()
                     continue
                 deleted = entry.operation in (KV_DEL, KV_PURGE) or not entry.value
                 self.note(entry.key, entry.revision or 0, None if deleted else entry.value)
         finally:
-            self._ready = False
+            self._loaded.clear()
             with contextlib.suppress(Exception):
                 await watcher.stop()  # type: ignore[no-untyped-call]

@@ -2,15 +2,21 @@
 
 import asyncio
 import json
+import re
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
 from common.logs import setup_logging
-from faas_cli.client import Client, GatewayError
-from faas_cli.up import HOST_CA_BUNDLE, UpConfig, run
+from faas_cli.client import Client, GatewayError, find_token
+from faas_cli.up import HOST_CA_BUNDLE, UpConfig, UpError, run
+
+ROLES = ("admin", "deploy", "invoke", "read")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def _print(value: Any) -> None:
@@ -34,14 +40,38 @@ def _run(coro: Any) -> Any:
     show_default=True,
     help="Gateway base URL (env FAAS_GATEWAY_URL).",
 )
+@click.option(
+    "--token",
+    envvar="FAAS_TOKEN",
+    help="API token (env FAAS_TOKEN). Default: the admin token `faas up` wrote to <data-dir>/admin.token.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=Path("data"),
+    show_default=True,
+    help="Where `faas up` keeps its data (and the admin token).",
+)
 @click.pass_context
-def cli(ctx: click.Context, gateway: str) -> None:
+def cli(ctx: click.Context, gateway: str, token: str | None, data_dir: Path) -> None:
     """Run functions and jobs in containers, on NATS JetStream and Docker."""
-    ctx.obj = Client(gateway)
+    ctx.meta["data_dir"] = data_dir
+    if ctx.invoked_subcommand == "up":
+        return
+    try:
+        found, source = find_token(token, data_dir)
+    except GatewayError as err:
+        raise click.ClickException(str(err)) from None
+    ctx.obj = Client(gateway, found, source)
 
 
 @cli.command()
-@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where NATS, the database and the admin token are kept [default: the global --data-dir, data].",
+)
 @click.option("--port", default=8080, show_default=True, help="Gateway HTTP port.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Gateway bind address.")
 @click.option("--nats-port", default=4222, show_default=True)
@@ -59,23 +89,35 @@ def cli(ctx: click.Context, gateway: str) -> None:
     default=None,
     help=f"CA bundle handed to containers (default: {HOST_CA_BUNDLE} if present).",
 )
+@click.option(
+    "--no-auth",
+    is_flag=True,
+    help="Serve the API without tokens (the original route set as it was); only on a loopback --host.",
+)
 @click.option("--log-level", default="INFO", show_default=True)
+@click.pass_context
 def up(
-    data_dir: Path,
+    ctx: click.Context,
+    data_dir: Path | None,
     port: int,
     host: str,
     nats_port: int,
     slots: int,
     policy: str,
     ca_bundle: Path | None,
+    no_auth: bool,
     log_level: str,
 ) -> None:
-    """Run the whole platform on this host: NATS, store (SQLite), gateway, one node agent."""
+    """Run the whole platform on this host: NATS, store (SQLite), gateway, one node agent.
+
+    An admin token is written to <data-dir>/admin.token at the first start; the other
+    `faas` commands find it there by themselves."""
     setup_logging(log_level)
     if ca_bundle is None and HOST_CA_BUNDLE.exists():
         ca_bundle = HOST_CA_BUNDLE
     cfg = UpConfig(
-        data_dir=data_dir,
+        data_dir=data_dir or ctx.meta["data_dir"],
+        auth=not no_auth,
         port=port,
         host=host,
         nats_port=nats_port,
@@ -88,6 +130,10 @@ def up(
             "FAAS_AGENT_LOG_LEVEL": log_level,
         },
     )
+    try:
+        cfg.check()
+    except UpError as err:
+        raise click.UsageError(str(err)) from None
     sys.exit(asyncio.run(run(cfg)))
 
 
@@ -196,3 +242,51 @@ def calls(client: Client, function_name: str | None, status: str | None, limit: 
 def call_show(client: Client, call_id: str) -> None:
     """Show one call by id or number."""
     _print(_run(client.request("GET", f"/v1/calls/{call_id}"))[1])
+
+
+@cli.group()
+def token() -> None:
+    """Create, list and revoke API tokens (needs an admin token)."""
+
+
+def _expiry(value: str | None) -> dict[str, object]:
+    """``30d``, ``12h``, ``45m``, ``90s``, ``2w``, or an ISO date/time (UTC unless it says)."""
+    if not value:
+        return {}
+    if m := _DURATION.match(value):
+        return {"expires_in_s": float(m.group(1)) * _UNIT_S[m.group(2).lower()]}
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is neither a duration (30d, 12h, 45m, 90s, 2w) nor an ISO date", param_hint="--expires"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return {"expires_at": when.isoformat()}
+
+
+@token.command("create")
+@click.option("--role", type=click.Choice(ROLES), required=True, help="What the token may do.")
+@click.option("--name", help="Unique name (default: <role>-<random>).")
+@click.option("--expires", help="Lifetime (30d, 12h, 45m, 2w) or an ISO date; default: never.")
+@click.pass_obj
+def token_create(client: Client, role: str, name: str | None, expires: str | None) -> None:
+    """Create a token; it is printed once, and only its hash is kept."""
+    _print(_run(client.create_token(role, name, _expiry(expires))))
+    click.echo("Keep the token now: it cannot be shown again.", err=True)
+
+
+@token.command("list")
+@click.pass_obj
+def token_list(client: Client) -> None:
+    """The tokens: name, role, created_at, expires_at, expired (never the tokens themselves)."""
+    _print(_run(client.request("GET", "/v1/tokens"))[1])
+
+
+@token.command("revoke")
+@click.argument("name")
+@click.pass_obj
+def token_revoke(client: Client, name: str) -> None:
+    """Revoke token NAME: every gateway refuses it within a second or two."""
+    _print(_run(client.request("DELETE", f"/v1/tokens/{name}"))[1])

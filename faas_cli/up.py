@@ -6,6 +6,10 @@ process so a crash of one loses no accepted call. A process that dies is restart
 stops everything in reverse order, each service draining gracefully. The gateway and the
 agent share the secrets key ``<data>/secrets.key`` (made on first start, mode 0600), which
 seals jobs' secrets.
+
+The gateway writes an admin token to ``<data>/admin.token`` (mode 0600) at its first start;
+``faas`` commands read it from there. ``auth=False`` (``--no-auth``) serves the API without
+tokens, and only on a loopback address.
 """
 
 import asyncio
@@ -18,6 +22,7 @@ from pathlib import Path
 
 import aiohttp
 
+from common.hosts import is_loopback_host
 from common.logs import fields
 from common.natsserver import NatsServer
 from common.sealing import ensure_key_file
@@ -25,6 +30,11 @@ from common.sealing import ensure_key_file
 log = logging.getLogger("faas.up")
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+ADMIN_TOKEN_FILE = "admin.token"
+
+
+class UpError(Exception):
+    """A configuration ``faas up`` refuses before starting anything."""
 
 
 @dataclass
@@ -37,7 +47,15 @@ class UpConfig:
     policy: str = "adaptive"
     ca_bundle: Path | None = None
     grace_s: float = 30.0
+    auth: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
+
+    def check(self) -> None:
+        if not self.auth and not is_loopback_host(self.host):
+            raise UpError(
+                f"--no-auth serves the API to anyone who can reach it: it needs a loopback --host "
+                f"(127.0.0.1, ::1, localhost), not {self.host!r}"
+            )
 
 
 @dataclass
@@ -58,6 +76,19 @@ class Platform:
         self.children: list[Child] = []
         self._stopping = False
         self._watchers: set[asyncio.Task[None]] = set()
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.data / ADMIN_TOKEN_FILE
+
+    def admin_token(self) -> str | None:
+        """The admin token the gateway wrote (None with auth off, or before the gateway started)."""
+        if not self.cfg.auth:
+            return None
+        try:
+            return self.admin_token_path.read_text(encoding="utf-8").strip() or None
+        except FileNotFoundError:
+            return None
 
     def _env(self) -> dict[str, dict[str, str]]:
         url = self.nats.url
@@ -81,11 +112,14 @@ class Platform:
                 "FAAS_GATEWAY_HOST": self.cfg.host,
                 "FAAS_GATEWAY_PORT": str(self.cfg.port),
                 "FAAS_GATEWAY_SECRETS_KEY_FILE": str(self.secrets_key),
+                "FAAS_GATEWAY_AUTH": "true" if self.cfg.auth else "false",
+                "FAAS_GATEWAY_ADMIN_TOKEN_FILE": str(self.admin_token_path),
             },
             "node_agent": agent,
         }
 
     async def start(self) -> None:
+        self.cfg.check()
         self.data.mkdir(parents=True, exist_ok=True)
         if ensure_key_file(self.secrets_key):
             log.info("platform.secrets_key_created", extra=fields(path=self.secrets_key))
@@ -104,8 +138,20 @@ class Platform:
                 nats=self.nats.url,
                 database=self.data / "faas.db",
                 data=self.data,
+                auth=self.cfg.auth,
             ),
         )
+        if self.cfg.auth:
+            log.info(
+                "platform.admin_token",
+                extra=fields(
+                    path=self.admin_token_path,
+                    use='faas commands read it from there; curl: -H "Authorization: Bearer $(cat '
+                    f'{self.admin_token_path})"',
+                ),
+            )
+        else:
+            log.warning("platform.auth_off", extra=fields(host=self.cfg.host))
 
     async def _spawn(self, child: Child) -> None:
         child.proc = await asyncio.create_subprocess_exec(
@@ -140,8 +186,11 @@ class Platform:
         deadline = loop.time() + timeout
         async with aiohttp.ClientSession() as http:
             while loop.time() < deadline:
+                # The gateway writes the token file at its start: read it until it is there.
+                token = self.admin_token()
+                headers = {"Authorization": f"Bearer {token}"} if token else {}
                 try:
-                    async with http.get(url) as resp:
+                    async with http.get(url, headers=headers) as resp:
                         if resp.status == 200:
                             return
                 except aiohttp.ClientError:

@@ -2,6 +2,8 @@
 
 import sys
 
+from pydantic import ValidationError
+
 from common.lifecycle import run_service
 from common.logs import setup_logging
 from gateway.app import Gateway
@@ -9,7 +11,11 @@ from gateway.settings import GatewaySettings
 
 
 def main() -> int:
-    settings = GatewaySettings()
+    try:
+        settings = GatewaySettings()
+    except ValidationError as err:
+        print(f"gateway: refusing to start: {err}", file=sys.stderr)
+        return 2
     setup_logging(settings.log_level)
 
     async def make() -> Gateway:

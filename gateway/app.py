@@ -12,13 +12,17 @@ from common.jetstream import connect, drain_or_close, ensure_layout
 from common.lifecycle import Lifecycle, TaskSet
 from common.logs import fields
 from common.sealing import SecretsKey
+from gateway.access import RULES
+from gateway.bootstrap import ensure_admin_token
 from gateway.call_service import CallService
 from gateway.call_watch import Replies
 from gateway.callback_guard import CallbackGuard, own_addresses
 from gateway.callback_post import RetryPolicy
 from gateway.callbacks import CallbackDispatcher
+from gateway.crosssite import SameSite
 from gateway.deps import DEPS, Deps
 from gateway.functions import Functions
+from gateway.guard import Guard, guard_middleware
 from gateway.invoker import Invoker
 from gateway.jobs import Jobs
 from gateway.log_stream import LogStreams
@@ -27,6 +31,7 @@ from gateway.routing import NodeRouter
 from gateway.runtimes import Runtimes
 from gateway.settings import GatewaySettings
 from gateway.store_client import StoreClient
+from gateway.tokens import Tokens
 from gateway.web import error_middleware
 from schemas import Layout
 
@@ -34,15 +39,17 @@ log = logging.getLogger(__name__)
 
 # Multipart boundaries and the small form fields around the module file.
 _MULTIPART_OVERHEAD = 1 << 20
+_TOKENS_LOAD_S = 10.0
 
 
 def build_app(d: Deps) -> web.Application:
-    app = web.Application(
-        middlewares=[error_middleware],
-        client_max_size=d.settings.max_upload_bytes + _MULTIPART_OVERHEAD,
-    )
+    s = d.settings
+    app = web.Application(client_max_size=s.max_upload_bytes + _MULTIPART_OVERHEAD)
     app[DEPS] = d
     add_routes(app)
+    guard = Guard(app[RULES], SameSite(s.host, s.allowed_hosts), d.tokens if s.auth else None)
+    # Errors first: the guard's refusals get the JSON error shape too.
+    app.middlewares.extend([error_middleware, guard_middleware(guard)])
     return app
 
 
@@ -98,9 +105,22 @@ class Gateway(Lifecycle):
             await js.key_value(self.layout.functions_bucket),
             await js.object_store(self.layout.artifacts_bucket),
         )
-        for name, mirror in (("runtimes", runtimes.mirror), ("functions", functions.mirror)):
+        tokens = Tokens(await js.key_value(self.layout.tokens_bucket))
+        for name, mirror in (
+            ("runtimes", runtimes.mirror),
+            ("functions", functions.mirror),
+            ("tokens", tokens.mirror),
+        ):
             self.on_stop(f"{name}-mirror", mirror.stop)
             await mirror.start()
+        # Until the tokens are in memory every request would read KV: wait for them (a
+        # bucket of thousands loads in well under a second).
+        if not await tokens.mirror.wait_ready(_TOKENS_LOAD_S):
+            log.warning("gateway.tokens_not_loaded", extra=fields(after_s=_TOKENS_LOAD_S))
+        if s.auth and s.admin_token_file is not None:
+            await ensure_admin_token(tokens, s.admin_token_file)
+        if not s.auth:
+            log.warning("gateway.auth_off", extra=fields(host=s.host))
         router = NodeRouter(await js.key_value(self.layout.nodes_bucket), self.layout)
         self.on_stop("router", router.stop)
         await router.start()
@@ -117,7 +137,7 @@ class Gateway(Lifecycle):
             announce_after_s=s.announce_after_s,
         )
         store = StoreClient(nc, self.layout, s.store_timeout_s)
-        jobs = Jobs(js, self.layout, store, await js.key_value(self.layout.cancels_bucket), secrets_key)
+        jobs = Jobs(js, self.layout, store, await js.key_value(self.layout.cancels_bucket), secrets_key, router=router)
         log_streams = LogStreams(js, self.layout, store, s.sse_keepalive_s, s.max_log_streams)
 
         # 2. NATS calls in flight (and the callback loop's tasks) once intake has stopped: the
@@ -126,7 +146,7 @@ class Gateway(Lifecycle):
 
         # 3. Intake. HTTP: at stop, no new connections; requests in flight get the grace period,
         #    then are cancelled.
-        app = build_app(Deps(s, nc, runtimes, functions, invoker, store, jobs, log_streams, guard))
+        app = build_app(Deps(s, nc, runtimes, functions, invoker, store, jobs, log_streams, guard, tokens))
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=grace, access_log=None)
         self.on_stop("http", runner.cleanup)
         await runner.setup()
@@ -161,4 +181,4 @@ class Gateway(Lifecycle):
             log_streams.close_all()
 
         self.on_stop("answer-waiters", answer_waiters)
-        log.info("gateway.started", extra=fields(port=self._port, prefix=s.prefix, nats=s.nats_url))
+        log.info("gateway.started", extra=fields(port=self._port, prefix=s.prefix, nats=s.nats_url, auth=s.auth))

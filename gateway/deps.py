@@ -13,6 +13,7 @@ from gateway.log_stream import LogStreams
 from gateway.runtimes import Runtimes
 from gateway.settings import GatewaySettings
 from gateway.store_client import StoreClient
+from gateway.tokens import Tokens
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Deps:
     jobs: Jobs
     log_streams: LogStreams
     callback_guard: CallbackGuard
+    tokens: Tokens
 
 
 DEPS = web.AppKey("deps", Deps)

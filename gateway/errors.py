@@ -19,11 +19,12 @@ _ID = re.compile(CALL_ID_PATTERN)
 class GatewayError(Exception):
     """``status`` is an HTTP status (also used as the nats.micro error code)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers
 
     def __repr__(self) -> str:
         return f"GatewayError({self.status}, {self.code!r}, {self.message!r})"
@@ -31,6 +32,16 @@ class GatewayError(Exception):
 
 def bad_request(message: str) -> GatewayError:
     return GatewayError(400, "bad_request", message)
+
+
+def unauthorized(message: str, invalid_token: bool = False) -> GatewayError:
+    """401 with the ``WWW-Authenticate`` challenge of RFC 6750."""
+    challenge = 'Bearer realm="faas"' + (', error="invalid_token"' if invalid_token else "")
+    return GatewayError(401, "unauthorized", message, {"WWW-Authenticate": challenge})
+
+
+def forbidden(message: str) -> GatewayError:
+    return GatewayError(403, "forbidden", message)
 
 
 def not_found(message: str) -> GatewayError:

@@ -9,6 +9,7 @@ bucket, which the node agents check before a job starts and watch while it runs.
 """
 
 import logging
+import re
 import uuid
 from datetime import UTC, datetime
 
@@ -18,8 +19,9 @@ from nats.js.kv import KeyValue
 from common.events import Event, last_event
 from common.logs import fields
 from common.sealing import SecretsKey
-from gateway.errors import GatewayError, check_id, nats_unavailable, not_found
+from gateway.errors import GatewayError, bad_request, check_id, nats_unavailable, not_found
 from gateway.queueing import enqueue
+from gateway.routing import NodeRouter
 from gateway.store_client import StoreClient
 from schemas import (
     GetJob,
@@ -39,6 +41,9 @@ from schemas import (
 
 log = logging.getLogger(__name__)
 
+# What submit() names a job: "j" + 32 hex digits (call ids the gateway makes have no "j").
+JOB_ID = re.compile(r"^j[0-9a-f]{32}$")
+
 
 class Jobs:
     def __init__(
@@ -48,17 +53,23 @@ class Jobs:
         store: StoreClient,
         cancels: KeyValue,
         secrets_key: SecretsKey | None = None,
+        router: NodeRouter | None = None,
     ) -> None:
         self._js = js
         self._layout = layout
         self._store = store
         self._cancels = cancels
         self._key = secrets_key
+        # the nodes' heartbeats: a job no live node would run is refused at once
+        self._router = router
 
     async def submit(self, spec: JobSpec) -> JobRecord:
         """Queue a job; returns its record as the store will first show it (QUEUED).
 
-        400 if the job has secrets and this gateway has no secrets key to seal them with."""
+        400 if the job has secrets and this gateway has no secrets key to seal them with, or
+        if it asks for more memory, CPU or time than every live node allows."""
+        if self._router is not None and (refusal := self._router.job_refusal(spec)):
+            raise bad_request(refusal)
         job_id = "j" + uuid.uuid4().hex
         now = datetime.now(UTC)
         c = spec.container

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from nats.js.kv import KeyValue
 
 from common.logs import fields
-from schemas import InvalidMessage, Layout, NodeState, decode, function_key
+from schemas import InvalidMessage, JobMaxima, JobSpec, Layout, NodeState, decode, function_key, over_maxima
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,29 @@ class NodeRouter:
                     log.warning("router.bad_heartbeat", extra=fields(node=entry.key))
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]
+
+    def job_refusal(self, spec: JobSpec) -> str | None:
+        """Why no live node would run ``spec`` (each says the most a job may ask for in its
+        heartbeat), or None: one would, or none says (the job waits; its node decides)."""
+        now = datetime.now(UTC)
+        maxima = [
+            n.job_max
+            for n in self._nodes.values()
+            if n.job_max is not None and (now - n.at).total_seconds() < self._fresh_s
+        ]
+        if not maxima or any(not over_maxima(spec, m) for m in maxima):
+            return None
+        largest = JobMaxima(
+            memory_mb=max(m.memory_mb for m in maxima),
+            cpus=max(m.cpus for m in maxima),
+            timeout_s=max(m.timeout_s for m in maxima),
+        )
+        over = over_maxima(spec, largest)
+        if not over:
+            return "no node allows memory_mb, cpus and timeout_s as asked all at once"
+        return "; ".join(
+            f"{name} {value:g} is over every node's maximum (the largest: {most:g})" for name, value, most in over
+        )
 
     def subject_for(self, function: str, version: int, runtime: str) -> str:
         now = datetime.now(UTC)

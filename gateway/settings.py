@@ -2,10 +2,12 @@
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
-from pydantic import Field, IPvAnyNetwork, field_validator
+from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from common.hosts import is_loopback_host
 
 MiB = 1 << 20
 
@@ -63,6 +65,25 @@ class GatewaySettings(BaseSettings):
     # registry_auth is refused (400).
     secrets_key_file: Path | None = None
     log_level: str = "INFO"
+    # API tokens (README "Authentication and roles"). Off only on a loopback address: then
+    # anyone who can reach the port owns the platform, so that must be this machine alone.
+    auth: bool = True
+    # If set, the gateway makes sure at start that this file (mode 0600) holds a valid admin
+    # token, creating one when the file is missing or its token is not valid (`faas up`:
+    # <data-dir>/admin.token).
+    admin_token_file: Path | None = None
+    # Host header names of this gateway besides loopback names, IP literals and the bind
+    # address (a browser's request for any other name is a DNS rebinding). "*": any.
+    allowed_hosts: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _no_auth_on_loopback_only(self) -> Self:
+        if not self.auth and not is_loopback_host(self.host):
+            raise ValueError(
+                f"auth is off (FAAS_GATEWAY_AUTH=false) but the gateway would listen on {self.host!r}: "
+                "without auth it listens on loopback only (127.0.0.0/8, ::1, localhost)"
+            )
+        return self
 
     @field_validator("callback_allow_networks", "callback_deny_networks", mode="before")
     @classmethod

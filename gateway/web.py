@@ -19,6 +19,8 @@ M = TypeVar("M", bound=BaseModel)
 
 _CODES = {
     400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
@@ -71,7 +73,7 @@ async def _answer(request: web.Request, handler: Any) -> web.StreamResponse:
     except GatewayError as err:
         if err.status >= 500:
             log.warning("http.unavailable", extra=fields(path=request.path, status=err.status, error=err.message))
-        return error_response(err.status, err.code, err.message)
+        return error_response(err.status, err.code, err.message, err.headers)
     except web.HTTPException as err:
         # aiohttp's own: unknown route, wrong method, body over client_max_size.
         if err.status < 400:

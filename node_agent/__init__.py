@@ -10,7 +10,8 @@ The package, by concept:
 * ``pools/``: warm containers kept ahead of calls, keyed by runtime or function version, and
   how each is made.
 * ``containers/``: Docker (the only module that imports aiodocker), function artifacts,
-  dependency images and the shell scripts a container runs.
+  dependency images, the shell scripts a container runs, and the host firewall rules of the
+  sealed network that containers with network access join.
 * ``wire/``: the protocols spoken with a started container (handler JSON lines, command
   stdout, end markers), over attached stdio or a Unix socket.
 * ``outcome.py``, ``errors.py``, ``logstream.py``: what a call ended as, the agent's

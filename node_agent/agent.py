@@ -25,6 +25,7 @@ from node_agent.calls.runner import CallRunner
 from node_agent.containers.artifacts import ArtifactCache
 from node_agent.containers.deps import DependencyImages
 from node_agent.containers.docker import DockerEngine, Engine
+from node_agent.errors import NetworkUnavailable
 from node_agent.jobs.worker import JobConfig, JobWorker
 from node_agent.nodeid import claim_node_id
 from node_agent.pools.factory import WarmFactory
@@ -77,6 +78,7 @@ class NodeAgent(Lifecycle):
         self._sockets: SocketDir | None = None
         self.pools: Pools | None = None
         self._nodes_kv: KeyValue | None = None
+        self._sealed: bool | None = None  # the containers' network: None before the first try
 
     # --- lifecycle ----------------------------------------------------------------
     async def _start(self) -> None:
@@ -98,11 +100,19 @@ class NodeAgent(Lifecycle):
         # were not acked and are redelivered, so the containers are only garbage.
         if removed := await self._engine.remove_labelled(f"faas.node={s.node_id}"):
             log.info("agent.orphans_removed", extra=fields(node=s.node_id, count=removed))
+        # Containers with network access: on the sealed network, or refused (containers/firewall.py).
+        if s.network_seal:
+            await self._seal_network(at_start=True)
+        else:
+            self._engine.open_network()
+            log.warning("agent.network_unsealed_by_setting", extra=fields(node=s.node_id))
         self._catalog = Catalog(
             await self._js.key_value(self.layout.runtimes_bucket),
             await self._js.key_value(self.layout.functions_bucket),
         )
-        self._artifacts = ArtifactCache(await self._js.object_store(self.layout.artifacts_bucket), s.cache_dir)
+        self._artifacts = ArtifactCache(
+            await self._js.object_store(self.layout.artifacts_bucket), s.cache_dir, owner=s.call_owner
+        )
         ca = str(s.ca_bundle) if s.ca_bundle else None
         deps = DependencyImages(self._engine, self._artifacts, s.node_id, ca)
         local_docker = s.docker_url is None or s.docker_url.startswith("unix://")
@@ -144,7 +154,18 @@ class NodeAgent(Lifecycle):
             started_after_s=s.started_after_s,
         )
         # Container jobs share the node's slots with calls.
-        jobs = JobConfig(node_id=s.node_id, grace_s=s.grace_s, ack_wait_s=s.ack_wait_s, max_attempts=s.max_attempts)
+        jobs = JobConfig(
+            node_id=s.node_id,
+            grace_s=s.grace_s,
+            ack_wait_s=s.ack_wait_s,
+            max_attempts=s.max_attempts,
+            memory_mb=s.job_memory_mb,
+            cpus=s.job_cpus,
+            pids_limit=s.job_pids,
+            max_memory_mb=s.job_max_memory_mb,
+            max_cpus=s.job_max_cpus_or_cores,
+            max_timeout_s=s.job_max_timeout_s,
+        )
         self._jobs = JobWorker(
             jobs, self._slots, self._nc, self.layout, self._engine, tasks=self.tasks, secrets_key=secrets_key
         )
@@ -164,6 +185,8 @@ class NodeAgent(Lifecycle):
         await self._jobs.start()
         self.tasks.spawn(self._heartbeat(), "heartbeat")
         self.tasks.spawn(self._rescue_loop(), "rescue")
+        if s.network_seal:
+            self.tasks.spawn(self._keep_network_sealed(), "network-seal")
         if s.runtimes:
             for rt in s.runtimes:
                 await self._serve_runtime(rt)
@@ -330,6 +353,7 @@ class NodeAgent(Lifecycle):
             runtimes=sorted(k for k in self._loops if k != NODE_LOOP),
             warm_runtimes={k.label: n for k, n in warm.items() if k.layer is Layer.RUNTIME},
             warm_functions={k.label: n for k, n in warm.items() if k.layer is Layer.FUNCTION},
+            job_max=self._jobs.config.maxima if self._jobs is not None else None,
         )
 
     async def _heartbeat(self) -> None:
@@ -339,6 +363,31 @@ class NodeAgent(Lifecycle):
         while True:
             await kv.put(self.settings.node_id, encode(self.state()))
             await asyncio.sleep(self.settings.heartbeat_s)
+
+    async def _seal_network(self, at_start: bool = False) -> None:
+        """Seal the containers' network, or check that it still is. A failure is logged (once
+        per change) and leaves containers with network refused: the agent runs on for calls
+        without network, and retries at each check."""
+        assert self._engine is not None
+        s = self.settings
+        seal = s.seal()
+        try:
+            changed = await self._engine.seal_network(seal)
+        except NetworkUnavailable as err:
+            if self._sealed is not False:
+                log.error("agent.network_unsealed", extra=fields(node=s.node_id, error=str(err)))
+            self._sealed = False
+            return
+        if at_start or self._sealed is False:
+            log.info("agent.network_sealed", extra=fields(node=s.node_id, network=seal.network, bridge=seal.bridge))
+        elif changed:  # something (a firewall reload?) removed or changed the rules
+            log.warning("agent.network_resealed", extra=fields(node=s.node_id, network=seal.network))
+        self._sealed = True
+
+    async def _keep_network_sealed(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.network_check_s)
+            await self._seal_network()
 
     async def _rescue_loop(self) -> None:
         nc, kv = self._nc, self._nodes_kv

@@ -27,6 +27,13 @@ class EngineError(AgentError):
     kind = "EngineError"
 
 
+class NetworkUnavailable(AgentError):
+    """A container asked for network access on a node whose container network is not sealed
+    (containers/firewall.py): refused rather than run with a route to the host."""
+
+    kind = "NetworkUnavailable"
+
+
 class StreamClosed(EngineError):
     """Writing to a container's attached stdin failed: its process is gone. Nothing was
     delivered, so the call can still run elsewhere."""

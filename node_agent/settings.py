@@ -1,10 +1,13 @@
+import os
 import socket
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from node_agent.containers.firewall import Allowed, SealConfig
 from schemas import is_valid_name
 
 
@@ -60,12 +63,40 @@ class AgentSettings(BaseSettings):
     started_after_s: float = Field(default=0.05, ge=0)
     # Graceful stop: running calls get this long to finish, then are cancelled.
     grace_s: float = Field(default=30.0, ge=0)
+    # The user calls run as, "uid:gid", never root: the code copied into a container is
+    # theirs. (Dependency installs run as root in their build container; a job runs as its
+    # image's user unless it names one.)
+    call_user: str = Field(default="10001:10001", pattern=r"^[0-9]+:[0-9]+$")
+    # Container jobs: the resources of a job that asks for none, and the most a job may ask
+    # for on this node (more: it ends ERROR saying so). A job without timeout_s ends TIMEOUT
+    # after job_max_timeout_s. job_max_cpus 0: the number of cores.
+    job_memory_mb: int = Field(default=2048, ge=16)
+    job_cpus: float = Field(default=1.0, ge=0.05)
+    job_pids: int = Field(default=4096, ge=8)
+    job_max_memory_mb: int = Field(default=8192, ge=16)
+    job_max_cpus: float = Field(default=0.0, ge=0)
+    job_max_timeout_s: float = Field(default=3600.0, gt=0)
     cache_dir: Path = Path("data/agent-cache")
     # Warm handler containers get the protocol over a Unix socket in a directory of their own
     # under socket_dir (default: a new temporary directory), bind-mounted into the container;
     # off, or with a Docker engine on another host (docker_url tcp://...), attached stdio.
     handler_sockets: bool = True
     socket_dir: Path | None = None
+    # Containers with network access (functions whose limits say network, jobs, dependency
+    # installs) join a Docker network sealed by host firewall rules (containers/firewall.py):
+    # no route to this host, private or link-local ranges, or the platform's addresses. If
+    # the rules cannot be applied, such containers are refused. false: Docker's default
+    # bridge, unsealed; only where the host's own firewall does the same.
+    network_seal: bool = True
+    network_name: str = Field(default="faas-fn", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    network_bridge: str = Field(default="faasfn0", pattern=r"^[A-Za-z0-9_.-]{1,15}$")
+    # Destinations containers may reach despite the seal, e.g. a proxy: "10.0.0.5/32:3128".
+    network_allow: list[str] = Field(default_factory=list)
+    # Refused besides (networks, addresses, host names): the platform's public addresses.
+    # The NATS servers of nats_url are always refused.
+    network_deny: list[str] = Field(default_factory=list)
+    # How often the rules are checked, and put back if something removed them.
+    network_check_s: float = Field(default=30.0, gt=0)
     log_level: str = "INFO"
 
     @field_validator("node_id")
@@ -74,3 +105,44 @@ class AgentSettings(BaseSettings):
         if not is_valid_name(v):
             raise ValueError("node_id may only hold letters, digits, '-' and '_'")
         return v
+
+    @field_validator("network_allow")
+    @classmethod
+    def _allowed(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            Allowed.parse(entry)  # raises ValueError saying what is wrong
+        return v
+
+    def seal(self) -> SealConfig:
+        """The sealed network's settings; the NATS servers' hosts are denied too."""
+        nats_hosts = [urlsplit(u.strip()).hostname or "" for u in self.nats_url.split(",")]
+        return SealConfig(
+            network=self.network_name,
+            bridge=self.network_bridge,
+            allow=tuple(Allowed.parse(e) for e in self.network_allow),
+            deny=tuple(dict.fromkeys([*self.network_deny, *(h for h in nats_hosts if h)])),
+        )
+
+    @field_validator("call_user")
+    @classmethod
+    def _not_root(cls, v: str) -> str:
+        if int(v.partition(":")[0]) == 0:
+            raise ValueError("call_user may not be root (uid 0)")
+        return v
+
+    @property
+    def call_owner(self) -> tuple[int, int]:
+        uid, _, gid = self.call_user.partition(":")
+        return int(uid), int(gid)
+
+    @model_validator(mode="after")
+    def _job_defaults_within_maxima(self) -> "AgentSettings":
+        if self.job_memory_mb > self.job_max_memory_mb:
+            raise ValueError("job_memory_mb is over job_max_memory_mb")
+        if self.job_cpus > self.job_max_cpus_or_cores:
+            raise ValueError("job_cpus is over job_max_cpus")
+        return self
+
+    @property
+    def job_max_cpus_or_cores(self) -> float:
+        return self.job_max_cpus or float(os.cpu_count() or 1)

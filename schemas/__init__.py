@@ -29,6 +29,7 @@ from schemas.jobs import (
     JobContainer,
     JobEvent,
     JobFinished,
+    JobMaxima,
     JobMessage,
     JobPage,
     JobQuery,
@@ -40,11 +41,13 @@ from schemas.jobs import (
     JobStatus,
     RegistryAuth,
     decode_job_event,
+    over_maxima,
 )
 from schemas.names import NAME_PATTERN, is_valid_name
 from schemas.nodes import NodeState, function_key
 from schemas.runtime import RuntimeSpec
 from schemas.subjects import Layout
+from schemas.tokens import Role, TokenName, TokenRecord, TokenRequest, new_token, token_digest
 
 __all__ = [
     "NAME_PATTERN",
@@ -69,6 +72,7 @@ __all__ = [
     "JobContainer",
     "JobEvent",
     "JobFinished",
+    "JobMaxima",
     "JobMessage",
     "JobPage",
     "JobQuery",
@@ -85,9 +89,13 @@ __all__ = [
     "Logs",
     "NodeState",
     "RegistryAuth",
+    "Role",
     "RuntimeSpec",
     "Served",
     "Started",
+    "TokenName",
+    "TokenRecord",
+    "TokenRequest",
     "decode",
     "decode_event",
     "decode_job_event",
@@ -97,4 +105,7 @@ __all__ = [
     "encode_json",
     "function_key",
     "is_valid_name",
+    "new_token",
+    "over_maxima",
+    "token_digest",
 ]

@@ -23,6 +23,10 @@ from schemas.names import CALL_ID_PATTERN, NAME_PATTERN
 from schemas.status import Progress
 
 MIN_PRIORITY, MAX_PRIORITY = 0, 9
+# A user name or uid, optionally with a group name or gid, as Docker's ``User``.
+USER_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?$"
+# Bounds of what a job may ask for; each node has its own, lower, maxima (FAAS_AGENT_JOB_MAX_*).
+MAX_JOB_TIMEOUT_S = 7 * 24 * 3600
 
 
 class JobStatus(Progress):
@@ -30,6 +34,8 @@ class JobStatus(Progress):
     RUNNING = "RUNNING"
     FINISHED = "FINISHED"
     ERROR = "ERROR"
+    # Still running at its timeout_s (or, without one, at the node's maximum): stopped.
+    TIMEOUT = "TIMEOUT"
     CANCELLED = "CANCELLED"
 
 
@@ -69,6 +75,13 @@ class JobContainer(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     secret_env: dict[EnvName, SecretStr] = Field(default_factory=dict, max_length=MAX_SECRET_ENV)
     registry_auth: RegistryAuth | None = None
+    # Resources of the container, within the maxima of the node that runs it; unset: the
+    # node's defaults (FAAS_AGENT_JOB_MEMORY_MB, FAAS_AGENT_JOB_CPUS).
+    memory_mb: int | None = Field(default=None, ge=16, le=256 * 1024)
+    cpus: float | None = Field(default=None, ge=0.05, le=256)
+    # The user the command runs as (Docker's ``User``: name or uid, optionally ``:group``);
+    # unset: the image's own user.
+    user: str | None = Field(default=None, pattern=USER_PATTERN)
 
     @model_validator(mode="after")
     def _secret_names_are_not_in_env(self) -> "JobContainer":
@@ -106,7 +119,28 @@ class JobSpec(BaseModel):
     priority: int = Field(default=5, ge=MIN_PRIORITY, le=MAX_PRIORITY)
     container: JobContainer
     metadata: dict[str, Any] = Field(default_factory=dict)
-    timeout_s: float | None = Field(default=None, gt=0)
+    # Unset: the node's maximum (FAAS_AGENT_JOB_MAX_TIMEOUT_S). Past it the job ends TIMEOUT.
+    timeout_s: float | None = Field(default=None, gt=0, le=MAX_JOB_TIMEOUT_S)
+
+
+class JobMaxima(BaseModel):
+    """The most a job may ask for on a node (its agent's ``FAAS_AGENT_JOB_MAX_*``), as its
+    heartbeat says."""
+
+    memory_mb: int
+    cpus: float
+    timeout_s: float
+
+
+def over_maxima(spec: JobSpec, maxima: JobMaxima) -> list[tuple[str, float, float]]:
+    """What ``spec`` asks for beyond ``maxima``: (field, asked, most) each."""
+    c = spec.container
+    asked = (
+        ("memory_mb", c.memory_mb, maxima.memory_mb),
+        ("cpus", c.cpus, maxima.cpus),
+        ("timeout_s", spec.timeout_s, maxima.timeout_s),
+    )
+    return [(name, value, most) for name, value, most in asked if value is not None and value > most]
 
 
 class JobMessage(BaseModel):

@@ -5,6 +5,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from schemas.clock import utcnow
+from schemas.jobs import JobMaxima
 from schemas.names import NAME_PATTERN
 
 
@@ -23,4 +24,6 @@ class NodeState(BaseModel):
     # Idle warm containers: runtime name -> count, and "function@version" -> count.
     warm_runtimes: dict[str, int] = Field(default_factory=dict)
     warm_functions: dict[str, int] = Field(default_factory=dict)
+    # None: an agent that does not say (the job is sent all the same; the node decides).
+    job_max: JobMaxima | None = None
     at: datetime = Field(default_factory=utcnow)

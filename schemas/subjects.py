@@ -98,6 +98,11 @@ class Layout:
         """Cancel requests of jobs (key = job id): checked before a job starts, watched while it runs."""
         return f"{self.prefix}_cancels"
 
+    @property
+    def tokens_bucket(self) -> str:
+        """API tokens, hashed (``schemas.tokens``): read by the gateways only."""
+        return f"{self.prefix}_tokens"
+
     # --- request/reply services ------------------------------------------------
     def call(self, function: str) -> str:
         """``nats req faas.call.<function> '<params json>'`` runs a call synchronously."""

@@ -134,10 +134,12 @@ class Executor:
         if not function.handler:
             files["/faas/params.json"] = (params_json, 0o644)
         labels = {"faas.call": call_id, "faas.function": function.name}
-        cid = await self.engine.create(call_spec(image, runtime, function, RUN, labels, self.node_id, self.ca_bundle))
+        owner = self.artifacts.owner
+        spec = call_spec(image, runtime, function, RUN, labels, self.node_id, self.ca_bundle, owner)
+        cid = await self.engine.create(spec)
         attached: Attached | None = None
         try:
-            await self.engine.put_archive(cid, "/", call_tar(code, files))
+            await self.engine.put_archive(cid, "/", call_tar(code, files, owner))
             attached = await self.engine.attach(cid)
             await self.engine.start(cid)
             if function.handler:
@@ -171,7 +173,7 @@ class Executor:
         try:
             if stem:
                 code = await self.artifacts.code_body(function.digest, runtime.path)
-                load = payload(wc.shim, runtime, function, code, params_json)
+                load = payload(wc.shim, runtime, function, code, params_json, self.artifacts.owner)
                 await wc.attached.write(load.data)
                 nonce = load.nonce
                 session = (

@@ -3,6 +3,12 @@ into the tar that ``put_archive`` copies into a container.
 
 The code tar is built once per (digest, path) and kept without its end-of-archive
 blocks, so that a call only appends its own small members (params, entry script).
+
+Every member belongs to the user calls run as (``Owner``, the agent's ``call_user``): Docker
+keeps a tar's owners when it copies one in as root, so the function can read and write its
+own directory and ``/faas``, and a warm container's shim, not root, can unpack a payload over
+them. The parents of the runtime's path are not in the tar: Docker makes missing ones
+(root's, 0755), and existing ones keep their owner and mode.
 """
 
 import asyncio
@@ -31,33 +37,47 @@ def _safe_member(name: str) -> PurePosixPath | None:
     return PurePosixPath(*parts) if parts else None
 
 
-def _add(tf: tarfile.TarFile, info: tarfile.TarInfo, data: bytes | None) -> None:
-    info.uid = info.gid = 0
-    info.uname = info.gname = "root"
-    tf.addfile(info, io.BytesIO(data) if data is not None else None)
+# (uid, gid) of a tar's members.
+Owner = tuple[int, int]
+ROOT: Owner = (0, 0)
 
 
-def code_tar_body(archive: bytes, dest: str) -> bytes:
+class _Writer:
+    """Adds members to a tar, all owned by ``owner``."""
+
+    def __init__(self, tf: tarfile.TarFile, owner: Owner) -> None:
+        self.tf, self.owner = tf, owner
+
+    def add(self, info: tarfile.TarInfo, data: bytes | None) -> None:
+        info.uid, info.gid = self.owner
+        info.uname = info.gname = ""
+        self.tf.addfile(info, io.BytesIO(data) if data is not None else None)
+
+    def directory(self, path: str, mode: int = 0o755) -> None:
+        d = tarfile.TarInfo(path)
+        d.type, d.mode = tarfile.DIRTYPE, mode
+        self.add(d, None)
+
+
+def code_tar_body(archive: bytes, dest: str, owner: Owner = ROOT) -> bytes:
     """The archive's files under ``dest`` (absolute), as tar members with no end marker."""
     root = PurePosixPath(dest.lstrip("/"))
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as out:
-        # The destination directories themselves, so put_archive at "/" can create them.
-        for i in range(1, len(root.parts) + 1):
-            d = tarfile.TarInfo(str(PurePosixPath(*root.parts[:i])))
-            d.type, d.mode = tarfile.DIRTYPE, 0o755
-            _add(out, d, None)
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        out = _Writer(tf, owner)
+        if root.parts:  # the destination itself, the owner's (its parents: see above)
+            out.directory(str(root))
         if archive[:4] == b"PK\x03\x04" or archive[:4] == b"PK\x05\x06":
             _zip_members(archive, root, out)
         elif archive[:2] == b"\x1f\x8b":
             _tar_members(archive, root, out)
         else:
             raise BadArtifact("artifact is neither a zip nor a tar.gz")
-        body = buf.getvalue()[: out.offset]
+        body = buf.getvalue()[: tf.offset]
     return body
 
 
-def _zip_members(archive: bytes, root: PurePosixPath, out: tarfile.TarFile) -> None:
+def _zip_members(archive: bytes, root: PurePosixPath, out: _Writer) -> None:
     try:
         zf = zipfile.ZipFile(io.BytesIO(archive))
     except zipfile.BadZipFile as err:
@@ -71,14 +91,14 @@ def _zip_members(archive: bytes, root: PurePosixPath, out: tarfile.TarFile) -> N
             mode = (zi.external_attr >> 16) & 0o7777
             if zi.is_dir():
                 info.type, info.mode = tarfile.DIRTYPE, mode or 0o755
-                _add(out, info, None)
+                out.add(info, None)
             else:
                 data = zf.read(zi)
                 info.size, info.mode = len(data), mode or 0o644
-                _add(out, info, data)
+                out.add(info, data)
 
 
-def _tar_members(archive: bytes, root: PurePosixPath, out: tarfile.TarFile) -> None:
+def _tar_members(archive: bytes, root: PurePosixPath, out: _Writer) -> None:
     try:
         tf = tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz")
     except (tarfile.TarError, OSError, EOFError) as err:
@@ -92,25 +112,27 @@ def _tar_members(archive: bytes, root: PurePosixPath, out: tarfile.TarFile) -> N
             info.mode, info.mtime = m.mode, m.mtime
             if m.isdir():
                 info.type = tarfile.DIRTYPE
-                _add(out, info, None)
+                out.add(info, None)
             elif m.isfile():
                 f = tf.extractfile(m)
                 data = f.read() if f else b""
                 info.size = len(data)
-                _add(out, info, data)
+                out.add(info, data)
             elif m.issym():
                 resolved = posixpath.normpath(str(rel.parent / m.linkname))
                 if m.linkname.startswith("/") or resolved == ".." or resolved.startswith("../"):
                     raise BadArtifact(f"symlink {m.name!r} points outside the function")
                 info.type, info.linkname = tarfile.SYMTYPE, m.linkname
-                _add(out, info, None)
+                out.add(info, None)
             # Devices, fifos and hard links are dropped: the gateway refuses them at upload.
 
 
-def call_tar(code_body: bytes, files: dict[str, tuple[bytes, int]]) -> bytes:
-    """``code_body`` plus ``files`` (absolute path -> (content, mode)), ended properly."""
+def call_tar(code_body: bytes, files: dict[str, tuple[bytes, int]], owner: Owner = ROOT) -> bytes:
+    """``code_body`` plus ``files`` (absolute path -> (content, mode)), ended properly; the
+    files and their directories (``/faas``) are ``owner``'s."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as out:
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        out = _Writer(tf, owner)
         dirs: set[str] = set()
         for path, (data, mode) in files.items():
             rel = PurePosixPath(path.lstrip("/"))
@@ -118,23 +140,35 @@ def call_tar(code_body: bytes, files: dict[str, tuple[bytes, int]]) -> bytes:
                 d = str(PurePosixPath(*rel.parts[:i]))
                 if d not in dirs:
                     dirs.add(d)
-                    di = tarfile.TarInfo(d)
-                    di.type, di.mode = tarfile.DIRTYPE, 0o755
-                    _add(out, di, None)
+                    out.directory(d)
             info = tarfile.TarInfo(str(rel))
             info.size, info.mode = len(data), mode
-            _add(out, info, data)
+            out.add(info, data)
     return code_body + buf.getvalue()
+
+
+def skeleton_tar(dirs: list[str], owner: Owner) -> bytes:
+    """Empty directories (absolute paths) owned by ``owner``: what a warm container gets before
+    it starts, so that its shim can unpack a function's code there without being root."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        out = _Writer(tf, owner)
+        for d in dirs:
+            if rel := d.strip("/"):
+                out.directory(rel)
+    return buf.getvalue()
 
 
 class ArtifactCache:
     """Archives by digest on local disk, and code tar bodies in memory (LRU)."""
 
-    def __init__(self, store: ObjectStore, cache_dir: Path, max_bodies: int = 256) -> None:
+    def __init__(self, store: ObjectStore, cache_dir: Path, max_bodies: int = 256, owner: Owner = ROOT) -> None:
         self._store = store
+        # whom the code belongs to in a container: the user calls run as
+        self.owner = owner
         self._dir = cache_dir
         self._dir.mkdir(parents=True, exist_ok=True)
-        self._bodies: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._bodies: OrderedDict[tuple[str, str, Owner], bytes] = OrderedDict()
         self._max = max_bodies
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -157,14 +191,17 @@ class ArtifactCache:
         self._locks.pop(digest, None)
         return data
 
-    async def code_body(self, digest: str, dest: str) -> bytes:
-        key = (digest, dest)
+    async def code_body(self, digest: str, dest: str, owner: Owner | None = None) -> bytes:
+        """The code tar body of ``digest`` at ``dest``, owned by ``owner`` (default: the call
+        user)."""
+        owner = self.owner if owner is None else owner
+        key = (digest, dest, owner)
         body = self._bodies.get(key)
         if body is not None:
             self._bodies.move_to_end(key)
             return body
         archive = await self.archive(digest)
-        body = await asyncio.to_thread(code_tar_body, archive, dest)
+        body = await asyncio.to_thread(code_tar_body, archive, dest, owner)
         self._bodies[key] = body
         while len(self._bodies) > self._max:
             self._bodies.popitem(last=False)

@@ -10,7 +10,7 @@ import shlex
 import time
 
 from common.logs import fields
-from node_agent.containers.artifacts import ArtifactCache, call_tar
+from node_agent.containers.artifacts import ROOT, ArtifactCache, call_tar
 from node_agent.containers.docker import ContainerSpec, Engine
 from node_agent.errors import AgentError
 from schemas import FunctionRecord, RuntimeSpec
@@ -73,8 +73,10 @@ class DependencyImages:
         script = (
             f'#!/bin/sh\ncd {shlex.quote(runtime.path)} || exit 125\nexec sh -c "$FAAS_DEPENDENCIES" 1>&2\n'
         ).encode()
-        code = await self._artifacts.code_body(function.digest, runtime.path)
-        tar = call_tar(code, {"/faas/install.sh": (script, 0o755)})
+        # Root's, like the install: root without capabilities (no CAP_DAC_OVERRIDE) may only
+        # read and write what it owns. The calls' code is copied in again, the call user's.
+        code = await self._artifacts.code_body(function.digest, runtime.path, ROOT)
+        tar = call_tar(code, {"/faas/install.sh": (script, 0o755)}, ROOT)
         spec = ContainerSpec(
             image=runtime.image,
             cmd=["sh", "/faas/install.sh"],
@@ -86,6 +88,9 @@ class DependencyImages:
             pids_limit=1024,
             cpus=2.0,
             binds=[f"{self._ca_bundle}:{CA_PATH}:ro"] if self._ca_bundle else [],
+            # Installs go where the runtime puts them (pip: the system's site-packages), which
+            # only root may write; calls from the committed image run as call_user all the same.
+            user="0:0",
         )
         cid = await self._engine.create(spec)
         try:

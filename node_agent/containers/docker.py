@@ -1,6 +1,9 @@
 """The only module that talks to Docker (through aiodocker). Everything is non-blocking.
 
-Container teardown is one function, :meth:`DockerEngine.remove`.
+Container teardown is one function, :meth:`DockerEngine.remove`. A container with network
+access joins the sealed network (:meth:`DockerEngine.seal_network`, containers/firewall.py);
+until that is in place, or if it failed, such a container is refused: none runs with a route
+to the host.
 """
 
 import asyncio
@@ -14,7 +17,9 @@ import aiodocker
 from aiodocker.exceptions import DockerError
 
 from common.logs import fields
-from node_agent.errors import EngineError, ImageNotFound, StreamClosed
+from node_agent.containers import firewall
+from node_agent.containers.firewall import SealConfig
+from node_agent.errors import EngineError, ImageNotFound, NetworkUnavailable, StreamClosed
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,8 @@ class ContainerSpec:
     stdin: bool = False
     # Attached sessions read output from the stream, so the engine need not keep it.
     keep_logs: bool = True
+    # Docker's ``User`` (uid[:gid] or name); None: the image's own.
+    user: str | None = None
 
 
 @dataclass
@@ -102,12 +109,23 @@ class Engine(Protocol):
     async def pull(self, image: str, auth: dict[str, str] | None = None) -> None: ...
     async def create_job(self, spec: ContainerSpec) -> str: ...
     def follow_output(self, cid: str, follow: bool = True) -> AsyncIterator[tuple[int, bytes]]: ...
+    async def seal_network(self, seal: SealConfig) -> bool: ...
+    def open_network(self) -> None: ...
     async def close(self) -> None: ...
 
 
-def _container_config(spec: ContainerSpec) -> dict[str, Any]:
+# The options of the sealed network (besides its bridge's name): containers on it cannot
+# reach each other; their traffic out is masqueraded, as on Docker's default bridge.
+_SEALED_OPTIONS = {
+    "com.docker.network.bridge.enable_icc": "false",
+    "com.docker.network.bridge.enable_ip_masquerade": "true",
+}
+
+
+def _container_config(spec: ContainerSpec, network: str = "none") -> dict[str, Any]:
+    """``network``: the Docker network of a container with network access."""
     host: dict[str, Any] = {
-        "NetworkMode": "bridge" if spec.network else "none",
+        "NetworkMode": network if spec.network else "none",
         "Memory": spec.memory_mb * 1024 * 1024,
         "MemorySwap": spec.memory_mb * 1024 * 1024,  # no swap: the limit is the limit
         "PidsLimit": spec.pids_limit,
@@ -135,12 +153,17 @@ def _container_config(spec: ContainerSpec) -> dict[str, Any]:
     }
     if spec.workdir:
         config["WorkingDir"] = spec.workdir
+    if spec.user:
+        config["User"] = spec.user
     return config
 
 
 class DockerEngine:
     def __init__(self, url: str | None = None) -> None:
         self._docker = aiodocker.Docker(url=url)
+        # Where containers with network access go; None: they are refused, for this reason.
+        self._network: str | None = None
+        self._unsealed = "the container network has not been sealed on this node"
 
     async def ping(self) -> None:
         try:
@@ -148,9 +171,14 @@ class DockerEngine:
         except (DockerError, OSError) as err:
             raise EngineError(f"Docker engine not reachable: {err}") from err
 
+    def _config(self, spec: ContainerSpec) -> dict[str, Any]:
+        if spec.network and self._network is None:
+            raise NetworkUnavailable(f"this node gives containers no network access: {self._unsealed}")
+        return _container_config(spec, self._network or "none")
+
     async def create(self, spec: ContainerSpec) -> str:
         try:
-            container = await self._docker.containers.create(_container_config(spec))
+            container = await self._docker.containers.create(self._config(spec))
         except DockerError as err:
             if err.status == 404:
                 raise ImageNotFound(f"image {spec.image!r} is not present on this node") from err
@@ -282,13 +310,72 @@ class DockerEngine:
     async def close(self) -> None:
         await self._docker.close()
 
+    # --- the sealed network ---------------------------------------------------------------
+    async def seal_network(self, seal: SealConfig) -> bool:
+        """From now on containers with network access join ``seal.network``, made if missing,
+        behind the host rules of containers/firewall.py (applied, or checked: True if they had
+        to change). If either fails, such containers are refused (and this raises
+        :class:`NetworkUnavailable` saying why); calling it again retries."""
+        try:
+            if not str(self._docker.docker_host).startswith("unix://"):
+                raise NetworkUnavailable(
+                    f"the Docker engine ({self._docker.docker_host}) is on another host, whose firewall this "
+                    "agent cannot set: seal it there and set FAAS_AGENT_NETWORK_SEAL=false"
+                )
+            await self._ensure_network(seal)
+            changed = await firewall.apply(seal)
+        except (NetworkUnavailable, DockerError, OSError) as err:  # OSError: Docker went away
+            self._network, self._unsealed = None, f"sealing its network failed: {err}"
+            raise NetworkUnavailable(self._unsealed) from err
+        self._network = seal.network
+        return changed
+
+    def open_network(self) -> None:
+        """The operator's choice (FAAS_AGENT_NETWORK_SEAL=false): containers with network
+        access use Docker's default bridge, which reaches the host and everything it does."""
+        self._network = "bridge"
+
+    async def _ensure_network(self, seal: SealConfig) -> None:
+        options = {**_SEALED_OPTIONS, "com.docker.network.bridge.name": seal.bridge}
+        try:
+            info = await (await self._docker.networks.get(seal.network)).show()
+        except DockerError as err:
+            if err.status != 404:
+                raise NetworkUnavailable(f"inspecting network {seal.network!r} failed: {err.message}") from err
+            config = {
+                "Name": seal.network,
+                "Driver": "bridge",
+                "CheckDuplicate": True,
+                "EnableIPv6": False,
+                "Internal": False,
+                "Options": options,
+                "Labels": {"faas.network": "sealed"},
+            }
+            try:
+                await self._docker.networks.create(config)
+            except DockerError as create_err:
+                if create_err.status != 409:  # another agent made it meanwhile
+                    raise NetworkUnavailable(
+                        f"creating network {seal.network!r} failed: {create_err.message}"
+                    ) from create_err
+            info = await (await self._docker.networks.get(seal.network)).show()
+            log.info("network.created", extra=fields(network=seal.network, bridge=seal.bridge))
+        have = info.get("Options") or {}
+        if (
+            info.get("Driver") != "bridge"
+            or info.get("EnableIPv6")
+            or any(have.get(k) != v for k, v in options.items())
+        ):
+            raise NetworkUnavailable(
+                f"network {seal.network!r} exists with other settings than the sealed network's "
+                f"(bridge {seal.bridge}, {_SEALED_OPTIONS}, no IPv6): remove it (docker network rm {seal.network})"
+            )
+
     async def create_job(self, spec: ContainerSpec) -> str:
-        """A container for a plain job (any image, any command): ``create`` with the same limits
-        and ``no-new-privileges``, but with the image's capabilities kept (arbitrary images may
-        need them, e.g. to chown or to bind a low port) and the image's own command when
+        """A container for a plain job (any image, any command): ``create``'s hardening (no
+        capabilities, ``no-new-privileges``, the limits), the image's own command when
         ``spec.cmd`` is empty."""
-        config = _container_config(spec)
-        config["HostConfig"].pop("CapDrop", None)
+        config = self._config(spec)
         if not spec.cmd:
             config.pop("Cmd", None)
         try:

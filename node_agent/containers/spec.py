@@ -1,5 +1,6 @@
-"""The container a call runs in, cold or warm: one definition of its limits and mounts."""
+"""The container a call runs in, cold or warm: one definition of its limits, mounts and user."""
 
+from node_agent.containers.artifacts import Owner
 from node_agent.containers.deps import CA_PATH, ca_env
 from node_agent.containers.docker import ContainerSpec
 from schemas import FunctionRecord, Limits, RuntimeSpec
@@ -17,9 +18,11 @@ def call_spec(
     labels: dict[str, str],
     node_id: str,
     ca_bundle: str | None,
+    owner: Owner,
 ) -> ContainerSpec:
     """A call container of this node: the function's limits (the defaults for a runtime's
-    empty container), stdin attached, the CA bundle mounted, labelled with the node."""
+    empty container), stdin attached, the CA bundle mounted, labelled with the node, run as
+    ``owner`` (the user the code copied in belongs to; never root on a node: ``call_user``)."""
     lim = function.limits if function else DEFAULT_LIMITS
     return ContainerSpec(
         image=image,
@@ -34,4 +37,5 @@ def call_spec(
         binds=[f"{ca_bundle}:{CA_PATH}:ro"] if ca_bundle else [],
         stdin=True,
         keep_logs=False,
+        user=f"{owner[0]}:{owner[1]}",
     )

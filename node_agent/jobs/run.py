@@ -5,12 +5,15 @@ the pull, ``secret_env`` to the container's environment, and nowhere else; the o
 every error message of the run are masked.
 
 The run can be interrupted at any point: by a cancel (ends ``CANCELLED``), by the worker
-stopping (the job is handed back to the queue), or by its own ``timeout_s`` (``ERROR``).
+stopping (the job is handed back to the queue), or by its ``timeout_s`` (``TIMEOUT``); a job
+without one gets the node's maximum, so that none holds a slot forever. A job asking for more
+memory, CPU or time than the node allows ends ``ERROR`` saying so, before anything runs.
 A container it created is always torn down by the engine's one teardown, ``remove``.
 """
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,7 +29,7 @@ from node_agent.errors import AgentError, ImageNotFound
 from node_agent.jobs.secrets import Redactor, open_secrets
 from node_agent.logstream import LogPublisher
 from node_agent.outcome import STDERR_TAIL
-from schemas import JobMessage, JobResult, JobStatus, Layout
+from schemas import JobMaxima, JobMessage, JobResult, JobStatus, Layout, over_maxima
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +80,14 @@ class _Interrupted(Exception):
         self.reason = reason
 
 
+def _cores() -> float:
+    return float(os.cpu_count() or 1)
+
+
 @dataclass(frozen=True)
 class RunSettings:
-    """How one job's container runs on this node (node-wide: not per job yet)."""
+    """How a job's container runs on this node: the resources of a job that asks for none,
+    and the most one may ask for (``max_*``)."""
 
     node_id: str
     # A cancelled (or timed out) job's container gets this long between SIGTERM and SIGKILL.
@@ -90,6 +98,14 @@ class RunSettings:
     network: bool = True
     max_log_bytes: int = 8 << 20
     log_flush_s: float = 0.1
+    max_memory_mb: int = 8192
+    max_cpus: float = field(default_factory=_cores)
+    # The timeout of a job without timeout_s, and the longest one may ask for.
+    max_timeout_s: float = 3600.0
+
+    @property
+    def maxima(self) -> JobMaxima:
+        return JobMaxima(memory_mb=self.max_memory_mb, cpus=self.max_cpus, timeout_s=self.max_timeout_s)
 
 
 @dataclass
@@ -132,6 +148,8 @@ class JobRun:
     async def run(self) -> RunOutcome:
         """Never raises for a job's own failure (those are outcomes); the container, if one was
         created, is in ``outcome.container`` for the caller to remove after the final event."""
+        if refusal := self._over_maxima():
+            return _error(refusal)
         try:
             secrets = open_secrets(self.job, self._key)
         except AgentError as err:
@@ -154,6 +172,21 @@ class JobRun:
             raise
 
     # --- steps ------------------------------------------------------------------------------
+    def _over_maxima(self) -> str | None:
+        """Why this node cannot run the job as asked, or None."""
+        over = over_maxima(self.job.spec, self._s.maxima)
+        return (
+            "; ".join(
+                f"{name} {value:g} is over this node's maximum of {most:g} (FAAS_AGENT_JOB_MAX_{name.upper()})"
+                for name, value, most in over
+            )
+            or None
+        )
+
+    @property
+    def timeout_s(self) -> float:
+        return self.job.spec.timeout_s or self._s.max_timeout_s
+
     async def _ensure_image(self, auth: dict[str, str] | None) -> None:
         c = self.job.spec.container
         if await self._engine.image_exists(c.image):
@@ -176,10 +209,11 @@ class JobRun:
             cmd=list(c.command),
             env={**c.env, **secret_env},
             labels={"faas.job": self.job.id, "faas.node": s.node_id},
-            memory_mb=s.memory_mb,
-            cpus=s.cpus,
+            memory_mb=c.memory_mb or s.memory_mb,
+            cpus=c.cpus or s.cpus,
             pids_limit=s.pids_limit,
             network=s.network,
+            user=c.user,
         )
 
     async def _run_container(self, cid: str) -> RunOutcome:
@@ -201,7 +235,7 @@ class JobRun:
         pump = asyncio.create_task(logs.consume(self._engine.follow_output(cid)), name=f"job:{self.job.id}:logs")
         try:
             try:
-                code = await self._interruptible(self._engine.wait(cid), "wait", timeout_s=spec.timeout_s)
+                code = await self._interruptible(self._engine.wait(cid), "wait", timeout_s=self.timeout_s)
                 stop: Interrupt | None = None
             except _Interrupted as interrupted:
                 stop, code = interrupted.reason, None
@@ -229,8 +263,10 @@ class JobRun:
             outcome.removed = True
             return outcome
         if code is None:
-            result.error = f"timed out after {spec.timeout_s:g}s"
-            return RunOutcome(JobStatus.ERROR, result, cid, removed=True)
+            result.error = f"timed out after {self.timeout_s:g}s"
+            if spec.timeout_s is None:
+                result.error += " (the node's maximum for a job without timeout_s)"
+            return RunOutcome(JobStatus.TIMEOUT, result, cid, removed=True)
         if code == 0:
             return RunOutcome(JobStatus.FINISHED, result, cid)
         result.error = await self._exit_error(cid, code, logs.stderr_tail)

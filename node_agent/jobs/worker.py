@@ -66,6 +66,8 @@ class JobConfig(RunSettings):
             raise ValueError(f"invalid job config {self}")
         if self.max_attempts < 1 or self.memory_mb < 16 or self.max_log_bytes < 0:
             raise ValueError(f"invalid job config {self}")
+        if self.memory_mb > self.max_memory_mb or self.cpus > self.max_cpus or self.max_timeout_s <= 0:
+            raise ValueError(f"invalid job config {self}")
 
 
 class JobWorker:

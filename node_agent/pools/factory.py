@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Protocol
 
-from node_agent.containers.artifacts import ArtifactCache, call_tar
+from node_agent.containers.artifacts import ArtifactCache, call_tar, skeleton_tar
 from node_agent.containers.deps import DependencyImages
 from node_agent.containers.docker import Attached, ContainerSpec, Engine
 from node_agent.containers.scripts import WARM_COMMAND_CMD, entry_script
@@ -67,12 +67,14 @@ class WarmFactory:
             spec = self._spec(runtime.image, runtime, None, cmd, labels)
             if shim is not None:
                 spec.env["FAAS_WARM"] = "1"
-            return await self._start(spec, key, shim=shim)
+            # Where the payload goes, the container user's (it unpacks it, not root).
+            skeleton = skeleton_tar([runtime.path, "/faas"], self.artifacts.owner)
+            return await self._start(spec, key, skeleton, shim=shim)
         function = await self.catalog.function(key.name, key.version)
         runtime = await self.catalog.runtime(function.runtime)
         image = await self.deps.image_for(runtime, function)
         code = await self.artifacts.code_body(function.digest, runtime.path)
-        tar = call_tar(code, {"/faas/run.sh": (entry_script(runtime, function), 0o755)})
+        tar = call_tar(code, {"/faas/run.sh": (entry_script(runtime, function), 0o755)}, self.artifacts.owner)
         cmd = RUN if function.handler else WARM_COMMAND_CMD
         spec = self._spec(image, runtime, function, cmd, labels)
         socket_dir = None
@@ -86,7 +88,7 @@ class WarmFactory:
     def _spec(
         self, image: str, runtime: RuntimeSpec, function: FunctionRecord | None, cmd: list[str], labels: dict[str, str]
     ) -> ContainerSpec:
-        return call_spec(image, runtime, function, cmd, labels, self.node_id, self.ca_bundle)
+        return call_spec(image, runtime, function, cmd, labels, self.node_id, self.ca_bundle, self.artifacts.owner)
 
     async def _start(
         self,

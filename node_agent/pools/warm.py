@@ -22,7 +22,7 @@ import json
 import shlex
 from dataclasses import dataclass
 
-from node_agent.containers.artifacts import call_tar
+from node_agent.containers.artifacts import Owner, call_tar
 from node_agent.containers.docker import STDERR, Attached, Engine
 from node_agent.containers.scripts import SHIM_EXEC_SCRIPT, WARM_RUNTIME_CMD, entry_script, warm_command_script
 from node_agent.errors import AgentError
@@ -77,9 +77,11 @@ class Payload:
 
 
 def payload(
-    shim: str | None, runtime: RuntimeSpec, function: FunctionRecord, code: bytes, params_json: bytes
+    shim: str | None, runtime: RuntimeSpec, function: FunctionRecord, code: bytes, params_json: bytes, owner: Owner
 ) -> Payload:
-    """The code, the call's files and how to run them, for a container of either kind."""
+    """The code, the call's files and how to run them, for a container of either kind. It is
+    unpacked by the container's own (non-root) user, into directories ``owner`` has (the
+    factory put them in before the container started)."""
     in_process = (
         shim is not None
         and function.handler is not None
@@ -91,7 +93,7 @@ def payload(
         files["/faas/run.sh"] = (script, 0o755)
     if not function.handler:
         files["/faas/params.json"] = (params_json, 0o644)
-    tar = call_tar(code, files)
+    tar = call_tar(code, files, owner)
     nonce = None if function.handler else new_nonce()
     if shim is None:
         # the shell reads the nonce too; a handler's run.sh execs the shim, which never uses it

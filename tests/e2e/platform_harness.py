@@ -37,6 +37,14 @@ def base_url(platform: Platform) -> str:
     return f"http://{platform.cfg.host}:{platform.cfg.port}"
 
 
+def session(platform: Platform) -> aiohttp.ClientSession:
+    """An HTTP client of the platform's gateway sending the admin token `faas up` wrote
+    (none with auth off), as the README's curl examples do."""
+    token = platform.admin_token()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return aiohttp.ClientSession(base_url(platform), headers=headers)
+
+
 async def poll_json(http: aiohttp.ClientSession, url: str, until: Any, timeout: float = 60) -> Any:
     """GET ``url`` until ``until(status, body)`` is true; returns the body."""
     loop = asyncio.get_running_loop()

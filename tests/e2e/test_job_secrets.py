@@ -8,10 +8,9 @@ import stat
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
-from tests.e2e.platform_harness import base_url, poll_json, running_platform
+from tests.e2e.platform_harness import poll_json, running_platform, session
 from tests.functions import PYTHON_IMAGE
 
 pytestmark = pytest.mark.e2e
@@ -26,7 +25,7 @@ SHOW = (
 async def test_a_real_container_gets_its_secret_env_and_nothing_shows_it(docker_ready: None, tmp_path: Path) -> None:
     secret, password = "sv-" + secrets.token_hex(16), "pw-" + secrets.token_hex(16)
     data = tmp_path / "data"
-    async with running_platform(data) as platform, aiohttp.ClientSession(base_url(platform)) as http:
+    async with running_platform(data) as platform, session(platform) as http:
         key = data / "secrets.key"
         assert stat.S_IMODE(key.stat().st_mode) == 0o600
         spec: dict[str, Any] = {

@@ -13,6 +13,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from node_agent.containers.docker import DockerEngine
+from node_agent.containers.firewall import SealConfig
 from node_agent.jobs.worker import JobConfig, JobWorker
 from schemas import (
     JobContainer,
@@ -101,6 +102,7 @@ async def queued_jobs(nc: Client, layout: Layout) -> int:
 @pytest.fixture
 async def make_worker(docker_ready: None, nc: Client, layout: Layout) -> AsyncIterator[MakeWorker]:
     engine = DockerEngine()
+    await engine.seal_network(SealConfig())  # jobs have network access: sealed, as the agent does
     workers: list[JobWorker] = []
 
     async def make(slots: asyncio.Semaphore | None = None, **over: Any) -> JobWorker:

@@ -12,6 +12,7 @@ from nats.aio.client import Client
 
 from common.natsserver import NatsServer
 from node_agent.containers.docker import DockerEngine
+from node_agent.containers.firewall import SealConfig
 from node_agent.jobs.worker import JobConfig, JobWorker
 from schemas import Layout
 from tests.e2e.conftest import wait_until
@@ -27,6 +28,7 @@ async def http(
     docker_ready: None, nats_server: NatsServer, nc: Client, layout: Layout
 ) -> AsyncIterator[aiohttp.ClientSession]:
     engine = DockerEngine()
+    await engine.seal_network(SealConfig())  # jobs have network access: sealed, as the agent does
     config = JobConfig(node_id="n" + secrets.token_hex(3), grace_s=5, cancel_grace_s=1, ack_wait_s=5, poll_s=0.2)
     try:
         async with JobWorker(config, asyncio.Semaphore(2), nc, layout, engine):

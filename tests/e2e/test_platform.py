@@ -13,7 +13,7 @@ import pytest
 
 from faas_cli.up import Platform
 from tests.e2e.natsproto import RawNats
-from tests.e2e.platform_harness import base_url, poll_json, running_platform
+from tests.e2e.platform_harness import base_url, poll_json, running_platform, session
 from tests.functions import DICE, PY_HANDLER, SLEEPY, targz_bytes, zip_bytes
 
 pytestmark = pytest.mark.e2e
@@ -35,8 +35,8 @@ async def platform(docker_ready: None, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture
 async def http(platform: Platform) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(base_url(platform)) as session:
-        yield session
+    async with session(platform) as http:
+        yield http
 
 
 async def _upload(http: aiohttp.ClientSession, runtime: str, name: str, archive: bytes, filename: str) -> int:
@@ -54,6 +54,27 @@ def _rolls(result: str) -> list[int]:
 
 
 async def test_dice_through_the_original_routes(http: aiohttp.ClientSession) -> None:
+    await _dice_through_the_original_routes(http)
+
+
+async def test_no_auth_serves_the_original_routes_without_a_header(docker_ready: None, tmp_path: Path) -> None:
+    """`faas up --no-auth`: the seed's curl examples as they were, with no token."""
+    async with running_platform(tmp_path / "data", auth=False) as p, session(p) as http:
+        assert "Authorization" not in http.headers and not p.admin_token_path.exists()
+        await _dice_through_the_original_routes(http)
+
+
+async def test_without_the_token_only_healthz_answers(platform: Platform) -> None:
+    async with aiohttp.ClientSession(base_url(platform)) as anonymous:
+        async with anonymous.get("/healthz") as resp:
+            assert resp.status == 200
+        for method, path in (("GET", "/runtimes"), ("GET", "/v1/calls"), ("POST", "/invokeFunction")):
+            async with anonymous.request(method, path, json={}) as resp:
+                assert resp.status == 401, (method, path)
+                assert (await resp.json())["error"]["code"] == "unauthorized"
+
+
+async def _dice_through_the_original_routes(http: aiohttp.ClientSession) -> None:
     async with http.post("/registerRuntime", json=PY_RUNTIME) as resp:
         assert resp.status == 200, await resp.text()
     await _upload(http, "pythonruntime", "dice", targz_bytes(DICE), "dice.tar.gz")
@@ -154,7 +175,7 @@ async def test_calls_published_and_requested_over_raw_nats(platform: Platform, h
 
 async def test_restart_keeps_runtimes_functions_and_calls(docker_ready: None, tmp_path: Path) -> None:
     data = tmp_path / "data"
-    async with running_platform(data) as p, aiohttp.ClientSession(base_url(p)) as http:
+    async with running_platform(data) as p, session(p) as http:
         async with http.post("/registerRuntime", json=PY_RUNTIME) as resp:
             assert resp.status == 200
         await _upload(http, "pythonruntime", "dice", targz_bytes(DICE), "dice.tar.gz")
@@ -162,7 +183,7 @@ async def test_restart_keeps_runtimes_functions_and_calls(docker_ready: None, tm
             call = await resp.json()
         await poll_json(http, f"/v1/calls/{call['id']}", lambda s, b: s == 200 and b["status"] == "DONE")
 
-    async with running_platform(data) as p, aiohttp.ClientSession(base_url(p)) as http:
+    async with running_platform(data) as p, session(p) as http:
         async with http.get("/runtimes") as resp:
             assert await resp.json() == ["pythonruntime"]
         async with http.get("/functions") as resp:
@@ -182,6 +203,9 @@ async def _faas(platform: Platform, *args: str) -> tuple[int, Any]:
         "faas_cli",
         "--gateway",
         base_url(platform),
+        # the CLI finds the admin token `faas up` wrote there by itself
+        "--data-dir",
+        str(platform.data),
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

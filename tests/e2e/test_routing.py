@@ -55,31 +55,36 @@ async def test_calls_go_to_the_warm_node_and_survive_its_death(
     cold = agent_settings(
         nats_server.url, layout, tmp_path / "c", node_id="coldnode", runtimes=["python"], ack_wait_s=3, heartbeat_s=1
     )
-    gw_settings = GatewaySettings(nats_url=nats_server.url, prefix=layout.prefix, host="127.0.0.1", port=0)
+    token_file = tmp_path / "admin.token"
+    gw_settings = GatewaySettings(
+        nats_url=nats_server.url, prefix=layout.prefix, host="127.0.0.1", port=0, admin_token_file=token_file
+    )
     try:
-        async with NodeAgent(cold), Gateway(gw_settings) as gw, aiohttp.ClientSession(gw.url) as http:
+        async with NodeAgent(cold), Gateway(gw_settings) as gw:
+            headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+            async with aiohttp.ClientSession(gw.url, headers=headers) as http:
 
-            async def invoke(i: int) -> dict:  # type: ignore[type-arg]
-                async with http.post("/v1/functions/f/invoke?wait=90", json={"i": i}) as resp:
-                    assert resp.status == 200, await resp.text()
-                    return await resp.json()  # type: ignore[no-any-return]
+                async def invoke(i: int) -> dict:  # type: ignore[type-arg]
+                    async with http.post("/v1/functions/f/invoke?wait=90", json={"i": i}) as resp:
+                        assert resp.status == 200, await resp.text()
+                        return await resp.json()  # type: ignore[no-any-return]
 
-            # Until the warm node has seen f, calls land on either node; then it holds f warm.
-            i = 0
-            while not await _warm_on(nc, layout, "warmnode", "f@1"):
-                assert (await invoke(i))["status"] == "DONE"
-                i += 1
-                assert i < 50, "the warm node never held f warm"
-            routed = [await invoke(100 + k) for k in range(6)]
-            assert all(r["status"] == "DONE" for r in routed)
-            assert [r["node"] for r in routed] == ["warmnode"] * 6
+                # Until the warm node has seen f, calls land on either node; then it holds f warm.
+                i = 0
+                while not await _warm_on(nc, layout, "warmnode", "f@1"):
+                    assert (await invoke(i))["status"] == "DONE"
+                    i += 1
+                    assert i < 50, "the warm node never held f warm"
+                routed = [await invoke(100 + k) for k in range(6)]
+                assert all(r["status"] == "DONE" for r in routed)
+                assert [r["node"] for r in routed] == ["warmnode"] * 6
 
-            proc.kill()  # SIGKILL: its heartbeat stays in the bucket until the TTL expires
-            await proc.wait()
-            after = await asyncio.gather(*(invoke(200 + k) for k in range(4)))
-            assert [r["status"] for r in after] == ["DONE"] * 4
-            assert {r["node"] for r in after} == {"coldnode"}
-            assert sorted(r["result"]["echo"]["i"] for r in after) == [200, 201, 202, 203]
+                proc.kill()  # SIGKILL: its heartbeat stays in the bucket until the TTL expires
+                await proc.wait()
+                after = await asyncio.gather(*(invoke(200 + k) for k in range(4)))
+                assert [r["status"] for r in after] == ["DONE"] * 4
+                assert {r["node"] for r in after} == {"coldnode"}
+                assert sorted(r["result"]["echo"]["i"] for r in after) == [200, 201, 202, 203]
     finally:
         if proc.returncode is None:
             proc.kill()

@@ -107,6 +107,7 @@ class FakeContainer:
         self.job = job  # made by create_job
         self.files: dict[str, bytes] = {}
         self.modes: dict[str, int] = {}
+        self.owners: dict[str, tuple[int, int]] = {}  # (uid, gid) of what put_archive copied in
         self.dirs: set[str] = {"/"}
         self.state = "created"  # created | running | exited | removed
         self.exit_code: int | None = None
@@ -134,6 +135,7 @@ class FakeContainer:
             for m in tf.getmembers():
                 target = posixpath.normpath(posixpath.join(path, m.name))
                 self._mkdirs(posixpath.dirname(target))
+                self.owners[target] = (m.uid, m.gid)
                 if m.isdir():
                     self.dirs.add(target)
                 elif m.isfile():

@@ -19,7 +19,8 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from node_agent.containers.docker import ContainerSpec, Engine, ExitState, Output
-from node_agent.errors import EngineError, ImageNotFound
+from node_agent.containers.firewall import SealConfig
+from node_agent.errors import EngineError, ImageNotFound, NetworkUnavailable
 from tests.fakes.container import KILLED, STDERR, STDOUT, Exit, FakeAttached, FakeContainer, Process, Program, Signal
 
 
@@ -38,6 +39,7 @@ class FakeEngine:
         images: Iterable[str] | Mapping[str, Mapping[str, str]] = (),
         pullable: Iterable[str] = (),
         only: Iterable[str] | None = None,
+        seal_fails: str | None = None,
     ) -> None:
         self.program = program
         self.programs = dict(programs or {})
@@ -47,6 +49,10 @@ class FakeEngine:
             self.images = {name: {} for name in images}
         self.pullable = set(pullable)
         self.only = None if only is None else set(only)
+        # seal_network fails with this message (then containers with network are refused)
+        self.seal_fails = seal_fails
+        self.seals: list[SealConfig] = []  # every seal_network, in order
+        self.network: str | None = "faas-fn"  # as if sealed; None: network refused
         self.containers: dict[str, FakeContainer] = {}
         self.created: list[ContainerSpec] = []  # in order, create and create_job
         self.starts: list[str] = []
@@ -202,6 +208,19 @@ class FakeEngine:
             raise EngineError(f"pulling {image!r} failed: manifest unknown")
         self.images.setdefault(image, {})
 
+    async def seal_network(self, seal: SealConfig) -> bool:
+        self._called("seal_network")
+        self.seals.append(seal)
+        if self.seal_fails is not None:
+            self.network = None
+            raise NetworkUnavailable(f"sealing its network failed: {self.seal_fails}")
+        self.network = seal.network
+        return len(self.seals) == 1
+
+    def open_network(self) -> None:
+        self._called("open_network")
+        self.network = "bridge"
+
     async def close(self) -> None:
         """Closes the client (again: nothing); the programs still running end with it."""
         if self.closed:
@@ -228,6 +247,10 @@ class FakeEngine:
         return c
 
     def _create(self, spec: ContainerSpec, job: bool) -> str:
+        if spec.network and self.network is None:
+            raise NetworkUnavailable(
+                f"this node gives containers no network access: sealing its network failed: {self.seal_fails}"
+            )
         if spec.image not in self.images:
             raise ImageNotFound(f"image {spec.image!r} is not present on this node")
         cid = f"cid-{next(self._ids)}"

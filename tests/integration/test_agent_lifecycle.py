@@ -33,6 +33,9 @@ class FakeEngine:
             raise OSError("docker went away")
         return 0
 
+    async def seal_network(self, seal: object) -> bool:
+        return False
+
     async def close(self) -> None:
         self.closed = True
 

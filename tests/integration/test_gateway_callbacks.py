@@ -15,14 +15,12 @@ from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
 from common.natsserver import NatsServer
-from gateway import Gateway
 from schemas import Accepted, Callback, CallRecord, CallStatus, Layout, decode, decode_event
 from tests.integration.test_gateway_support import (
     FakeAgent,
     register_function,
     register_runtime,
     running_gateway,
-    settings_for,
     wait_until,
 )
 from tests.unit.test_callback_guard import FakeDNS
@@ -277,8 +275,7 @@ async def test_a_host_rebound_to_an_internal_address_after_the_check_is_not_conn
     receiver = Receiver([200])
     async with (
         receiving(receiver) as local_url,
-        Gateway(settings_for(nats_server.url, layout, **STRICT), resolver=dns) as gw,
-        aiohttp.ClientSession(base_url=gw.url) as http,
+        running_gateway(nats_server.url, layout, resolver=dns, **STRICT) as (_, http),
     ):
         await register_runtime(http)
         await register_function(http)

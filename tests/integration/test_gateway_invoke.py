@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -28,6 +29,7 @@ from schemas import (
 )
 from tests.integration.test_gateway_support import (
     FakeAgent,
+    bearer,
     nats_request,
     register_function,
     register_runtime,
@@ -127,7 +129,9 @@ async def test_v1_sync_invoke_answers_from_the_finished_event(http: aiohttp.Clie
 
 
 async def test_v1_sync_invoke_reports_a_failed_call(http: aiohttp.ClientSession, agent: FakeAgent) -> None:
-    call = asyncio.create_task(http.post("/v1/functions/dice/invoke", data=b"  "))
+    call = asyncio.create_task(
+        http.post("/v1/functions/dice/invoke", data=b"  ", headers={"Content-Type": "application/json"})
+    )
     inv, seq = await agent.pull()
     assert inv.params == {}
     await agent.finish(inv, seq, status=CallStatus.ERROR, error=ErrorInfo(type="exit", message="boom"))
@@ -163,13 +167,13 @@ async def test_unknown_function_is_404_naming_it(http: aiohttp.ClientSession, pa
 
 
 async def test_bad_invoke_bodies(http: aiohttp.ClientSession) -> None:
-    async with http.post("/invokeFunction", data=b"{nope") as r:
+    async with http.post("/invokeFunction", data=b"{nope", headers={"Content-Type": "application/json"}) as r:
         assert r.status == 400
         assert (await r.json())["error"]["message"].startswith("invalid JSON")
     async with http.post("/invokeFunction", json={"params": {}}) as r:
         assert r.status == 400
         assert "missing field: funcName" in (await r.json())["error"]["message"]
-    async with http.post("/v1/functions/dice/invoke", data=b"[1,") as r:
+    async with http.post("/v1/functions/dice/invoke", data=b"[1,", headers={"Content-Type": "application/json"}) as r:
         assert r.status == 400
     async with http.post("/v1/functions/dice/invoke?wait=soon", json={}) as r:
         assert r.status == 400 and "'wait'" in (await r.json())["error"]["message"]
@@ -244,12 +248,13 @@ async def test_call_endpoint_wait_running_out_is_504(
 
 
 async def test_stop_answers_waiting_calls_and_ends_within_a_deadline(
-    nats_server: NatsServer, layout: Layout, nc: Client, agent: FakeAgent
+    nats_server: NatsServer, layout: Layout, nc: Client, agent: FakeAgent, tmp_path: Path
 ) -> None:
-    gw = Gateway(settings_for(nats_server.url, layout, sync_wait_s=60, max_sync_wait_s=60))
+    token_file = tmp_path / "admin.token"
+    gw = Gateway(settings_for(nats_server.url, layout, sync_wait_s=60, max_sync_wait_s=60, admin_token_file=token_file))
     await gw.start()
     try:
-        async with aiohttp.ClientSession(base_url=gw.url) as http:
+        async with aiohttp.ClientSession(base_url=gw.url, headers=bearer(token_file.read_text().strip())) as http:
             await register_runtime(http)
             await register_function(http)
             http_call = asyncio.create_task(http.post("/v1/functions/dice/invoke", json={}))

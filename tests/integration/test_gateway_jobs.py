@@ -16,14 +16,17 @@ from common.sealing import SecretsKey, ensure_key_file
 from schemas import (
     JobAccepted,
     JobFinished,
+    JobMaxima,
     JobMessage,
     JobSecrets,
     JobStatus,
     Layout,
     LogEntry,
     LogPage,
+    NodeState,
     decode,
     decode_job_event,
+    encode,
 )
 from tests.integration.test_gateway_jobs_support import (
     T0,
@@ -33,6 +36,7 @@ from tests.integration.test_gateway_jobs_support import (
     publish_job_finished,
 )
 from tests.integration.test_gateway_support import running_gateway
+from tests.integration.test_store_support import eventually
 
 SPEC: dict[str, Any] = {
     "name": "train",
@@ -145,12 +149,57 @@ async def test_invalid_specs_are_refused(http: aiohttp.ClientSession) -> None:
         ({**SPEC, "timeout_s": 0}, "timeout_s"),
         ({**SPEC, "container": {"image": "i", "secret_env": {"BAD NAME": "x"}}}, "secret_env.BAD NAME"),
         ({**SPEC, "container": {"image": "i", "env": {"K": "1"}, "secret_env": {"K": "v4lue"}}}, "also set in env: K"),
+        ({**SPEC, "timeout_s": 8 * 24 * 3600}, "timeout_s"),
+        ({**SPEC, "container": {**SPEC["container"], "memory_mb": 8}}, "memory_mb"),
+        ({**SPEC, "container": {**SPEC["container"], "cpus": 0}}, "cpus"),
+        ({**SPEC, "container": {**SPEC["container"], "user": "a b"}}, "user"),
     ):
         async with http.post("/v1/jobs", json=spec) as r:
             assert r.status == 400, spec
             assert expect in (await r.json())["error"]["message"]
-    async with http.post("/v1/jobs", data=b"not json") as r:
+    async with http.post("/v1/jobs", data=b"not json", headers={"Content-Type": "application/json"}) as r:
         assert r.status == 400
+
+
+async def heartbeat(nc: Client, layout: Layout, node_id: str, **job_max: float) -> None:
+    state = NodeState(node_id=node_id, policy="none", slots=1, free=1, job_max=JobMaxima(**job_max))
+    await (await nc.jetstream().key_value(layout.nodes_bucket)).put(node_id, encode(state))
+
+
+async def test_a_job_no_live_node_would_run_is_refused_at_once(
+    http: aiohttp.ClientSession, nc: Client, layout: Layout
+) -> None:
+    def asking(**container: Any) -> dict[str, Any]:
+        return {**SPEC, "timeout_s": container.pop("timeout_s", 600), "container": {**SPEC["container"], **container}}
+
+    # No node has said its maxima yet: queued (the node that takes it decides).
+    await submit(http, asking(memory_mb=100_000))
+    await heartbeat(nc, layout, "small", memory_mb=1024, cpus=2, timeout_s=3600)
+    await heartbeat(nc, layout, "big", memory_mb=8192, cpus=8, timeout_s=600)
+
+    async def refused(spec: dict[str, Any]) -> str:
+        async with http.post("/v1/jobs", json=spec) as r:
+            assert r.status == 400, await r.text()
+            error: dict[str, str] = (await r.json())["error"]
+            assert error["code"] == "bad_request"
+            return error["message"]
+
+    async def until_refused(spec: dict[str, Any]) -> str | None:
+        async with http.post("/v1/jobs", json=spec) as r:
+            return (await r.json())["error"]["message"] if r.status == 400 else None
+
+    # the gateway follows the nodes bucket: once it has seen both heartbeats
+    message = await eventually(lambda: until_refused(asking(memory_mb=16384, cpus=16)), timeout=5)
+    assert message == (
+        "memory_mb 16384 is over every node's maximum (the largest: 8192); "
+        "cpus 16 is over every node's maximum (the largest: 8)"
+    )
+    # each within some node's maxima, but no node's all at once
+    assert await refused(asking(memory_mb=4096, timeout_s=1800)) == (
+        "no node allows memory_mb, cpus and timeout_s as asked all at once"
+    )
+    await submit(http, asking(memory_mb=4096, cpus=4))  # "big" would
+    await submit(http, asking(memory_mb=512, timeout_s=3600))  # "small" would
 
 
 async def test_list_and_get_come_from_the_store(http: aiohttp.ClientSession, store: StoreState) -> None:

@@ -256,7 +256,7 @@ async def test_v1_function_missing_fields_are_named(http: aiohttp.ClientSession,
     async with http.post("/v1/functions", data=form) as r:
         await assert_error(r, 400, "missing fields: runtime, module")
     async with http.post("/v1/functions", json={"name": "dice"}) as r:
-        await assert_error(r, 400, "multipart/form-data")
+        await assert_error(r, 415, "multipart/form-data")
     await assert_nothing_registered(nc, layout)
 
 

@@ -5,11 +5,13 @@ a fake store (a nats.micro service on the store subjects)."""
 import asyncio
 import io
 import tarfile
+import tempfile
 import time
 import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -54,13 +56,32 @@ def settings_for(url: str, layout: Layout, **overrides: Any) -> GatewaySettings:
     return GatewaySettings(**values)
 
 
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 @asynccontextmanager
 async def running_gateway(
-    url: str, layout: Layout, **overrides: Any
+    url: str, layout: Layout, resolver: Any = None, **overrides: Any
 ) -> AsyncIterator[tuple[Gateway, aiohttp.ClientSession]]:
-    async with Gateway(settings_for(url, layout, **overrides)) as gw:
-        async with aiohttp.ClientSession(base_url=gw.url) as http:
-            yield gw, http
+    """A gateway and a session that sends the admin token the gateway wrote to its
+    ``admin_token_file`` at start, as ``faas up`` has it (no header when auth is off).
+    ``resolver``: the gateway's DNS for callback URLs (tests fake it)."""
+    with tempfile.TemporaryDirectory(prefix="faas-gw-") as tmp:
+        overrides.setdefault("admin_token_file", Path(tmp) / "admin.token")
+        async with Gateway(settings_for(url, layout, **overrides), resolver=resolver) as gw:
+            token_file = gw.settings.admin_token_file
+            headers = bearer(token_file.read_text().strip()) if gw.settings.auth and token_file else {}
+            async with aiohttp.ClientSession(base_url=gw.url, headers=headers) as http:
+                yield gw, http
+
+
+async def issue_token(http: aiohttp.ClientSession, role: str, **fields: Any) -> str:
+    """A new token of ``role``, created through ``POST /v1/tokens`` with ``http``'s token."""
+    async with http.post("/v1/tokens", json={"role": role, **fields}) as r:
+        assert r.status == 201, await r.text()
+        token: str = (await r.json())["token"]
+        return token
 
 
 def make_zip(files: dict[str, bytes]) -> bytes:

@@ -27,6 +27,7 @@ from tests.functions import PYTHON_IMAGE, handler_runtime, zip_bytes
 RUNTIME = handler_runtime("python")  # image faas-python, code at /app, a handler shim
 CODE = {"main.py": "def handler(params):\n    return params\n", "requirements.txt": "left-pad\n"}
 NODE = "node-1"
+CALL_USER = (10001, 10002)
 
 
 @dataclass
@@ -91,7 +92,7 @@ class Node:
 async def node(tmp_path: Path) -> AsyncIterator[Node]:
     engine = FakeEngine(images={PYTHON_IMAGE})
     store = FakeObjectStore()
-    artifacts = ArtifactCache(cast(ObjectStore, store), tmp_path / "cache")
+    artifacts = ArtifactCache(cast(ObjectStore, store), tmp_path / "cache", owner=CALL_USER)
     deps = DependencyImages(engine, artifacts, NODE, None)
     executor = Executor(engine=engine, artifacts=artifacts, deps=deps, node_id=NODE, policy="none", ca_bundle=None)
     yield Node(engine, store, deps, executor)
@@ -155,6 +156,9 @@ async def test_a_command_call_returns_the_json_its_process_prints(node: Node) ->
     assert c.spec.memory_mb == 512 and not c.spec.network and c.spec.stdin and not c.spec.keep_logs
     assert c.files["/faas/params.json"] == encode_json({"count": 2, "sides": 6})
     assert c.files["/app/requirements.txt"] == b"left-pad\n"
+    # It runs as the call user, who owns everything copied in (to read it, and write there).
+    assert c.spec.user == "10001:10002"
+    assert {c.owners[p] for p in ("/app", "/app/main.py", "/faas", "/faas/run.sh", "/faas/params.json")} == {CALL_USER}
     calls = node.engine.calls
     assert calls.index("attach") < calls.index("start")  # no output is missed
     assert node.logs == [(STDERR, b'rolling {"count": 2, "sides": 6}\n')]
@@ -304,6 +308,11 @@ async def test_dependencies_are_installed_once_into_an_image_the_calls_start_fro
     image = deps_image_name(RUNTIME, fn)
     build, first, second = node.engine.containers.values()
     assert build.spec.cmd == ["sh", "/faas/install.sh"] and build.spec.image == PYTHON_IMAGE and build.spec.network
+    # The install may write the system's site-packages; root without capabilities may only
+    # touch what it owns, so the build's copy of the code is root's. Calls: the call user's.
+    assert build.spec.user == "0:0" and {build.owners[p] for p in ("/app", "/app/requirements.txt")} == {(0, 0)}
+    assert first.owners["/app/main.py"] == CALL_USER
+    assert first.spec.user == second.spec.user == "10001:10002"
     assert build.log == [(STDERR, b"Successfully installed left-pad\n")]
     assert node.engine.commits == [(build.cid, image)] and node.deps.builds == 1
     assert first.spec.image == second.spec.image == image

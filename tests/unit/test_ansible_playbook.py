@@ -199,6 +199,9 @@ def test_agent_unit() -> None:
     assert "ExecStart=/opt/faas/venv/bin/python -m node_agent" in lines
     assert "User=faas" in lines
     assert "SupplementaryGroups=docker" in lines
+    # iptables (the sealed container network) and nothing else
+    assert "AmbientCapabilities=CAP_NET_ADMIN" in lines and "CapabilityBoundingSet=CAP_NET_ADMIN" in lines
+    assert "NoNewPrivileges=true" in lines
     assert "Restart=on-failure" in lines
     assert "KillSignal=SIGTERM" in lines
     assert "WorkingDirectory=/var/lib/faas/agent" in lines
@@ -217,7 +220,7 @@ def test_store_unit_timeout_covers_its_grace() -> None:
     assert int(timeout.group(1)) > 10
     assert "EnvironmentFile=/etc/faas/faas-store.env" in text
     assert "ExecStart=/opt/faas/venv/bin/python -m store" in text
-    assert "SupplementaryGroups" not in text
+    assert "SupplementaryGroups" not in text and "Capabilit" not in text
 
 
 def _systemd_unquote(value: str) -> str:

@@ -11,7 +11,8 @@ from bench.client import Caller, invoke
 async def _server(keepalive_timeout: float) -> tuple[web.AppRunner, int]:
     async def echo(request: web.Request) -> web.Response:
         body: Any = await request.json()
-        return web.json_response({"status": "DONE", "id": "c1", "result": body})
+        auth = request.headers.get("Authorization")
+        return web.json_response({"status": "DONE", "id": "c1", "result": body, "auth": auth})
 
     app = web.Application()
     app.router.add_post("/v1/functions/{name}/invoke", echo)
@@ -43,3 +44,15 @@ async def test_a_server_that_is_gone_is_a_client_error_not_a_crash() -> None:
     caller = Caller("127.0.0.1", port)
     result = await invoke(caller, "f", {})
     assert result.status == "CLIENT_ERROR" and not result.ok
+
+
+async def test_the_token_goes_in_the_authorization_header() -> None:
+    runner, port = await _server(keepalive_timeout=5)
+    with_token, without = Caller("127.0.0.1", port, "faas_secret"), Caller("127.0.0.1", port)
+    try:
+        assert (await invoke(with_token, "f", {})).record["auth"] == "Bearer faas_secret"
+        assert (await invoke(without, "f", {})).record["auth"] is None
+    finally:
+        await with_token.close()
+        await without.close()
+        await runner.cleanup()

@@ -36,7 +36,11 @@ def job(image: str = "img", timeout_s: float | None = None, **container: Any) ->
 
 
 async def run(
-    engine: FakeEngine, message: JobMessage, control: JobControl | None = None, key: SecretsKey | None = KEY
+    engine: FakeEngine,
+    message: JobMessage,
+    control: JobControl | None = None,
+    key: SecretsKey | None = KEY,
+    **over: Any,
 ) -> tuple[RunOutcome, FakePublisher, list[str]]:
     fake = FakePublisher()
     started: list[str] = []
@@ -44,7 +48,7 @@ async def run(
     async def on_started(cid: str) -> None:
         started.append(cid)
 
-    settings = RunSettings(node_id="node-1", cancel_grace_s=3, log_flush_s=0.01)
+    settings = RunSettings(**{"node_id": "node-1", "cancel_grace_s": 3, "log_flush_s": 0.01, **over})
     r = JobRun(message, 5, 1, engine, fake, LAYOUT, settings, control or JobControl(), on_started, key)
     return await r.run(), fake, started
 
@@ -101,12 +105,44 @@ async def test_cancel_stops_the_container_with_the_grace_and_keeps_the_logs() ->
     assert fake.texts() == [("stdout", "working")]
 
 
-async def test_timeout_is_an_error() -> None:
+async def test_timeout_ends_the_job_timeout() -> None:
     engine = docker(forever=True)
     outcome, _, _ = await run(engine, job(timeout_s=0.05))
-    assert outcome.status == JobStatus.ERROR and outcome.removed
+    assert outcome.status == JobStatus.TIMEOUT and outcome.removed
     assert outcome.result.error == "timed out after 0.05s"
     assert engine.removals == [("cid-1", 3)]
+
+
+async def test_a_job_without_timeout_ends_timeout_at_the_nodes_maximum() -> None:
+    engine = docker(forever=True)
+    outcome, _, _ = await asyncio.wait_for(run(engine, job(), max_timeout_s=0.05), 5)
+    assert outcome.status == JobStatus.TIMEOUT and outcome.removed
+    assert outcome.result.error == "timed out after 0.05s (the node's maximum for a job without timeout_s)"
+    assert engine.removals == [("cid-1", 3)]
+
+
+async def test_the_container_gets_the_jobs_resources_and_user_else_the_nodes_defaults() -> None:
+    engine = docker()
+    await run(engine, job(memory_mb=512, cpus=0.5, user="1000:1000"), memory_mb=256, cpus=1.0, pids_limit=64)
+    await run(engine, job(), memory_mb=256, cpus=1.0, pids_limit=64)
+    asked, default = engine.created
+    assert (asked.memory_mb, asked.cpus, asked.pids_limit, asked.user) == (512, 0.5, 64, "1000:1000")
+    assert (default.memory_mb, default.cpus, default.pids_limit, default.user) == (256, 1.0, 64, None)
+
+
+async def test_a_job_over_the_nodes_maxima_ends_error_before_anything_runs() -> None:
+    engine = docker()
+    maxima = {"max_memory_mb": 1024, "max_cpus": 2.0, "max_timeout_s": 60.0}
+    outcome, _, started = await run(engine, job(memory_mb=2048, cpus=4, timeout_s=61), **maxima)
+    assert outcome.status == JobStatus.ERROR and outcome.container is None
+    assert outcome.result.error == (
+        "memory_mb 2048 is over this node's maximum of 1024 (FAAS_AGENT_JOB_MAX_MEMORY_MB); "
+        "cpus 4 is over this node's maximum of 2 (FAAS_AGENT_JOB_MAX_CPUS); "
+        "timeout_s 61 is over this node's maximum of 60 (FAAS_AGENT_JOB_MAX_TIMEOUT_S)"
+    )
+    assert engine.calls == [] and started == []
+    at_the_maxima, _, _ = await run(engine, job(memory_mb=1024, cpus=2, timeout_s=60), **maxima)
+    assert at_the_maxima.status == JobStatus.FINISHED
 
 
 async def test_shutdown_hands_the_job_back() -> None:

@@ -1,6 +1,8 @@
 """Throughput floors of this machine for the platform's shape: HTTP in, NATS to another
 process, the answer back, and nothing else: no container, no store, no records.
 
+* **aiohttp**: the HTTP server alone answers (an aiohttp echo): what the client and HTTP
+  cost on this machine.
 * **bare**: the HTTP side makes a core NATS request, a process answers it at once.
 * **durable**: what the platform's delivery guarantees cost at least. The HTTP side
   publishes to a work-queue stream (file storage) and waits for the PubAck; a worker pulls
@@ -8,7 +10,7 @@ process, the answer back, and nothing else: no container, no store, no records.
   durable "finished" to a second stream, waits for its PubAck, and acks the message, asking
   for the next one in the same message (``ack_next``, as the agent).
 
-    python -m bench.pipeline_floor http <bare|durable> <nats_url> <port>
+    python -m bench.pipeline_floor http <aiohttp|bare|durable> <nats_url> <port>
     python -m bench.pipeline_floor echo <bare|durable> <nats_url>
 
 Each part is its own process on uvloop, as the services are; the benchmark drives the HTTP
@@ -43,6 +45,17 @@ SLOTS = 8
 
 
 async def _http(mode: str, nats_url: str, port: int) -> None:
+    if mode == "aiohttp":  # the HTTP server alone: it answers the body it got
+        app = web.Application()
+
+        async def echo(request: web.Request) -> web.Response:
+            return web.Response(body=_answer(await request.read()), content_type="application/json")
+
+        app.router.add_post("/v1/functions/{name}/invoke", echo)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await asyncio.Event().wait()
     nc = await nats.connect(nats_url)
     js = JsPublisher(nc)  # the platform's publisher: what the floor costs is what it needs
     inbox = nc.new_inbox()
@@ -148,6 +161,7 @@ async def _pipeline(work: Path, mode: str) -> AsyncIterator[int]:
         procs = [
             await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.pipeline_floor", *args)
             for args in (("echo", mode, server.url), ("http", mode, server.url, str(port)))
+            if mode != "aiohttp" or args[0] == "http"
         ]
         try:
             deadline = time.monotonic() + 20

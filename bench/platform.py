@@ -163,10 +163,10 @@ class BenchPlatform:
 
     async def warm_count(self, fn: FunctionDef) -> int:
         """Idle warm containers for ``fn`` on all nodes: its function pool under
-        warm-function, its runtime's pool under warm-runtime."""
+        warm-function and adaptive, its runtime's pool under warm-runtime."""
         total = 0
         for state in await self.nodes():
-            if self.policy == "warm-function":
+            if self.policy in ("warm-function", "adaptive"):
                 total += state.warm_functions.get(function_key(fn.name, 1), 0)
             elif self.policy == "warm-runtime":
                 total += state.warm_runtimes.get(fn.runtime, 0)

@@ -66,6 +66,12 @@ COLD_FLOOR_RATIO = 1.3
 WARM_RUNTIME_P50_MS = 30.0
 WARM_FUNCTION_P50_MS = 3.0
 THROUGHPUT_PER_S = 1000.0
+# adaptive (issue targets): ratios to floors measured in the same run
+FIRST_CALL_FLOOR_RATIO = 0.1
+BURST_FLOOR_RATIO = 0.2
+ADAPTIVE_WARM_P50_MS = 2.0
+ADAPTIVE_WARM_P99_MS = 8.0
+ECHO_SHARE = 0.22
 
 
 # --- the benchmark's results as table rows -------------------------------------------
@@ -157,7 +163,58 @@ def rows_of(res: dict[str, Any]) -> list[Row]:
                     + (f"; {n}" if (n := note_of(level)) else ""),
                 )
             )
+    if (ad := res.get("adaptive")) is not None:
+        rows += adaptive_rows(ad)
     return rows
+
+
+def adaptive_rows(ad: dict[str, Any]) -> list[Row]:
+    """The adaptive policy (the default): targets as ratios to floors measured in the run."""
+    floor = ad["floor"].get("p50")
+
+    def of_floor(part: dict[str, Any], ratio: float, what: str) -> Row:
+        p50 = part["latency"].get("p50")
+        r = p50 / floor if p50 is not None and floor else None
+        limit = f" = {ratio * floor:.0f} ms" if floor else ""
+        note = "; ".join(x for x in (f"{r:.2f}x floor" if r is not None else "", served_note(part)) if x)
+        ok = at_most(r, ratio) if not part["failures"]["count"] else False
+        return Row(what, part["latency"], target=f"p50 <= {ratio}x floor{limit}", ok=ok, note=note)
+
+    warm = ad["warm"]["latency"]
+    warm_ok = None
+    if warm.get("p50") is not None:
+        warm_ok = bool(at_most(warm["p50"], ADAPTIVE_WARM_P50_MS) and at_most(warm.get("p99"), ADAPTIVE_WARM_P99_MS))
+    level, echo = ad["throughput"], ad["echo_floor"]["calls_per_s"]
+    share = level["calls_per_s"] / echo if echo else None
+    burst_n = ad["burst"]["latency"].get("n")
+    return [
+        Row("adaptive: floor (NetworkDisabled), same run", ad["floor"]),
+        of_floor(ad["first_call"], FIRST_CALL_FLOOR_RATIO, "adaptive: first call of a new handler function"),
+        Row(
+            "adaptive: warm sequential calls, HTTP sync",
+            warm,
+            target=f"p50 <= {ADAPTIVE_WARM_P50_MS:g} ms, p99 <= {ADAPTIVE_WARM_P99_MS:g} ms",
+            ok=warm_ok,
+            note=served_note(ad["warm"]),
+        ),
+        of_floor(ad["burst"], BURST_FLOOR_RATIO, f"adaptive: burst of {burst_n} first calls, new functions"),
+        Row(f"floor: aiohttp echo, {ad['echo_floor']['concurrency']} clients", {}, unit="calls/s", value=echo),
+        Row(
+            f"adaptive throughput, {level['concurrency']} clients",
+            {"n": level["calls"]},
+            unit="calls/s",
+            value=level["calls_per_s"],
+            target=f">= {ECHO_SHARE}x the echo floor",
+            ok=at_least(share, ECHO_SHARE),
+            note=(f"{share:.2f}x the echo floor; " if share else "") + f"p50 {level['latency'].get('p50', 0):.1f} ms",
+        ),
+    ]
+
+
+def served_note(part: dict[str, Any]) -> str:
+    counts = part.get("served") or {}
+    fails = part["failures"]["count"]
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + (f"; {fails} FAILED" if fails else "")
 
 
 # --- main -------------------------------------------------------------------------------

@@ -10,20 +10,21 @@ Every call goes over HTTP (``POST /v1/functions/{name}/invoke``, sync) to 127.0.
 import argparse
 import asyncio
 import json
-import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from bench import floors, pipeline_floor, profile
-from bench.client import CallResult, LoadResult, closed_loop, invoke
+from bench import floors, pipeline_floor
+from bench.adaptive import bench_adaptive
+from bench.client import CallResult, invoke
 from bench.containers import ContainerWatch
 from bench.cpu import CpuMeter, wait_quiet
 from bench.functions import FUNCTIONS, FunctionDef
 from bench.machine import describe, one_line
 from bench.measure import cpu_groups, failures, first_call, latencies, per_call_ms, phase_medians, sequential
+from bench.parts import QUICK, Sizes, load_level, platform, say
 from bench.platform import BenchPlatform
 from bench.report import rows_of, table
 from bench.stats import summary
@@ -31,55 +32,6 @@ from common.lifecycle import run_loop
 
 OUT = Path(__file__).parent / "out"
 IMAGE = "faas-python"
-
-
-@dataclass(frozen=True)
-class Sizes:
-    floor_containers: int = 20
-    floor_lines: int = 500
-    floor_one_shot: int = 10
-    cold_calls: int = 30
-    rt_calls: int = 50
-    rt_paced_calls: int = 20
-    wf_calls: int = 1000
-    tp_calls: int = 2000
-    tp_seconds: float = 10.0
-    levels: tuple[int, ...] = (1, 8, 64)
-    slots: int = 8
-    # before each part, wait up to this long for the machine to be quiet (0: don't)
-    quiet_s: float = 0.0
-    log_level: str | None = None  # the services' log level (None: their default, INFO)
-    profile_level: int | None = None  # py-spy the services during this throughput level
-
-
-QUICK = Sizes(
-    floor_containers=5,
-    floor_lines=100,
-    floor_one_shot=3,
-    cold_calls=8,
-    rt_calls=15,
-    rt_paced_calls=6,
-    wf_calls=200,
-    tp_calls=300,
-    tp_seconds=3.0,
-)
-
-
-def say(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stdout, flush=True)
-
-
-def platform(s: Sizes, work: Path, policy: str) -> BenchPlatform:
-    """A fresh platform for one policy, its service logs in ``<work>/<policy>.log``."""
-    return BenchPlatform(
-        work / policy, policy, slots=s.slots, log_path=work / f"{policy}.log", agent_env=service_env(s)
-    )
-
-
-def service_env(s: Sizes) -> dict[str, str]:
-    if not s.log_level:
-        return {}
-    return {f"FAAS_{svc}_LOG_LEVEL": s.log_level for svc in ("GATEWAY", "AGENT", "STORE")}
 
 
 async def bench_floors(s: Sizes, containers: bool) -> dict[str, Any]:
@@ -181,46 +133,6 @@ async def bench_warm_runtime(s: Sizes, work: Path, watch: ContainerWatch, out_di
         return out
 
 
-async def load_level(
-    p: BenchPlatform, fn: FunctionDef, s: Sizes, concurrency: int, watch: ContainerWatch, out_dir: Path
-) -> dict[str, Any]:
-    assert p.calls is not None
-    # Warm up at this concurrency: the pool follows demand, give it the demand, then wait
-    # until the heartbeat shows the containers idle.
-    await closed_loop(p.calls, fn.name, concurrency, max_calls=20 * concurrency + 50, max_s=2.0)
-    warm = await p.wait_warm(fn, min(concurrency, s.slots), timeout=30)
-    meter = CpuMeter(cpu_groups(p))
-    t0 = time.time()
-    profiling = None
-    if s.profile_level == concurrency:
-        pids = {c.name: c.proc.pid for c in p.platform.children if c.proc and c.proc.returncode is None}
-        seconds = max(1.0, s.tp_seconds - 1)
-        profiling = asyncio.create_task(profile.record(pids, seconds, out_dir / "profile"))
-    meter.start()
-    load: LoadResult = await closed_loop(p.calls, fn.name, concurrency, s.tp_calls, s.tp_seconds)
-    cpu = meter.stop()
-    profiled = profile.summarise(await profiling) if profiling else {}
-    await watch.sync()
-    cold = watch.cold_calls()
-    say(f"  {concurrency:>3} clients: {load.throughput:.0f} calls/s over {len(load.calls)} calls (pool {warm})")
-    return {
-        "concurrency": concurrency,
-        "calls": len(load.calls),
-        "wall_s": round(load.wall_s, 3),
-        "calls_per_s": load.throughput,
-        "latency": summary(latencies(load.calls)),
-        "phases_p50": phase_medians(load.calls),
-        "cpu_ms_per_call": per_call_ms(cpu, len(load.calls)),
-        "cpu_busy_cores": {k: round(v / load.wall_s, 2) for k, v in cpu.items()},
-        "other_processes_cpu_s": meter.other_top,
-        "warm_idle_before": warm,
-        "containers_created": watch.counts(t0),
-        "cold_calls": sum(c.call_id in cold for c in load.calls),
-        "failures": failures(load.calls),
-        **({"profile": profiled} if profiled else {}),
-    }
-
-
 async def bench_warm_function(s: Sizes, work: Path, watch: ContainerWatch, out_dir: Path) -> dict[str, Any]:
     fn = FUNCTIONS["py"]
     async with platform(s, work, "warm-function") as p:
@@ -281,6 +193,7 @@ async def main(s: Sizes, policies: list[str], out_dir: Path) -> dict[str, Any]:
                 ("none", bench_cold),
                 ("warm-runtime", bench_warm_runtime),
                 ("warm-function", bench_warm_function),
+                ("adaptive", bench_adaptive),
             ):
                 if policy in policies:
                     await quiet(s, res, policy)
@@ -315,6 +228,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--tp-seconds", type=float, help="seconds per throughput level at most (default 10)")
     ap.add_argument("--levels", help="concurrent clients per throughput level, comma-separated (default 1,8,64)")
     ap.add_argument("--slots", type=int, help="the agent's slots (default 8, as faas up)")
+    ap.add_argument("--new-functions", type=int, help="adaptive: first calls of new functions (default 10; quick 4)")
     ap.add_argument(
         "--wait-quiet",
         type=float,
@@ -328,7 +242,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="CLIENTS",
         help="sample gateway, agent and store with py-spy during the throughput level with CLIENTS clients",
     )
-    ap.add_argument("--policies", default="none,warm-runtime,warm-function", help="which policies to run")
+    ap.add_argument("--policies", default="none,warm-runtime,warm-function,adaptive", help="which policies to run")
     ap.add_argument("--out", type=Path, default=OUT, help="where the JSON goes (default bench/out)")
     return ap.parse_args(argv)
 
@@ -345,6 +259,7 @@ def sizes_from(args: argparse.Namespace) -> Sizes:
             "tp_calls": args.tp_calls,
             "tp_seconds": args.tp_seconds,
             "slots": args.slots,
+            "new_functions": args.new_functions,
             "quiet_s": args.wait_quiet,
             "log_level": args.log_level,
             "profile_level": args.profile,

@@ -23,14 +23,14 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", type=Path, default=OUT, help="where calls.csv, run.json and the PNGs go")
     ap.add_argument("--csv", type=Path, help="plot: the calls CSV (default OUT/calls.csv)")
     d = Workload()
-    ap.add_argument("--policies", type=_list, default=POLICIES, help="comma-separated (default: all three)")
+    ap.add_argument("--policies", type=_list, default=POLICIES, help="comma-separated (default: all four)")
     ap.add_argument(
         "--functions",
         type=_list,
         default=DEFAULT_FUNCTIONS,
         help=f"comma-separated, of py, py-deps, node, node-deps, py-cmd, node-cmd (default {','.join(d.functions)})",
     )
-    ap.add_argument("--patterns", type=_list, default=PATTERNS, help="comma-separated (default: all three)")
+    ap.add_argument("--patterns", type=_list, default=PATTERNS, help="comma-separated (default: all four)")
     ap.add_argument("--calls", type=int, default=d.sequential_calls, help="sequential calls per function")
     ap.add_argument("--burst", type=int, default=d.burst_size, help="calls in a burst")
     ap.add_argument("--poisson-calls", type=int, default=d.poisson_calls, help="calls of the Poisson pattern")

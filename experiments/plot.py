@@ -22,8 +22,8 @@ from matplotlib.patches import Patch
 from experiments.results import CallRow
 from experiments.summarize import groups, measured
 
-POLICY_ORDER = ("none", "warm-runtime", "warm-function")
-COLORS = {"none": "#d62728", "warm-runtime": "#ff7f0e", "warm-function": "#2ca02c"}
+POLICY_ORDER = ("none", "warm-runtime", "warm-function", "adaptive")
+COLORS = {"none": "#d62728", "warm-runtime": "#ff7f0e", "warm-function": "#2ca02c", "adaptive": "#1f77b4"}
 PATTERN_ORDER = ("sequential", "burst", "poisson")
 
 

@@ -22,6 +22,7 @@ class CallRow:
     status: str  # DONE | ERROR | TIMEOUT | HTTP_<code> | CLIENT_ERROR
     start: str  # cold (the call got a container of its own) | warm | "" (unknown)
     container: str = ""
+    served: str = ""  # the call record's: cold | stem | warm ("" when it did not say)
     error: str = ""
     gateway_in_ms: float | None = None
     queue_ms: float | None = None

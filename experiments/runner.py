@@ -51,6 +51,7 @@ def to_row(policy: str, fn: FunctionDef, pattern: str, index: int, c: CallResult
         status=c.status,
         start=("cold" if c.call_id in cold else "warm") if c.call_id else "",
         container=(c.container or "")[:12],
+        served=str((c.record or {}).get("served") or ""),
         error=c.error or "",
         gateway_in_ms=ph.get("gateway_in"),
         queue_ms=ph.get("queue"),

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from bench.functions import FUNCTIONS
 from experiments.arrivals import PATTERNS, Schedule, schedule
 
-POLICIES = ("none", "warm-runtime", "warm-function")
+POLICIES = ("none", "warm-runtime", "warm-function", "adaptive")
 # Python and Node.js, with and without a dependency, all on the handler protocol (so that
 # warm-function can keep them running); py-cmd and node-cmd are the command protocol.
 DEFAULT_FUNCTIONS = ("py", "py-deps", "node", "node-deps")

@@ -78,10 +78,10 @@ def cli(ctx: click.Context, gateway: str, token: str | None, data_dir: Path) -> 
 @click.option("--slots", default=8, show_default=True, help="Calls the node agent runs at once.")
 @click.option(
     "--policy",
-    type=click.Choice(["none", "warm-runtime", "warm-function"]),
-    default="none",
+    type=click.Choice(["adaptive", "none", "warm-runtime", "warm-function"]),
+    default="adaptive",
     show_default=True,
-    help="Invocation policy of the node agent.",
+    help="Invocation policy of the node agent (adaptive: stem cells per runtime + warm containers per function).",
 )
 @click.option(
     "--ca-bundle",

@@ -54,7 +54,7 @@ class UpConfig:
     nats_monitor_port: int | None = 8222
     prefix: str = "faas"
     slots: int = 8
-    policy: str = "none"
+    policy: str = "adaptive"
     ca_bundle: Path | None = None
     grace_s: float = 30.0
     auth: bool = True

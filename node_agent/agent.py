@@ -134,6 +134,12 @@ class NodeAgent(Lifecycle):
                 window_s=s.demand_window_s,
                 max_fills=s.pool_max_fills or os.cpu_count() or 2,
             )
+            if s.policy == "adaptive":
+                # A function pool for repeat demand only (a first call is a stem cell's, and
+                # a handler's stem cell stays as its warm container); at capacity, stem cells
+                # (each spares a cold start) outlive function containers that spare less.
+                config.repeat_calls = s.repeat_calls
+                config.layer_saving = {Layer.RUNTIME: 1.0, Layer.FUNCTION: s.function_layer_saving}
             self.pools = Pools(self._engine, factory, config)
             # Once no call holds a warm container (after the in-flight step).
             self.on_stop("pools", self.pools.close)
@@ -236,12 +242,17 @@ class NodeAgent(Lifecycle):
                     await self._serve_runtime(entry.key)
                 elif not entry.value and entry.key in self._loops:
                     self._loops.pop(entry.key).cancel()
+                    if self.pools is not None:
+                        self.pools.set_minimum(PoolKey.runtime(entry.key), 0)
                     log.info("agent.runtime_removed", extra=fields(runtime=entry.key))
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]
 
     async def _serve_runtime(self, runtime: str) -> None:
         await self._serve(self.layout.invoke_runtime(runtime), self.layout.runtime_consumer(runtime), runtime)
+        if self.settings.policy == "adaptive" and self.pools is not None:
+            # stem cells of every runtime served, ready for the first call of a new function
+            self.pools.set_minimum(PoolKey.runtime(runtime), self.settings.stem_min)
         log.info("agent.serving", extra=fields(runtime=runtime, node=self.settings.node_id))
 
     def _consumer_config(self) -> ConsumerConfig:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from node_agent.errors import AgentError
-from schemas import CallStatus, ErrorInfo
+from schemas import CallStatus, ErrorInfo, Served
 from schemas.codec import InvalidMessage, decode_json
 
 # How much of its stderr an error carries (a call's exit error, a job's), and the tail kept for it.
@@ -21,6 +21,8 @@ class Outcome:
     container: str | None = None
     # False: the container must not serve another call (crashed, timed out, out of memory)
     reusable: bool = True
+    # How the call was served (the executor sets it): cold, stem or warm
+    served: Served | None = None
 
 
 def parse_result(stdout: bytes) -> Any:

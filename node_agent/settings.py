@@ -29,7 +29,7 @@ class AgentSettings(NatsClientSettings):
     runtimes: list[str] = Field(default_factory=list)
     # Calls run at once on this node: the agent never pulls more work than this.
     slots: int = Field(default=8, ge=1, le=1024)
-    policy: Literal["none", "warm-runtime", "warm-function"] = "none"
+    policy: Literal["none", "warm-runtime", "warm-function", "adaptive"] = "none"
     # Warm pools (see node_agent/pools/pool.py): idle containers kept per runtime (warm-runtime)
     # at least, per key at most, on this node at most; idle expiry; demand time constant.
     pool_min: int = Field(default=1, ge=0, le=64)
@@ -40,6 +40,12 @@ class AgentSettings(NatsClientSettings):
     # Containers the pools make at once: a start takes a core for a while, and more at once
     # only slow each other and the calls running beside them. 0 = the number of cores.
     pool_max_fills: int = Field(default=0, ge=0, le=256)
+    # adaptive: idle stem cells kept per runtime served at least; the calls in the last
+    # demand window after which a function gets a pool of its own; what a function
+    # container saves relative to a stem cell, for eviction when the node is full.
+    stem_min: int = Field(default=2, ge=0, le=64)
+    repeat_calls: float = Field(default=1.5, ge=0)
+    function_layer_saving: float = Field(default=0.1, gt=0)
     heartbeat_s: float = Field(default=2.0, gt=0)
     # Docker endpoint; None = DOCKER_HOST or the local socket.
     docker_url: str | None = None

@@ -17,6 +17,7 @@ from schemas.events import (
     Finished,
     LogEntry,
     Logs,
+    Served,
     Started,
     decode_event,
 )
@@ -91,6 +92,7 @@ __all__ = [
     "RegistryAuth",
     "Role",
     "RuntimeSpec",
+    "Served",
     "Started",
     "TokenName",
     "TokenRecord",

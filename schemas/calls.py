@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
-from schemas.events import CallbackOutcome, CallStatus, ErrorInfo, LogEntry
+from schemas.events import CallbackOutcome, CallStatus, ErrorInfo, LogEntry, Served
 
 
 class CallRecord(BaseModel):
@@ -24,6 +24,7 @@ class CallRecord(BaseModel):
     finished_at: datetime | None = None
     duration_ms: float | None = None
     exit_code: int | None = None
+    served: Served | None = None
     error: ErrorInfo | None = None
     result: Any = None
     callback_url: str | None = None

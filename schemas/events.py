@@ -24,6 +24,11 @@ class CallStatus(Progress):
     CANCELLED = "CANCELLED"
 
 
+# How a call was served: a new container (``cold``), a runtime's idle container given the
+# function's code (``stem``), or a container that held the function already (``warm``).
+Served = Literal["cold", "stem", "warm"]
+
+
 class ErrorInfo(BaseModel):
     type: str
     message: str
@@ -61,6 +66,7 @@ class Finished(_Event):
     node: str | None = None
     container: str | None = None
     attempt: int | None = None
+    served: Served | None = None
     # Copied from the invocation, so that the callback dispatcher needs nothing else.
     callback_url: str | None = None
     # When the call was accepted (the invocation's created_at) and when this attempt started:

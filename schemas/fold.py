@@ -135,6 +135,7 @@ def _apply_finished(record: CallRecord, event: Finished, at: datetime) -> None:
     record.result = event.result
     record.error = event.error
     record.exit_code = event.exit_code
+    record.served = event.served
     record.duration_ms = event.duration_ms
     record.finished_at = at
     if record.started_at is None and event.started_at is not None:

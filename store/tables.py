@@ -32,6 +32,8 @@ class CallRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     duration_ms: Mapped[float | None] = mapped_column(Float)
     exit_code: Mapped[int | None] = mapped_column(Integer)
+    # How the call was served: cold, stem or warm (schemas.Served).
+    served: Mapped[str | None] = mapped_column(String(8))
     error_type: Mapped[str | None] = mapped_column(String)
     error_message: Mapped[str | None] = mapped_column(Text)
     result: Mapped[Any] = mapped_column(FreeJSON, nullable=True)

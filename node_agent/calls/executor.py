@@ -10,6 +10,15 @@
   dependencies) receives only the params; with the handler protocol it serves call after
   call, with the command protocol once.
 
+* ``adaptive``: the layers together. A call goes to an idle container of its own function
+  (``warm``), else to a stem cell of its runtime (``stem``: as warm-runtime), else runs
+  cold. A stem cell whose shim loaded a handler in-process is promoted to the function's
+  warm container after the call (no second start); a function gets a pool of its own once
+  it has repeat demand (pools/pool.py).
+
+Each outcome says how the call was served (``cold``, ``stem``, ``warm``); the call's
+``finished`` event and record carry it.
+
 A call for which no warm container is idle falls back to ``none``; the pool grows. Every
 call container is attached before it starts: its output is read from that stream (never
 from the engine's log, which can miss a short-lived container's output).
@@ -28,7 +37,7 @@ from node_agent.containers.scripts import entry_script
 from node_agent.containers.spec import RUN, call_spec
 from node_agent.errors import AgentError, StreamClosed
 from node_agent.outcome import Outcome, error_outcome
-from node_agent.pools.keys import Layer, key_for, reusable
+from node_agent.pools.keys import Layer, PoolKey, pool_keys, promotable, reusable
 from node_agent.pools.pool import Pools, WarmContainer
 from node_agent.pools.warm import payload
 from node_agent.wire.call import command_call, handler_call, max_line
@@ -61,7 +70,7 @@ class Executor:
         self.ca_bundle = ca_bundle
         # warm containers (policies other than none); a call they cannot serve runs cold
         self.pools = pools
-        # calls served per path ("cold", "warm-runtime", "warm-function"): metrics, tests
+        # calls by how they were served ("cold", "stem", "warm"): metrics, tests
         self.served: Counter[str] = Counter()
 
     # --- entry point ----------------------------------------------------------------
@@ -82,21 +91,35 @@ class Executor:
             return error_outcome(ParamsTooLarge(f"params are {len(params_json)} bytes, over {limits.params_bytes}"))
         if function.handler and not runtime.handler_command:
             return error_outcome(AgentError(f"runtime {runtime.name!r} has no handler_command for handlers"))
-        key = key_for(self.policy, runtime, function) if self.pools is not None else None
-        if key is not None and self.pools is not None:
-            wc = self.pools.acquire(key)
-            if wc is None and reusable(key, function):
+        if self.pools is not None:
+            fn_key, stem_key = pool_keys(self.policy, runtime, function)
+            wc = self.pools.acquire(fn_key) if fn_key is not None else None
+            if wc is None and stem_key is not None:
+                wc = self.pools.acquire(stem_key)
+            if wc is None and fn_key is not None and reusable(fn_key, function):
                 # a burst past the pool: queue briefly for a busy container of this function
                 # rather than start one (pools/pool.py, "wait")
-                wc = await self.pools.wait(key)
+                wc = await self.pools.wait(fn_key)
             if wc is not None:
-                self.served["warm-runtime" if key.layer is Layer.RUNTIME else "warm-function"] += 1
                 return await self._run_warm(wc, runtime, function, call_id, params_json, timeout, on_log)
-        self.served["cold"] += 1
         return await self._run_cold(runtime, function, call_id, params_json, timeout, on_log)
 
     # --- cold (policy none, and every fallback) --------------------------------------
     async def _run_cold(
+        self,
+        runtime: RuntimeSpec,
+        function: FunctionRecord,
+        call_id: str,
+        params_json: bytes,
+        timeout: float,
+        on_log: OnLog | None,
+    ) -> Outcome:
+        self.served["cold"] += 1
+        out = await self._cold(runtime, function, call_id, params_json, timeout, on_log)
+        out.served = "cold"
+        return out
+
+    async def _cold(
         self,
         runtime: RuntimeSpec,
         function: FunctionRecord,
@@ -145,8 +168,10 @@ class Executor:
         assert self.pools is not None
         t0 = time.monotonic()
         out: Outcome | None = None
+        stem = wc.key.layer is Layer.RUNTIME
+        promote: HandlerSession | None = None
         try:
-            if wc.key.layer is Layer.RUNTIME:
+            if stem:
                 code = await self.artifacts.code_body(function.digest, runtime.path)
                 load = payload(wc.shim, runtime, function, code, params_json, self.artifacts.owner)
                 await wc.attached.write(load.data)
@@ -154,6 +179,8 @@ class Executor:
                 session = (
                     HandlerSession(wc.attached, max_line(function), function.limits.log_bytes) if load.handler else None
                 )
+                if load.in_process and promotable(self.policy, function):
+                    promote = session
                 ready = True
             else:
                 session, ready, nonce = wc.session, False, None
@@ -165,11 +192,19 @@ class Executor:
                 )
             else:
                 out = await command_call(self.engine, wc.attached, wc.cid, function, timeout, on_log, nonce)
+            out.served = "stem" if stem else "warm"
+            self.served[out.served] += 1
             return out
         except StreamClosed as err:
             # The warm container died while idle: discard it, run the call cold instead.
             log.warning("pool.dead_container", extra=fields(key=wc.key, container=wc.cid[:12], error=str(err)))
-            self.served["cold"] += 1
             return await self._run_cold(runtime, function, call_id, params_json, timeout, on_log)
         finally:
-            self.pools.release(wc, healthy=out is not None and out.reusable, service_s=time.monotonic() - t0)
+            healthy = out is not None and out.reusable
+            service_s = time.monotonic() - t0
+            if promote is not None and healthy:
+                # The shim serves this function from now on: the stem cell becomes the
+                # function's warm container instead of being destroyed.
+                self.pools.promote(wc, PoolKey.function(function), promote, service_s)
+            else:
+                self.pools.release(wc, healthy=healthy, service_s=service_s)

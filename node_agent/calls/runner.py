@@ -137,6 +137,7 @@ class CallRunner:
             error=outcome.error,
             exit_code=outcome.exit_code,
             container=outcome.container,
+            served=outcome.served,
             duration_ms=elapsed_ms(t0),
             callback_url=inv.callback_url,
             created_at=inv.created_at,

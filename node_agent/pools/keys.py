@@ -43,13 +43,24 @@ class PoolKey:
         return f"{self.layer.value}:{self.label}"
 
 
-def key_for(policy: str, runtime: RuntimeSpec, function: FunctionRecord) -> PoolKey | None:
-    """The pool a call of ``function`` is served from under ``policy``; None: run it cold."""
+def pool_keys(policy: str, runtime: RuntimeSpec, function: FunctionRecord) -> tuple[PoolKey | None, PoolKey | None]:
+    """The pools a call of ``function`` may be served from under ``policy``: its own
+    function pool (warm), then its runtime's stem cells (stem); None for a layer the policy
+    does not use. With neither, the call runs cold."""
+    stem = PoolKey.runtime(runtime.name) if warm_runtime_eligible(function) else None
     if policy == "warm-function":
-        return PoolKey.function(function)
-    if policy == "warm-runtime" and warm_runtime_eligible(function):
-        return PoolKey.runtime(runtime.name)
-    return None
+        return PoolKey.function(function), None
+    if policy == "warm-runtime":
+        return None, stem
+    if policy == "adaptive":
+        return PoolKey.function(function), stem
+    return None, None
+
+
+def promotable(policy: str, function: FunctionRecord) -> bool:
+    """Whether a stem cell whose shim loaded ``function``'s handler in-process stays as the
+    function's own warm container after the call (adaptive: no second start)."""
+    return policy == "adaptive" and function.handler is not None
 
 
 def warm_runtime_eligible(function: FunctionRecord) -> bool:

@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 from common.lifecycle import TaskSet, wait_event
 from common.logs import fields
 from node_agent.containers.docker import Attached, Engine
-from node_agent.pools.keys import PoolKey
+from node_agent.pools.demand import Demand
+from node_agent.pools.keys import Layer, PoolKey
 from node_agent.wire.stdio import HandlerSession
 
 log = logging.getLogger(__name__)
@@ -59,45 +60,6 @@ class WarmContainer:
     calls: int = 0
 
 
-class Demand:
-    """Calls per second of one key: the larger of a slow average (``window_s``, the baseline)
-    and a fast one (``FAST_TAU_S``), so that a burst grows the pool within seconds instead of
-    moving a 30-s average by a little. Pools shrink only by idle expiry, so the fast rate
-    falling back does not churn containers."""
-
-    FAST_TAU_S = 2.0
-
-    def __init__(self, window_s: float) -> None:
-        self.tau = window_s
-        self._fast_tau = min(self.FAST_TAU_S, window_s)
-        self._slow = 0.0
-        self._fast = 0.0
-        self._t = time.monotonic()
-        self.service_s = 0.05  # mean time a call holds a container (EWMA)
-        self.fill_s = 0.5  # mean time to make a container ready (EWMA)
-
-    def rate(self, now: float | None = None) -> float:
-        slow, fast = self._decayed(time.monotonic() if now is None else now)
-        return max(slow, fast)
-
-    def _decayed(self, now: float) -> tuple[float, float]:
-        dt = now - self._t
-        return self._slow * math.exp(-dt / self.tau), self._fast * math.exp(-dt / self._fast_tau)
-
-    def hit(self) -> None:
-        now = time.monotonic()
-        slow, fast = self._decayed(now)
-        self._slow = slow + 1.0 / self.tau
-        self._fast = fast + 1.0 / self._fast_tau
-        self._t = now
-
-    def observe_service(self, seconds: float) -> None:
-        self.service_s = 0.8 * self.service_s + 0.2 * seconds
-
-    def observe_fill(self, seconds: float) -> None:
-        self.fill_s = 0.8 * self.fill_s + 0.2 * seconds
-
-
 @dataclass
 class PoolConfig:
     min_per_key: dict[PoolKey, int] = field(default_factory=dict)
@@ -110,6 +72,12 @@ class PoolConfig:
     refill_delay_s: float = 0.02
     # containers being made at once, on the whole node (0: no limit)
     max_fills: int = 0
+    # a function pool grows from demand only once its function has had this many calls in
+    # the last window_s (0: from the first call); a promoted stem cell joins it regardless
+    repeat_calls: float = 0.0
+    # what an idle container of each layer is worth when the node is full: the time it
+    # saves a call, relative (eviction keeps the containers that save the most per second)
+    layer_saving: dict[Layer, float] = field(default_factory=lambda: {Layer.RUNTIME: 1.0, Layer.FUNCTION: 1.0})
 
 
 Factory = Callable[[PoolKey], Awaitable[WarmContainer]]
@@ -133,6 +101,15 @@ class Pools:
         self._closed = False
         # calls waiting for a busy reusable container of their key, oldest first
         self._waiters: dict[PoolKey, deque[asyncio.Future[WarmContainer | None]]] = {}
+
+    def set_minimum(self, key: PoolKey, n: int) -> None:
+        """Keep at least ``n`` idle containers of ``key`` (0: none; demand still counts)."""
+        if n > 0:
+            self.config.min_per_key[key] = n
+            self.want(key)
+        else:
+            self.config.min_per_key.pop(key, None)
+        self._wake.set()
 
     # --- used by calls --------------------------------------------------------------
     def want(self, key: PoolKey) -> None:
@@ -233,6 +210,23 @@ class Pools:
             else:
                 self._destroy(wc, "over the maximum")
 
+    def promote(self, wc: WarmContainer, key: PoolKey, session: HandlerSession, service_s: float) -> None:
+        """A single-use stem cell whose shim now serves one function's handler: it leaves its
+        pool (refilled as after any call) and joins ``key``'s pool as a reusable container,
+        so the function's next call finds it warm without a second container start."""
+        stem = wc.key
+        self._demand[stem].observe_service(service_s)
+        delay = self.config.refill_delay_s
+        self._hold[stem] = time.monotonic() + delay
+        self._wake_in(delay)
+        self.want(key)
+        promoted = WarmContainer(
+            cid=wc.cid, key=key, attached=wc.attached, reusable=True, session=session, shim=wc.shim, created=wc.created
+        )
+        promoted.calls = wc.calls + 1
+        log.info("pool.promoted", extra=fields(container=wc.cid[:12], stem=stem, key=key))
+        self._put_back(promoted)
+
     def _wake_in(self, delay: float) -> None:
         """Run the pool loop after ``delay`` (a timer, cancelled by close)."""
 
@@ -251,7 +245,9 @@ class Pools:
             return minimum
         rate = d.rate()
         need = 0
-        if rate > 1.0 / (self.config.window_s * 20):
+        if key.layer is Layer.FUNCTION and d.recent_calls() < self.config.repeat_calls:
+            pass  # no repeat demand yet: served by a stem cell (or cold) until there is
+        elif rate > 1.0 / (self.config.window_s * 20):
             # reusable: containers busy with calls; single-use: containers being replaced
             hold = d.service_s + d.fill_s
             need = math.ceil(rate * hold) + 1
@@ -271,8 +267,18 @@ class Pools:
         """The pool loop: expire, evict, refill. Runs until cancelled."""
         for key in self.config.min_per_key:
             self.want(key)
+        shown: dict[PoolKey, int] = {}
+        shown_at = 0.0
         while True:
             self._tick()
+            # What the pools hold, when it changed (at most once a second): stem cells
+            # (rt:) and function containers (fn:) per key.
+            now = time.monotonic()
+            if now - shown_at >= 1.0 and (sizes := self.idle_counts()) != shown:
+                log.info(
+                    "pool.sizes", extra=fields(idle=" ".join(f"{k}={n}" for k, n in sorted(sizes.items(), key=str)))
+                )
+                shown, shown_at = sizes, now
             self._wake.clear()
             await wait_event(self._wake, self.config.tick_s)
 
@@ -294,16 +300,26 @@ class Pools:
                     break
                 self._fill(key)
 
+    def benefit(self, key: PoolKey, now: float | None = None) -> float:
+        """The time an idle container of ``key`` is expected to save per second: its calls per
+        second times what its layer saves a call (``layer_saving``)."""
+        d = self._demand.get(key)
+        rate = d.rate(now) if d is not None else 0.0
+        return rate * self.config.layer_saving.get(key.layer, 1.0)
+
     def _evict_for(self, key: PoolKey) -> bool:
         """Make room for one container of ``key`` by evicting the least recently used idle
-        container of a key that needs it less: one holding more than its target, or one with
-        lower demand (never an equal one, or two keys would evict each other in turn)."""
+        container of a key that needs it less: one holding more than its target, or one whose
+        expected saving per second (``benefit``) is lower — never an equal one, or two keys
+        would evict each other in turn. Between layers this evicts first what saves least:
+        with ``layer_saving`` weights, a stem cell (which spares a cold start) outlives the
+        idle container of a function called as often (which spares only a stem's code load)."""
         now = time.monotonic()
-        rate = self._demand[key].rate(now)
+        benefit = self.benefit(key, now)
         victims = [
             (q[0].last_used, k)
             for k, q in self._idle.items()
-            if k != key and q and (self._size(k) > self.target(k) or self._demand[k].rate(now) < rate)
+            if k != key and q and (self._size(k) > self.target(k) or self.benefit(k, now) < benefit)
         ]
         if not victims:
             return False

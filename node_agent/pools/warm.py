@@ -72,6 +72,8 @@ class Payload:
     data: bytes
     nonce: str | None  # the end marker's, for the command protocol
     handler: bool  # the handler protocol: a shim answers (ready, then one reply)
+    # the runtime's own shim loaded the handler: it goes on serving it, call after call
+    in_process: bool = False
 
 
 def payload(
@@ -110,4 +112,4 @@ def payload(
             }
         ).encode()
         line += b"\n"
-    return Payload(data=line + tar, nonce=nonce, handler=function.handler is not None)
+    return Payload(data=line + tar, nonce=nonce, handler=function.handler is not None, in_process=in_process)

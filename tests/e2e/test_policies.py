@@ -118,7 +118,7 @@ async def test_warm_function_reuses_one_container_until_it_crashes(
         assert a.status == CallStatus.DONE and c.status == CallStatus.DONE
         assert a.container == b.container == c.container
         assert a.result["pid"] == c.result["pid"]  # the very same process served both
-        assert agent.executor.served["warm-function"] >= 3
+        assert agent.executor.served["warm"] >= 3
 
         crashed = await call(nc, layout, "python", "h", {"crash": True})
         assert crashed.status == CallStatus.ERROR and crashed.error is not None
@@ -143,7 +143,7 @@ async def test_warm_runtime_serves_from_a_started_container(
         await wait_until(lambda: agent.pools.idle_counts().get(PoolKey.runtime("python")))  # type: ignore[union-attr]
         done = await call(nc, layout, "python", "echo", {"v": "warm"})
         assert done.status == CallStatus.DONE and done.result == {"v": "warm"}
-        assert agent.executor.served["warm-runtime"] == 1
+        assert agent.executor.served["stem"] == 1
         # the used container is destroyed and the pool refilled
         await wait_until(lambda: agent.pools.idle_counts().get(PoolKey.runtime("python")))  # type: ignore[union-attr]
         await wait_until(lambda: container_gone(docker, done.container))
@@ -187,7 +187,7 @@ async def test_node_dependencies_are_installed_once_and_reach_warm_handlers(
         await wait_until(lambda: agent.pools.idle_counts().get(PoolKey(Layer.FUNCTION, "nd", 1)), timeout=120)  # type: ignore[union-attr]
         warm = await call(nc, layout, "node", "nd", {"n": "x"})
         assert warm.status == CallStatus.DONE and warm.result == {"n": False, "v": "7.0.0"}
-        assert agent.executor.served["warm-function"] >= 1
+        assert agent.executor.served["warm"] >= 1
         assert agent.executor.deps.builds == 1
 
 

@@ -56,9 +56,9 @@ async def warm_call(agent: NodeAgent, key: PoolKey, *args: Any, **inv: Any) -> t
     """A call once the pool has an idle container, which it must be served by."""
     assert agent.pools is not None
     await wait_until(lambda: agent.pools.idle_counts().get(key))  # type: ignore[union-attr]
-    before = agent.executor.served["warm-runtime"]
+    before = agent.executor.served["stem"]
     done, logs = await run(*args, **inv)
-    assert agent.executor.served["warm-runtime"] == before + 1, f"not served warm: {done} {agent.executor.served}"
+    assert agent.executor.served["stem"] == before + 1, f"not served warm: {done} {agent.executor.served}"
     return done, logs
 
 

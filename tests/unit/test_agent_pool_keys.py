@@ -2,7 +2,7 @@
 
 import pytest
 
-from node_agent.pools.keys import Layer, PoolKey, key_for, reusable
+from node_agent.pools.keys import Layer, PoolKey, pool_keys, promotable, reusable
 from schemas import FunctionRecord, Limits
 from tests.functions import python_runtime
 
@@ -14,11 +14,18 @@ def function(**kw: object) -> FunctionRecord:
     return FunctionRecord.model_validate({"archive": "zip", **base, **kw})
 
 
-def test_the_policy_picks_the_layer() -> None:
-    rt = python_runtime()
-    assert key_for("none", rt, function()) is None
-    assert key_for("warm-function", rt, function()) == PoolKey(Layer.FUNCTION, "f", 3)
-    assert key_for("warm-runtime", rt, function()) == PoolKey.runtime("python")
+def test_the_policy_picks_the_layers() -> None:
+    rt, fn, stem = python_runtime(), PoolKey(Layer.FUNCTION, "f", 3), PoolKey.runtime("python")
+    assert pool_keys("none", rt, function()) == (None, None)
+    assert pool_keys("warm-function", rt, function()) == (fn, None)
+    assert pool_keys("warm-runtime", rt, function()) == (None, stem)
+    assert pool_keys("adaptive", rt, function()) == (fn, stem)  # its own pool first, then a stem cell
+
+
+def test_only_adaptive_keeps_a_stem_cell_that_loaded_a_handler() -> None:
+    assert promotable("adaptive", function(handler="main:handle"))
+    assert not promotable("adaptive", function())  # the command protocol: one call per process
+    assert not promotable("warm-runtime", function(handler="main:handle"))  # the seed policy as it was
 
 
 @pytest.mark.parametrize(
@@ -27,8 +34,9 @@ def test_the_policy_picks_the_layer() -> None:
 )
 def test_warm_runtime_runs_cold_what_an_empty_container_cannot_hold(kw: dict[str, object]) -> None:
     # dependencies live in an image of their own; other limits need a container made with them
-    assert key_for("warm-runtime", python_runtime(), function(**kw)) is None
-    assert key_for("warm-function", python_runtime(), function(**kw)) == PoolKey.function(function(**kw))
+    assert pool_keys("warm-runtime", python_runtime(), function(**kw)) == (None, None)
+    assert pool_keys("warm-function", python_runtime(), function(**kw)) == (PoolKey.function(function(**kw)), None)
+    assert pool_keys("adaptive", python_runtime(), function(**kw)) == (PoolKey.function(function(**kw)), None)
 
 
 def test_only_a_function_pool_with_a_handler_is_reused() -> None:

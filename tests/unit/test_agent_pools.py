@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from node_agent.pools.demand import Demand
 from node_agent.pools.keys import Layer, PoolKey
-from node_agent.pools.pool import Demand, PoolConfig, Pools, WarmContainer
+from node_agent.pools.pool import PoolConfig, Pools, WarmContainer
 from tests.fakes.container import FakeAttached
 from tests.fakes.docker import FakeEngine
 
@@ -309,3 +310,87 @@ async def test_no_more_containers_are_made_at_once_than_max_fills() -> None:
         await settle(pools)
     assert in_flight[1] == 2
     assert pools.idle_counts() == {FN_HOT: pools.target(FN_HOT), FN_COLD: pools.target(FN_COLD)}
+
+
+# --- adaptive: layers -------------------------------------------------------------------
+
+
+async def test_a_function_pool_waits_for_repeat_demand() -> None:
+    pools, _, made = make_pools(repeat_calls=1.5)
+    assert pools.acquire(FN_NEW) is None  # a first call: served by a stem cell, no pool made
+    await settle(pools)
+    assert made == [] and pools.target(FN_NEW) == 0
+    assert pools.acquire(FN_NEW) is None  # the second call in the window: repeat demand
+    await settle(pools)
+    assert pools.target(FN_NEW) >= 1 and any(c.startswith(str(FN_NEW)) for c in made)
+
+
+async def test_a_promoted_stem_cell_serves_its_function_and_its_pool_is_refilled() -> None:
+    pools, engine, made = make_pools(reusable=False, min_per_key={RT_PY: 1}, refill_delay_s=0, repeat_calls=1.5)
+    pools.want(RT_PY)
+    await settle(pools)
+    stem = pools.acquire(RT_PY)
+    assert stem is not None and not stem.reusable
+    session: Any = object()  # the handler session the call opened on the stem cell's shim
+    pools.promote(stem, FN_NEW, session, service_s=0.01)
+    warm = pools.acquire(FN_NEW)  # the function's next call: the same container, warm
+    assert warm is not None and warm.cid == stem.cid and warm.reusable and warm.session is session
+    assert stem.cid not in engine.removed
+    for _ in range(20):  # the stem pool makes a new cell for the one it gave away
+        await settle(pools)
+        if pools.idle_counts().get(RT_PY):
+            break
+    assert pools.idle_counts()[RT_PY] >= 1 and len([c for c in made if c.startswith(str(RT_PY))]) >= 2
+
+
+async def test_a_promoted_cell_past_the_function_maximum_is_destroyed() -> None:
+    pools, engine, _ = make_pools(reusable=False, min_per_key={RT_PY: 2}, max_per_key=1, refill_delay_s=0)
+    pools.want(RT_PY)
+    await settle(pools)
+    first, second = pools.acquire(RT_PY), pools.acquire(RT_PY)
+    assert first is not None and second is not None
+    pools.promote(first, FN_NEW, object(), 0.01)  # type: ignore[arg-type]
+    pools.promote(second, FN_NEW, object(), 0.01)  # type: ignore[arg-type]
+    await settle(pools)
+    assert pools.idle_counts()[FN_NEW] == 1 and second.cid in engine.removed
+
+
+async def test_at_capacity_a_stem_cell_outlives_a_function_container_called_as_often() -> None:
+    """The rule: evict the idle container whose key saves least per second (its calls per
+    second times what its layer saves a call); a stem cell spares a cold start, a function
+    container (where stem cells exist) only the stem's code load."""
+    saving = {Layer.RUNTIME: 1.0, Layer.FUNCTION: 0.1}
+    pools, engine, _ = make_pools(max_warm=2, max_per_key=1, layer_saving=saving)
+    for key in (RT_PY, FN_A):
+        pools.acquire(key)
+        await settle(pools)
+    assert set(pools.idle_counts()) == {RT_PY, FN_A}
+    fn_cid = pools._idle[FN_A][0].cid
+    pools._idle[RT_PY][0].last_used -= 100  # the stem cell is the least recently used
+    pools.acquire(FN_B)  # as often as a, more than nothing
+    pools.acquire(FN_B)
+    await settle(pools)
+    assert pools.benefit(RT_PY) > pools.benefit(FN_A)
+    assert fn_cid in engine.removed and RT_PY in pools.idle_counts()
+
+
+async def test_at_capacity_a_hot_function_outlives_an_idle_runtime() -> None:
+    saving = {Layer.RUNTIME: 1.0, Layer.FUNCTION: 0.1}
+    pools, engine, _ = make_pools(max_warm=1, max_per_key=1, layer_saving=saving, window_s=1)
+    pools.acquire(RT_PY)
+    await settle(pools)
+    stem_cid = pools._idle[RT_PY][0].cid
+    for _ in range(50):  # 50 calls now save more than one stem call a while ago
+        pools.acquire(FN_HOT)
+    pools._demand[RT_PY]._t -= 10  # the runtime's demand has decayed
+    await settle(pools)
+    assert stem_cid in engine.removed and FN_HOT in pools.idle_counts()
+
+
+async def test_a_minimum_set_later_is_kept_and_can_be_lifted() -> None:
+    pools, _, made = make_pools()
+    pools.set_minimum(RT_PY, 2)
+    await settle(pools)
+    assert pools.idle_counts() == {RT_PY: 2}
+    pools.set_minimum(RT_PY, 0)
+    assert pools.target(RT_PY) <= 1 and len(made) == 2

@@ -113,7 +113,17 @@ def test_rows_of_a_result_judge_each_target() -> None:
 
 def test_sizes_from_flags() -> None:
     none = dict.fromkeys(
-        ("cold_calls", "rt_calls", "rt_paced_calls", "tp_calls", "slots", "wait_quiet", "log_level", "profile")
+        (
+            "cold_calls",
+            "rt_calls",
+            "rt_paced_calls",
+            "tp_calls",
+            "slots",
+            "wait_quiet",
+            "log_level",
+            "profile",
+            "new_functions",
+        )
     )
     ns = argparse.Namespace(quick=True, calls=50, tp_seconds=1.5, levels="2,4", **none)
     s = sizes_from(ns)

@@ -247,3 +247,9 @@ def test_cursors_are_opaque_and_checked() -> None:
     for bad in ["", "!!!", "bm90LWEtY3Vyc29y", encode_cursor(1)[:-1] + "@"]:
         with pytest.raises(BadRequest, match="invalid cursor"):
             decode_cursor(bad)
+
+
+async def test_how_a_call_was_served_is_recorded(writer: EventWriter, queries: CallQueries) -> None:
+    await writer.apply([Finished(call_id="s", number=2, status=CallStatus.DONE, served="stem")])
+    record = await queries.get(GetCall(id="s"))
+    assert record.served == "stem"

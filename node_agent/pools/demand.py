@@ -1,0 +1,48 @@
+"""How much a pool key is called: a decaying call rate, and the times the pool sizes by."""
+
+import math
+import time
+
+
+class Demand:
+    """Calls per second of one key: the larger of a slow average (``window_s``, the baseline)
+    and a fast one (``FAST_TAU_S``), so that a burst grows the pool within seconds instead of
+    moving a 30-s average by a little. Pools shrink only by idle expiry, so the fast rate
+    falling back does not churn containers."""
+
+    FAST_TAU_S = 2.0
+
+    def __init__(self, window_s: float) -> None:
+        self.tau = window_s
+        self._fast_tau = min(self.FAST_TAU_S, window_s)
+        self._slow = 0.0
+        self._fast = 0.0
+        self._t = time.monotonic()
+        self.service_s = 0.05  # mean time a call holds a container (EWMA)
+        self.fill_s = 0.5  # mean time to make a container ready (EWMA)
+
+    def rate(self, now: float | None = None) -> float:
+        slow, fast = self._decayed(time.monotonic() if now is None else now)
+        return max(slow, fast)
+
+    def _decayed(self, now: float) -> tuple[float, float]:
+        dt = now - self._t
+        return self._slow * math.exp(-dt / self.tau), self._fast * math.exp(-dt / self._fast_tau)
+
+    def hit(self) -> None:
+        now = time.monotonic()
+        slow, fast = self._decayed(now)
+        self._slow = slow + 1.0 / self.tau
+        self._fast = fast + 1.0 / self._fast_tau
+        self._t = now
+
+    def recent_calls(self, now: float | None = None) -> float:
+        """About how many calls the last ``window_s`` saw (the slow average times its window)."""
+        slow, _ = self._decayed(time.monotonic() if now is None else now)
+        return slow * self.tau
+
+    def observe_service(self, seconds: float) -> None:
+        self.service_s = 0.8 * self.service_s + 0.2 * seconds
+
+    def observe_fill(self, seconds: float) -> None:
+        self.fill_s = 0.8 * self.fill_s + 0.2 * seconds

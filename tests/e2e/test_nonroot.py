@@ -50,7 +50,7 @@ NODE_WHO_HANDLER = {
 }
 
 # The path each policy's calls take once its pools hold a container.
-WARM_PATH = {"none": "cold", "warm-runtime": "warm-runtime", "warm-function": "warm-function"}
+WARM_PATH = {"none": "cold", "warm-runtime": "stem", "warm-function": "warm"}
 
 
 async def _functions(nc: Client, layout: Layout) -> list[tuple[str, FunctionRecord]]:

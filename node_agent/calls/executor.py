@@ -115,19 +115,6 @@ class Executor:
         on_log: OnLog | None,
     ) -> Outcome:
         self.served["cold"] += 1
-        out = await self._cold(runtime, function, call_id, params_json, timeout, on_log)
-        out.served = "cold"
-        return out
-
-    async def _cold(
-        self,
-        runtime: RuntimeSpec,
-        function: FunctionRecord,
-        call_id: str,
-        params_json: bytes,
-        timeout: float,
-        on_log: OnLog | None,
-    ) -> Outcome:
         image = await self.deps.image_for(runtime, function)
         code = await self.artifacts.code_body(function.digest, runtime.path)
         files = {"/faas/run.sh": (entry_script(runtime, function), 0o755)}
@@ -144,10 +131,13 @@ class Executor:
             await self.engine.start(cid)
             if function.handler:
                 session = HandlerSession(attached, max_line(function), function.limits.log_bytes)
-                return await handler_call(
+                out = await handler_call(
                     self.engine, session, cid, function, call_id, params_json, timeout, True, on_log
                 )
-            return await command_call(self.engine, attached, cid, function, timeout, on_log)
+            else:
+                out = await command_call(self.engine, attached, cid, function, timeout, on_log)
+            out.served = "cold"
+            return out
         finally:
             # Shielded: a cancelled call (agent stopping) must still not leave its container.
             if attached is not None:

@@ -147,7 +147,7 @@ async def test_a_command_call_returns_the_json_its_process_prints(node: Node) ->
     fn = node.function(memory_mb=512)
     out = await node.call(fn, {"count": 2, "sides": 6})
     assert out.status == CallStatus.DONE and out.error is None
-    assert out.result == [6, 6] and out.exit_code == 0
+    assert out.result == [6, 6] and out.exit_code == 0 and out.served == "cold"
     [cid] = node.engine.containers
     assert out.container == cid
     c = node.engine.containers[cid]

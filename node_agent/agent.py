@@ -1,6 +1,5 @@
-"""The node agent: its lifecycle, one pull loop per served runtime (plus this node's routed
-subject) bounded by free slots, warm pools, heartbeat and rescue. What happens to one message
-is in calls/runner.py."""
+"""The node agent: lifecycle, a pull loop per served runtime (and this node's routed subject)
+within free slots, warm pools, heartbeat, rescue. One message's path: calls/runner.py."""
 
 import asyncio
 import logging
@@ -29,6 +28,7 @@ from node_agent.containers.docker import DockerEngine, Engine
 from node_agent.errors import NetworkUnavailable
 from node_agent.jobs.worker import JobConfig, JobWorker
 from node_agent.nodeid import claim_node_id
+from node_agent.pools.deploys import follow_new_versions
 from node_agent.pools.factory import WarmFactory
 from node_agent.pools.keys import Layer, PoolKey
 from node_agent.pools.pool import PoolConfig, Pools
@@ -98,8 +98,7 @@ class NodeAgent(Lifecycle):
         await wait_layout(self._js, agent_streams(self.layout))
         self._nodes_kv = nodes = await self._js.key_value(self.layout.nodes_bucket)
         await claim_node_id(nodes, s.node_id, s.heartbeat_s)
-        # Containers of an earlier run of this node (killed before teardown): their calls
-        # were not acked and are redelivered, so the containers are only garbage.
+        # An earlier run's containers (killed before teardown): their calls are redelivered.
         if removed := await self._engine.remove_labelled(f"faas.node={s.node_id}"):
             log.info("agent.orphans_removed", extra=fields(node=s.node_id, count=removed))
         # Containers with network access: on the sealed network, or refused (containers/firewall.py).
@@ -135,9 +134,8 @@ class NodeAgent(Lifecycle):
                 max_fills=s.pool_max_fills or os.cpu_count() or 2,
             )
             if s.policy == "adaptive":
-                # A function pool for repeat demand only (a first call is a stem cell's, and
-                # a handler's stem cell stays as its warm container); at capacity, stem cells
-                # (each spares a cold start) outlive function containers that spare less.
+                # A function pool for repeat demand only (a first call is a stem cell's); at
+                # capacity, stem cells outlive function containers that spare less.
                 config.repeat_calls = s.repeat_calls
                 config.layer_saving = {Layer.RUNTIME: 1.0, Layer.FUNCTION: s.function_layer_saving}
             self.pools = Pools(self._engine, factory, config)
@@ -177,11 +175,14 @@ class NodeAgent(Lifecycle):
         # Right after intake: the gateway stops routing here now, not once the entry is stale.
         self.on_stop("node-entry", self._withdraw)
 
-        # 3. Intake and side tasks (the first step of a stop ends them all, those started later
-        #    included).
+        # 3. Intake and side tasks (a stop's first step ends them all, later ones included).
         self.on_stop("intake", self._stop_intake)
         if self.pools is not None:
             self.tasks.spawn(self.pools.maintain(), "pools")
+            if s.policy == "adaptive":  # a stem cell ready for each new version's first call
+                kv = await self._js.key_value(self.layout.functions_bucket)
+                versions = follow_new_versions(kv, self.pools, s.serves, s.expect_first_call_s)
+                self.tasks.spawn(versions, "new-versions")
         # Work the gateway routes to this node because it holds the function/runtime warm.
         await self._serve(self.layout.invoke_node(s.node_id), self.layout.node_consumer(s.node_id), NODE_LOOP)
         await self._jobs.start()

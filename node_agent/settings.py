@@ -46,6 +46,8 @@ class AgentSettings(NatsClientSettings):
     stem_min: int = Field(default=2, ge=0, le=64)
     repeat_calls: float = Field(default=1.5, ge=0)
     function_layer_saving: float = Field(default=0.1, gt=0)
+    # adaptive: a newly deployed version keeps a stem cell ready this long for its first call
+    expect_first_call_s: float = Field(default=60.0, ge=0)
     heartbeat_s: float = Field(default=2.0, gt=0)
     # Docker endpoint; None = DOCKER_HOST or the local socket.
     docker_url: str | None = None
@@ -99,6 +101,10 @@ class AgentSettings(NatsClientSettings):
     # How often the rules are checked, and put back if something removed them.
     network_check_s: float = Field(default=30.0, gt=0)
     log_level: str = "INFO"
+
+    def serves(self, runtime: str) -> bool:
+        """Whether this node serves ``runtime`` (every registered one when none are listed)."""
+        return not self.runtimes or runtime in self.runtimes
 
     @field_validator("node_id")
     @classmethod

@@ -2,6 +2,7 @@
 
 import math
 import time
+from collections import deque
 
 
 class Demand:
@@ -20,6 +21,9 @@ class Demand:
         self._t = time.monotonic()
         self.service_s = 0.05  # mean time a call holds a container (EWMA)
         self.fill_s = 0.5  # mean time to make a container ready (EWMA)
+        # calls announced before they come (a new function version's first call), each
+        # until it comes or its deadline passes
+        self._expected: deque[float] = deque()
 
     def rate(self, now: float | None = None) -> float:
         slow, fast = self._decayed(time.monotonic() if now is None else now)
@@ -40,6 +44,22 @@ class Demand:
         """About how many calls the last ``window_s`` saw (the slow average times its window)."""
         slow, _ = self._decayed(time.monotonic() if now is None else now)
         return slow * self.tau
+
+    def expect(self, ttl_s: float) -> None:
+        """A call is expected within ``ttl_s`` (a function version was just deployed)."""
+        self._expected.append(time.monotonic() + ttl_s)
+
+    def expected(self, now: float | None = None) -> int:
+        """Expected calls still to come."""
+        now = time.monotonic() if now is None else now
+        while self._expected and self._expected[0] < now:
+            self._expected.popleft()
+        return len(self._expected)
+
+    def arrived(self) -> None:
+        """A call came: the oldest expectation is met."""
+        if self._expected:
+            self._expected.popleft()
 
     def observe_service(self, seconds: float) -> None:
         self.service_s = 0.8 * self.service_s + 0.2 * seconds

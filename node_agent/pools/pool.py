@@ -102,6 +102,12 @@ class Pools:
         # calls waiting for a busy reusable container of their key, oldest first
         self._waiters: dict[PoolKey, deque[asyncio.Future[WarmContainer | None]]] = {}
 
+    def expect(self, key: PoolKey, ttl_s: float) -> None:
+        """A call of ``key`` is expected within ``ttl_s``: keep a container for it meanwhile."""
+        self.want(key)
+        self._demand[key].expect(ttl_s)
+        self._wake.set()
+
     def set_minimum(self, key: PoolKey, n: int) -> None:
         """Keep at least ``n`` idle containers of ``key`` (0: none; demand still counts)."""
         if n > 0:
@@ -122,6 +128,7 @@ class Pools:
         """An idle warm container for ``key`` (most recently used first), or None."""
         self.want(key)
         self._demand[key].hit()
+        self._demand[key].arrived()
         idle = self._idle[key]
         if not idle:
             self._wake.set()  # refill now rather than at the next tick
@@ -251,6 +258,7 @@ class Pools:
             # reusable: containers busy with calls; single-use: containers being replaced
             hold = d.service_s + d.fill_s
             need = math.ceil(rate * hold) + 1
+        need = max(need, d.expected())  # a container per announced call (a new version's first)
         return max(minimum, min(self.config.max_per_key, need))
 
     def idle_counts(self) -> dict[PoolKey, int]:

@@ -2,6 +2,7 @@
 
 import asyncio
 import itertools
+import time
 from typing import Any
 
 import pytest
@@ -394,3 +395,20 @@ async def test_a_minimum_set_later_is_kept_and_can_be_lifted() -> None:
     assert pools.idle_counts() == {RT_PY: 2}
     pools.set_minimum(RT_PY, 0)
     assert pools.target(RT_PY) <= 1 and len(made) == 2
+
+
+async def test_an_announced_first_call_keeps_a_container_until_it_comes() -> None:
+    pools, _, _ = make_pools(reusable=False)
+    for _ in range(3):  # three new versions of functions on this runtime
+        pools.expect(RT_PY, ttl_s=60)
+    await settle(pools)
+    assert pools.target(RT_PY) == 3 and pools.idle_counts() == {RT_PY: 3}
+    assert pools.acquire(RT_PY) is not None  # one first call came: two still expected
+    assert pools._demand[RT_PY].expected() == 2
+
+
+def test_an_announcement_lapses_at_its_deadline() -> None:
+    d = Demand(window_s=30)
+    d.expect(ttl_s=5)
+    assert d.expected() == 1
+    assert d.expected(now=time.monotonic() + 6) == 0

@@ -5,46 +5,17 @@ import time
 from typing import Any
 
 import pytest
-from nats.js.api import PubAck
 
 from node_agent.containers.docker import STDERR, STDOUT
 from node_agent.logstream import LogPublisher
-from schemas import Layout, Logs, decode_event
+from schemas import Layout
+from tests.fakes.publisher import FakePublisher
 
 LAYOUT = Layout("tl")
 
 
-class FakePublisher:
-    """Records what ``JetStreamContext.publish`` would send."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes, dict[str, Any]]] = []
-        self.fail = False
-
-    async def publish(
-        self,
-        subject: str,
-        payload: bytes = b"",
-        timeout: float | None = None,
-        stream: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> PubAck:
-        if self.fail:
-            raise ConnectionError("nats down")
-        assert stream == LAYOUT.events_stream
-        self.sent.append((subject, payload, headers or {}))
-        return PubAck(stream=stream, seq=len(self.sent))
-
-    def chunks(self) -> list[Logs]:
-        out = []
-        for _, payload, _ in self.sent:
-            event = decode_event(payload)
-            assert isinstance(event, Logs)
-            out.append(event)
-        return out
-
-    def texts(self) -> list[tuple[str, str]]:
-        return [(line.stream, line.text) for c in self.chunks() for line in c.lines]
+def fake_publisher() -> FakePublisher:
+    return FakePublisher(stream=LAYOUT.events_stream)
 
 
 def publisher(fake: FakePublisher, max_bytes: int = 1 << 20, **kw: Any) -> LogPublisher:
@@ -53,7 +24,7 @@ def publisher(fake: FakePublisher, max_bytes: int = 1 << 20, **kw: Any) -> LogPu
 
 
 async def test_lines_span_frames_and_streams_keep_their_own_partials() -> None:
-    fake = FakePublisher()
+    fake = fake_publisher()
     async with publisher(fake) as logs:
         await logs.write(STDOUT, b"hel")
         await logs.write(STDERR, b"oops ")
@@ -75,7 +46,7 @@ async def test_lines_span_frames_and_streams_keep_their_own_partials() -> None:
 
 
 async def test_utf8_split_across_frames_and_bad_bytes_replaced() -> None:
-    fake = FakePublisher()
+    fake = fake_publisher()
     async with publisher(fake) as logs:
         await logs.write(STDOUT, b"caf" + b"\xc3")
         await logs.write(STDOUT, b"\xa9 \xe2\x9c")
@@ -85,7 +56,7 @@ async def test_utf8_split_across_frames_and_bad_bytes_replaced() -> None:
 
 
 async def test_size_triggers_a_flush_and_seq_counts_chunks() -> None:
-    fake = FakePublisher()
+    fake = fake_publisher()
     logs = publisher(fake, flush_bytes=1000)
     for i in range(30):
         await logs.write(STDOUT, f"line {i:02d} ".encode() + b"x" * 40 + b"\n")
@@ -99,7 +70,7 @@ async def test_size_triggers_a_flush_and_seq_counts_chunks() -> None:
 
 
 async def test_time_triggers_a_flush_without_close() -> None:
-    fake = FakePublisher()
+    fake = fake_publisher()
     logs = publisher(fake, flush_interval_s=0.02)
     await logs.write(STDERR, b"progress 1\n")
     deadline = time.monotonic() + 5
@@ -114,7 +85,7 @@ async def test_time_triggers_a_flush_without_close() -> None:
 
 
 async def test_truncation_publishes_a_marker_and_drops_the_rest() -> None:
-    fake = FakePublisher()
+    fake = fake_publisher()
     logs = publisher(fake, max_bytes=10, keep_stdout=100)
     await logs.write(STDOUT, b"hello\nworld\nmore\n")
     assert logs.truncated
@@ -130,7 +101,7 @@ async def test_truncation_publishes_a_marker_and_drops_the_rest() -> None:
 
 
 async def test_stdout_kept_up_to_a_cap_and_stderr_tail() -> None:
-    fake = FakePublisher()
+    fake = fake_publisher()
     async with publisher(fake, keep_stdout=8, keep_stderr=6, publish_stdout=False) as logs:
         await logs.write(STDOUT, b'{"result": 1}\n')
         await logs.write(STDERR, b"first\nsecond\n")
@@ -140,7 +111,7 @@ async def test_stdout_kept_up_to_a_cap_and_stderr_tail() -> None:
 
 
 async def test_an_endless_line_is_published_in_pieces() -> None:
-    fake = FakePublisher()
+    fake = fake_publisher()
     async with publisher(fake, max_line_chars=10) as logs:
         await logs.write(STDOUT, b"a" * 25)
         await logs.write(STDOUT, b"b\n")
@@ -148,7 +119,7 @@ async def test_an_endless_line_is_published_in_pieces() -> None:
 
 
 async def test_a_failed_publish_is_dropped_not_raised() -> None:
-    fake = FakePublisher()
+    fake = fake_publisher()
     logs = publisher(fake)
     await logs.write(STDOUT, b"lost\n")
     fake.fail = True
@@ -166,14 +137,14 @@ async def test_consume_reads_frames_until_the_source_ends_or_fails() -> None:
         yield STDERR, b"two\n"
         raise OSError("engine connection reset")
 
-    fake = FakePublisher()
+    fake = fake_publisher()
     async with publisher(fake) as logs:
         await logs.consume(frames())
     assert fake.texts() == [("stdout", "one"), ("stderr", "two")]
 
 
 async def test_close_is_idempotent_and_write_after_close_is_ignored() -> None:
-    fake = FakePublisher()
+    fake = fake_publisher()
     logs = publisher(fake)
     await logs.write(STDOUT, b"x\n")
     await logs.close()
@@ -184,4 +155,4 @@ async def test_close_is_idempotent_and_write_after_close_is_ignored() -> None:
 
 def test_invalid_limits_are_refused() -> None:
     with pytest.raises(ValueError):
-        publisher(FakePublisher(), flush_bytes=0)
+        publisher(fake_publisher(), flush_bytes=0)

@@ -10,7 +10,8 @@ from node_agent.jobs.run import Interrupt, JobControl, JobRun, RunOutcome, RunSe
 from schemas import JobContainer, JobMessage, JobSpec, JobStatus, Layout, RegistryAuth, encode
 from tests.fakes.container import emits
 from tests.fakes.docker import FakeEngine
-from tests.unit.test_jobs_logstream import LAYOUT, FakePublisher
+from tests.fakes.publisher import FakePublisher
+from tests.unit.test_jobs_logstream import LAYOUT, fake_publisher
 
 
 def docker(
@@ -42,7 +43,7 @@ async def run(
     key: SecretsKey | None = KEY,
     **over: Any,
 ) -> tuple[RunOutcome, FakePublisher, list[str]]:
-    fake = FakePublisher()
+    fake = fake_publisher()
     started: list[str] = []
 
     async def on_started(cid: str) -> None:

@@ -9,6 +9,7 @@ from nats.aio.msg import Msg
 from nats.js.api import PubAck
 
 from common.workitem import MIN_KEEPALIVE_S, Delivery, KeepAlive, keepalive_interval
+from tests.fakes.publisher import FakePublisher
 
 REPLY = "$JS.ACK.FAAS_INVOKE.rt_python.3.1207.1190.1763800000000000000.17"
 
@@ -35,24 +36,6 @@ class FakeMsg:
 
     async def ack(self) -> None:
         self.log.append("ack")
-
-
-class FakePublisher:
-    def __init__(self, log: list[str]) -> None:
-        self.log = log
-        self.sent: list[tuple[str, bytes, str | None, dict[str, str] | None]] = []
-
-    async def publish(
-        self,
-        subject: str,
-        payload: bytes = b"",
-        timeout: float | None = None,
-        stream: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> PubAck:
-        self.log.append(f"publish {subject}")
-        self.sent.append((subject, payload, stream, headers))
-        return PubAck(stream=stream or "S", seq=len(self.sent))
 
 
 def delivered(msg: FakeMsg) -> Delivery:
@@ -153,12 +136,13 @@ async def test_the_keepalive_can_be_started_and_stopped_around_a_body_too() -> N
 # --- finish ---------------------------------------------------------------------------
 async def test_finish_publishes_the_event_then_its_copies_then_acks() -> None:
     order: list[str] = []
-    publisher = FakePublisher(order)
+    publisher = FakePublisher(log=order)
     d = delivered(FakeMsg(order))
     headers = {"Nats-Msg-Id": "c1.x"}
     await d.finish(publisher, "ev.c1.finished", b"{}", stream="EV", headers=headers, copies=["ev.c1.callback_due"])
     assert order == ["publish ev.c1.finished", "publish ev.c1.callback_due", "ack"]
-    assert publisher.sent == [("ev.c1.finished", b"{}", "EV", headers), ("ev.c1.callback_due", b"{}", "EV", None)]
+    assert publisher.sent == [("ev.c1.finished", b"{}", headers), ("ev.c1.callback_due", b"{}", {})]
+    assert publisher.streams == ["EV", "EV"]
 
 
 async def test_finish_acks_the_way_it_is_told() -> None:
@@ -169,7 +153,7 @@ async def test_finish_acks_the_way_it_is_told() -> None:
         acked.append(msg)
 
     msg = FakeMsg(order)
-    await delivered(msg).finish(FakePublisher(order), "ev.j1.job_finished", b"{}", ack=ack)
+    await delivered(msg).finish(FakePublisher(log=order), "ev.j1.job_finished", b"{}", ack=ack)
     assert order == ["publish ev.j1.job_finished"] and acked == [msg]
 
 

@@ -6,6 +6,7 @@ stem cell can run, keeps one more stem cell of its runtime ready until its first
 or ``ttl_s`` passes, so a burst of first calls meets stem cells instead of cold starts.
 """
 
+import asyncio
 import logging
 from collections.abc import Callable
 
@@ -18,9 +19,24 @@ from schemas import FunctionRecord, InvalidMessage, decode
 
 log = logging.getLogger(__name__)
 
+RETRY_S = 2.0
+
 
 async def follow_new_versions(kv: KeyValue, pools: Pools, serves: Callable[[str], bool], ttl_s: float) -> None:
-    """Watch the functions bucket until cancelled; versions that exist already are not new."""
+    """Watch the functions bucket until cancelled. A watch that fails (NATS away) is opened
+    again after a pause: announcements are an optimisation, not worth stopping the agent."""
+    while True:
+        try:
+            await _watch(kv, pools, serves, ttl_s)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("pool.versions_watch_failed")
+            await asyncio.sleep(RETRY_S)
+
+
+async def _watch(kv: KeyValue, pools: Pools, serves: Callable[[str], bool], ttl_s: float) -> None:
+    """One watch; versions that exist already when it opens are not new."""
     watcher = await kv.watchall()
     current = False  # the watch first delivers each key's latest value, then None
     try:

@@ -22,7 +22,6 @@ from bench.containers import ContainerWatch
 from bench.functions import FUNCTIONS, FunctionDef
 from bench.measure import failures, first_call, latencies, sequential
 from bench.parts import Sizes, load_level, platform, say
-from bench.platform import BenchPlatform, poll
 from bench.stats import summary
 
 IMAGE = "faas-python"
@@ -30,15 +29,6 @@ IMAGE = "faas-python"
 
 def served(calls: list[CallResult]) -> dict[str, int]:
     return dict(Counter(str((c.record or {}).get("served")) for c in calls))
-
-
-async def stems(p: BenchPlatform, runtime: str, at_least: int, timeout: float = 60.0) -> int:
-    """Wait until the heartbeat shows ``at_least`` idle stem cells of ``runtime``."""
-
-    async def count() -> int:
-        return sum(state.warm_runtimes.get(runtime, 0) for state in await p.nodes())
-
-    return int(await poll(count, lambda n: n >= at_least, timeout, 0.1))
 
 
 def part(calls: list[CallResult]) -> dict[str, Any]:
@@ -64,7 +54,7 @@ async def bench_adaptive(s: Sizes, work: Path, watch: ContainerWatch, out_dir: P
         for i in range(s.new_functions):
             f = new(fn, f"new{i}")
             await p.register(f)
-            await stems(p, fn.runtime, 1)
+            await p.wait_stems(fn.runtime, 1)
             floor += await floors.container_floor(IMAGE, 1, network_disabled=True)
             firsts.append(await invoke(p.calls, f.name, {"i": i}))
         out["floor"] = summary(floor)
@@ -82,7 +72,7 @@ async def bench_adaptive(s: Sizes, work: Path, watch: ContainerWatch, out_dir: P
         for f in burst_fns:
             await p.register(f)
         # the deploys announce their first calls: wait (30 s at most) for their stem cells
-        ready = await stems(p, fn.runtime, s.burst, timeout=30)
+        ready = await p.wait_stems(fn.runtime, s.burst, timeout=30)
         say(f"adaptive: a burst of {s.burst} first calls to {s.burst} new functions ({ready} stem cells idle)")
         burst = list(await asyncio.gather(*(invoke(p.calls, f.name, {"b": 1}) for f in burst_fns)))
         out["burst"] = {

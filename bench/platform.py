@@ -172,6 +172,15 @@ class BenchPlatform:
                 total += state.warm_runtimes.get(fn.runtime, 0)
         return total
 
+    async def stem_count(self, runtime: str) -> int:
+        """Idle stem cells (the runtime's own pool) of ``runtime`` on all nodes."""
+        return sum(state.warm_runtimes.get(runtime, 0) for state in await self.nodes())
+
+    async def wait_stems(self, runtime: str, at_least: int, timeout: float = 60.0) -> int:
+        """Poll the heartbeat until ``at_least`` stem cells of ``runtime`` are idle; returns
+        the count seen last."""
+        return int(await poll(lambda: self.stem_count(runtime), lambda n: n >= at_least, timeout, 0.1))
+
     async def wait_warm(self, fn: FunctionDef, at_least: int, timeout: float = 60.0) -> int:
         """Poll the heartbeat until ``at_least`` idle warm containers serve ``fn``; returns
         the count seen last (less than asked if ``timeout`` ran out)."""

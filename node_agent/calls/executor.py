@@ -166,8 +166,16 @@ class Executor:
                 load = payload(wc.shim, runtime, function, code, params_json, self.artifacts.owner)
                 await wc.attached.write(load.data)
                 nonce = load.nonce
+                channel = wc.attached
+                if wc.socket is not None:
+                    if load.in_process:  # its own shim serves it on the socket the cell connected
+                        channel = wc.attached = wc.socket
+                        wc.socket.read_stray()
+                    else:
+                        wc.socket.detach()
+                    wc.socket = None
                 session = (
-                    HandlerSession(wc.attached, max_line(function), function.limits.log_bytes) if load.handler else None
+                    HandlerSession(channel, max_line(function), function.limits.log_bytes) if load.handler else None
                 )
                 if load.in_process and promotable(self.policy, function):
                     promote = session

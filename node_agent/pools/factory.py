@@ -26,6 +26,8 @@ from schemas import FunctionRecord, RuntimeSpec
 READY_TIMEOUT_S = 60.0
 # An image whose handler shim serves the protocol on $FAAS_SOCKET says so with this label.
 SOCKET_LABEL = "faas.handler-socket"
+# ... and with this one, its warm mode (a stem cell) on $FAAS_WARM_SOCKET, for a handler loaded later.
+WARM_SOCKET_LABEL = "faas.warm-socket"
 
 
 class Catalog(Protocol):
@@ -65,11 +67,19 @@ class WarmFactory:
             runtime = await self.catalog.runtime(key.name)
             cmd, shim = await warm_command(self.engine, runtime)
             spec = self._spec(runtime.image, runtime, None, cmd, labels)
+            socket_dir = None
             if shim is not None:
                 spec.env["FAAS_WARM"] = "1"
+                if (
+                    self.sockets is not None
+                    and (await self.engine.image_labels(runtime.image)).get(WARM_SOCKET_LABEL) == "1"
+                ):
+                    socket_dir = self.sockets.new()
+                    spec.binds.append(f"{socket_dir}:{MOUNT}")
+                    spec.env["FAAS_WARM_SOCKET"] = SOCKET
             # Where the payload goes, the container user's (it unpacks it, not root).
             skeleton = skeleton_tar([runtime.path, "/faas"], self.artifacts.owner)
-            return await self._start(spec, key, skeleton, shim=shim)
+            return await self._start(spec, key, skeleton, shim=shim, socket_dir=socket_dir)
         function = await self.catalog.function(key.name, key.version)
         runtime = await self.catalog.runtime(function.runtime)
         image = await self.deps.image_for(runtime, function)
@@ -108,23 +118,32 @@ class WarmFactory:
                 shutil.rmtree(socket_dir, ignore_errors=True)
             raise
         attached: Attached | None = None
+        stem_socket: SocketChannel | None = None
         try:
             if tar is not None:
                 await self.engine.put_archive(cid, "/", tar)
             attached = await self.engine.attach(cid)
             if socket_dir is not None:
-                attached = SocketChannel(attached, socket_dir)
+                if shim is not None:  # a stem cell: the attach stream stays the shim's stdio for now
+                    stem_socket = SocketChannel(attached, socket_dir, read_stray=False)
+                else:
+                    attached = SocketChannel(attached, socket_dir)
             await self.engine.start(cid)
             if isinstance(attached, SocketChannel):
                 await attached.connect(READY_TIMEOUT_S)
             wc = WarmContainer(cid=cid, key=key, attached=attached, reusable=reusable(key, function), shim=shim)
             if shim is not None:
                 await asyncio.wait_for(wait_for_shim(attached), READY_TIMEOUT_S)
+                if stem_socket is not None:  # it listens before it says it waits
+                    await stem_socket.connect(READY_TIMEOUT_S)
+                    wc.socket = stem_socket
             if function is not None and wc.reusable:
                 wc.session = HandlerSession(attached, max_line(function), function.limits.log_bytes)
                 await asyncio.wait_for(wc.session.ready(), READY_TIMEOUT_S)
             return wc
         except BaseException:
+            if stem_socket is not None:
+                stem_socket.detach()
             if attached is not None:
                 await asyncio.shield(attached.close())
             if socket_dir is not None and not isinstance(attached, SocketChannel):

@@ -42,6 +42,7 @@ from common.logs import fields
 from node_agent.containers.docker import Attached, Engine
 from node_agent.pools.demand import Demand
 from node_agent.pools.keys import Layer, PoolKey
+from node_agent.wire.socket import SocketChannel
 from node_agent.wire.stdio import HandlerSession
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,9 @@ class WarmContainer:
     reusable: bool
     session: HandlerSession | None = None
     shim: str | None = None  # warm-runtime: the runtime shim waiting in it (None: a shell)
+    # a stem cell's socket, connected while it waits: the channel of a handler loaded in it
+    # (its attach stream stays ``attached``'s until then; wire/socket.py)
+    socket: SocketChannel | None = None
     created: float = field(default_factory=time.monotonic)
     last_used: float = field(default_factory=time.monotonic)
     calls: int = 0
@@ -367,7 +371,8 @@ class Pools:
         if delay > 0:
             await asyncio.sleep(delay)
         try:
-            await wc.attached.close()
+            # the socket channel owns the attach stream too, once it reads it
+            await (wc.socket or wc.attached).close()
         finally:
             await self._engine.remove(wc.cid)
 

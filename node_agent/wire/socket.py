@@ -123,7 +123,7 @@ class SocketDir:
 class SocketChannel:
     """Protocol bytes from the socket, the container's stray output from its attach stream."""
 
-    def __init__(self, attached: Attached, directory: Path) -> None:
+    def __init__(self, attached: Attached, directory: Path, *, read_stray: bool = True) -> None:
         self._attached = attached
         self._dir = directory
         self._queue: asyncio.Queue[Item] = asyncio.Queue()
@@ -132,7 +132,15 @@ class SocketChannel:
         self._room.set()
         self._protocol: _Protocol | None = None
         self._exited = asyncio.Event()
-        self._stray = asyncio.create_task(self._read_stray(), name="channel:stray-output")
+        self._stray: asyncio.Task[None] | None = None
+        if read_stray:
+            self.read_stray()
+
+    def read_stray(self) -> None:
+        """From now on the attach stream is this channel's (a stem cell's is read by others
+        until a handler is loaded in it)."""
+        if self._stray is None:
+            self._stray = asyncio.create_task(self._read_stray(), name="channel:stray-output")
 
     async def connect(self, timeout: float) -> None:
         """Connect once the shim listens; fails fast if the container's process exits first."""
@@ -189,13 +197,23 @@ class SocketChannel:
                 transport.resume_reading()
         return item
 
+    def detach(self) -> None:
+        """Close the socket and its directory, leaving the attach stream to its other reader
+        (a stem cell that runs a command instead of a handler). Only before ``read_stray``."""
+        assert self._stray is None, "the attach stream is this channel's already"
+        transport = self._protocol.transport if self._protocol else None
+        if transport is not None:
+            transport.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
     async def close(self) -> None:
         transport = self._protocol.transport if self._protocol else None
         if transport is not None:
             transport.close()
-        self._stray.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._stray
+        if self._stray is not None:
+            self._stray.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._stray
         try:
             await self._attached.close()
         finally:

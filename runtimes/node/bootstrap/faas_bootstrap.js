@@ -164,8 +164,23 @@ function readPayload() {
   }
 }
 
+// FAAS_WARM_SOCKET: listen before saying "waiting" (bind and listen are synchronous), so the
+// agent connects while the cell is idle; a handler's calls then go over that connection.
+function listenWarm() {
+  const socketPath = process.env.FAAS_WARM_SOCKET;
+  delete process.env.FAAS_WARM_SOCKET;
+  if (!socketPath) return null;
+  const net = require("net");
+  try { fs.unlinkSync(socketPath); } catch (e) { /* not there */ }
+  const server = net.createServer();
+  server.listen(socketPath);
+  fs.chmodSync(socketPath, 0o777); // the agent may run as another user than this container
+  return { server, socketPath };
+}
+
 function warm() {
   delete process.env.FAAS_WARM;
+  const listening = listenWarm();
   send({ kind: "waiting" });
   const [load, buf] = readPayload();
   const rest = buf.subarray(load.size);
@@ -179,9 +194,23 @@ function warm() {
     Object.assign(process.env, {
       FAAS_HANDLER: load.handler, FAAS_PATH: load.path, FAAS_MAX_LOG_BYTES: String(MAX_LOG),
     });
+    if (listening) {
+      listening.server.once("connection", (conn) => {
+        listening.server.close();
+        protoWrite = conn.write.bind(conn);
+        protoInput = conn;
+        protoEnd = (done) => conn.end(done);
+        start();
+      });
+      return;
+    }
     if (rest.length) process.stdin.unshift(rest);
     start();
     return;
+  }
+  if (listening) { // a command: the agent's connection ends unaccepted
+    listening.server.close();
+    try { fs.unlinkSync(listening.socketPath); } catch (e) { /* gone */ }
   }
   const argv = command.nodeCommand(load.run);
   if (argv !== null) {

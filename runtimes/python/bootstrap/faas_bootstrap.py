@@ -18,7 +18,10 @@ already started, so a call costs no interpreter start); otherwise it becomes ``s
 <script>`` (the command protocol), with the payload's ``nonce`` (of the call's end marker)
 on fd 3 for the script to read, so that it is in no file, argument or environment.
 A command that is plainly this interpreter running a script (``python3 main.py [args]``)
-runs in a fork of this already started interpreter instead (faas_fork.py).
+runs in a fork of this already started interpreter instead (faas_fork.py). With
+FAAS_WARM_SOCKET=<path> it listens there before saying "waiting": a handler loaded later
+serves its calls on the connection the agent made meanwhile (as with FAAS_SOCKET below), so a
+stem cell promoted to a function's warm container needs no Docker attach stream either.
 
 The protocol channel is a private copy of the original stdout and stdin, or, with
 FAAS_SOCKET=<path>, the one connection accepted on a Unix socket listening there (the agent
@@ -38,6 +41,10 @@ import os
 import sys
 import threading
 import traceback
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported when a socket is used (a shim's start is on a call's path)
+    import socket
 
 MAX_LOG_CHARS = int(os.environ.get("FAAS_MAX_LOG_BYTES", str(1 << 20)))
 TRUNCATED = "\n[faas: log truncated]\n"
@@ -155,8 +162,8 @@ def _error(exc: BaseException) -> dict:
     }
 
 
-def _accept(path: str) -> "tuple[io.TextIOBase, io.BufferedIOBase]":
-    """Listen on ``path``, take the agent's connection: (protocol writer, request reader)."""
+def _listen(path: str) -> "socket.socket":
+    """A Unix socket listening on ``path`` (the agent may connect at once: it waits in the backlog)."""
     import socket
 
     if os.path.exists(path):
@@ -165,16 +172,25 @@ def _accept(path: str) -> "tuple[io.TextIOBase, io.BufferedIOBase]":
     server.bind(path)
     os.chmod(path, 0o777)  # the agent may run as another user than this container
     server.listen(1)
+    return server
+
+
+def _accept(server: "socket.socket") -> "tuple[io.TextIOBase, io.BufferedIOBase]":
+    """Take the agent's connection: (protocol writer, request reader)."""
     conn, _ = server.accept()
     server.close()
     return conn.makefile("w", encoding="utf-8", buffering=1), conn.makefile("rb")  # type: ignore[return-value]
 
 
-def main(stdin_bytes: "io.BufferedIOBase | None" = None) -> None:
+def main(stdin_bytes: "io.BufferedIOBase | None" = None, server: "socket.socket | None" = None) -> None:
+    """Serve the handler; the protocol over ``server`` (a stem cell's socket, listening since
+    its start) or FAAS_SOCKET's if either is there, else over stdio."""
     socket_path = os.environ.pop("FAAS_SOCKET", "")
+    if server is None and socket_path:
+        server = _listen(socket_path)
     stray: _StrayOutput | None = None
-    if socket_path:
-        proto, stdin_bytes = _accept(socket_path)
+    if server is not None:
+        proto, stdin_bytes = _accept(server)
         stray = _StrayOutput()
     else:
         proto = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
@@ -248,6 +264,10 @@ def warm() -> None:
     import faas_fork  # beside this file; loaded before the call, with what it needs
 
     del os.environ["FAAS_WARM"]
+    # FAAS_WARM_SOCKET: listen before saying "waiting", so the agent connects while the
+    # cell is idle; a handler's calls then go over the socket, a command's over stdio.
+    socket_path = os.environ.pop("FAAS_WARM_SOCKET", "")
+    server = _listen(socket_path) if socket_path else None
     stdin = sys.stdin.buffer
     os.write(1, b'{"kind":"waiting"}\n')
     line = stdin.readline()
@@ -260,8 +280,14 @@ def warm() -> None:
     if load.get("handler"):
         MAX_LOG_CHARS = int(load["max_log_bytes"])
         os.environ.update(FAAS_HANDLER=load["handler"], FAAS_PATH=load["path"], FAAS_MAX_LOG_BYTES=str(MAX_LOG_CHARS))
-        main(stdin)
+        main(stdin, server)
         return
+    if server is not None:  # a command: the agent's connection ends unaccepted
+        server.close()
+        try:
+            os.unlink(socket_path)
+        except FileNotFoundError:  # the agent removed the directory first
+            pass
     argv = faas_fork.python_command(load["run"]) if load.get("run") else None
     if argv is not None:
         faas_fork.fork_run(argv, load["path"], load["nonce"])

@@ -19,8 +19,11 @@ class Demand:
         self._slow = 0.0
         self._fast = 0.0
         self._t = time.monotonic()
-        self.service_s = 0.05  # mean time a call holds a container (EWMA)
-        self.fill_s = 0.5  # mean time to make a container ready (EWMA)
+        # mean time a call holds a container, and to make one ready (EWMAs; these priors
+        # count until the first observation of each replaces them)
+        self.service_s = 0.05
+        self.fill_s = 0.5
+        self._observed_service = self._observed_fill = False
         # calls announced before they come (a new function version's first call), each
         # until it comes or its deadline passes
         self._expected: deque[float] = deque()
@@ -62,7 +65,9 @@ class Demand:
             self._expected.popleft()
 
     def observe_service(self, seconds: float) -> None:
-        self.service_s = 0.8 * self.service_s + 0.2 * seconds
+        self.service_s = 0.8 * self.service_s + 0.2 * seconds if self._observed_service else seconds
+        self._observed_service = True
 
     def observe_fill(self, seconds: float) -> None:
-        self.fill_s = 0.8 * self.fill_s + 0.2 * seconds
+        self.fill_s = 0.8 * self.fill_s + 0.2 * seconds if self._observed_fill else seconds
+        self._observed_fill = True

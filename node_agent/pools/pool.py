@@ -5,8 +5,9 @@ version's for warm-function):
 
 * demand is a decaying call rate (events/s, time constant ``window_s``);
 * the target size (idle + being made + busy with calls) is what Little's law says the
-  calls need while a container is busy or being replaced: ``ceil(rate * hold_s) + 1``
-  while there is demand, clamped to the key's minimum and ``max_per_key``;
+  calls need while a container is held: ``ceil(rate * hold_s) + 1`` while there is demand,
+  clamped to the key's minimum and ``max_per_key``; ``hold_s`` is a call's service time for
+  a reusable container, plus the time to make its replacement for a single-use one;
 * idle containers beyond the target expire after ``idle_s``;
 * when the node's warm capacity (``max_warm``) is full, the least recently used idle
   containers of other keys are evicted to make room.
@@ -98,6 +99,9 @@ class Pools:
         self._filling: dict[PoolKey, int] = {}
         self._busy: dict[PoolKey, int] = {}  # reusable ones handed to calls, not yet released
         self._demand: dict[PoolKey, Demand] = {}
+        # whether a key's containers serve call after call, known from its first one made
+        # (until then: a function's are taken to be, a runtime's stem cells are not)
+        self._reusable: dict[PoolKey, bool] = {}
         # single-use keys: no refill before this time (a call is using the CPU)
         self._hold: dict[PoolKey, float] = {}
         self._wake = asyncio.Event()
@@ -235,6 +239,7 @@ class Pools:
             cid=wc.cid, key=key, attached=wc.attached, reusable=True, session=session, shim=wc.shim, created=wc.created
         )
         promoted.calls = wc.calls + 1
+        self._reusable[key] = True
         log.info("pool.promoted", extra=fields(container=wc.cid[:12], stem=stem, key=key))
         self._put_back(promoted)
 
@@ -259,8 +264,8 @@ class Pools:
         if key.layer is Layer.FUNCTION and d.recent_calls() < self.config.repeat_calls:
             pass  # no repeat demand yet: served by a stem cell (or cold) until there is
         elif rate > 1.0 / (self.config.window_s * 20):
-            # reusable: containers busy with calls; single-use: containers being replaced
-            hold = d.service_s + d.fill_s
+            # reusable: containers busy with calls; single-use: also being replaced after each
+            hold = d.service_s if self._reusable.get(key, key.layer is Layer.FUNCTION) else d.service_s + d.fill_s
             need = math.ceil(rate * hold) + 1
         need = max(need, d.expected())  # a container per announced call (a new version's first)
         return max(minimum, min(self.config.max_per_key, need))
@@ -356,6 +361,7 @@ class Pools:
             self._filling[key] -= 1
             self._wake.set()  # a fill slot is free: the pool loop may start the next one
         self._demand[key].observe_fill(time.monotonic() - t0)
+        self._reusable[key] = wc.reusable
         if self._closed:  # close() waits for this teardown too (TaskSet.wait_all)
             self._destroy(wc, "closed")
         elif wc.reusable:

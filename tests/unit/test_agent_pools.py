@@ -59,6 +59,15 @@ def test_demand_follows_a_burst_fast_and_keeps_a_slow_baseline() -> None:
     assert d.rate(now=d._t + 10) == pytest.approx(1.0 / 2.718, rel=0.05)
 
 
+def test_the_first_observed_times_replace_the_priors() -> None:
+    d = Demand(window_s=10)
+    d.observe_service(0.002)
+    d.observe_fill(0.2)
+    assert (d.service_s, d.fill_s) == (0.002, 0.2)  # not 0.8 of the 50 ms / 500 ms priors
+    d.observe_service(0.012)
+    assert d.service_s == pytest.approx(0.004)  # then an average
+
+
 def test_a_burst_sizes_the_pool_for_it_within_the_burst() -> None:
     pools, _, _ = make_pools(max_per_key=8)
     pools.want(RT_PYTHON)
@@ -94,6 +103,25 @@ async def test_high_rate_targets_more_containers_within_the_maximum() -> None:
     assert pools.target(FN_HOT) == 4
     await settle(pools)
     assert pools.idle_counts()[FN_HOT] == 4
+
+
+@pytest.mark.parametrize(("reusable", "target"), [(True, 2), (False, 8)])
+async def test_a_reusable_container_is_held_for_its_call_a_single_use_one_until_replaced(
+    reusable: bool, target: int
+) -> None:
+    # one client calling back to back, 400 calls/s of 2 ms each: a reusable container serves
+    # them all (one, and one spare); single-use ones are each replaced after their call
+    pools, _, made = make_pools(reusable=reusable, max_per_key=8, window_s=1)
+    pools.want(FN_F)
+    await settle(pools)
+    for _ in range(2):
+        pools.acquire(FN_F)  # a first fill: what the key's containers are is known from it
+        await settle(pools)
+    d = pools._demand[FN_F]
+    d.service_s, d.fill_s = 0.002, 0.3
+    d._slow = d._fast = 400.0
+    d._t = time.monotonic()
+    assert made and pools.target(FN_F) == target
 
 
 async def test_unhealthy_and_single_use_containers_are_destroyed() -> None:
@@ -268,6 +296,7 @@ async def test_a_new_container_goes_to_a_waiting_call_and_close_ends_the_waits()
     gate.set()
     got = await asyncio.wait_for(asyncio.gather(first, second), 1)
     assert {wc.cid for wc in got if wc} == {"c0", "c1"}  # each new container to a waiting call
+    pools._demand[FN_F].fill_s = 5.0  # a start takes far longer than their calls
     late = asyncio.create_task(pools.wait(FN_F))  # the busy ones should serve it in time
     await asyncio.sleep(0)
     assert not late.done()

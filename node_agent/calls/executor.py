@@ -93,7 +93,7 @@ class Executor:
             return error_outcome(AgentError(f"runtime {runtime.name!r} has no handler_command for handlers"))
         if self.pools is not None:
             fn_key, stem_key = pool_keys(self.policy, runtime, function)
-            wc = self.pools.acquire(fn_key) if fn_key is not None else None
+            wc = self.pools.acquire(fn_key, stem_backed=stem_key is not None) if fn_key is not None else None
             if wc is None and stem_key is not None:
                 wc = self.pools.acquire(stem_key)
             if wc is None and fn_key is not None and reusable(fn_key, function):

@@ -102,6 +102,8 @@ class Pools:
         # whether a key's containers serve call after call, known from its first one made
         # (until then: a function's are taken to be, a runtime's stem cells are not)
         self._reusable: dict[PoolKey, bool] = {}
+        # function keys whose calls a stem cell can serve (acquire's ``stem_backed``)
+        self._stem_backed: set[PoolKey] = set()
         # single-use keys: no refill before this time (a call is using the CPU)
         self._hold: dict[PoolKey, float] = {}
         self._wake = asyncio.Event()
@@ -132,9 +134,15 @@ class Pools:
             self._demand[key] = Demand(self.config.window_s)
             self._idle.setdefault(key, deque())
 
-    def acquire(self, key: PoolKey) -> WarmContainer | None:
-        """An idle warm container for ``key`` (most recently used first), or None."""
+    def acquire(self, key: PoolKey, stem_backed: bool = False) -> WarmContainer | None:
+        """An idle warm container for ``key`` (most recently used first), or None.
+        ``stem_backed``: a stem cell can serve the function's calls meanwhile, so its own pool
+        waits for repeat demand (``repeat_calls``); otherwise it grows from the first call."""
         self.want(key)
+        if stem_backed:
+            self._stem_backed.add(key)
+        else:
+            self._stem_backed.discard(key)
         self._demand[key].hit()
         self._demand[key].arrived()
         idle = self._idle[key]
@@ -261,8 +269,8 @@ class Pools:
             return minimum
         rate = d.rate()
         need = 0
-        if key.layer is Layer.FUNCTION and d.recent_calls() < self.config.repeat_calls:
-            pass  # no repeat demand yet: served by a stem cell (or cold) until there is
+        if key in self._stem_backed and d.recent_calls() < self.config.repeat_calls:
+            pass  # no repeat demand yet: served by a stem cell until there is
         elif rate > 1.0 / (self.config.window_s * 20):
             # reusable: containers busy with calls; single-use: also being replaced after each
             hold = d.service_s if self._reusable.get(key, key.layer is Layer.FUNCTION) else d.service_s + d.fill_s

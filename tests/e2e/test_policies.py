@@ -166,11 +166,13 @@ async def test_dependencies_are_installed_once_per_version(
         assert third.status == CallStatus.DONE and agent.executor.deps.builds == 0
 
 
+@pytest.mark.parametrize("policy", ["warm-function", "adaptive"])
 async def test_node_dependencies_are_installed_once_and_reach_warm_handlers(
-    docker_ready: None, nats_server: NatsServer, layout: Layout, tmp_path: Path, nc: Client
+    docker_ready: None, nats_server: NatsServer, layout: Layout, tmp_path: Path, nc: Client, policy: str
 ) -> None:
     """package.json dependencies (npm, through the host's CA bundle) are installed once per
-    function version into a committed image; the warm handler containers start from it."""
+    function version into a committed image; the warm handler containers start from it. Under
+    adaptive too, from the first call on: no stem cell can serve a function with dependencies."""
     uses_dep = {
         "index.js": "const isNumber = require('is-number');\n"
         "exports.handler = async (p) => ({ n: isNumber(p.n), v: require('is-number/package.json').version });\n",
@@ -179,7 +181,7 @@ async def test_node_dependencies_are_installed_once_and_reach_warm_handlers(
     await register(
         nc.jetstream(), layout, handler_runtime("node"), "nd", uses_dep, handler="index", has_dependencies=True
     )
-    over: dict[str, Any] = {"ca_bundle": _host_ca(), "policy": "warm-function", "pool_max": 1}
+    over: dict[str, Any] = {"ca_bundle": _host_ca(), "policy": policy, "pool_max": 1}
     async with agent_with(nats_server, layout, tmp_path / "a", **over) as agent:
         first = await call(nc, layout, "node", "nd", {"n": 5}, timeout=300)
         assert first.status == CallStatus.DONE, first

@@ -347,10 +347,18 @@ async def test_no_more_containers_are_made_at_once_than_max_fills() -> None:
 
 async def test_a_function_pool_waits_for_repeat_demand() -> None:
     pools, _, made = make_pools(repeat_calls=1.5)
-    assert pools.acquire(FN_NEW) is None  # a first call: served by a stem cell, no pool made
+    assert pools.acquire(FN_NEW, stem_backed=True) is None  # a first call: a stem cell's, no pool
     await settle(pools)
     assert made == [] and pools.target(FN_NEW) == 0
-    assert pools.acquire(FN_NEW) is None  # the second call in the window: repeat demand
+    assert pools.acquire(FN_NEW, stem_backed=True) is None  # the second call in the window
+    await settle(pools)
+    assert pools.target(FN_NEW) >= 1 and any(c.startswith(str(FN_NEW)) for c in made)
+
+
+async def test_a_function_no_stem_cell_can_serve_gets_its_pool_from_its_first_call() -> None:
+    # dependencies or limits of its own: its calls run cold until its pool has a container
+    pools, _, made = make_pools(repeat_calls=1.5)
+    assert pools.acquire(FN_NEW, stem_backed=False) is None
     await settle(pools)
     assert pools.target(FN_NEW) >= 1 and any(c.startswith(str(FN_NEW)) for c in made)
 

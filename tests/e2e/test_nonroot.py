@@ -85,3 +85,25 @@ async def test_calls_run_as_the_call_user_on_every_path(
             for done in results:
                 assert done.status == CallStatus.DONE, (fn.name, done.error)
                 assert done.result == CALL_USER, (fn.name, done.result)
+
+
+async def test_adaptive_stem_and_promoted_calls_run_as_the_call_user(
+    docker_ready: None, nats_server: NatsServer, layout: Layout, tmp_path: Path, nc: Client
+) -> None:
+    functions = await _functions(nc, layout)
+    settings = agent_settings(
+        nats_server, layout, tmp_path / "cache", policy="adaptive", runtimes=["python", "node"], stem_min=1
+    )
+    async with NodeAgent(settings) as agent:
+        pools = agent.pools
+        assert pools is not None
+        for runtime, fn in functions:
+            await wait_until(lambda r=runtime: pools.idle_counts().get(PoolKey.runtime(r)), 60)  # type: ignore[misc]
+            first = await call(nc, layout, runtime, fn.name)
+            await wait_until(lambda r=runtime: pools.idle_counts().get(PoolKey.runtime(r)), 60)  # type: ignore[misc]
+            second = await call(nc, layout, runtime, fn.name)
+            # a handler stays in the stem cell that loaded it (promoted: warm over its socket)
+            assert (first.served, second.served) == ("stem", "warm" if fn.handler else "stem"), fn.name
+            for done in (first, second):
+                assert done.status == CallStatus.DONE, (fn.name, done.error)
+                assert done.result == CALL_USER, (fn.name, done.result)

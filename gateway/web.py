@@ -130,26 +130,21 @@ def parse_model(model: type[M], data: Any, what: str) -> M:
         raise invalid(err, what) from None
 
 
-def query_bool(request: web.Request, name: str, default: bool = False) -> bool:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    value = raw.strip().lower()
-    if value in ("", "1", "true", "yes", "on"):
-        return True if value else default
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise bad_request(f"query parameter {name!r} must be true or false, not {raw!r}")
-
-
-def query_seconds(request: web.Request, name: str) -> float | None:
-    raw = request.query.get(name)
-    if raw is None or not raw.strip():
-        return None
+def parse_query(request: web.Request, model: type[M]) -> M:
+    """The query string as ``model`` (by each field's alias): an empty value is the default,
+    unknown parameters are ignored, a bad value is a 400 naming the parameter."""
+    query = request.query
+    raw: dict[str, str] = {}
+    for name, info in model.model_fields.items():
+        key = info.alias or name
+        value = query.get(key)
+        if value:
+            raw[key] = value
     try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value >= 0 or value == float("inf"):
-        raise bad_request(f"query parameter {name!r} must be a number of seconds >= 0, not {raw!r}")
-    return value
+        return model.model_validate(raw)
+    except ValidationError as err:
+        problems = [
+            f"query parameter {'.'.join(str(p) for p in e['loc'])!r}: {e['msg'].removeprefix('Value error, ')}"
+            for e in err.errors(include_url=False)
+        ]
+        raise bad_request("; ".join(problems)) from None

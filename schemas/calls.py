@@ -7,6 +7,10 @@ from pydantic import BaseModel, Field, model_validator
 
 from schemas.events import CallbackOutcome, CallStatus, ErrorInfo, LogEntry, Served
 
+# The largest call or job number (the store keeps numbers as signed 64-bit integers): one
+# past it cannot exist, and is refused before it reaches a database.
+MAX_NUMBER = (1 << 63) - 1
+
 
 class CallRecord(BaseModel):
     id: str

@@ -26,7 +26,7 @@ _PATH_PARAM = re.compile(r"{([^}/]+)}")
 _SECURITY_SCHEME = "bearer"
 
 _STATUS_TEXT = {
-    400: "Bad request: the error names the parameter or field",
+    400: "Bad request: the error names the parameter or field (or the HTTP request is malformed)",
     401: "No valid token (missing, unknown, revoked or expired)",
     403: "The token's role may not do this, or a cross-site request",
     404: "Not found",
@@ -187,7 +187,8 @@ def _error_statuses(method: str, op: Operation, rule: Rule) -> set[int]:
     unknown = set(op.errors) - set(_STATUS_TEXT)
     if unknown:
         raise ValueError(f"error statuses without a description: {sorted(unknown)}")
-    statuses = set(op.errors)
+    # 400: also what any route answers to malformed HTTP (gateway/http_protocol.py).
+    statuses = set(op.errors) | {400}
     if rule.right is not Right.PUBLIC:
         statuses |= {401, 403}
     if rule.body is not Body.NONE:

@@ -51,7 +51,7 @@ async def register_function(request: web.Request) -> web.Response:
     """
     d = deps(request)
     s = d.settings
-    upload = await read_upload(request, s.max_upload_bytes)
+    upload = await read_upload(request, s.upload_limits)
     if upload.module is None:
         raise bad_request("missing field: module (the .zip or .tar.gz file)")
     record = await registration.register_function(

@@ -23,7 +23,7 @@ async def create(request: web.Request) -> web.Response:
     optional ``limits`` JSON and ``handler`` (``module:function``: the handler protocol)."""
     d = deps(request)
     s = d.settings
-    upload = await read_upload(request, s.max_upload_bytes)
+    upload = await read_upload(request, s.upload_limits)
     missing = [f for f in ("name", "runtime") if not upload.fields.get(f)]
     if upload.module is None:
         missing.append("module")

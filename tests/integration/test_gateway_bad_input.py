@@ -91,6 +91,16 @@ async def test_deeply_nested_json_is_a_400(platform: Platform, depth: int) -> No
         assert r.status == 202, await r.text()
 
 
+@pytest.mark.parametrize(
+    "body", [b"NaN", b'{"x": Infinity}', b"[-Infinity]", b'{"x": 1e400}', b"[" + b"9" * 400 + b".0]"]
+)
+async def test_numbers_json_does_not_have_are_a_400(platform: Platform, body: bytes) -> None:
+    """Python reads them (1e400 as infinity), pydantic would write each as null: refused."""
+    _, http = platform
+    async with http.post("/v1/functions/f/invoke?async=true", data=body, headers=JSON) as r:
+        await refused(r, 400, "invalid JSON")
+
+
 BIG = str(1 << 63)
 HUGE = "9" * 400
 
@@ -152,6 +162,15 @@ async def raw_request(gw: Gateway, head: bytes) -> tuple[int, bytes]:
         b"X-Odd: a\x00b",
         b"X-Long: " + b"a" * 10_000,
         b"Bad Header: x",
+        b"Host: [",
+        b"Host: [::1",
+        b"Host: \xff\xfe:99999999999999999999",
+        b"Origin: http://[::1",
+        b"Origin: \xff://\xff",
+        b"Content-Length: 99999999999999999999",
+        b"Content-Length: -1",
+        b"Transfer-Encoding: chunked",
+        b"Transfer-Encoding: gzip, chunked",
     ],
 )
 async def test_headers_with_odd_bytes_are_a_4xx_json_error(platform: Platform, header: bytes) -> None:
@@ -168,6 +187,18 @@ async def test_headers_with_odd_bytes_are_a_4xx_json_error(platform: Platform, h
     status, body = await raw_request(gw, head)
     assert 400 <= status < 500, (status, body)
     assert body.startswith(b'{"error":{"code":'), body
+
+
+async def test_odd_bytes_in_a_header_the_gateway_only_compares_are_harmless(platform: Platform) -> None:
+    gw, http = platform
+    head = (
+        b"POST /v1/functions/f/invoke?async=true HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: "
+        + http.headers["Authorization"].encode()
+        + b"\r\nSec-Fetch-Site: \xff\xfe\r\nAccept: \xff\r\n"
+        + b"Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+    )
+    status, body = await raw_request(gw, head)
+    assert status == 202, body
 
 
 async def test_a_request_line_over_the_limit_is_a_json_400(platform: Platform) -> None:

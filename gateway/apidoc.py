@@ -19,9 +19,10 @@ _ATTRIBUTE = "__faas_operation__"
 @dataclass(frozen=True)
 class Operation:
     """``answers``: status → the type of its JSON body (a model, ``list[Model]``, ...).
-    ``errors``: the error statuses the handler itself can answer (each with ``ErrorBody``);
-    those of the guard (401, 403, 415), of a body (400, 413) and of NATS (503) are added from
-    the route's rule by ``gateway.openapi``. ``stream``: it also answers Server-Sent Events."""
+    ``errors``: the error statuses the handler itself can answer (each with ``ErrorBody``:
+    404, 409, 502 and 503 from NATS or the store, ...); those of the guard (401, 403, 415) and
+    of a body (400, 413) are added from the route's rule by ``gateway.openapi``. ``stream``: it
+    also answers Server-Sent Events."""
 
     summary: str
     answers: dict[int, Any]

@@ -4,8 +4,9 @@ from the route table and the :class:`gateway.apidoc.Operation` of each handler.
 Every schema is pydantic's JSON Schema of the model the gateway validates or answers with
 (``TypeAdapter.json_schemas``, definitions under ``#/components/schemas``): nothing is written
 by hand beside the models. The error statuses each route can answer come from its handler's
-declaration plus its rule: 401/403 for a token (and the cross-site check), 400/413/415 for a
-body, 503 for NATS.
+declaration (404, 409, 502, 503, ...) plus its rule: 401/403 for a token (and the cross-site
+check), 400/413/415 for a body, 415 for any state-changing route, and 400 everywhere (malformed
+HTTP, ``gateway.http_protocol``).
 """
 
 import inspect

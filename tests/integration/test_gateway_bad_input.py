@@ -1,6 +1,7 @@
 """Bad input never reaches a 500: each class of it gets a clear 4xx with the API's error body
-(``{"error": {"code", "message"}}``), and the gateway stays healthy. A real nats-server, store
-(SQLite) and gateway; no agent (calls queue)."""
+(``{"error": {"code", "message"}}``), and the gateway stays healthy; the NATS call service
+(``nats req faas.call.<function>``) refuses the same params with a 400 error reply. A real
+nats-server, store (SQLite) and gateway; no agent (calls queue)."""
 
 import asyncio
 import base64
@@ -278,3 +279,12 @@ async def test_a_page_of_large_calls_fits_a_nats_reply(platform: Platform) -> No
     async with http.get("/calls") as r:
         assert r.status == 200, await r.text()
         assert len(await r.json()) == 6
+
+
+@pytest.mark.parametrize("params", [b'{"s": "\\ud800"}', b"[" * 100_000, b"NaN", b"{"])
+async def test_the_nats_call_service_refuses_the_same_params_with_a_400(
+    platform: Platform, nc: Client, layout: Layout, params: bytes
+) -> None:
+    reply = await nc.request(layout.call("f"), params, timeout=10)
+    assert reply.headers is not None and reply.headers.get("Nats-Service-Error-Code") == "400", reply.headers
+    assert "invalid JSON" in reply.headers.get("Nats-Service-Error", "")

@@ -288,3 +288,30 @@ async def test_the_nats_call_service_refuses_the_same_params_with_a_400(
     reply = await nc.request(layout.call("f"), params, timeout=10)
     assert reply.headers is not None and reply.headers.get("Nats-Service-Error-Code") == "400", reply.headers
     assert "invalid JSON" in reply.headers.get("Nats-Service-Error", "")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("multipart/form-data", b"--B\r\n\r\n"),
+        ("multipart/form-data; boundary=" + "b" * 200, b"--" + b"b" * 200 + b"\r\n\r\n"),
+        ("multipart/form-data; boundary=B", b"no boundary here"),
+        ("multipart/form-data; boundary=B", b'--B\r\nContent-Disposition: form-data; name="module"\r\n\r\nabc'),
+        ("multipart/form-data; boundary=B", b'--B\r\nContent-Disposition: form-data; name="name"\r\n\r\n\xff\r\n--B--'),
+        (
+            "multipart/form-data; boundary=B",
+            b'--B\r\nContent-Disposition: form-data; name="module"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+            b"!!!\r\n--B--\r\n",
+        ),
+        (
+            "multipart/form-data; boundary=B",
+            b'--B\r\nContent-Disposition: form-data; name="name"\r\nContent-Type: text/plain; charset=nope\r\n\r\n'
+            b"x\r\n--B--\r\n",
+        ),
+    ],
+)
+async def test_malformed_multipart_bodies_are_a_400(platform: Platform, content_type: str, body: bytes) -> None:
+    _, http = platform
+    async with http.post("/v1/functions", data=body, headers={"Content-Type": content_type}) as r:
+        assert r.status in (400, 415), await r.text()
+        await refused(r, r.status)

@@ -23,6 +23,7 @@ from gateway.crosssite import SameSite
 from gateway.deps import DEPS, Deps
 from gateway.functions import Functions
 from gateway.guard import Guard, guard_middleware
+from gateway.http_protocol import JsonErrorRunner
 from gateway.invoker import Invoker
 from gateway.jobs import Jobs
 from gateway.log_stream import LogStreams
@@ -147,7 +148,7 @@ class Gateway(Lifecycle):
         # 3. Intake. HTTP: at stop, no new connections; requests in flight get the grace period,
         #    then are cancelled.
         app = build_app(Deps(s, nc, runtimes, functions, invoker, store, jobs, log_streams, guard, tokens))
-        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=grace, access_log=None)
+        runner = JsonErrorRunner(app, handle_signals=False, shutdown_timeout=grace, access_log=None)
         self.on_stop("http", runner.cleanup)
         await runner.setup()
         await web.TCPSite(runner, s.host, s.port).start()

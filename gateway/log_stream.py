@@ -27,7 +27,6 @@ from common.logs import fields
 from gateway.errors import GatewayError, nats_unavailable, not_found, unavailable
 from gateway.log_follow import Chunk, End, LogFollow
 from gateway.store_client import StoreClient
-from gateway.web import query_bool
 from schemas import GetCall, GetJob, Layout
 
 log = logging.getLogger(__name__)
@@ -39,9 +38,9 @@ SSE_HEADERS = {
 }
 
 
-def wants_stream(request: web.Request) -> bool:
+def wants_stream(request: web.Request, follow: bool) -> bool:
     """``?follow=true`` or ``Accept: text/event-stream``."""
-    return query_bool(request, "follow") or "text/event-stream" in request.headers.get("Accept", "")
+    return follow or "text/event-stream" in request.headers.get("Accept", "")
 
 
 def sse(event: str, data: Any) -> str:

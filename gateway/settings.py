@@ -9,6 +9,7 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 
 from common.hosts import is_loopback_host
 from common.natsclient import NatsClientSettings
+from gateway.uploads import UploadLimits
 
 MiB = 1 << 20
 
@@ -24,6 +25,10 @@ class GatewaySettings(NatsClientSettings):
     # 0 lets the OS pick a free port; read it back from ``Gateway.port``.
     port: int = Field(default=8080, ge=0, le=65535)
     max_upload_bytes: int = Field(default=50 * MiB, ge=1)
+    # A function upload's other parts: at most this many parts in all, each text field at most
+    # this many bytes (past them: 400 and 413).
+    max_upload_parts: int = Field(default=16, ge=2, le=1000)
+    max_upload_field_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * MiB)
     max_params_bytes: int = Field(default=256 * 1024, ge=1)
     # An archive may expand to at most this many times its upload limit (zip bombs).
     max_expansion: int = Field(default=4, ge=1)
@@ -93,6 +98,10 @@ class GatewaySettings(NatsClientSettings):
             text = value.strip()
             return json.loads(text) if text.startswith("[") else [n.strip() for n in text.split(",") if n.strip()]
         return value
+
+    @property
+    def upload_limits(self) -> UploadLimits:
+        return UploadLimits(self.max_upload_bytes, self.max_upload_field_bytes, self.max_upload_parts)
 
     @property
     def max_uncompressed_bytes(self) -> int:

@@ -46,13 +46,24 @@ class StoreClient:
         return await self._ask(self._layout.store_get_call, key, CallRecord)
 
     async def list_calls(self, query: CallQuery) -> CallPage:
-        return await self._ask(self._layout.store_list_calls, query, CallPage)
+        """A page of at most ``query.limit`` calls: fewer when that many would not fit in one
+        NATS reply (large params or results), with ``next_cursor`` for the rest."""
+        while True:
+            try:
+                return await self._ask(self._layout.store_list_calls, query, CallPage)
+            except _ReplyTooLarge:
+                query = _smaller(query)
 
     async def get_job(self, key: GetJob) -> JobRecord:
         return await self._ask(self._layout.store_get_job, key, JobRecord)
 
     async def list_jobs(self, query: JobQuery) -> JobPage:
-        return await self._ask(self._layout.store_list_jobs, query, JobPage)
+        """Like :meth:`list_calls`: a page that fits in a NATS reply."""
+        while True:
+            try:
+                return await self._ask(self._layout.store_list_jobs, query, JobPage)
+            except _ReplyTooLarge:
+                query = _smaller(query)
 
     async def get_logs(self, key: GetLogs) -> LogPage:
         """The stored output of a call or a job."""
@@ -62,9 +73,13 @@ class StoreClient:
         """Every call the store knows, newest first, paging through up to ``cap`` records."""
         calls: list[CallRecord] = []
         cursor: str | None = None
+        limit = 1000
         while len(calls) < cap:
-            page = await self.list_calls(CallQuery(limit=min(1000, cap - len(calls)), cursor=cursor))
+            asked = min(limit, cap - len(calls))
+            page = await self.list_calls(CallQuery(limit=asked, cursor=cursor))
             calls.extend(page.items)
+            if page.next_cursor and 0 < len(page.items) < asked:
+                limit = len(page.items)  # pages were cut to fit a NATS reply: ask for what fits
             cursor = page.next_cursor
             if not cursor or not page.items:
                 break
@@ -88,6 +103,22 @@ class StoreClient:
             raise GatewayError(502, "bad_gateway", f"the store answered with an invalid {answer.__name__}") from None
 
 
+class _ReplyTooLarge(GatewayError):
+    """The store's answer would not fit in a NATS message (its 413)."""
+
+
+Q = TypeVar("Q", CallQuery, JobQuery)
+
+
+def _smaller(query: Q) -> Q:
+    """The same query for half as many records; a single record that does not fit is a 502."""
+    if query.limit <= 1:
+        raise GatewayError(502, "bad_gateway", "the store cannot answer one record in a NATS reply (too large)")
+    limit = query.limit // 2
+    log.info("store.page_halved", extra=fields(limit=limit))
+    return query.model_copy(update={"limit": limit})
+
+
 def _raise_service_error(reply: Msg) -> None:
     headers = reply.headers or {}
     code = headers.get(ERROR_CODE_HEADER)
@@ -98,4 +129,6 @@ def _raise_service_error(reply: Msg) -> None:
         raise not_found(message)
     if code == "400":
         raise bad_request(message)
+    if code == "413":
+        raise _ReplyTooLarge(502, "bad_gateway", message)
     raise GatewayError(502, "bad_gateway", f"the store failed: {code} {message}")

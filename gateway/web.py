@@ -12,12 +12,13 @@ from pydantic import BaseModel, ValidationError
 from common.logs import fields
 from gateway.errors import GatewayError, bad_request, invalid, too_large
 from schemas import InvalidMessage, decode_json
+from schemas.http import ErrorBody, ErrorDetail
 
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 
-_CODES = {
+ERROR_CODES = {
     400: "bad_request",
     401: "unauthorized",
     403: "forbidden",
@@ -26,6 +27,7 @@ _CODES = {
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    504: "timeout",
 }
 
 
@@ -49,7 +51,9 @@ def model_response(model: BaseModel, status: int = 200) -> web.Response:
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
+    """Every error answer: an ``ErrorBody``."""
+    body = ErrorBody(error=ErrorDetail(code=code, message=message))
+    return json_response(model_json(body), status=status, headers=headers)
 
 
 @web.middleware
@@ -79,7 +83,7 @@ async def _answer(request: web.Request, handler: Any) -> web.StreamResponse:
         if err.status < 400:
             raise
         keep = {k: v for k, v in err.headers.items() if k.lower() == "allow"}
-        return error_response(err.status, _CODES.get(err.status, "http_error"), err.text or err.reason, keep)
+        return error_response(err.status, ERROR_CODES.get(err.status, "http_error"), err.text or err.reason, keep)
     except asyncio.CancelledError:
         raise
     except Exception:
@@ -130,26 +134,23 @@ def parse_model(model: type[M], data: Any, what: str) -> M:
         raise invalid(err, what) from None
 
 
-def query_bool(request: web.Request, name: str, default: bool = False) -> bool:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    value = raw.strip().lower()
-    if value in ("", "1", "true", "yes", "on"):
-        return True if value else default
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise bad_request(f"query parameter {name!r} must be true or false, not {raw!r}")
-
-
-def query_seconds(request: web.Request, name: str) -> float | None:
-    raw = request.query.get(name)
-    if raw is None or not raw.strip():
-        return None
+def parse_query(request: web.Request, model: type[M]) -> M:
+    """The query string as ``model`` (by each field's alias): an empty value is the default,
+    unknown parameters are ignored; a bad value, or one given twice, is a 400 naming it."""
+    query = request.query
+    raw: dict[str, str] = {}
+    for name, info in model.model_fields.items():
+        key = info.alias or name
+        value = query.get(key)
+        if value:
+            if len(query.getall(key)) > 1:
+                raise bad_request(f"query parameter {key!r} is given more than once")
+            raw[key] = value
     try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value >= 0 or value == float("inf"):
-        raise bad_request(f"query parameter {name!r} must be a number of seconds >= 0, not {raw!r}")
-    return value
+        return model.model_validate(raw)
+    except ValidationError as err:
+        problems = [
+            f"query parameter {'.'.join(str(p) for p in e['loc'])!r}: {e['msg'].removeprefix('Value error, ')}"
+            for e in err.errors(include_url=False)
+        ]
+        raise bad_request("; ".join(problems)) from None

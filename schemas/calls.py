@@ -1,11 +1,15 @@
 """Call records as the store keeps them and answers them over request/reply."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from schemas.events import CallbackOutcome, CallStatus, ErrorInfo, LogEntry, Served
+
+# The largest call or job number (the store keeps numbers as signed 64-bit integers): one
+# past it cannot exist, and is refused before it reaches a database.
+MAX_NUMBER = (1 << 63) - 1
 
 
 class CallRecord(BaseModel):
@@ -53,6 +57,20 @@ class CallQuery(BaseModel):
     until: datetime | None = None
     limit: int = Field(default=50, ge=1, le=1000)
     cursor: str | None = None
+
+    @field_validator("since", "until")
+    @classmethod
+    def _utc(cls, v: datetime | None) -> datetime | None:
+        """In UTC (a time without a zone is UTC); one that has no UTC time (year 9999 with a
+        negative offset, say) is refused here rather than by the database."""
+        if v is None:
+            return None
+        if v.tzinfo is None:
+            return v.replace(tzinfo=UTC)
+        try:
+            return v.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(f"{v.isoformat()} has no UTC time") from None
 
 
 class CallPage(BaseModel):

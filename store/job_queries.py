@@ -1,6 +1,6 @@
 """Reading job records: one job by id, and pages newest first (by creation time, then id)."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -28,6 +28,11 @@ def decode_job_cursor(value: str) -> tuple[datetime, str]:
         raise cursor.invalid(value) from None
     if not sep or not job_id or created_at.tzinfo is None:
         raise cursor.invalid(value)
+    try:
+        # What the database compares: a time with no UTC equivalent is no cursor of ours.
+        created_at = created_at.astimezone(UTC)
+    except OverflowError:
+        raise cursor.invalid(value) from None
     return created_at, job_id
 
 

@@ -4,6 +4,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas import CallPage, CallQuery, CallRecord, GetCall
+from schemas.calls import MAX_NUMBER
 from store import cursor
 from store.errors import NotFound
 from store.rows import row_to_record
@@ -20,9 +21,12 @@ def encode_cursor(number: int) -> str:
 def decode_cursor(value: str) -> int:
     raw = cursor.unpack(_CURSOR_TAG, value)
     try:
-        return int(raw)
+        number = int(raw)
     except ValueError:
         raise cursor.invalid(value) from None
+    if not 0 <= number <= MAX_NUMBER:  # past a 64-bit integer: no call of ours, nor SQL's
+        raise cursor.invalid(value)
+    return number
 
 
 class CallQueries:

@@ -3,15 +3,18 @@ what each route needs: the right a token must carry (``gateway.access``) and the
 a state-changing route takes. A route is added here or not at all, so none is served
 without a rule (the guard refuses a request whose route has none)."""
 
+import json
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRoute
 
 from gateway.access import RULES, Body, Right, Rule
+from gateway.openapi import build_openapi
 from gateway.routes import (
     health,
     legacy,
+    openapi,
     v1_calls,
     v1_functions,
     v1_invoke,
@@ -35,6 +38,7 @@ ADMIN_JSON = Rule(Right.ADMIN, Body.JSON)
 
 ROUTES: tuple[tuple[str, str, Handler, Rule], ...] = (
     ("GET", "/healthz", health.healthz, PUBLIC),
+    ("GET", "/openapi.json", openapi.openapi_json, PUBLIC),
     # The original route set.
     ("POST", "/registerRuntime", legacy.register_runtime, DEPLOY_JSON),
     ("POST", "/registerFunction/{runtime}/{funcName}", legacy.register_function, DEPLOY_MULTIPART),
@@ -68,6 +72,9 @@ ROUTES: tuple[tuple[str, str, Handler, Rule], ...] = (
 
 
 def add_routes(app: web.Application) -> None:
+    """The routes, their rules, and the OpenAPI description made from them (built here, once:
+    a handler without ``@documented`` stops the gateway's start)."""
+    app[openapi.OPENAPI] = json.dumps(build_openapi(ROUTES), separators=(",", ":")).encode()
     rules: dict[AbstractRoute, Rule] = {}
     for method, path, handler, rule in ROUTES:
         if method == "GET":

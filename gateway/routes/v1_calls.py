@@ -2,23 +2,31 @@
 
 from aiohttp import web
 
+from gateway.apidoc import documented
 from gateway.deps import deps
-from gateway.web import json_response, model_json, parse_model
-from schemas import CallQuery, GetCall
+from gateway.errors import check_id, not_found
+from gateway.web import json_response, model_json, parse_query
+from schemas import CallPage, CallQuery, CallRecord, GetCall
+from schemas.calls import MAX_NUMBER
+from schemas.http import CallKeyPath
 
-_QUERY_FIELDS = ("function", "status", "since", "until", "limit", "cursor")
 
-
+@documented("A page of calls, newest first", query=CallQuery, answers={200: CallPage}, errors=(400, 502, 503))
 async def list_calls(request: web.Request) -> web.Response:
     """Query: function, status, since, until (ISO 8601), limit (1-1000), cursor → one page."""
-    raw = {k: request.query[k] for k in _QUERY_FIELDS if request.query.get(k)}
-    query = parse_model(CallQuery, raw, "query")
+    query = parse_query(request, CallQuery)
     page = await deps(request).store.list_calls(query)
     return json_response({"items": [model_json(c) for c in page.items], "next_cursor": page.next_cursor})
 
 
+@documented("One call, by id or number", path=CallKeyPath, answers={200: CallRecord}, errors=(404, 502, 503))
 async def get_call(request: web.Request) -> web.Response:
     """``/v1/calls/{id_or_number}``: all digits is a number, anything else an id."""
-    key = request.match_info["key"]
-    ask = GetCall(number=int(key)) if key.isascii() and key.isdigit() else GetCall(id=key)
+    key = check_id("call", request.match_info["key"])
+    if key.isdigit():
+        if int(key) > MAX_NUMBER:
+            raise not_found(f"no call {key[:30]}...: call numbers end at {MAX_NUMBER}")
+        ask = GetCall(number=int(key))
+    else:
+        ask = GetCall(id=key)
     return json_response(model_json(await deps(request).store.get_call(ask)))

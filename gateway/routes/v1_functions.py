@@ -3,18 +3,27 @@
 from aiohttp import web
 
 from gateway import registration
+from gateway.apidoc import documented
 from gateway.deps import deps
 from gateway.errors import bad_request, check_name
 from gateway.uploads import read_upload
 from gateway.web import json_response, model_json
+from schemas import FunctionRecord
+from schemas.http import Deleted, FunctionDetail, FunctionForm, NamePath
 
 
+@documented(
+    "Upload a new version of a function",
+    form=FunctionForm,
+    answers={201: FunctionRecord},
+    errors=(404, 409, 503),
+)
 async def create(request: web.Request) -> web.Response:
     """``POST /v1/functions``: fields ``name``, ``runtime``, file ``module``,
     optional ``limits`` JSON and ``handler`` (``module:function``: the handler protocol)."""
     d = deps(request)
     s = d.settings
-    upload = await read_upload(request, s.max_upload_bytes)
+    upload = await read_upload(request, s.upload_limits)
     missing = [f for f in ("name", "runtime") if not upload.fields.get(f)]
     if upload.module is None:
         missing.append("module")
@@ -35,11 +44,13 @@ async def create(request: web.Request) -> web.Response:
     return json_response(model_json(record), status=201)
 
 
+@documented("The latest version of every function", answers={200: list[FunctionRecord]}, errors=(503,))
 async def list_all(request: web.Request) -> web.Response:
     """The latest version of every function."""
     return json_response([model_json(r) for r in await deps(request).functions.all()])
 
 
+@documented("One function, with its versions", path=NamePath, answers={200: FunctionDetail}, errors=(400, 404, 503))
 async def get_one(request: web.Request) -> web.Response:
     """The latest version plus ``versions``: every version number still in KV history."""
     functions = deps(request).functions
@@ -48,7 +59,8 @@ async def get_one(request: web.Request) -> web.Response:
     return json_response({**model_json(record), "versions": await functions.versions(name)})
 
 
+@documented("Delete a function (its history stays)", path=NamePath, answers={200: Deleted}, errors=(400, 404, 503))
 async def delete(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     await registration.delete_function(deps(request).functions, name)
-    return json_response({"deleted": name})
+    return json_response(model_json(Deleted(deleted=name)))

@@ -149,9 +149,9 @@ CASES = [
 ]
 
 
-def test_every_route_but_healthz_has_a_case() -> None:
+def test_every_route_but_the_public_ones_has_a_case() -> None:
     served = {(method, path) for method, path, _, _ in ROUTES}
-    assert served - {(c.method, c.route) for c in CASES} == {("GET", "/healthz")}
+    assert served - {(c.method, c.route) for c in CASES} == {("GET", "/healthz"), ("GET", "/openapi.json")}
 
 
 async def expect_error(r: aiohttp.ClientResponse, status: int, *fragments: str) -> str:
@@ -249,6 +249,13 @@ async def test_a_job_s_logs_are_not_read_as_a_call_s(nats_server: NatsServer, la
 async def test_healthz_needs_no_token(env: Env) -> None:
     async with aiohttp.ClientSession(env.gw.url) as http, http.get("/healthz") as r:
         assert r.status == 200 and await r.json() == {"status": "ok"}
+
+
+async def test_openapi_needs_no_token(env: Env) -> None:
+    async with aiohttp.ClientSession(env.gw.url) as http, http.get("/openapi.json") as r:
+        assert r.status == 200
+        spec = await r.json()
+    assert spec["openapi"].startswith("3.") and "/v1/functions/{name}/invoke" in spec["paths"]
 
 
 async def test_unknown_routes_need_a_token_before_they_are_404(env: Env) -> None:

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp.abc import AbstractResolver
 
-from common.jetstream import connect, drain_or_close, ensure_layout
+from common.jetstream import connect, drain_or_close, layout_replicas, provision
 from common.lifecycle import Lifecycle, TaskSet
 from common.logs import fields
 from common.sealing import SecretsKey
@@ -96,7 +96,7 @@ class Gateway(Lifecycle):
         nc = await connect(s.nats_url, "faas-gateway", s.nats_auth)
         self.on_stop("nats", lambda: drain_or_close(nc))
         js = nc.jetstream()
-        await ensure_layout(js, self.layout)
+        await provision(js, self.layout, layout_replicas(nc, s.nats_replicas), s.layout_wait_s)
         replies = Replies(nc)
         self.on_stop("replies", replies.stop)
         await replies.start()

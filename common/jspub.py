@@ -139,8 +139,9 @@ async def publish_patiently(
     *,
     stream: str | None = None,
     headers: dict[str, str] | None = None,
+    retry_s: float = RETRY_S,
 ) -> PubAck:
-    """``publisher.publish`` tried again every :data:`RETRY_S` while it fails with
+    """``publisher.publish`` tried again every ``retry_s`` while it fails with
     :data:`NATS_AWAY`, for up to ``patience_s`` (0: once); ``waiting()`` runs after each
     failed try (a work item's ``in_progress``). The last error is raised past the patience."""
     loop = asyncio.get_running_loop()
@@ -151,13 +152,13 @@ async def publish_patiently(
             ack = await publisher.publish(subject, data, stream=stream, headers=headers)
         except NATS_AWAY as err:
             tries += 1
-            if loop.time() + RETRY_S > give_up_at:
+            if loop.time() + retry_s > give_up_at:
                 raise
             if tries == 1:
                 log.warning("publish.waiting_for_nats", extra=fields(subject=subject, error=repr(err)))
             if waiting is not None:
                 await waiting()
-            await asyncio.sleep(RETRY_S)
+            await asyncio.sleep(retry_s)
             continue
         if tries:
             log.info("publish.resumed", extra=fields(subject=subject, tries=tries + 1))

@@ -26,6 +26,7 @@ from gateway.guard import Guard, guard_middleware
 from gateway.invoker import Invoker
 from gateway.jobs import Jobs
 from gateway.log_stream import LogStreams
+from gateway.outage import nats_outage_middleware
 from gateway.routes import add_routes
 from gateway.routing import NodeRouter
 from gateway.runtimes import Runtimes
@@ -48,8 +49,9 @@ def build_app(d: Deps) -> web.Application:
     app[DEPS] = d
     add_routes(app)
     guard = Guard(app[RULES], SameSite(s.host, s.allowed_hosts), d.tokens if s.auth else None)
-    # Errors first: the guard's refusals get the JSON error shape too.
-    app.middlewares.extend([error_middleware, guard_middleware(guard)])
+    # Errors first: the guard's refusals and the outage's 503 get the JSON error shape too.
+    # The outage check before the guard: a token check may need the tokens bucket.
+    app.middlewares.extend([error_middleware, nats_outage_middleware(d.nc), guard_middleware(guard)])
     return app
 
 

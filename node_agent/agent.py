@@ -13,6 +13,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.kv import KeyValue
 
 from common.jetstream import connect, drain_or_close, wait_layout
+from common.kvwatch import follow
 from common.lifecycle import Lifecycle, TaskSet
 from common.logs import fields
 from common.natsauth import agent_streams
@@ -237,22 +238,16 @@ class NodeAgent(Lifecycle):
     # --- intake -------------------------------------------------------------------
     async def _follow_runtimes(self) -> None:
         assert self._js is not None
-        kv = await self._js.key_value(self.layout.runtimes_bucket)
-        watcher = await kv.watchall()
-        try:
-            while True:
-                entry = await watcher.updates(timeout=None)  # type: ignore[no-untyped-call]
-                if entry is None:
-                    continue
-                if entry.value and entry.key not in self._loops:
-                    await self._serve_runtime(entry.key)
-                elif not entry.value and entry.key in self._loops:
-                    self._loops.pop(entry.key).cancel()
-                    if self.pools is not None:
-                        self.pools.set_minimum(PoolKey.runtime(entry.key), 0)
-                    log.info("agent.runtime_removed", extra=fields(runtime=entry.key))
-        finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
+        await follow(await self._js.key_value(self.layout.runtimes_bucket), self._runtime_changed, "runtimes")
+
+    async def _runtime_changed(self, entry: KeyValue.Entry) -> None:
+        if entry.value and entry.key not in self._loops:
+            await self._serve_runtime(entry.key)
+        elif not entry.value and entry.key in self._loops:
+            self._loops.pop(entry.key).cancel()
+            if self.pools is not None:
+                self.pools.set_minimum(PoolKey.runtime(entry.key), 0)
+            log.info("agent.runtime_removed", extra=fields(runtime=entry.key))
 
     async def _serve_runtime(self, runtime: str) -> None:
         await self._serve(self.layout.invoke_runtime(runtime), self.layout.runtime_consumer(runtime), runtime)

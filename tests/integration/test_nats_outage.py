@@ -91,7 +91,7 @@ async def invoke(nc: Client, subject: str, call_id: str, params: dict[str, objec
     await nc.jetstream().publish(subject, encode(inv))
 
 
-async def finished(nc: Client, layout: Layout, call_id: str) -> Finished:
+async def finished(nc: Client, layout: Layout, call_id: str, timeout: float = DEADLINE_S) -> Finished:
     js = nc.jetstream()
 
     async def stored() -> bool:
@@ -101,7 +101,7 @@ async def finished(nc: Client, layout: Layout, call_id: str) -> Finished:
             return False
         return True
 
-    await wait_until(stored, DEADLINE_S, f"the finished event of {call_id}")
+    await wait_until(stored, timeout, f"the finished event of {call_id}")
     msg = await js.get_last_msg(layout.events_stream, layout.event(call_id, "finished"))
     return decode(Finished, msg.data or b"")
 
@@ -141,6 +141,25 @@ async def test_a_deleted_node_consumer_is_made_again_and_its_routed_call_runs(
     event = await finished(nc, layout, "routed")
     assert event.status == CallStatus.DONE and event.node == "n1"
     assert (await js.consumer_info(layout.invoke_stream, durable)).config.filter_subject == layout.invoke_node("n1")
+
+
+async def test_an_agent_that_follows_the_runtimes_serves_one_registered_after_an_outage(
+    nats_server: NatsServer, layout: Layout, nc: Client, tmp_path: Path, gate: Gate
+) -> None:
+    engine = FakeEngine(function_image(command=gate.program), images={PYTHON_IMAGE})
+    settings = agent_settings(nats_server, layout, tmp_path, "n2").model_copy(update={"runtimes": []})
+    async with NodeAgent(settings, engine=engine) as node:
+        await wait_for_entry(nc, layout, "n2")
+        await nats_server.stop()
+        await asyncio.sleep(1.0)
+        await nats_server.start()
+        late = python_runtime("late")
+        await register(nc.jetstream(), layout, late, "dice", CODE)
+        await invoke(nc, layout.invoke_runtime("late"), "late-call", {})
+        # the runtimes watch comes back by itself (nats-py remakes it after missed heartbeats)
+        assert (await finished(nc, layout, "late-call", timeout=30)).status == CallStatus.DONE
+        assert "late" in node.state().runtimes and not node.tasks.failed.is_set()
+    await engine.close()
 
 
 async def test_the_gateway_answers_503_while_nats_is_away_and_200_after(

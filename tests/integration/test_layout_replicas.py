@@ -39,7 +39,12 @@ async def cluster(tmp_path: Path, layout: Layout, nats_passwords: dict[str, str]
             peers = tuple(f"127.0.0.1:{p}" for other, p in ports.items() if other != name)
             conf = ClusterConf(name="faas", password="route-password-for-tests", port=port, routes=peers)
             server = NatsServer(
-                tmp_path / name, passwords=nats_passwords, layout=layout, cluster=conf, server_name=name
+                tmp_path / name,
+                passwords=nats_passwords,
+                layout=layout,
+                cluster=conf,
+                server_name=name,
+                monitor_port=0,  # /connz: which server a client is on
             )
             await server.start()
             servers.append(server)

@@ -169,6 +169,7 @@ class NodeAgent(Lifecycle):
             max_memory_mb=s.job_max_memory_mb,
             max_cpus=s.job_max_cpus_or_cores,
             max_timeout_s=s.job_max_timeout_s,
+            patience_s=s.nats_patience_s,
         )
         self._jobs = JobWorker(
             jobs, self._slots, self._nc, self.layout, self._engine, tasks=self.tasks, secrets_key=secrets_key

@@ -3,7 +3,8 @@
 that runs meanwhile finishes and is recorded once NATS is back, its heartbeat comes back and
 its side tasks are still alive; the gateway answers 503 with Retry-After while NATS is away,
 200 after. A node's consumer deleted while it was away (taken for dead) is made again by
-its pull loop, and a call routed to it runs. Every wait has a deadline."""
+its pull loop, and a call routed to it runs. A job that ends during an outage is recorded
+after it, on its first attempt. Every wait has a deadline."""
 
 import asyncio
 import json
@@ -17,8 +18,9 @@ from nats.js.errors import NotFoundError
 
 from common.natsserver import NatsServer
 from node_agent.agent import NodeAgent
+from node_agent.jobs.worker import JobWorker
 from node_agent.settings import AgentSettings
-from schemas import CallStatus, Finished, Invocation, Layout, decode, encode
+from schemas import CallStatus, Finished, Invocation, JobStatus, Layout, decode, encode
 from schemas.clock import utcnow
 from tests.fakes.container import Process
 from tests.fakes.docker import FakeEngine
@@ -26,11 +28,15 @@ from tests.fakes.runtime import function_image
 from tests.functions import PYTHON_IMAGE, python_runtime, register
 from tests.integration.test_agent_lifecycle import wait_for_entry
 from tests.integration.test_gateway_support import running_gateway, wait_until
+from tests.integration.test_job_worker import config as job_config
+from tests.integration.test_job_worker import finished as job_finished
+from tests.integration.test_job_worker import queued, submit
 from tests.natsusers import service_settings
 
 RUNTIME = python_runtime()
 CODE = {"main.py": "print('[6]')\n"}
-OUTAGE_S = 5.0
+# Longer than a publish's PubAck timeout (5 s): what ends early in it must wait for NATS.
+OUTAGE_S = 7.0
 DEADLINE_S = 20.0
 
 
@@ -113,10 +119,11 @@ async def test_an_agent_keeps_its_running_call_through_an_outage_and_resumes(
     async with asyncio.timeout(DEADLINE_S):
         await gate.running.wait()
     await nats_server.stop()
-    # Heartbeats (every 0.2 s) and pull requests fail for the whole outage; the call ends in it.
-    await asyncio.sleep(OUTAGE_S / 2)
+    # Heartbeats (every 0.2 s) and pull requests fail for the whole outage; the call ends
+    # early in it, so that its finished event waits for NATS longer than a publish's timeout.
+    await asyncio.sleep(0.5)
     gate.open()
-    await asyncio.sleep(OUTAGE_S / 2)
+    await asyncio.sleep(OUTAGE_S - 0.5)
     assert not agent.tasks.failed.is_set(), agent.tasks.failure
     await nats_server.start()
 
@@ -184,3 +191,35 @@ async def test_the_gateway_answers_503_while_nats_is_away_and_200_after(
 async def _status(http: aiohttp.ClientSession, path: str, want: int) -> bool:
     async with http.get(path) as r:
         return r.status == want
+
+
+async def test_a_job_that_ends_during_an_outage_is_recorded_after_it_on_its_first_attempt(
+    nats_server: NatsServer, layout: Layout, nc: Client, agent_nc: Client
+) -> None:
+    ends = asyncio.Event()
+
+    async def job(p: Process) -> int:
+        await ends.wait()
+        return 0
+
+    engine = FakeEngine(job, images={"img"})
+    worker = JobWorker(job_config(patience_s=60), asyncio.Semaphore(1), agent_nc, layout, engine)
+    await worker.start(intake=False)
+    try:
+        job_id = await submit(nc, layout, 5)
+        running = asyncio.create_task(worker.run_until_idle())
+        await engine.until(lambda: engine.starts, timeout=DEADLINE_S)
+        await nats_server.stop()
+        await asyncio.sleep(0.5)
+        ends.set()  # early in the outage: its final event waits longer than a publish's timeout
+        await asyncio.sleep(OUTAGE_S - 0.5)
+        await nats_server.start()
+        assert await asyncio.wait_for(running, DEADLINE_S) == 1
+        event = await job_finished(nc, layout, job_id)
+        assert event.status == JobStatus.FINISHED
+        msg = await nc.jetstream().get_last_msg(layout.events_stream, layout.event(job_id, "job_finished"))
+        assert msg.headers is not None and msg.headers["Nats-Msg-Id"] == f"{job_id}.job_finished.1"
+        # and acked once its event was stored: not left to be redelivered and run again
+        assert await queued(nc, layout) == 0
+    finally:
+        await worker.stop()

@@ -42,7 +42,7 @@ MONITOR_HOST = "127.0.0.1"
 # loss of one whole host; what the last interval wrote is lost only if a quorum of hosts
 # lose power (or the kernel) at once. "always" fsyncs every write before the ack: that also
 # survives a power cut of every host, at the price of a disk flush per message on the
-# pipeline's hot path (each call is two to four stream writes). README "Many hosts".
+# pipeline's hot path (each call is two to four stream writes). deploy/ansible/README.md "Durability".
 SYNC_INTERVAL = "2m"
 
 

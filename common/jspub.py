@@ -16,6 +16,8 @@ Subscriptions survive reconnects (nats-py replays them), so does this one.
 
 import asyncio
 import json
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import nats.errors
@@ -23,7 +25,26 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import Header, PubAck
-from nats.js.errors import APIError, NoStreamResponseError
+from nats.js.errors import APIError, NoStreamResponseError, ServiceUnavailableError
+
+from common.logs import fields
+
+log = logging.getLogger(__name__)
+
+# What a request or publish raises while NATS is away: no answer in time, no stream or
+# service answering yet (JetStream loading after a restart), the connection reconnecting.
+NATS_AWAY: tuple[type[Exception], ...] = (
+    TimeoutError,  # nats.errors.TimeoutError is one
+    nats.errors.NoRespondersError,
+    NoStreamResponseError,
+    ServiceUnavailableError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.StaleConnectionError,
+    nats.errors.OutboundBufferLimitError,
+)
+# Between two tries of a publish that found NATS away.
+RETRY_S = 1.0
 
 
 class Publishes(Protocol):
@@ -107,3 +128,38 @@ def _pub_ack(msg: Msg) -> PubAck:
     if "error" in resp:
         APIError.from_error(resp["error"])  # raises the matching subclass
     return PubAck(stream=resp["stream"], seq=resp["seq"], domain=resp.get("domain"), duplicate=resp.get("duplicate"))
+
+
+async def publish_patiently(
+    publisher: Publishes,
+    subject: str,
+    data: bytes,
+    patience_s: float,
+    waiting: Callable[[], Awaitable[None]] | None = None,
+    *,
+    stream: str | None = None,
+    headers: dict[str, str] | None = None,
+    retry_s: float = RETRY_S,
+) -> PubAck:
+    """``publisher.publish`` tried again every ``retry_s`` while it fails with
+    :data:`NATS_AWAY`, for up to ``patience_s`` (0: once); ``waiting()`` runs after each
+    failed try (a work item's ``in_progress``). The last error is raised past the patience."""
+    loop = asyncio.get_running_loop()
+    give_up_at = loop.time() + patience_s
+    tries = 0
+    while True:
+        try:
+            ack = await publisher.publish(subject, data, stream=stream, headers=headers)
+        except NATS_AWAY as err:
+            tries += 1
+            if loop.time() + retry_s > give_up_at:
+                raise
+            if tries == 1:
+                log.warning("publish.waiting_for_nats", extra=fields(subject=subject, error=repr(err)))
+            if waiting is not None:
+                await waiting()
+            await asyncio.sleep(retry_s)
+            continue
+        if tries:
+            log.info("publish.resumed", extra=fields(subject=subject, tries=tries + 1))
+        return ack

@@ -24,6 +24,13 @@ keeps the slot it had. Deliveries do not say which request they answer, so each 
 the oldest waiting ``ack_next``, then to the buffer; every request ends in exactly one
 delivery or one status, so counting keeps each waiter and the open request right.
 
+A consumer that was deleted (a gateway's rescue of a node it thought dead, an operator, a
+stream recreated) answers no more: given its ``config`` at bind, the consumer is made again
+with that config the first time a request finds it gone, and the pull goes on; without it
+(a consumer another worker may delete on purpose), :class:`ConsumerGone` is raised. While
+the connection is down no pull request is sent (it would be buffered and replayed, stale,
+at the reconnect): a fetch waits for the connection and the next request goes out then.
+
 A consumer polled among others (the job intake's ten priority levels) must not keep a
 request open: :meth:`PullConsumer.next_now` sends a ``no_wait`` request for one message,
 which the server answers at once with the message or "404 No Messages". It waits like an
@@ -38,7 +45,7 @@ from collections import deque
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js.api import DEFAULT_PREFIX, Header
+from nats.js.api import DEFAULT_PREFIX, ConsumerConfig, Header
 
 from common.logs import fields
 
@@ -50,6 +57,8 @@ _LOST_AFTER_S = 1.0
 # After a request ended at once with an error status (409...), wait this long before the
 # next one, so that a persistent error does not turn into a busy loop.
 _ERROR_PAUSE_S = 0.1
+# While the connection is down, a fetch looks again this often for it to be back.
+_DISCONNECTED_PAUSE_S = 0.2
 # One message if one is waiting, else a 404 status at once.
 _NEXT_NOW = b'{"batch":1,"no_wait":true}'
 # Ack and ask for one more: a message if one is waiting (or comes within the wait), else a
@@ -69,9 +78,20 @@ class ConsumerGone(Exception):
 class PullConsumer:
     """``await PullConsumer.bind(nc, stream, consumer)``, then ``fetch`` batches, then ``close``."""
 
-    def __init__(self, nc: Client, stream: str, consumer: str, request_expires_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        nc: Client,
+        stream: str,
+        consumer: str,
+        request_expires_s: float = 1.0,
+        config: ConsumerConfig | None = None,
+    ) -> None:
         self._nc = nc
+        self._stream = stream
         self._consumer = consumer
+        # The durable consumer's config, to make it again when it is found gone (None: raise).
+        self._config = config
+        self.recreated = 0
         self._next_subject = f"{DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.{stream}.{consumer}"
         self._expires_s = max(0.1, request_expires_s)
         self._inbox = nc.new_inbox()
@@ -96,8 +116,16 @@ class PullConsumer:
         self._next_prefix = f"{self._inbox}.{_NEXT_TOKEN}"
 
     @classmethod
-    async def bind(cls, nc: Client, stream: str, consumer: str, request_expires_s: float = 1.0) -> "PullConsumer":
-        pull = cls(nc, stream, consumer, request_expires_s)
+    async def bind(
+        cls,
+        nc: Client,
+        stream: str,
+        consumer: str,
+        request_expires_s: float = 1.0,
+        config: ConsumerConfig | None = None,
+    ) -> "PullConsumer":
+        """``config``: the durable consumer's, to re-create it (same name) if it is deleted."""
+        pull = cls(nc, stream, consumer, request_expires_s, config)
         pull._sub = await nc.subscribe(f"{pull._inbox}.*", cb=pull._on_msg)
         return pull
 
@@ -106,12 +134,14 @@ class PullConsumer:
         (or ``stop_requesting()`` was called). With ``linger``, a batch not yet full waits
         that much longer for more (fewer, larger transactions under a trickle).
 
-        Raises :class:`ConsumerGone` when the consumer no longer answers.
+        Raises :class:`ConsumerGone` when the consumer no longer answers and cannot be made
+        again (no ``config``, or NATS refused).
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while not self._stopping:
-            self._raise_error()
+            if self._error is not None:
+                await self._recreate_or_raise()
             if len(self._buffer) < batch:
                 await self._ensure_request(batch)
             if self._buffer or not await self._wait_change(deadline):
@@ -142,14 +172,16 @@ class PullConsumer:
         (a ``no_wait`` pull request of one). None too if no answer came within ``timeout``
         or the consumer is closed.
 
-        Raises :class:`ConsumerGone` when the consumer no longer answers.
+        Raises :class:`ConsumerGone` when the consumer no longer answers and cannot be made
+        again (no ``config``, or NATS refused).
         """
-        self._raise_error()
+        if self._error is not None:
+            await self._recreate_or_raise()
         if self._sub is None or self._stopping:
             return None
         msg = await (await self._request_one(self._next_subject, _NEXT_NOW, timeout))
-        if msg is None:
-            self._raise_error()
+        if msg is None and self._error is not None:
+            await self._recreate_or_raise()
         return msg
 
     async def _request_one(self, subject: str, body: bytes, lost_after_s: float) -> "asyncio.Future[Msg | None]":
@@ -211,6 +243,10 @@ class PullConsumer:
         if self._open is not None and now < self._lost_at:
             return
         if now < self._paused_until:
+            return
+        if not self._nc.is_connected:  # reconnecting: a buffered request would be stale
+            self._open = None  # and the open one is lost with the connection
+            self._paused_until = now + _DISCONNECTED_PAUSE_S
             return
         self._requests += 1
         self._open = f"{self._inbox}.{self._requests}"
@@ -314,10 +350,20 @@ class PullConsumer:
             log.warning("pull.next_lost", extra=fields(consumer=self._consumer))
             future.set_result(None)
 
-    def _raise_error(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
+    async def _recreate_or_raise(self) -> None:
+        """The consumer was found gone: make it again from its config, or raise ConsumerGone."""
+        error, self._error = self._error, None
+        if self._config is None:
             raise ConsumerGone(f"consumer {self._consumer}: {error}")
+        try:
+            # CONSUMER.CREATE of a durable that exists with this config changes nothing (a 503
+            # while JetStream was still loading after a restart): only a gone one is made.
+            await self._nc.jetstream().add_consumer(self._stream, self._config)
+        except Exception as err:
+            raise ConsumerGone(f"consumer {self._consumer}: {error}; not made again: {err!r}") from err
+        self.recreated += 1
+        self._open = None
+        log.warning("pull.consumer_recreated", extra=fields(consumer=self._consumer, stream=self._stream, error=error))
 
 
 def _status_line(msg: Msg) -> str:

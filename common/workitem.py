@@ -20,7 +20,7 @@ from typing import Self
 
 from nats.aio.msg import Msg
 
-from common.jspub import Publishes
+from common.jspub import Publishes, publish_patiently
 from common.logs import fields
 
 log = logging.getLogger(__name__)
@@ -77,17 +77,33 @@ class Delivery:
         headers: dict[str, str] | None = None,
         copies: Sequence[str] = (),
         ack: Ack | None = None,
+        patience_s: float = 0.0,
     ) -> None:
         """Publish the final event, then a copy of it on each of ``copies`` (each stored
         before the next), then ack (``ack``, default ``msg.ack``).
 
         A worker that dies before the ack leaves the item to be redelivered and its final
         event published again: an id in ``headers`` (``schemas.dedup``) lets the stream
-        store it once; readers of final events keep the first."""
-        await publisher.publish(subject, data, stream=stream, headers=headers)
+        store it once; readers of final events keep the first.
+
+        ``patience_s``: a publish that fails because NATS is away (:data:`common.jspub.NATS_AWAY`)
+        is tried again every second for up to that long, and the item is kept alive
+        meanwhile (``in_progress``, sent when the connection is back), so that work done
+        during an outage is recorded once NATS returns instead of being done again. A
+        publish that timed out may have landed: the retry may store the event twice, which
+        the readers of final events allow for."""
+        await publish_patiently(
+            publisher, subject, data, patience_s, self._still_working, stream=stream, headers=headers
+        )
         for copy in copies:
-            await publisher.publish(copy, data, stream=stream)
+            await publish_patiently(publisher, copy, data, patience_s, self._still_working, stream=stream)
         await (self.msg.ack() if ack is None else ack(self.msg))
+
+    async def _still_working(self) -> None:
+        try:
+            await self.msg.in_progress()
+        except Exception as err:  # past the outbound buffer: the ack wait may run out
+            log.debug("workitem.in_progress_failed", extra=fields(error=repr(err)))
 
 
 class KeepAlive:

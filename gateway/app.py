@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp.abc import AbstractResolver
 
-from common.jetstream import connect, drain_or_close, ensure_layout
+from common.jetstream import connect, drain_or_close, layout_replicas, provision
 from common.lifecycle import Lifecycle, TaskSet
 from common.logs import fields
 from common.sealing import SecretsKey
@@ -27,6 +27,7 @@ from gateway.http_protocol import JsonErrorRunner
 from gateway.invoker import Invoker
 from gateway.jobs import Jobs
 from gateway.log_stream import LogStreams
+from gateway.outage import nats_outage_middleware
 from gateway.routes import add_routes
 from gateway.routing import NodeRouter
 from gateway.runtimes import Runtimes
@@ -49,8 +50,9 @@ def build_app(d: Deps) -> web.Application:
     app[DEPS] = d
     add_routes(app)
     guard = Guard(app[RULES], SameSite(s.host, s.allowed_hosts), d.tokens if s.auth else None)
-    # Errors first: the guard's refusals get the JSON error shape too.
-    app.middlewares.extend([error_middleware, guard_middleware(guard)])
+    # Errors first: the guard's refusals and the outage's 503 get the JSON error shape too.
+    # The outage check before the guard: a token check may need the tokens bucket.
+    app.middlewares.extend([error_middleware, nats_outage_middleware(d.nc), guard_middleware(guard)])
     return app
 
 
@@ -97,7 +99,7 @@ class Gateway(Lifecycle):
         nc = await connect(s.nats_url, "faas-gateway", s.nats_auth)
         self.on_stop("nats", lambda: drain_or_close(nc))
         js = nc.jetstream()
-        await ensure_layout(js, self.layout)
+        await provision(js, self.layout, layout_replicas(nc, s.nats_replicas), s.layout_wait_s)
         replies = Replies(nc)
         self.on_stop("replies", replies.stop)
         await replies.start()

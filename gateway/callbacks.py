@@ -94,8 +94,9 @@ class CallbackDispatcher:
         if self._loop is not None:
             return
         stream = self._layout.events_stream
-        await self._js.add_consumer(stream, self.consumer_config())
-        self._pull = await PullConsumer.bind(self._nc, stream, CONSUMER, _FETCH_TIMEOUT_S)
+        config = self.consumer_config()
+        await self._js.add_consumer(stream, config)
+        self._pull = await PullConsumer.bind(self._nc, stream, CONSUMER, _FETCH_TIMEOUT_S, config)
         connector = aiohttp.TCPConnector(resolver=GuardedResolver(self._guard))
         self._session = aiohttp.ClientSession(headers={"User-Agent": "faas-gateway"}, connector=connector)
         self._loop = self.tasks.spawn(self._run(), "callbacks")

@@ -52,8 +52,14 @@ def too_large(message: str) -> GatewayError:
     return GatewayError(413, "payload_too_large", message)
 
 
-def unavailable(message: str) -> GatewayError:
-    return GatewayError(503, "unavailable", message)
+# What a 503 tells the client to wait before trying again: NATS reconnects within a second
+# or two of a server coming back, and a load balancer moves on to another gateway sooner.
+RETRY_AFTER_S = 2
+
+
+def unavailable(message: str, retry_after_s: int = RETRY_AFTER_S) -> GatewayError:
+    """503 with ``Retry-After``: a pause (NATS away, a limit reached), worth trying again."""
+    return GatewayError(503, "unavailable", message, {"Retry-After": str(retry_after_s)})
 
 
 def check_name(kind: str, name: str) -> str:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from nats.js.kv import KeyValue
 
+from common.kvwatch import follow
 from common.logs import fields
 from schemas import InvalidMessage, JobMaxima, JobSpec, Layout, NodeState, decode, function_key, over_maxima
 
@@ -41,21 +42,16 @@ class NodeRouter:
             self._task = None
 
     async def _follow(self) -> None:
-        watcher = await self._kv.watchall()
+        await follow(self._kv, self._changed, "nodes")
+
+    async def _changed(self, entry: KeyValue.Entry) -> None:
+        if not entry.value:
+            self._nodes.pop(entry.key, None)
+            return
         try:
-            while True:
-                entry = await watcher.updates(timeout=None)  # type: ignore[no-untyped-call]
-                if entry is None:
-                    continue
-                if not entry.value:
-                    self._nodes.pop(entry.key, None)
-                    continue
-                try:
-                    self._nodes[entry.key] = decode(NodeState, entry.value)
-                except InvalidMessage:
-                    log.warning("router.bad_heartbeat", extra=fields(node=entry.key))
-        finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
+            self._nodes[entry.key] = decode(NodeState, entry.value)
+        except InvalidMessage:
+            log.warning("router.bad_heartbeat", extra=fields(node=entry.key))
 
     def job_refusal(self, spec: JobSpec) -> str | None:
         """Why no live node would run ``spec`` (each says the most a job may ask for in its

@@ -2,7 +2,7 @@
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
@@ -20,6 +20,10 @@ class GatewaySettings(NatsClientSettings):
     model_config = SettingsConfigDict(env_prefix="FAAS_GATEWAY_", extra="ignore")
 
     nats_url: str = "nats://127.0.0.1:4222"
+    # Replicas of every stream, KV bucket and the object store: "auto" = min(3, the NATS
+    # servers of the cluster: common/jetstream.py layout_replicas), or a number (1-5). An
+    # existing asset with fewer is raised at start; none is lowered.
+    nats_replicas: Annotated[int, Field(ge=1, le=5)] | Literal["auto"] = "auto"
     prefix: str = "faas"
     host: str = "0.0.0.0"
     # 0 lets the OS pick a free port; read it back from ``Gateway.port``.
@@ -43,6 +47,9 @@ class GatewaySettings(NatsClientSettings):
     # work for NATS and the store exactly when the node is overloaded.
     announce_after_s: float = Field(default=0.5, ge=0)
     store_timeout_s: float = Field(default=5.0, gt=0)
+    # At start, how long the gateway waits for JetStream to make the layout (a cluster
+    # electing its leader, too few servers up yet for the replicas) before it gives up.
+    layout_wait_s: float = Field(default=60.0, ge=0)
     # How long stop() lets in-flight HTTP requests and NATS calls finish before cancelling them.
     shutdown_grace_s: float = Field(default=10.0, ge=0)
     # Container jobs: the largest ``POST /v1/jobs`` body.

@@ -9,8 +9,9 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from common.jspub import NATS_AWAY
 from common.logs import fields
-from gateway.errors import GatewayError, bad_request, invalid, too_large
+from gateway.errors import GatewayError, bad_request, invalid, too_large, unavailable
 from schemas import InvalidMessage, decode_json
 from schemas.http import ErrorBody, ErrorDetail
 
@@ -86,6 +87,11 @@ async def _answer(request: web.Request, handler: Any) -> web.StreamResponse:
         return error_response(err.status, ERROR_CODES.get(err.status, "http_error"), err.text or err.reason, keep)
     except asyncio.CancelledError:
         raise
+    except NATS_AWAY as err:
+        # NATS went away under a request (a route that does not say so itself): a pause.
+        log.warning("http.unavailable", extra=fields(path=request.path, status=503, error=repr(err)))
+        e = unavailable(f"NATS is unreachable ({type(err).__name__}); try again shortly")
+        return error_response(e.status, e.code, e.message, e.headers)
     except Exception:
         log.exception("http.unhandled", extra=fields(method=request.method, path=request.path))
         return error_response(500, "internal", "internal error (logged by the gateway)")

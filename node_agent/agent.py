@@ -13,9 +13,11 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.kv import KeyValue
 
 from common.jetstream import connect, drain_or_close, wait_layout
+from common.kvwatch import follow
 from common.lifecycle import Lifecycle, TaskSet
 from common.logs import fields
 from common.natsauth import agent_streams
+from common.periodic import every
 from common.pull import ConsumerGone, PullConsumer
 from common.sealing import SecretsKey
 from node_agent.calls.catalog import Catalog
@@ -80,6 +82,7 @@ class NodeAgent(Lifecycle):
         self.pools: Pools | None = None
         self._nodes_kv: KeyValue | None = None
         self._sealed: bool | None = None  # the containers' network: None before the first try
+        self._reconnects = 0  # NATS reconnects seen by the last rescue round
 
     # --- lifecycle ----------------------------------------------------------------
     async def _start(self) -> None:
@@ -152,6 +155,7 @@ class NodeAgent(Lifecycle):
             s.ack_wait_s,
             s.max_attempts,
             started_after_s=s.started_after_s,
+            patience_s=s.nats_patience_s,
         )
         # Container jobs share the node's slots with calls.
         jobs = JobConfig(
@@ -165,6 +169,7 @@ class NodeAgent(Lifecycle):
             max_memory_mb=s.job_max_memory_mb,
             max_cpus=s.job_max_cpus_or_cores,
             max_timeout_s=s.job_max_timeout_s,
+            patience_s=s.nats_patience_s,
         )
         self._jobs = JobWorker(
             jobs, self._slots, self._nc, self.layout, self._engine, tasks=self.tasks, secrets_key=secrets_key
@@ -186,10 +191,12 @@ class NodeAgent(Lifecycle):
         # Work the gateway routes to this node because it holds the function/runtime warm.
         await self._serve(self.layout.invoke_node(s.node_id), self.layout.node_consumer(s.node_id), NODE_LOOP)
         await self._jobs.start()
-        self.tasks.spawn(self._heartbeat(), "heartbeat")
-        self.tasks.spawn(self._rescue_loop(), "rescue")
+        # Side loops that pause with NATS (common/periodic.py): a failed round is logged, retried.
+        self.tasks.spawn(every(s.heartbeat_s, self._beat, "heartbeat"), "heartbeat")
+        rescue_s = max(s.heartbeat_s * 2, 1.0)
+        self.tasks.spawn(every(rescue_s, self._rescue, "rescue", first_now=False), "rescue")
         if s.network_seal:
-            self.tasks.spawn(self._keep_network_sealed(), "network-seal")
+            self.tasks.spawn(every(s.network_check_s, self._seal_network, "network", first_now=False), "network-seal")
         if s.runtimes:
             for rt in s.runtimes:
                 await self._serve_runtime(rt)
@@ -232,22 +239,16 @@ class NodeAgent(Lifecycle):
     # --- intake -------------------------------------------------------------------
     async def _follow_runtimes(self) -> None:
         assert self._js is not None
-        kv = await self._js.key_value(self.layout.runtimes_bucket)
-        watcher = await kv.watchall()
-        try:
-            while True:
-                entry = await watcher.updates(timeout=None)  # type: ignore[no-untyped-call]
-                if entry is None:
-                    continue
-                if entry.value and entry.key not in self._loops:
-                    await self._serve_runtime(entry.key)
-                elif not entry.value and entry.key in self._loops:
-                    self._loops.pop(entry.key).cancel()
-                    if self.pools is not None:
-                        self.pools.set_minimum(PoolKey.runtime(entry.key), 0)
-                    log.info("agent.runtime_removed", extra=fields(runtime=entry.key))
-        finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
+        await follow(await self._js.key_value(self.layout.runtimes_bucket), self._runtime_changed, "runtimes")
+
+    async def _runtime_changed(self, entry: KeyValue.Entry) -> None:
+        if entry.value and entry.key not in self._loops:
+            await self._serve_runtime(entry.key)
+        elif not entry.value and entry.key in self._loops:
+            self._loops.pop(entry.key).cancel()
+            if self.pools is not None:
+                self.pools.set_minimum(PoolKey.runtime(entry.key), 0)
+            log.info("agent.runtime_removed", extra=fields(runtime=entry.key))
 
     async def _serve_runtime(self, runtime: str) -> None:
         await self._serve(self.layout.invoke_runtime(runtime), self.layout.runtime_consumer(runtime), runtime)
@@ -273,7 +274,8 @@ class NodeAgent(Lifecycle):
         config.filter_subject = subject
         # CONSUMER.CREATE without an action creates or updates: a changed config applies.
         await self._js.add_consumer(stream, config)
-        pull = await PullConsumer.bind(self._nc, stream, durable, self.settings.fetch_timeout_s)
+        # Deleted while this node was away (taken for dead): made again when a pull finds it gone.
+        pull = await PullConsumer.bind(self._nc, stream, durable, self.settings.fetch_timeout_s, config)
         task = asyncio.create_task(self._pull_loop(key, pull), name=f"{self.name}:pull:{key}")
         task.add_done_callback(self._loop_done)
         self._loops[key] = task
@@ -359,13 +361,10 @@ class NodeAgent(Lifecycle):
             job_max=self._jobs.config.maxima if self._jobs is not None else None,
         )
 
-    async def _heartbeat(self) -> None:
+    async def _beat(self) -> None:
         """The node's state in the nodes bucket (TTL'd): the gateway routes by it."""
-        kv = self._nodes_kv
-        assert kv is not None
-        while True:
-            await kv.put(self.settings.node_id, encode(self.state()))
-            await asyncio.sleep(self.settings.heartbeat_s)
+        assert self._nodes_kv is not None
+        await self._nodes_kv.put(self.settings.node_id, encode(self.state()))
 
     async def _seal_network(self, at_start: bool = False) -> None:
         """Seal the containers' network, or check that it still is. A failure is logged (once
@@ -387,14 +386,11 @@ class NodeAgent(Lifecycle):
             log.warning("agent.network_resealed", extra=fields(node=s.node_id, network=seal.network))
         self._sealed = True
 
-    async def _keep_network_sealed(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.network_check_s)
-            await self._seal_network()
-
-    async def _rescue_loop(self) -> None:
+    async def _rescue(self) -> None:
         nc, kv = self._nc, self._nodes_kv
         assert nc is not None and kv is not None
-        while True:
-            await asyncio.sleep(max(self.settings.heartbeat_s * 2, 1.0))
+        # Right after NATS was away the other nodes' entries may have expired meanwhile: one
+        # round is left out, for their heartbeats to come back before they are taken for dead.
+        reconnects, self._reconnects = self._reconnects, nc.stats["reconnects"]
+        if reconnects == nc.stats["reconnects"]:
             await rescue_dead_nodes(nc, self.layout, kv, self._catalog, self.settings.node_id)

@@ -61,6 +61,9 @@ class AgentSettings(NatsClientSettings):
     ack_wait_s: float = Field(default=30.0, ge=1)
     max_attempts: int = Field(default=3, ge=1, le=100)
     fetch_timeout_s: float = Field(default=2.0, gt=0)
+    # A call that finishes while NATS is away keeps its result and tries to store its
+    # finished event for up to this long (then it is left to be redelivered and run again).
+    nats_patience_s: float = Field(default=300.0, ge=0)
     # A call still running after this gets its ``started`` event (its record shows RUNNING);
     # a shorter one is recorded from its ``finished`` event alone. 0: every call at once.
     started_after_s: float = Field(default=0.05, ge=0)

@@ -85,6 +85,7 @@ class CallRunner:
         ack_wait_s: float,
         max_attempts: int,
         started_after_s: float = 0.0,
+        patience_s: float = 0.0,
     ) -> None:
         self._nc, self._js, self._layout = nc, js, layout
         self._publisher = JsPublisher(nc)  # the Finished events' PubAcks, lean (common/jspub.py)
@@ -93,6 +94,8 @@ class CallRunner:
         self._ack_wait_s = ack_wait_s
         self._max_attempts = max_attempts
         self._started_after_s = started_after_s
+        # How long a finished call waits for NATS to take its event (an outage is a pause).
+        self._patience_s = patience_s
         # side tasks (a late Started): referenced until done
         self._side: set[asyncio.Task[None]] = set()
 
@@ -208,7 +211,8 @@ class CallRunner:
         # No message id: a lost ack only means a redelivery, whose second Finished the store
         # ignores (the first final event wins).
         copies = (self._layout.callback_due(event.call_id),) if event.callback_url else ()
-        await d.finish(self._publisher, self._layout.event(event.call_id, "finished"), data, copies=copies, ack=ack)
+        subject = self._layout.event(event.call_id, "finished")
+        await d.finish(self._publisher, subject, data, copies=copies, ack=ack, patience_s=self._patience_s)
         (log.debug if event.status == CallStatus.DONE else log.info)(
             "call.finished",
             extra=fields(

@@ -60,6 +60,9 @@ class JobConfig(RunSettings):
     max_attempts: int = 3
     # Idle intake: one stream-info request per poll (and at once when a job is published).
     poll_s: float = 0.5
+    # A job that ends while NATS is away keeps its outcome this long, trying to store its
+    # final event (common/workitem.py), instead of being redelivered and run again.
+    patience_s: float = 0.0
 
     def __post_init__(self) -> None:
         if min(self.grace_s, self.cancel_grace_s) < 0 or self.ack_wait_s < 1 or self.poll_s <= 0:
@@ -338,6 +341,7 @@ class JobWorker:
             stream=self._layout.events_stream,
             headers=dedup.header(dedup.job_finished(event.job_id, d.attempt)),
             ack=Msg.ack_sync,  # waits for the server to confirm the ack
+            patience_s=self.config.patience_s,
         )
         r = event.result
         log.info(

@@ -21,6 +21,7 @@ import pytest
 from pydantic_settings import BaseSettings
 
 from common.natsauth import USERS, permissions
+from common.natsconf import SYNC_INTERVAL
 from common.natsserver import NatsServerError, find_binary
 from common.tlsgen import issue
 from gateway.settings import GatewaySettings
@@ -126,6 +127,10 @@ def _nats_context(host: str, hosts: dict[str, str], tmp_path: Path, **overrides:
         "faas_nats_store_dir": "/var/lib/faas/nats",
         "faas_nats_max_file_store": "10G",
         "faas_nats_max_memory_store": "1G",
+        # the default of group_vars/all.yml: the same policy as common/natsconf.py's
+        "faas_nats_sync_interval": _module("yaml").safe_load((ANSIBLE / "group_vars" / "all.yml").read_text())[
+            "faas_nats_sync_interval"
+        ],
         "faas_nats_tls": True,
         "faas_nats_tls_verify_clients": False,
         "faas_nats_tls_dir": str(tmp_path / "tls"),
@@ -183,6 +188,7 @@ def test_nats_config_three_node_cluster(tmp_path: Path) -> None:
     jetstream = re.search(r"jetstream \{(.*?)\}", conf, re.S)
     assert jetstream is not None, conf
     assert 'store_dir: "/var/lib/faas/nats"' in jetstream.group(1)
+    assert f'sync_interval: "{SYNC_INTERVAL}"' in jetstream.group(1)  # natsconf's policy, said out loud
 
     cluster = re.search(r"cluster \{(.*)\}", conf, re.S)
     assert cluster is not None, conf

@@ -18,6 +18,8 @@ class FakeSub:
 
 
 class FakeNats:
+    is_connected = True
+
     def __init__(self) -> None:
         self.published: list[tuple[str, bytes, str | None]] = []
 

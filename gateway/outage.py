@@ -1,0 +1,30 @@
+"""While the gateway's NATS connection is down, requests are answered 503 at once.
+
+Every route but ``/healthz`` needs NATS (a KV read, a publish, a store query); while the
+client reconnects, a publish would be buffered and wait for its PubAck until it times out,
+holding the caller for seconds and then failing anyway. So a request that arrives while the
+connection is down gets ``503 unavailable`` with ``Retry-After`` straight away (the same
+JSON error shape as every other error), and ``/healthz`` says 503 too, so that a load
+balancer sends the next requests to a gateway whose NATS is up. A request already past this
+check when the connection drops ends in a 503 as well (``gateway.web``'s error middleware).
+"""
+
+from typing import Any
+
+from aiohttp import web
+from nats.aio.client import Client
+
+from gateway.errors import unavailable
+
+_HEALTH = "/healthz"
+
+
+def nats_outage_middleware(nc: Client) -> Any:
+    @web.middleware
+    async def refuse_while_away(request: web.Request, handler: Any) -> web.StreamResponse:
+        if not nc.is_connected and request.path != _HEALTH:
+            raise unavailable("NATS is unreachable: the gateway is reconnecting; try again shortly")
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    return refuse_while_away

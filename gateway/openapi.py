@@ -126,7 +126,7 @@ def _operation(method: str, path: str, op: Operation, rule: Rule, schemas: _Sche
     body = _request_body(op, rule, schemas)
     if body is not None:
         out["requestBody"] = body
-    out["responses"] = _responses(method, op, rule, schemas)
+    out["responses"] = _responses(method, path, op, rule, schemas)
     out["security"] = [] if rule.right is Right.PUBLIC else [{_SECURITY_SCHEME: []}]
     return out
 
@@ -184,12 +184,15 @@ def _request_body(op: Operation, rule: Rule, schemas: _Schemas) -> dict[str, Any
     return None
 
 
-def _error_statuses(method: str, op: Operation, rule: Rule) -> set[int]:
+def _error_statuses(method: str, path: str, op: Operation, rule: Rule) -> set[int]:
     unknown = set(op.errors) - set(_STATUS_TEXT)
     if unknown:
         raise ValueError(f"error statuses without a description: {sorted(unknown)}")
-    # 400: also what any route answers to malformed HTTP (gateway/http_protocol.py).
+    # 400: also what any route answers to malformed HTTP (gateway/http_protocol.py); 503:
+    # while NATS is away (gateway/outage.py; /healthz says so itself).
     statuses = set(op.errors) | {400}
+    if path != "/openapi.json":
+        statuses.add(503)
     if rule.right is not Right.PUBLIC:
         statuses |= {401, 403}
     if rule.body is not Body.NONE:
@@ -199,14 +202,14 @@ def _error_statuses(method: str, op: Operation, rule: Rule) -> set[int]:
     return statuses
 
 
-def _responses(method: str, op: Operation, rule: Rule, schemas: _Schemas) -> dict[str, Any]:
+def _responses(method: str, path: str, op: Operation, rule: Rule, schemas: _Schemas) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for status, tp in sorted(op.answers.items()):
         content: dict[str, Any] = {"application/json": {"schema": schemas.ref(tp, "serialization")}}
         if op.stream and status == 200:
             content["text/event-stream"] = {"schema": {"type": "string", "description": "Server-Sent Events"}}
         out[str(status)] = {"description": _answer_text(status), "content": content}
-    for status in sorted(_error_statuses(method, op, rule)):
+    for status in sorted(_error_statuses(method, path, op, rule)):
         out[str(status)] = {"$ref": f"#/components/responses/{_error_name(status)}"}
     return out
 

@@ -1,6 +1,6 @@
 """While the gateway's NATS connection is down, requests are answered 503 at once.
 
-Every route but ``/healthz`` needs NATS (a KV read, a publish, a store query); while the
+Every route but ``/healthz`` and ``/openapi.json`` needs NATS (a KV read, a publish, a store query); while the
 client reconnects, a publish would be buffered and wait for its PubAck until it times out,
 holding the caller for seconds and then failing anyway. So a request that arrives while the
 connection is down gets ``503 unavailable`` with ``Retry-After`` straight away (the same
@@ -16,13 +16,14 @@ from nats.aio.client import Client
 
 from gateway.errors import unavailable
 
-_HEALTH = "/healthz"
+# /healthz answers for itself (503 while away); the API's description needs no NATS
+_OWN_ANSWER = frozenset({"/healthz", "/openapi.json"})
 
 
 def nats_outage_middleware(nc: Client) -> Any:
     @web.middleware
     async def refuse_while_away(request: web.Request, handler: Any) -> web.StreamResponse:
-        if not nc.is_connected and request.path != _HEALTH:
+        if not nc.is_connected and request.path not in _OWN_ANSWER:
             raise unavailable("NATS is unreachable: the gateway is reconnecting; try again shortly")
         response: web.StreamResponse = await handler(request)
         return response

@@ -23,6 +23,7 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from common.events import last_event
+from common.jspub import NATS_AWAY
 from common.lifecycle import TaskSet
 from common.logs import fields
 from common.sealing import SecretsKey
@@ -288,12 +289,16 @@ class JobWorker:
 
         async def started(cid: str) -> None:
             event = JobStarted(job_id=job.id, node=self.config.node_id, container=cid)
-            await self._js.publish(
-                self._layout.event(event.job_id, event.kind),
-                encode(event),
-                stream=self._layout.events_stream,
-                headers=dedup.header(dedup.job_started(job.id, attempt)),
-            )
+            try:
+                await self._js.publish(
+                    self._layout.event(event.job_id, event.kind),
+                    encode(event),
+                    stream=self._layout.events_stream,
+                    headers=dedup.header(dedup.job_started(job.id, attempt)),
+                )
+            except NATS_AWAY as err:
+                # NATS is away: the job runs on, and its final event (patient) records it
+                log.warning("job.started_unrecorded", extra=fields(job=job.id, error=repr(err)))
             log.info(
                 "job.started",
                 extra=fields(

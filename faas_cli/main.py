@@ -83,6 +83,13 @@ def cli(ctx: click.Context, gateway: str, token: str | None, data_dir: Path) -> 
 )
 @click.option("--slots", default=8, show_default=True, help="Calls the node agent runs at once.")
 @click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="On stop (Ctrl-C), seconds the node agent's running calls may take to finish.",
+)
+@click.option(
     "--policy",
     type=click.Choice(["adaptive", "none", "warm-runtime", "warm-function"]),
     default="adaptive",
@@ -110,6 +117,7 @@ def up(
     nats_port: int,
     nats_monitor_port: int,
     slots: int,
+    grace: float,
     policy: str,
     ca_bundle: Path | None,
     no_auth: bool,
@@ -130,6 +138,7 @@ def up(
         nats_port=nats_port,
         nats_monitor_port=nats_monitor_port,
         slots=slots,
+        grace_s=grace,
         policy=policy,
         ca_bundle=ca_bundle,
         extra_env={

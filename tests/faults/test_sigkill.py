@@ -15,25 +15,25 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from bench.upproc import SERVICES, UpProcess
 from faas_cli.up import SERVICE_MODULES
 from tests.faults.load import all_done_once, deploy, run_load, until_accepting
-from tests.faults.upproc import SERVICES, UpProcess
 
 pytestmark = pytest.mark.e2e
+
+# The redelivery delays of a call whose agent died and of the events a store had not
+# committed (30 s by default): short, so that the test sees them come back quickly.
+FAST_REDELIVERY = {"FAAS_AGENT_ACK_WAIT_S": "5", "FAAS_STORE_ACK_WAIT_S": "5"}
 
 
 @pytest.fixture(scope="module")
 async def up(docker_ready: None, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[UpProcess]:
-    platform = UpProcess(tmp_path_factory.mktemp("faults") / "data")
+    platform = UpProcess(tmp_path_factory.mktemp("faults") / "data", env=FAST_REDELIVERY)
     try:
         await platform.start()
         yield platform
     finally:
         await platform.close()
-
-
-def _headers(up: UpProcess) -> dict[str, str]:
-    return {"Authorization": f"Bearer {(up.data / 'admin.token').read_text().strip()}"}
 
 
 @pytest.mark.timeout(180)
@@ -42,14 +42,14 @@ async def test_a_sigkilled_process_comes_back_and_no_accepted_call_is_lost(up: U
     fn = f"tiny-{target}"
     async with up.session() as http:
         await deploy(http, fn)
-    await until_accepting(up.url, _headers(up), fn)  # warm: the fault hits a running platform
+    await until_accepting(up.url, up.headers, fn)  # warm: the fault hits a running platform
 
     stop = asyncio.Event()
-    load = asyncio.create_task(run_load(up.url, _headers(up), fn, stop), name="load")
+    load = asyncio.create_task(run_load(up.url, up.headers, fn, stop), name="load")
     await asyncio.sleep(2.0)
     victim = up.children()[target]
     os.kill(victim.pid, signal.SIGKILL)
-    recovery_s = await until_accepting(up.url, _headers(up), fn, timeout=60)
+    recovery_s = await until_accepting(up.url, up.headers, fn, timeout=60)
     await asyncio.sleep(1.0)  # the load goes on against the restarted process
     stop.set()
     result = await load

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.upproc import SERVICES, UpProcess, gone
+from bench.upproc import SERVICES, UpProcess, gone
 
 pytestmark = pytest.mark.e2e
 

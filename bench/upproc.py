@@ -1,6 +1,8 @@
 """``faas up`` as a person runs it: ``python -m faas_cli up`` in a session of its own (a
-shell's foreground job: Ctrl-C is ``killpg(its pid, SIGINT)``), on free ports, in a
-temporary data dir, its whole output in ``<data>/up.log``."""
+shell's foreground job: Ctrl-C is ``killpg(its pid, SIGINT)``), on free ports, in a data dir
+of its own, its whole output in ``<data>/up.log``; and the processes it started, found by
+their parent pid in /proc (Linux). Used by the soak (bench/soak.py) and the fault suite
+(tests/faults/)."""
 
 import asyncio
 import os
@@ -12,11 +14,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.e2e.platform_harness import free_port
-
-# The redelivery delays of a call whose agent died and of the events a store had not
-# committed (30 s by default): short, so that a fault test sees them come back quickly.
-FAST_REDELIVERY = {"FAAS_AGENT_ACK_WAIT_S": "5", "FAAS_STORE_ACK_WAIT_S": "5"}
+from bench.platform import free_port
 
 SERVICES = ("nats-server", "store", "gateway", "node-agent")
 
@@ -81,8 +79,7 @@ class UpProcess:
         self.env = {
             **os.environ,
             # A node id of its own: an agent removes every container of its node id at start.
-            "FAAS_AGENT_NODE_ID": "f" + secrets.token_hex(4),
-            **FAST_REDELIVERY,
+            "FAAS_AGENT_NODE_ID": "up-" + secrets.token_hex(4),
             **(env or {}),
         }
         self.log_path = data_dir / "up.log"
@@ -129,9 +126,13 @@ class UpProcess:
                 raise AssertionError(f"faas up did not get ready:\n{self.log()[-4000:]}")
             await asyncio.sleep(0.1)
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """The admin token faas up wrote, as a bearer header."""
+        return {"Authorization": f"Bearer {(self.data / 'admin.token').read_text().strip()}"}
+
     def session(self) -> aiohttp.ClientSession:
-        token = (self.data / "admin.token").read_text().strip()
-        return aiohttp.ClientSession(self.url, headers={"Authorization": f"Bearer {token}"})
+        return aiohttp.ClientSession(self.url, headers=self.headers)
 
     def children(self) -> dict[str, Proc]:
         return children_of(self.pid)

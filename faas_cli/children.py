@@ -65,18 +65,26 @@ class ServiceProcess:
             await relay  # the last lines it wrote before it exited
         return code
 
-    async def stop(self, grace: float) -> None:
+    async def stop(self, grace: float, hurry: asyncio.Event) -> None:
         proc = self._proc
         if proc is None or proc.returncode is not None:
             return
         proc.send_signal(signal.SIGTERM)
+        exited = asyncio.create_task(proc.wait(), name=f"exit:{self.name}")
+        hurried = asyncio.create_task(hurry.wait(), name=f"hurry:{self.name}")
         try:
-            async with asyncio.timeout(grace):
-                await proc.wait()
-        except TimeoutError:
-            log.warning("platform.kill", extra=fields(service=self.name, pid=proc.pid, grace_s=grace))
+            await asyncio.wait({exited, hurried}, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            exited.cancel()
+            raise
+        finally:
+            hurried.cancel()
+        if not exited.done():
+            log.warning(
+                "platform.kill", extra=fields(service=self.name, pid=proc.pid, grace_s=grace, hurried=hurry.is_set())
+            )
             proc.kill()
-            await proc.wait()
+        await exited
 
 
 class NatsProcess:
@@ -97,5 +105,6 @@ class NatsProcess:
     async def wait(self) -> int:
         return await self.server.wait()
 
-    async def stop(self, grace: float) -> None:
-        await self.server.stop(grace)
+    async def stop(self, grace: float, hurry: asyncio.Event) -> None:
+        # Last to stop, and quick to: a hurry only takes its grace away if it came already.
+        await self.server.stop(0.0 if hurry.is_set() else grace)

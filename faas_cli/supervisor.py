@@ -10,7 +10,8 @@ The backoff doubles with each death in a row, up to a ceiling; a child that ran 
 as one more death in a row.
 
 ``stop`` stops restarting first, then stops the children last started first, each with
-SIGTERM and its grace (then SIGKILL). A watch task that fails (a bug, not a death) sets
+SIGTERM and its grace (then SIGKILL); ``hurry`` (a second Ctrl-C) cuts the graces short:
+what is still running is killed. A watch task that fails (a bug, not a death) sets
 ``failed``: ``faas up`` then stops everything rather than go on unsupervised.
 """
 
@@ -60,8 +61,9 @@ class Child(Protocol):
     async def wait(self) -> int:
         """Until the process last started exits: its exit code (negative: a signal)."""
 
-    async def stop(self, grace: float) -> None:
-        """SIGTERM, up to ``grace`` seconds, then SIGKILL; a no-op if it is not running."""
+    async def stop(self, grace: float, hurry: asyncio.Event) -> None:
+        """SIGTERM, up to ``grace`` seconds (less once ``hurry`` is set), then SIGKILL; a
+        no-op if it is not running."""
 
 
 def describe_exit(code: int) -> dict[str, object]:
@@ -95,6 +97,7 @@ class Supervisor:
         self._watched: list[_Watched] = []
         self._watchers: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
+        self._hurry = asyncio.Event()
 
     def pids(self) -> dict[str, int]:
         """The running children's pids by name."""
@@ -170,13 +173,17 @@ class Supervisor:
                         extra=fields(service=w.child.name, error=repr(err), retry_in_s=delay),
                     )
 
+    def hurry(self) -> None:
+        """The stop under way (or the next) kills what does not exit at once."""
+        self._hurry.set()
+
     async def stop(self) -> None:
         """No more restarts; stop the children, last started first; wait for the watchers."""
         self._stopping.set()
         for w in reversed(self._watched):
             async with w.lock:
                 started = self._clock()
-                await w.child.stop(w.grace_s)
+                await w.child.stop(w.grace_s, self._hurry)
                 log.info(
                     "platform.child_stopped",
                     extra=fields(service=w.child.name, ms=round((self._clock() - started) * 1000, 1)),

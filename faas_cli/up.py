@@ -211,11 +211,20 @@ class Platform:
 
 
 async def run(cfg: UpConfig) -> int:
+    """Until SIGINT or SIGTERM: the first stops everything in order, gracefully; a second
+    one kills what is still running (an agent waiting for its calls, say)."""
+    platform = Platform(cfg)
     stop = asyncio.Event()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            log.warning("platform.hurry", extra=fields(what="stopping again: what still runs is killed"))
+            platform.supervisor.hurry()
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    platform = Platform(cfg)
+        loop.add_signal_handler(sig, on_signal)
     try:
         await platform.start()
         stopped = asyncio.create_task(stop.wait(), name="stop-requested")

@@ -12,7 +12,12 @@ import aiohttp
 
 from tests.functions import HANDLER_RUNTIME_CMD, PYTHON_IMAGE, zip_bytes
 
-TINY = {"main.py": "def handler(params):\n    return {'i': params.get('i')}\n", "requirements.txt": ""}
+TINY = {
+    "main.py": (
+        "import time\ndef handler(params):\n    time.sleep(params.get('sleep', 0))\n    return {'i': params.get('i')}\n"
+    ),
+    "requirements.txt": "",
+}
 RUNTIME = "faultpy"
 _TIMEOUT = aiohttp.ClientTimeout(total=40)
 

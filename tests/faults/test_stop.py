@@ -1,15 +1,19 @@
 """How `faas up` ends: a terminal's Ctrl-C stops everything in order, and a SIGKILLed
 `faas up` leaves nothing running."""
 
+import asyncio
 import os
 import re
 import signal
 import time
 from pathlib import Path
 
+import aiodocker
 import pytest
 
 from bench.upproc import SERVICES, UpProcess, gone
+from tests.e2e.platform_harness import poll_json
+from tests.faults.load import deploy
 
 pytestmark = pytest.mark.e2e
 
@@ -58,3 +62,33 @@ async def test_a_killed_faas_up_takes_its_children_with_it(docker_ready: None, t
         print(f"\n[faults] faas up SIGKILLed: its {len(children)} children gone {took:.2f}s later")
     finally:
         await up.close()
+
+
+async def test_a_second_ctrl_c_does_not_wait_for_running_calls(docker: aiodocker.Docker, tmp_path: Path) -> None:
+    up = UpProcess(tmp_path / "data")
+    try:
+        await up.start()
+        async with up.session() as http:
+            await deploy(http, "sleeper")
+            async with http.post("/v1/functions/sleeper/invoke?async=true", json={"sleep": 60}) as resp:
+                assert resp.status == 202, await resp.text()
+                call = await resp.json()
+            await poll_json(http, f"/v1/calls/{call['id']}", lambda s, b: b.get("status") == "RUNNING")
+        children = list(up.children().values())
+        up.ctrl_c()
+        await asyncio.sleep(1.0)
+        assert up.proc is not None and up.proc.returncode is None  # the agent waits for its call
+        started = time.monotonic()
+        up.ctrl_c()
+        code = await up.wait_exit(20)
+        print(f"\n[faults] a second Ctrl-C: faas up exited {code} {time.monotonic() - started:.2f}s later")
+        assert code == 0
+        assert not [p for p in children if p.alive()]
+        log = up.log()
+        assert "platform.hurry" in log and re.search(r"platform\.kill service=node-agent .*hurried=True", log), log
+    finally:
+        await up.close()
+        # the killed agent's containers: the next start of its node would remove them
+        node = up.env["FAAS_AGENT_NODE_ID"]
+        for container in await docker.containers.list(all=True, filters={"label": [f"faas.node={node}"]}):
+            await container.delete(force=True)

@@ -52,10 +52,25 @@ class FakeChild:
         self.started.clear()
         self._exit.set_result(code)
 
-    async def stop(self, grace: float) -> None:
+    async def stop(self, grace: float, hurry: asyncio.Event) -> None:
         self.journal.append(f"stop {self.name}")
         if self._exit is not None and not self._exit.done():
             self._exit.set_result(-15)
+
+
+class Stubborn(FakeChild):
+    """Takes its whole grace to stop (an agent waiting for its calls), unless hurried."""
+
+    async def stop(self, grace: float, hurry: asyncio.Event) -> None:
+        self.journal.append(f"stop {self.name}")
+        try:
+            async with asyncio.timeout(grace):
+                await hurry.wait()
+            self.journal.append(f"kill {self.name}")
+        except TimeoutError:
+            pass
+        assert self._exit is not None
+        self._exit.set_result(-9)
 
 
 def _events(caplog: pytest.LogCaptureFixture, name: str) -> list[dict[str, Any]]:
@@ -153,3 +168,16 @@ async def test_a_watch_that_fails_says_so() -> None:
     await sup.start(Broken("store", []), grace_s=1)
     await asyncio.wait_for(sup.failed.wait(), 5)
     await sup.stop()
+
+
+async def test_a_hurry_cuts_the_graces_short() -> None:
+    journal: list[str] = []
+    sup = Supervisor(FAST)
+    await sup.start(FakeChild("store", journal), grace_s=60)
+    await sup.start(Stubborn("node-agent", journal), grace_s=60)
+    stopping = asyncio.create_task(sup.stop())
+    await asyncio.sleep(0.05)
+    assert not stopping.done() and journal[-1] == "stop node-agent"
+    sup.hurry()  # a second Ctrl-C
+    await asyncio.wait_for(stopping, 5)
+    assert journal[2:] == ["stop node-agent", "kill node-agent", "stop store"]

@@ -32,11 +32,7 @@ def phase_medians(calls: list[CallResult]) -> dict[str, float]:
 
 
 def cpu_groups(p: BenchPlatform) -> dict[str, list[int]]:
-    groups = {
-        child.name: [child.proc.pid] for child in p.platform.children if child.proc and child.proc.returncode is None
-    }
-    if p.platform.nats.pid:
-        groups["nats-server"] = [p.platform.nats.pid]
+    groups = {name: [pid] for name, pid in p.platform.pids().items()}
     groups["bench (client + log relay)"] = [os.getpid()]
     return groups
 

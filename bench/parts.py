@@ -82,7 +82,7 @@ async def load_level(
     t0 = time.time()
     profiling = None
     if s.profile_level == concurrency:
-        pids = {c.name: c.proc.pid for c in p.platform.children if c.proc and c.proc.returncode is None}
+        pids = {name: pid for name, pid in p.platform.pids().items() if name != "nats-server"}
         seconds = max(1.0, s.tp_seconds - 1)
         profiling = asyncio.create_task(profile.record(pids, seconds, out_dir / "profile"))
     meter.start()

@@ -4,6 +4,11 @@ Used by ``faas up`` (the embedded single-host default) and by the integration te
 which start it on port 0 with a temporary store dir and read the port from its log. Its
 configuration file (``<store dir>/nats-server.conf``, 0600) is made by common/natsconf.py:
 with ``passwords``, the users and permissions of common/natsauth.py.
+
+The server runs in a session of its own (a terminal's Ctrl-C reaches only its parent, which
+stops it when everything else is stopped) and gets SIGTERM if its parent dies
+(common/parentdeath.py). ``wait()`` returns when it exits; ``start()`` again brings it back
+on the same ports with the same store dir, configuration and passwords.
 """
 
 import asyncio
@@ -22,6 +27,7 @@ from pydantic import SecretStr
 from common.logs import fields
 from common.natsclient import NatsAuth
 from common.natsconf import ClusterConf, ServerConf, TlsFiles, render
+from common.parentdeath import die_with_parent
 from schemas import Layout
 
 log = logging.getLogger(__name__)
@@ -88,6 +94,8 @@ class NatsServer:
         self.cluster = cluster
         self.server_name = server_name
         self._proc: asyncio.subprocess.Process | None = None
+        # The process started last, kept after stop() for wait().
+        self._last: asyncio.subprocess.Process | None = None
         self._drain: asyncio.Task[None] | None = None
         # Log lines of permission violations and failed authentications, as they come.
         self.violations: list[str] = []
@@ -137,9 +145,22 @@ class NatsServer:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    async def wait(self) -> int:
+        """Until the server last started exits (or at once if it did): its exit code,
+        negative for the signal that ended it."""
+        if self._last is None:
+            raise NatsServerError("nats-server was never started")
+        return await self._last.wait()
+
     async def start(self) -> None:
-        if self._proc is not None:
+        """Start the server, or start it again after it exited; a no-op while it runs."""
+        if self.running:
             return
+        await self.stop()  # what an exited server left: its log reader
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self._write_config()
         self._proc = await asyncio.create_subprocess_exec(
@@ -150,7 +171,10 @@ class NatsServer:
             stderr=asyncio.subprocess.PIPE,
             # the environment's own GOMAXPROCS wins
             env={"GOMAXPROCS": str(embedded_procs()), **os.environ},
+            start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
+        self._last = self._proc
         assert self._proc.stderr is not None
         port: int | None = None
         routes: int | None = None

@@ -74,8 +74,21 @@ def cli(ctx: click.Context, gateway: str, token: str | None, data_dir: Path) -> 
 )
 @click.option("--port", default=8080, show_default=True, help="Gateway HTTP port.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Gateway bind address.")
-@click.option("--nats-port", default=4222, show_default=True)
+@click.option("--nats-port", default=4222, show_default=True, help="NATS client port (0: a free one).")
+@click.option(
+    "--nats-monitor-port",
+    default=8222,
+    show_default=True,
+    help="nats-server's HTTP monitoring port, on 127.0.0.1 only (0: a free one).",
+)
 @click.option("--slots", default=8, show_default=True, help="Calls the node agent runs at once.")
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="On stop (Ctrl-C), seconds the node agent's running calls may take to finish.",
+)
 @click.option(
     "--policy",
     type=click.Choice(["adaptive", "none", "warm-runtime", "warm-function"]),
@@ -102,7 +115,9 @@ def up(
     port: int,
     host: str,
     nats_port: int,
+    nats_monitor_port: int,
     slots: int,
+    grace: float,
     policy: str,
     ca_bundle: Path | None,
     no_auth: bool,
@@ -121,7 +136,9 @@ def up(
         port=port,
         host=host,
         nats_port=nats_port,
+        nats_monitor_port=nats_monitor_port,
         slots=slots,
+        grace_s=grace,
         policy=policy,
         ca_bundle=ca_bundle,
         extra_env={

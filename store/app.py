@@ -77,8 +77,10 @@ class Store(Lifecycle):
                 batch_size=s.batch_size,
                 fetch_timeout_s=s.fetch_timeout_s,
                 linger_s=s.linger_s,
-                nak_delay_s=s.nak_delay_s,
+                retry_delay_s=s.retry_delay_s,
+                max_retry_delay_s=s.max_retry_delay_s,
                 ack_wait_s=s.ack_wait_s,
+                max_deliver=s.max_deliver,
             ),
         )
         # Delivered but not applied (the loop cancelled): handed back, redelivered at once.

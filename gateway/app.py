@@ -172,7 +172,14 @@ class Gateway(Lifecycle):
                 timeout_s=s.callback_timeout_s,
             )
             callbacks = CallbackDispatcher(
-                nc, js, self.layout, policy, s.callback_concurrency, tasks=self.tasks, guard=guard
+                nc,
+                js,
+                self.layout,
+                policy,
+                s.callback_concurrency,
+                tasks=self.tasks,
+                guard=guard,
+                max_dispatches=s.callback_max_dispatches,
             )
             self.on_stop("callbacks", lambda: callbacks.stop(grace))
             await callbacks.start()

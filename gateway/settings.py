@@ -58,6 +58,9 @@ class GatewaySettings(NatsClientSettings):
     callback_backoff_s: float = Field(default=0.5, ge=0)
     callback_max_backoff_s: float = Field(default=30.0, ge=0)
     callback_deadline_s: float = Field(default=300.0, gt=0)
+    # A dispatch that ends without recording its outcome (a gateway stopped or died) is
+    # redelivered, this many times at most; then a failed outcome is recorded (no more POSTs).
+    callback_max_dispatches: int = Field(default=5, ge=1, le=100)
     # Callback URLs may only reach public addresses (gateway/callback_guard.py): these networks
     # are let through all the same (e.g. "10.1.0.0/16,127.0.0.1/32"), these refused too (the
     # platform's other hosts). A comma-separated list or a JSON array.

@@ -15,6 +15,7 @@ from tests.integration.test_gateway_support import (
     register_function,
     register_runtime,
     running_gateway,
+    wait_until,
 )
 
 MiB = 1 << 20
@@ -86,5 +87,10 @@ async def test_a_full_invoke_queue_is_a_503_and_keeps_what_it_accepted(
         # Once an agent takes a call there is room again.
         inv, _ = await FakeAgent(nc, layout).pull()
         assert inv.id == accepted[0]
+
+        async def taken() -> bool:
+            return (await js.stream_info(layout.invoke_stream)).state.messages == 1
+
+        await wait_until(taken, 5, "the ack to remove the call")
         async with http.post("/v1/functions/dice/invoke?async=true", json=params) as r:
             assert r.status == 202, await r.text()

@@ -17,6 +17,7 @@ from common.jetstream import connect, drain_or_close, wait_layout
 from common.lifecycle import Lifecycle, TaskSet
 from common.logs import fields
 from store.db import make_engine, make_sessions
+from store.dead_letter_queries import DeadLetterQueries
 from store.ingest import Ingest, IngestConfig, IngestStats
 from store.job_queries import JobQueries
 from store.log_queries import LogQueries
@@ -71,6 +72,7 @@ class Store(Lifecycle):
             # A logs reply is cut to what one message of this server may carry.
             logs=LogQueries(sessions, max_bytes=nc.max_payload),
             jobs=JobQueries(sessions),
+            dead_letters=DeadLetterQueries(sessions),
         )
         micro = await start_service(nc, self.layout, queries)
         self.on_stop("queries", micro.stop)

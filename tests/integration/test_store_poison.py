@@ -4,6 +4,7 @@ consumer's redelivery is bounded (an existing consumer updated in place), and ev
 by the stream's limits before the store took them are reported. On SQLite and PostgreSQL
 (when configured), against a real nats-server; burst mode drives ingestion."""
 
+import base64
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -19,6 +20,8 @@ from common.natsserver import NatsServer
 from schemas import (
     Accepted,
     CallStatus,
+    DeadLetterPage,
+    DeadLetterQuery,
     ErrorInfo,
     Finished,
     GetJob,
@@ -136,6 +139,17 @@ async def test_nul_is_stored_and_refused_events_are_set_aside_in_the_middle_of_g
     letters = [r for r in caplog.records if r.getMessage() == "store.dead_letter"]
     assert len(letters) == 2
     assert store.ingest_stats.dead_letters == 2
+
+    # Operators see them over NATS too, newest first, a page at a time.
+    page = await ask_for(nc, layout.store_list_dead_letters, DeadLetterQuery(limit=1), DeadLetterPage)
+    [newest] = page.items
+    assert (newest.sequence, newest.size, newest.payload_truncated) == (junk_ack.seq, len(junk), False)
+    assert base64.b64decode(newest.payload_base64) == junk and newest.error.startswith("InvalidMessage")
+    assert page.next_cursor is not None
+    query = DeadLetterQuery(limit=1, cursor=page.next_cursor)
+    page = await ask_for(nc, layout.store_list_dead_letters, query, DeadLetterPage)
+    assert [(i.sequence, i.subject) for i in page.items] == [(huge_seq, layout.event("huge", "accepted"))]
+    assert page.next_cursor is None
 
     # Records keep updating: a later event of a stored call, a new call.
     later = Finished(call_id="good-1", number=1, status=CallStatus.DONE, result="again", at=T0 + timedelta(days=1))

@@ -5,7 +5,8 @@ Every ``interval`` the store deletes, in transactions of at most ``batch`` rows 
 - call records whose row was last written (``updated_at``, the store's clock) before the
   cutoff, with their log chunks;
 - job records whose latest event (``updated_at``) is before the cutoff, with their log chunks;
-- log chunks older than the cutoff whatever they belong to (a record set aside, say);
+- log chunks older than the cutoff that belong to no record (of an event set aside, say): a
+  chunk's time is the function's, so the chunks of a record go with it, never before;
 - dead letters set aside before the cutoff.
 
 One ``store.retention.deleted`` line per round that deleted anything, with the counts. A
@@ -17,8 +18,9 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Column, Table, delete, select, tuple_
+from sqlalchemy import Column, ColumnElement, Table, and_, delete, exists, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.lifecycle import wait_event
@@ -70,7 +72,8 @@ class Retention:
         done.jobs, chunks = await self._records(jobs, jobs.c.updated_at, cutoff)
         done.log_chunks += chunks
         chunk_key = (call_logs.c.id, call_logs.c.attempt, call_logs.c.seq)
-        done.log_chunks += await self._older(call_logs, call_logs.c.at, chunk_key, cutoff)
+        orphan = ~exists().where(calls.c.id == call_logs.c.id) & ~exists().where(jobs.c.id == call_logs.c.id)
+        done.log_chunks += await self._older(call_logs, call_logs.c.at, chunk_key, cutoff, orphan)
         done.dead_letters = await self._older(
             dead_letters, dead_letters.c.at, (dead_letters.c.stream, dead_letters.c.sequence), cutoff
         )
@@ -104,16 +107,23 @@ class Retention:
                 return records, chunks
 
     async def _older(
-        self, table: Table, when: Column[datetime], key: tuple[Column[object], ...], cutoff: datetime
+        self,
+        table: Table,
+        when: Column[datetime],
+        key: tuple[Column[Any], ...],
+        cutoff: datetime,
+        also: ColumnElement[bool] | None = None,
     ) -> int:
-        """Delete rows older than the cutoff, ``batch`` at a time; returns how many."""
+        """Delete rows older than the cutoff (and matching ``also``), ``batch`` at a time;
+        returns how many."""
         deleted = 0
+        condition = when < cutoff if also is None else and_(when < cutoff, also)
         while True:
             async with self.engine.begin() as conn:
-                rows = (await conn.execute(select(*key).where(when < cutoff).limit(self.batch))).all()
+                rows = (await conn.execute(select(*key).where(condition).limit(self.batch))).all()
                 if not rows:
                     return deleted
-                condition = tuple_(*key).in_([tuple(r) for r in rows])
-                deleted += (await conn.execute(delete(table).where(condition, when < cutoff))).rowcount
+                chosen = tuple_(*key).in_([tuple(r) for r in rows])
+                deleted += (await conn.execute(delete(table).where(chosen, condition))).rowcount
             if len(rows) < self.batch:
                 return deleted

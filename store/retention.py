@@ -4,10 +4,14 @@ Every ``interval`` the store deletes, in transactions of at most ``batch`` rows 
 
 - call records whose row was last written (``updated_at``, the store's clock) before the
   cutoff, with their log chunks;
-- job records whose latest event (``updated_at``) is before the cutoff, with their log chunks;
-- log chunks older than the cutoff that belong to no record (of an event set aside, say): a
-  chunk's time is the function's, so the chunks of a record go with it, never before;
+- job records created before the cutoff, with their log chunks;
 - dead letters set aside before the cutoff.
+
+No index is added for this: an index on a column every upsert changes (``updated_at``) costs
+the ingest path on every write. Calls are scanned instead in windows of ``batch`` by their
+number (the unique index), oldest first, deleting the old ones in each, up to the first
+window with none: call numbers increase with time, so past that window the calls are newer.
+Jobs go by their creation time, which an index has already.
 
 One ``store.retention.deleted`` line per round that deleted anything, with the counts. A
 round that fails (the database unavailable) is logged and tried again at the next interval.
@@ -18,10 +22,9 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from sqlalchemy import Column, ColumnElement, Table, and_, delete, exists, select, tuple_
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import ColumnElement, Table, delete, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from common.lifecycle import wait_event
 from common.logs import fields
@@ -67,16 +70,11 @@ class Retention:
         """Delete everything older than ``keep`` before ``now``; returns what went."""
         cutoff = (now or datetime.now(UTC)) - self.keep
         done = Deleted()
-        done.calls, chunks = await self._records(calls, calls.c.updated_at, cutoff)
+        done.calls, chunks = await self._calls(cutoff)
         done.log_chunks += chunks
-        done.jobs, chunks = await self._records(jobs, jobs.c.updated_at, cutoff)
+        done.jobs, chunks = await self._jobs(cutoff)
         done.log_chunks += chunks
-        chunk_key = (call_logs.c.id, call_logs.c.attempt, call_logs.c.seq)
-        orphan = ~exists().where(calls.c.id == call_logs.c.id) & ~exists().where(jobs.c.id == call_logs.c.id)
-        done.log_chunks += await self._older(call_logs, call_logs.c.at, chunk_key, cutoff, orphan)
-        done.dead_letters = await self._older(
-            dead_letters, dead_letters.c.at, (dead_letters.c.stream, dead_letters.c.sequence), cutoff
-        )
+        done.dead_letters = await self._dead_letters(cutoff)
         for name in ("calls", "jobs", "log_chunks", "dead_letters"):
             setattr(self.totals, name, getattr(self.totals, name) + getattr(done, name))
         if done.total:
@@ -92,38 +90,53 @@ class Retention:
             )
         return done
 
-    async def _records(self, table: Table, when: Column[datetime], cutoff: datetime) -> tuple[int, int]:
-        """Delete a table's old records and their log chunks; returns (records, chunks)."""
+    async def _calls(self, cutoff: datetime) -> tuple[int, int]:
+        records = chunks = 0
+        after: int | None = None
+        while True:
+            window = select(calls.c.id, calls.c.number, calls.c.updated_at).order_by(calls.c.number)
+            if after is not None:
+                window = window.where(calls.c.number > after)
+            async with self.engine.begin() as conn:
+                rows = (await conn.execute(window.limit(self.batch))).all()
+                old = [r.id for r in rows if r.updated_at < cutoff]
+                if old:
+                    chunks += await _delete_with_logs(conn, calls, old, calls.c.updated_at < cutoff)
+                    records += len(old)
+            if not old or len(rows) < self.batch:
+                return records, chunks
+            after = rows[-1].number
+
+    async def _jobs(self, cutoff: datetime) -> tuple[int, int]:
         records = chunks = 0
         while True:
             async with self.engine.begin() as conn:
-                ids = (await conn.execute(select(table.c.id).where(when < cutoff).limit(self.batch))).scalars().all()
-                if not ids:
-                    return records, chunks
-                chunks += (await conn.execute(delete(call_logs).where(call_logs.c.id.in_(ids)))).rowcount
-                # Again with the cutoff: a record written meanwhile stays.
-                records += (await conn.execute(delete(table).where(table.c.id.in_(ids), when < cutoff))).rowcount
+                stmt = select(jobs.c.id).where(jobs.c.created_at < cutoff).limit(self.batch)
+                ids = list((await conn.execute(stmt)).scalars())
+                if ids:
+                    chunks += await _delete_with_logs(conn, jobs, ids, jobs.c.created_at < cutoff)
+                    records += len(ids)
             if len(ids) < self.batch:
                 return records, chunks
 
-    async def _older(
-        self,
-        table: Table,
-        when: Column[datetime],
-        key: tuple[Column[Any], ...],
-        cutoff: datetime,
-        also: ColumnElement[bool] | None = None,
-    ) -> int:
-        """Delete rows older than the cutoff (and matching ``also``), ``batch`` at a time;
-        returns how many."""
+    async def _dead_letters(self, cutoff: datetime) -> int:
         deleted = 0
-        condition = when < cutoff if also is None else and_(when < cutoff, also)
+        t = dead_letters
         while True:
             async with self.engine.begin() as conn:
-                rows = (await conn.execute(select(*key).where(condition).limit(self.batch))).all()
-                if not rows:
-                    return deleted
-                chosen = tuple_(*key).in_([tuple(r) for r in rows])
-                deleted += (await conn.execute(delete(table).where(chosen, condition))).rowcount
-            if len(rows) < self.batch:
+                keys = (
+                    await conn.execute(select(t.c.stream, t.c.sequence).where(t.c.at < cutoff).limit(self.batch))
+                ).all()
+                if keys:
+                    chosen = tuple_(t.c.stream, t.c.sequence).in_([tuple(k) for k in keys])
+                    deleted += (await conn.execute(delete(t).where(chosen, t.c.at < cutoff))).rowcount
+            if len(keys) < self.batch:
                 return deleted
+
+
+async def _delete_with_logs(conn: AsyncConnection, table: Table, ids: list[str], still_old: ColumnElement[bool]) -> int:
+    """Delete these records (if still old: one written meanwhile stays) and their log chunks;
+    returns how many chunks went."""
+    chunks = (await conn.execute(delete(call_logs).where(call_logs.c.id.in_(ids)))).rowcount
+    await conn.execute(delete(table).where(table.c.id.in_(ids), still_old))
+    return int(chunks)

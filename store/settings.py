@@ -33,9 +33,9 @@ class StoreSettings(NatsClientSettings):
     # Deliveries of one event before JetStream gives up on it: the last one is applied alone
     # and set aside as a dead letter if the database refuses it (store/ingest.py).
     max_deliver: int = Field(default=10, ge=2, le=1000)
-    # Call records (with their log lines), job records and dead letters older than this are
-    # deleted (by the time the store last wrote them); 0 keeps them for ever. Checked every
-    # retention_interval_s, in transactions of at most retention_batch rows.
+    # Call records last written (with their log lines), job records created and dead letters
+    # set aside longer ago than this are deleted (store/retention.py); 0 keeps them for
+    # ever. Checked every retention_interval_s, in transactions of at most retention_batch rows.
     retention_days: float = Field(default=30.0, ge=0)
     retention_interval_s: float = Field(default=3600.0, gt=0)
     retention_batch: int = Field(default=1000, ge=1, le=10_000)

@@ -45,11 +45,9 @@ class CallRow(Base):
 
     # Listing is "newest first by number", usually filtered by function or status: these
     # also serve plain lookups by function or status (their leading column).
-    # Retention deletes by updated_at (store.retention).
     __table_args__ = (
         Index("ix_calls_function_number", "function", "number"),
         Index("ix_calls_status_number", "status", "number"),
-        Index("ix_calls_updated_at", "updated_at"),
     )
 
 
@@ -70,9 +68,6 @@ class LogChunkRow(Base):
     # at the NATS payload limit without loading everything.
     nbytes: Mapped[int] = mapped_column(Integer)
     truncated: Mapped[bool] = mapped_column(Boolean)
-
-    # Retention deletes chunks of no record by their time (store.retention).
-    __table_args__ = (Index("ix_call_logs_at", "at"),)
 
 
 class JobRow(Base):
@@ -107,7 +102,6 @@ class JobRow(Base):
     __table_args__ = (
         Index("ix_jobs_created_id", "created_at", "id"),
         Index("ix_jobs_status_created_id", "status", "created_at", "id"),
-        Index("ix_jobs_updated_at", "updated_at"),
     )
 
 

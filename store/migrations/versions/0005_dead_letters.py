@@ -1,4 +1,4 @@
-"""Dead letters (events the store could not apply) and the indexes retention deletes by.
+"""Dead letters: events the store could not apply.
 
 Revision ID: 0005
 Revises: 0004
@@ -29,14 +29,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("stream", "sequence"),
     )
     op.create_index("ix_dead_letters_at", "dead_letters", ["at"])
-    op.create_index("ix_calls_updated_at", "calls", ["updated_at"])
-    op.create_index("ix_jobs_updated_at", "jobs", ["updated_at"])
-    op.create_index("ix_call_logs_at", "call_logs", ["at"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_call_logs_at", table_name="call_logs")
-    op.drop_index("ix_jobs_updated_at", table_name="jobs")
-    op.drop_index("ix_calls_updated_at", table_name="calls")
     op.drop_index("ix_dead_letters_at", table_name="dead_letters")
     op.drop_table("dead_letters")

@@ -40,12 +40,28 @@ from schemas import Layout
 log = logging.getLogger(__name__)
 
 
+GiB = 1 << 30
+
+
 @dataclass(frozen=True)
 class LayoutLimits:
+    """How much the two streams may hold (the gateway's settings set them: README "Limits and
+    retention"). A byte cap is reserved up front by JetStream against the server's
+    ``max_file_store`` (per replica), so the caps must fit in it together.
+
+    - events (discard OLD): at either limit the oldest events are deleted. Those the store has
+      stored are no loss; a store lagging behind the limit loses what it had not taken yet
+      (``store.events_lost``), and a sync caller or log follower may miss an old event.
+    - invoke (discard NEW): a publish past either limit is refused, never an accepted call
+      dropped: the gateway answers 503 ``queue_full``. No age limit by default: an age limit
+      here would drop calls waiting longer than it, silently (0: none).
+    """
+
     events_max_age_s: float = 7 * 24 * 3600
-    # -1: bounded by age only. A byte cap is reserved up front by JetStream on every stream.
-    events_max_bytes: int = -1
+    events_max_bytes: int = GiB
     invoke_max_msgs: int = 1_000_000
+    invoke_max_bytes: int = GiB
+    invoke_max_age_s: float = 0.0
     max_msg_size: int = 1 << 20
     node_ttl_s: float = 15.0
     cancel_ttl_s: float = 7 * 24 * 3600
@@ -224,6 +240,8 @@ async def ensure_layout(
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
             max_msgs=limits.invoke_max_msgs,
+            max_bytes=limits.invoke_max_bytes,
+            max_age=limits.invoke_max_age_s,
             max_msg_size=limits.max_msg_size,
             discard=DiscardPolicy.NEW,
             duplicate_window=120.0,

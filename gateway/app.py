@@ -99,7 +99,7 @@ class Gateway(Lifecycle):
         nc = await connect(s.nats_url, "faas-gateway", s.nats_auth)
         self.on_stop("nats", lambda: drain_or_close(nc))
         js = nc.jetstream()
-        await provision(js, self.layout, layout_replicas(nc, s.nats_replicas), s.layout_wait_s)
+        await provision(js, self.layout, layout_replicas(nc, s.nats_replicas), s.layout_wait_s, s.layout_limits())
         replies = Replies(nc)
         self.on_stop("replies", replies.stop)
         await replies.start()
@@ -138,9 +138,18 @@ class Gateway(Lifecycle):
             poll_s=s.sync_poll_s,
             router=router,
             announce_after_s=s.announce_after_s,
+            queue_full_retry_after_s=s.queue_full_retry_after_s,
         )
         store = StoreClient(nc, self.layout, s.store_timeout_s)
-        jobs = Jobs(js, self.layout, store, await js.key_value(self.layout.cancels_bucket), secrets_key, router=router)
+        jobs = Jobs(
+            js,
+            self.layout,
+            store,
+            await js.key_value(self.layout.cancels_bucket),
+            secrets_key,
+            router=router,
+            queue_full_retry_after_s=s.queue_full_retry_after_s,
+        )
         log_streams = LogStreams(js, self.layout, store, s.sse_keepalive_s, s.max_log_streams)
 
         # 2. NATS calls in flight (and the callback loop's tasks) once intake has stopped: the
@@ -166,7 +175,14 @@ class Gateway(Lifecycle):
                 timeout_s=s.callback_timeout_s,
             )
             callbacks = CallbackDispatcher(
-                nc, js, self.layout, policy, s.callback_concurrency, tasks=self.tasks, guard=guard
+                nc,
+                js,
+                self.layout,
+                policy,
+                s.callback_concurrency,
+                tasks=self.tasks,
+                guard=guard,
+                max_dispatches=s.callback_max_dispatches,
             )
             self.on_stop("callbacks", lambda: callbacks.stop(grace))
             await callbacks.start()

@@ -11,6 +11,13 @@ middle leaves the message to another, which POSTs again (receivers dedupe on
 ``X-Faas-Call-Id``); a call whose ``callback`` event exists already is not POSTed again.
 Every connection goes through the callback guard's resolver (:mod:`gateway.callback_guard`),
 so a URL that was public when the call was made cannot reach an internal address now.
+
+Redelivery is bounded: the consumer has ``max_deliver = max_dispatches + 1``. A dispatch that
+ends without an outcome recorded (its gateway stopped or died, or the ``callback`` event could
+not be published) is redelivered after the ack wait; the last delivery only records the end,
+without POSTing: a ``callback`` event with a failed outcome saying so, logged as
+``callback.gave_up`` (``callback.abandoned`` if even that cannot be recorded; the message is
+then terminated).
 """
 
 import asyncio
@@ -32,6 +39,7 @@ from gateway.callback_post import RetryPolicy, host_of, post_with_retries
 from schemas import (
     Accepted,
     Callback,
+    CallbackOutcome,
     CallRecord,
     Finished,
     InvalidMessage,
@@ -62,6 +70,7 @@ class CallbackDispatcher:
         ack_wait_s: float = 30.0,
         tasks: TaskSet | None = None,
         guard: CallbackGuard | None = None,
+        max_dispatches: int = 5,
     ) -> None:
         self._nc = nc
         self._guard = guard or CallbackGuard()
@@ -70,6 +79,7 @@ class CallbackDispatcher:
         self._policy = policy
         self._concurrency = concurrency
         self._ack_wait_s = ack_wait_s
+        self._max_dispatches = max_dispatches
         self.tasks = tasks or TaskSet("callbacks")
         self._deliveries = TaskSet("callbacks:deliveries")
         self._room = asyncio.Event()
@@ -88,6 +98,8 @@ class CallbackDispatcher:
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=self._ack_wait_s,
             max_ack_pending=10_000,
+            # One delivery more than dispatches: the last one only records the give-up.
+            max_deliver=self._max_dispatches + 1,
         )
 
     async def start(self) -> None:
@@ -142,9 +154,13 @@ class CallbackDispatcher:
         if not event.callback_url:
             await msg.ack()
             return
-        task = self._deliveries.spawn(
-            self._deliver(Delivery(msg), event, event.callback_url), f"callback:{event.call_id}", False
+        d = Delivery(msg)
+        work = (
+            self._give_up(d, event, event.callback_url, gave_up)
+            if (gave_up := d.exhausted(self._max_dispatches))
+            else self._deliver(d, event, event.callback_url)
         )
+        task = self._deliveries.spawn(work, f"callback:{event.call_id}", False)
         # Runs after the TaskSet's own done callback (registered first), which drops the task.
         task.add_done_callback(self._delivered)
         if len(self._deliveries) >= self._concurrency:
@@ -203,6 +219,35 @@ class CallbackDispatcher:
             log.exception("callback.dispatch_failed", extra=fields(call=event.call_id))
         finally:
             await keepalive.stop()
+
+    async def _give_up(self, d: Delivery, event: Finished, url: str, why: str) -> None:
+        """The last delivery: record that no outcome was recorded in time, without a POST."""
+        outcome = CallbackOutcome(
+            url=url,
+            delivered=False,
+            attempts=0,
+            error=f"{why.replace('attempts', 'dispatches')} (each ended before its outcome was recorded:"
+            " the URL may have been called)",
+        )
+        try:
+            if await self._last(event.call_id, Callback) is not None:
+                await d.msg.ack()  # an earlier dispatch recorded it after all
+                return
+            done = Callback(call_id=event.call_id, number=event.number, function=event.function, outcome=outcome)
+            await d.finish(
+                self._js,
+                self._layout.event(event.call_id, done.kind),
+                encode(done),
+                stream=self._layout.events_stream,
+                headers=dedup.header(dedup.callback(event.call_id)),
+            )
+            log.error("callback.gave_up", extra=fields(call=event.call_id, host=host_of(url), deliveries=d.attempt))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # JetStream delivers it no more: the end is this log line.
+            log.exception("callback.abandoned", extra=fields(call=event.call_id, host=host_of(url)))
+            await d.msg.term()
 
     async def _record(self, fin: Finished) -> CallRecord:
         """The finished call as the sync invoke returns it: the fold of its events."""

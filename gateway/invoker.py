@@ -97,11 +97,13 @@ class Invoker:
         poll_s: float = 1.0,
         router: "NodeRouter | None" = None,
         announce_after_s: float = 0.5,
+        queue_full_retry_after_s: int = 5,
     ) -> None:
         self._nc = nc
         self._publisher = JsPublisher(nc)  # the invocations' PubAcks, lean (common/jspub.py)
         self._replies = replies
         self._announce_after_s = announce_after_s
+        self._retry_after_s = queue_full_retry_after_s
         self._js = js
         self._layout = layout
         self._runtimes = runtimes
@@ -213,7 +215,14 @@ class Invoker:
         assert inv.id is not None
         extra = {REPLY_TO: reply_to} if reply_to else None
         return await enqueue(
-            self._publisher, self._layout, subject, encode(inv), dedup.invocation(inv.id), "call", extra
+            self._publisher,
+            self._layout,
+            subject,
+            encode(inv),
+            dedup.invocation(inv.id),
+            "call",
+            extra,
+            retry_after_s=self._retry_after_s,
         )
 
     async def _announce(self, t: Ticket) -> None:

@@ -54,8 +54,10 @@ class Jobs:
         cancels: KeyValue,
         secrets_key: SecretsKey | None = None,
         router: NodeRouter | None = None,
+        queue_full_retry_after_s: int = 5,
     ) -> None:
         self._js = js
+        self._retry_after_s = queue_full_retry_after_s
         self._layout = layout
         self._store = store
         self._cancels = cancels
@@ -171,7 +173,7 @@ class Jobs:
             return True  # there, if unreadable
 
     async def _queue(self, subject: str, data: bytes, msg_id: str) -> int:
-        return await enqueue(self._js, self._layout, subject, data, msg_id, "job")
+        return await enqueue(self._js, self._layout, subject, data, msg_id, "job", retry_after_s=self._retry_after_s)
 
     async def _announce(self, event: JobAccepted) -> None:
         """The job is queued already: a failure here is logged, not raised."""

@@ -8,10 +8,12 @@ from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from common.hosts import is_loopback_host
+from common.jetstream import LayoutLimits
 from common.natsclient import NatsClientSettings
 from gateway.uploads import UploadLimits
 
 MiB = 1 << 20
+GiB = 1 << 30
 
 
 class GatewaySettings(NatsClientSettings):
@@ -68,6 +70,9 @@ class GatewaySettings(NatsClientSettings):
     callback_backoff_s: float = Field(default=0.5, ge=0)
     callback_max_backoff_s: float = Field(default=30.0, ge=0)
     callback_deadline_s: float = Field(default=300.0, gt=0)
+    # A dispatch that ends without recording its outcome (a gateway stopped or died) is
+    # redelivered, this many times at most; then a failed outcome is recorded (no more POSTs).
+    callback_max_dispatches: int = Field(default=5, ge=1, le=100)
     # Callback URLs may only reach public addresses (gateway/callback_guard.py): these networks
     # are let through all the same (e.g. "10.1.0.0/16,127.0.0.1/32"), these refused too (the
     # platform's other hosts). A comma-separated list or a JSON array.
@@ -77,6 +82,16 @@ class GatewaySettings(NatsClientSettings):
     # job secrets are sealed with it for the agents. Without one, a job with secret_env or
     # registry_auth is refused (400).
     secrets_key_file: Path | None = None
+    # The streams the gateway creates (README "Limits and retention"), applied at every start
+    # (an existing stream is updated in place). Events (discard OLD): the oldest go at either
+    # limit. Invoke (discard NEW): a call or job past either limit is refused with a 503
+    # queue_full (Retry-After: queue_full_retry_after_s); invoke_max_age_s 0 is no age limit.
+    events_max_age_s: float = Field(default=7 * 24 * 3600, gt=0)
+    events_max_bytes: int = Field(default=GiB, ge=1024)
+    invoke_max_msgs: int = Field(default=1_000_000, ge=1)
+    invoke_max_bytes: int = Field(default=GiB, ge=1024)
+    invoke_max_age_s: float = Field(default=0.0, ge=0)
+    queue_full_retry_after_s: int = Field(default=5, ge=1)
     log_level: str = "INFO"
     # API tokens (README "Authentication and roles"). Off only on a loopback address: then
     # anyone who can reach the port owns the platform, so that must be this machine alone.
@@ -105,6 +120,15 @@ class GatewaySettings(NatsClientSettings):
             text = value.strip()
             return json.loads(text) if text.startswith("[") else [n.strip() for n in text.split(",") if n.strip()]
         return value
+
+    def layout_limits(self) -> LayoutLimits:
+        return LayoutLimits(
+            events_max_age_s=self.events_max_age_s,
+            events_max_bytes=self.events_max_bytes,
+            invoke_max_msgs=self.invoke_max_msgs,
+            invoke_max_bytes=self.invoke_max_bytes,
+            invoke_max_age_s=self.invoke_max_age_s,
+        )
 
     @property
     def upload_limits(self) -> UploadLimits:

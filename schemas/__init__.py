@@ -7,6 +7,7 @@ Nothing outside this package parses a NATS payload; services call ``decode``/``e
 from schemas import dedup
 from schemas.calls import CallPage, CallQuery, CallRecord, GetCall, GetLogs, LogPage
 from schemas.codec import InvalidMessage, decode, decode_json, encode, encode_json
+from schemas.dead_letters import DeadLetterPage, DeadLetterQuery, DeadLetterRecord
 from schemas.events import (
     Accepted,
     Callback,
@@ -61,6 +62,9 @@ __all__ = [
     "CallStatus",
     "Callback",
     "CallbackOutcome",
+    "DeadLetterPage",
+    "DeadLetterQuery",
+    "DeadLetterRecord",
     "ErrorInfo",
     "Finished",
     "FunctionRecord",

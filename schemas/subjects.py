@@ -131,3 +131,7 @@ class Layout:
     @property
     def store_list_jobs(self) -> str:
         return f"{self.prefix}.store.jobs.list"
+
+    @property
+    def store_list_dead_letters(self) -> str:
+        return f"{self.prefix}.store.dead_letters.list"

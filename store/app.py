@@ -7,7 +7,9 @@ Tests that want determinism pass ``background_ingest=False`` and call
 ``await store.run_until_idle()`` to ingest everything published so far.
 """
 
+import asyncio
 import logging
+from datetime import timedelta
 
 from sqlalchemy.engine import make_url
 
@@ -15,11 +17,13 @@ from common.jetstream import connect, drain_or_close, wait_layout
 from common.lifecycle import Lifecycle, TaskSet
 from common.logs import fields
 from store.db import make_engine, make_sessions
+from store.dead_letter_queries import DeadLetterQueries
 from store.ingest import Ingest, IngestConfig, IngestStats
 from store.job_queries import JobQueries
 from store.log_queries import LogQueries
 from store.migrate import migrate
 from store.queries import CallQueries
+from store.retention import Retention
 from store.service import Queries, start_service
 from store.settings import StoreSettings
 from store.writer import EventWriter
@@ -45,6 +49,8 @@ class Store(Lifecycle):
         self.background_ingest = background_ingest
         self.tasks = TaskSet(self.name)
         self._ingest: Ingest | None = None
+        self.retention: Retention | None = None
+        self._retention_stop = asyncio.Event()
 
     async def _start(self) -> None:
         s = self.settings
@@ -66,6 +72,7 @@ class Store(Lifecycle):
             # A logs reply is cut to what one message of this server may carry.
             logs=LogQueries(sessions, max_bytes=nc.max_payload),
             jobs=JobQueries(sessions),
+            dead_letters=DeadLetterQueries(sessions),
         )
         micro = await start_service(nc, self.layout, queries)
         self.on_stop("queries", micro.stop)
@@ -77,8 +84,10 @@ class Store(Lifecycle):
                 batch_size=s.batch_size,
                 fetch_timeout_s=s.fetch_timeout_s,
                 linger_s=s.linger_s,
-                nak_delay_s=s.nak_delay_s,
+                retry_delay_s=s.retry_delay_s,
+                max_retry_delay_s=s.max_retry_delay_s,
                 ack_wait_s=s.ack_wait_s,
+                max_deliver=s.max_deliver,
             ),
         )
         # Delivered but not applied (the loop cancelled): handed back, redelivered at once.
@@ -89,9 +98,17 @@ class Store(Lifecycle):
         self.on_stop("in-flight", lambda: self.tasks.drain(s.stop_grace_s))
 
         # 3. Intake: at stop, no new batch is taken; the one in hand is applied and acked.
+        #    Retention (when on) deletes old records beside it.
+        if s.retention_days > 0:
+            self.retention = Retention(
+                engine, timedelta(days=s.retention_days), s.retention_interval_s, s.retention_batch
+            )
         if self.background_ingest:
             self.tasks.spawn(ingest.run(), name="ingest")
+            if self.retention is not None:
+                self.tasks.spawn(self.retention.run(self._retention_stop), name="retention")
         self.on_stop("intake", ingest.request_stop)
+        self.on_stop("retention", self._retention_stop.set)
         log.info(
             "store.started",
             extra=fields(prefix=self.layout.prefix, database=_safe_url(s.database_url), schema=revision),

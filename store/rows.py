@@ -2,6 +2,11 @@
 
 ``*_to_values`` give every column but the writer's own bookkeeping; reading a row back and
 converting it again gives equal values, which is how the writer tells what changed.
+
+PostgreSQL refuses a NUL character in a text column (SQLite takes it): in a string column a
+NUL is stored as U+FFFD (REPLACEMENT CHARACTER) on both backends, so that an event carrying
+one (a job description, a function's stderr tail) is stored like any other, not refused.
+JSON columns (params, results...) keep it: JSON escapes it as ``\u0000``.
 """
 
 from collections.abc import Mapping
@@ -10,32 +15,45 @@ from typing import Any
 from schemas import CallbackOutcome, CallRecord, CallStatus, ErrorInfo, JobResult, JobStatus
 from store.job_merge import JobState
 
+NUL_STANDIN = "\ufffd"
+
+
+def text_safe(value: Any) -> Any:
+    """A string with each NUL replaced by :data:`NUL_STANDIN`; any other value as it is."""
+    return value.replace("\x00", NUL_STANDIN) if isinstance(value, str) and "\x00" in value else value
+
+
+def _text_safe(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: text_safe(v) for k, v in values.items()}
+
 
 def record_to_values(record: CallRecord) -> dict[str, Any]:
     """Column values of a call record (without ``updated_at``)."""
-    return {
-        "id": record.id,
-        "number": record.number,
-        "function": record.function,
-        "version": record.version,
-        "runtime": record.runtime,
-        "params": record.params,
-        "status": record.status.value,
-        "attempts": record.attempts,
-        "node": record.node,
-        "container": record.container,
-        "created_at": record.created_at,
-        "started_at": record.started_at,
-        "finished_at": record.finished_at,
-        "duration_ms": record.duration_ms,
-        "exit_code": record.exit_code,
-        "served": record.served,
-        "error_type": record.error.type if record.error else None,
-        "error_message": record.error.message if record.error else None,
-        "result": record.result,
-        "callback_url": record.callback_url,
-        "callback": record.callback.model_dump(mode="json") if record.callback else None,
-    }
+    return _text_safe(
+        {
+            "id": record.id,
+            "number": record.number,
+            "function": record.function,
+            "version": record.version,
+            "runtime": record.runtime,
+            "params": record.params,
+            "status": record.status.value,
+            "attempts": record.attempts,
+            "node": record.node,
+            "container": record.container,
+            "created_at": record.created_at,
+            "started_at": record.started_at,
+            "finished_at": record.finished_at,
+            "duration_ms": record.duration_ms,
+            "exit_code": record.exit_code,
+            "served": record.served,
+            "error_type": record.error.type if record.error else None,
+            "error_message": record.error.message if record.error else None,
+            "result": record.result,
+            "callback_url": record.callback_url,
+            "callback": record.callback.model_dump(mode="json") if record.callback else None,
+        }
+    )
 
 
 def row_to_record(row: Mapping[Any, Any]) -> CallRecord:
@@ -70,26 +88,28 @@ def row_to_record(row: Mapping[Any, Any]) -> CallRecord:
 
 def job_to_values(state: JobState) -> dict[str, Any]:
     """Column values of a job (all of them: ``updated_at`` is an event time here)."""
-    return {
-        "id": state.id,
-        "number": state.number,
-        "name": state.name,
-        "description": state.description,
-        "priority": state.priority,
-        "image": state.image,
-        "command": state.command,
-        "env": state.env,
-        "secret_env_names": state.secret_env_names,
-        "metadata": state.metadata,
-        "status": state.status.value,
-        "started_node": state.started_node,
-        "finished_node": state.finished_node,
-        "container": state.container,
-        "started_at": state.started_at,
-        "created_at": state.created_at,
-        "updated_at": state.updated_at,
-        "result": state.result.model_dump(mode="json"),
-    }
+    return _text_safe(
+        {
+            "id": state.id,
+            "number": state.number,
+            "name": state.name,
+            "description": state.description,
+            "priority": state.priority,
+            "image": state.image,
+            "command": state.command,
+            "env": state.env,
+            "secret_env_names": state.secret_env_names,
+            "metadata": state.metadata,
+            "status": state.status.value,
+            "started_node": state.started_node,
+            "finished_node": state.finished_node,
+            "container": state.container,
+            "started_at": state.started_at,
+            "created_at": state.created_at,
+            "updated_at": state.updated_at,
+            "result": state.result.model_dump(mode="json"),
+        }
+    )
 
 
 def row_to_job(row: Mapping[Any, Any]) -> JobState:

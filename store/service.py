@@ -1,4 +1,4 @@
-"""The store's request/reply endpoints on ``nats.micro``: calls, logs, jobs.
+"""The store's request/reply endpoints on ``nats.micro``: calls, logs, jobs, dead letters.
 
 Errors become micro error replies here and nowhere else: 400 for a request that does not
 decode or cannot be answered as asked, 404 for an unknown call or job, 413 for a reply too big
@@ -18,7 +18,19 @@ from nats.micro.service import Service
 from pydantic import BaseModel
 
 from common.logs import fields
-from schemas import CallQuery, GetCall, GetJob, GetLogs, InvalidMessage, JobQuery, Layout, decode, encode
+from schemas import (
+    CallQuery,
+    DeadLetterQuery,
+    GetCall,
+    GetJob,
+    GetLogs,
+    InvalidMessage,
+    JobQuery,
+    Layout,
+    decode,
+    encode,
+)
+from store.dead_letter_queries import DeadLetterQueries
 from store.errors import BadRequest, NotFound
 from store.job_queries import JobQueries
 from store.log_queries import LogQueries
@@ -35,6 +47,7 @@ class Queries:
     calls: CallQueries
     logs: LogQueries
     jobs: JobQueries
+    dead_letters: DeadLetterQueries
 
 
 async def start_service(nc: Client, layout: Layout, queries: Queries) -> Service:
@@ -55,18 +68,22 @@ async def start_service(nc: Client, layout: Layout, queries: Queries) -> Service
     async def list_jobs(request: Request) -> None:
         await _answer(request, lambda: queries.jobs.list(decode(JobQuery, request.data)))
 
+    async def list_dead_letters(request: Request) -> None:
+        await _answer(request, lambda: queries.dead_letters.list(decode(DeadLetterQuery, request.data)))
+
     endpoints = {
         "get_call": (layout.store_get_call, get_call),
         "list_calls": (layout.store_list_calls, list_calls),
         "get_logs": (layout.store_get_logs, get_logs),
         "get_job": (layout.store_get_job, get_job),
         "list_jobs": (layout.store_list_jobs, list_jobs),
+        "list_dead_letters": (layout.store_list_dead_letters, list_dead_letters),
     }
     service = await add_service(
         nc,
         name=SERVICE_NAME,
         version=SERVICE_VERSION,
-        description="call records, logs, job records",
+        description="call records, logs, job records, dead letters",
         queue_group=SERVICE_NAME,
     )
     try:

@@ -1,6 +1,8 @@
 """Settings of the store service, from ``FAAS_STORE_*`` environment variables."""
 
-from pydantic import Field, field_validator
+from typing import Self
+
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from common.natsclient import NatsClientSettings
@@ -22,10 +24,21 @@ class StoreSettings(NatsClientSettings):
     linger_s: float = Field(default=0.005, ge=0, le=1.0)
     # How long one fetch waits for events; also bounds how long a graceful stop waits.
     fetch_timeout_s: float = Field(default=1.0, gt=0)
-    # Redelivery delay of a batch whose transaction failed (the database is down, locked...).
-    nak_delay_s: float = Field(default=2.0, ge=0)
+    # While the database is unavailable (down, locked, full), the batch in hand is retried
+    # after this delay, doubling up to max_retry_delay_s; nothing is set aside meanwhile.
+    retry_delay_s: float = Field(default=0.5, gt=0)
+    max_retry_delay_s: float = Field(default=10.0, gt=0)
     # Redelivery delay of events a store took but never acknowledged (it was killed, say).
     ack_wait_s: float = Field(default=30.0, gt=0)
+    # Deliveries of one event before JetStream gives up on it: the last one is applied alone
+    # and set aside as a dead letter if the database refuses it (store/ingest.py).
+    max_deliver: int = Field(default=10, ge=2, le=1000)
+    # Call records last written (with their log lines), job records created and dead letters
+    # set aside longer ago than this are deleted (store/retention.py); 0 keeps them for
+    # ever. Checked every retention_interval_s, in transactions of at most retention_batch rows.
+    retention_days: float = Field(default=30.0, ge=0)
+    retention_interval_s: float = Field(default=3600.0, gt=0)
+    retention_batch: int = Field(default=1000, ge=1, le=10_000)
     # How long stop() waits for the batch in hand before cancelling the ingest loop.
     stop_grace_s: float = Field(default=10.0, ge=0)
     # Scheduling niceness of the store's process (its threads included), set at start: the
@@ -34,6 +47,12 @@ class StoreSettings(NatsClientSettings):
     # wait in the events stream meanwhile. 0: leave it as started.
     nice: int = Field(default=10, ge=0, le=19)
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _retry_delays(self) -> Self:
+        if self.max_retry_delay_s < self.retry_delay_s:
+            raise ValueError("max_retry_delay_s must be at least retry_delay_s")
+        return self
 
     @field_validator("prefix")
     @classmethod

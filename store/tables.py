@@ -1,14 +1,14 @@
-"""The store's tables: call records, log chunks, job records.
+"""The store's tables: call records, log chunks, job records, dead letters.
 
 Defined here and only here: Alembic migrations (``store/migrations``) are written against
 ``Base.metadata``, and a unit test checks that the two agree. Code reads and writes through
-the Core tables (``calls``, ``call_logs``, ``jobs``), whose keys are the column names.
+the Core tables (``calls``, ``call_logs``, ``jobs``, ``dead_letters``), whose keys are the column names.
 """
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, LargeBinary, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from store.db import Base, FreeJSON, UTCDateTime
@@ -105,6 +105,27 @@ class JobRow(Base):
     )
 
 
+class DeadLetterRow(Base):
+    """An event the store could not apply (store.ingest): set aside so that the events after
+    it are stored, with what an operator needs to see why and to publish it again."""
+
+    __tablename__ = "dead_letters"
+
+    # Where the event was in the events stream: a redelivered dead letter is one row.
+    stream: Mapped[str] = mapped_column(String, primary_key=True)
+    sequence: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    subject: Mapped[str] = mapped_column(Text)
+    # How many times JetStream had delivered it to a store.
+    deliveries: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str] = mapped_column(Text)
+    # The message exactly as it was published (any bytes).
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    # When it was set aside (the store's clock).
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_dead_letters_at", "at"),)
+
+
 def _table(mapped: type[Base]) -> Table:
     # Mapped classes type __table__ as FromClause; these are plain Tables.
     table = mapped.__table__
@@ -115,3 +136,4 @@ def _table(mapped: type[Base]) -> Table:
 calls = _table(CallRow)
 call_logs = _table(LogChunkRow)
 jobs = _table(JobRow)
+dead_letters = _table(DeadLetterRow)

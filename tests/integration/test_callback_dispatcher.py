@@ -103,3 +103,38 @@ async def test_a_post_held_past_the_ack_wait_is_kept_alive_not_redelivered(
 
 async def _posted(receiver: HoldingReceiver) -> bool:
     return bool(receiver.calls)
+
+
+async def test_a_dispatch_that_never_records_ends_in_a_failed_outcome_not_another_post(
+    nc: Client, layout: Layout, gateway_nc: Client
+) -> None:
+    receiver = HoldingReceiver(hold_s=3.0)
+    async with receiving(receiver) as url:  # type: ignore[arg-type]
+        first = CallbackDispatcher(
+            gateway_nc, gateway_nc.jetstream(), layout, POLICY, guard=LOCAL, ack_wait_s=1.0, max_dispatches=1
+        )
+        await first.start()
+        info = await nc.jetstream().consumer_info(layout.events_stream, CONSUMER)
+        assert info.config.max_deliver == 2
+        call_id = await finished_with_callback(nc, layout, url)
+        await wait_until(lambda: _posted(receiver), 10, "the POST")
+        # This gateway stops before the outcome is recorded: its delivery is not acked.
+        await first.stop(grace_s=0)
+        # The redelivery is the last: its outcome is recorded as failed, without a POST.
+        async with dispatching(gateway_nc, layout, ack_wait_s=1.0, max_dispatches=1):
+
+            async def recorded() -> bool:
+                try:
+                    await nc.jetstream().get_last_msg(layout.events_stream, layout.event(call_id, "callback"))
+                except NotFoundError:
+                    return False
+                return True
+
+            await wait_until(recorded, 20, "the callback event")
+            info = await nc.jetstream().consumer_info(layout.events_stream, CONSUMER)
+            assert info.num_pending == 0 and info.num_ack_pending == 0
+    msg = await nc.jetstream().get_last_msg(layout.events_stream, layout.event(call_id, "callback"))
+    event = decode_event(msg.data or b"")
+    assert isinstance(event, Callback) and not event.outcome.delivered and event.outcome.attempts == 0
+    assert "gave up after 1 dispatches" in (event.outcome.error or "")
+    assert receiver.calls == [call_id]

@@ -187,7 +187,8 @@ async def test_an_idle_store_takes_a_new_event_at_once(
     # A long fetch timeout: the event must wake the waiting pull, not the next poll.
     store = stores(settings.model_copy(update={"fetch_timeout_s": 20.0, "stop_grace_s": 1.0}))
     await store.start()
-    await eventually(lambda: _true_if(store.ingest_stats.acked == 0 and len(store.tasks) == 1))
+    # Running: the ingest loop and retention.
+    await eventually(lambda: _true_if(store.ingest_stats.acked == 0 and len(store.tasks) == 2))
     started = time.monotonic()
     await publish(nc, layout, story("wake", 1))
     await eventually(lambda: done_call(nc, layout, "wake"), timeout=10.0)

@@ -50,7 +50,7 @@ def store_settings(server: NatsServer, layout: Layout, tmp_path: Path, **kw: Any
         prefix=layout.prefix,
         database_url=f"sqlite+aiosqlite:///{tmp_path}/db/faas.db",
         fetch_timeout_s=0.25,
-        nak_delay_s=0.05,
+        retry_delay_s=0.05,
         stop_grace_s=5.0,
     )
     return StoreSettings(**{**base, **kw})

@@ -33,7 +33,7 @@ from store.writer import EventWriter
 POSTGRES_URL_ENV = "FAAS_TEST_POSTGRES_URL"
 REQUIRE_POSTGRES_ENV = "FAAS_REQUIRE_POSTGRES"
 BACKENDS = ["sqlite", "postgresql"]
-HEAD = "0004"
+HEAD = "0005"
 
 
 def postgres_url() -> str:
@@ -111,7 +111,7 @@ async def test_upgrade_creates_everything_and_is_idempotent(engine: AsyncEngine)
     assert await migrate(engine) == HEAD  # a restart changes nothing
     async with engine.connect() as conn:
         tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
-    assert {"calls", "call_logs", "jobs", "alembic_version"} <= tables
+    assert {"calls", "call_logs", "jobs", "dead_letters", "alembic_version"} <= tables
 
 
 async def test_the_models_and_the_migrations_agree(engine: AsyncEngine) -> None:

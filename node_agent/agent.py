@@ -112,7 +112,7 @@ class NodeAgent(Lifecycle):
             await self._js.key_value(self.layout.functions_bucket),
         )
         self._artifacts = ArtifactCache(
-            await self._js.object_store(self.layout.artifacts_bucket), s.cache_dir, owner=s.call_owner
+            await self._js.object_store(self.layout.artifacts_bucket), s.cache_dir, s.artifact_cache_bytes, s.call_owner
         )
         ca = str(s.ca_bundle) if s.ca_bundle else None
         deps = DependencyImages(self._engine, self._artifacts, s.node_id, ca)

@@ -95,6 +95,11 @@ class PullConsumer:
         self._next: dict[str, asyncio.Future[Msg | None]] = {}
         self._next_prefix = f"{self._inbox}.{_NEXT_TOKEN}"
 
+    @property
+    def next_subject(self) -> str:
+        """Where the consumer's pull requests go (``$JS.API.CONSUMER.MSG.NEXT.…``)."""
+        return self._next_subject
+
     @classmethod
     async def bind(cls, nc: Client, stream: str, consumer: str, request_expires_s: float = 1.0) -> "PullConsumer":
         pull = cls(nc, stream, consumer, request_expires_s)

@@ -16,12 +16,14 @@ from common.jetstream import connect, drain_or_close, wait_layout
 from common.lifecycle import Lifecycle, TaskSet
 from common.logs import fields
 from common.natsauth import agent_streams
+from common.pollone import poll_one
 from common.pull import ConsumerGone, PullConsumer
 from common.sealing import SecretsKey
 from node_agent.calls.catalog import Catalog
 from node_agent.calls.executor import Executor
 from node_agent.calls.rescue import rescue_dead_nodes
 from node_agent.calls.runner import CallRunner
+from node_agent.calls.slots import Slots, take_slot
 from node_agent.containers.artifacts import ArtifactCache
 from node_agent.containers.deps import DependencyImages
 from node_agent.containers.docker import DockerEngine, Engine
@@ -70,7 +72,7 @@ class NodeAgent(Lifecycle):
         self._engine = engine
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
-        self._slots = asyncio.Semaphore(settings.slots)
+        self._slots = Slots(settings.slots)
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self.running = 0
@@ -285,30 +287,25 @@ class NodeAgent(Lifecycle):
             self.tasks.failed.set()
 
     async def _pull_loop(self, runtime: str, pull: PullConsumer) -> None:
+        nc, wait_s = self._nc, self.settings.fetch_timeout_s
+        assert nc is not None
         try:
             # stop() cancels this task; the flag ends it too if a library swallowed that cancel
             while not self._stopping.is_set():
-                # A pull request is issued only with a free slot reserved for its message:
-                # one message per request, at most one request open per loop.
-                await self._slots.acquire()
+                # A request open on every subject while a slot is free, none reserved for it:
+                # all are withdrawn once the last slot is taken (calls/slots.py).
+                await self._slots.wait_free()
                 try:
-                    msgs = await pull.fetch(1, timeout=self.settings.fetch_timeout_s)
+                    msg = await poll_one(nc, pull.next_subject, wait_s, self._slots.when_full())
                 except ConsumerGone as err:
-                    self._slots.release()
                     log.warning("agent.consumer_gone", extra=fields(runtime=runtime, error=str(err)))
                     await asyncio.sleep(1.0)
                     continue
-                except BaseException:
-                    self._slots.release()
-                    raise
-                if not msgs:
-                    self._slots.release()
-                    continue
-                for msg in msgs:
-                    # one slot's calls, however many its acks bring (the call reads its own number)
+                if msg is not None:
+                    await take_slot(self._slots, msg, self.settings.ack_wait_s)  # and the calls its acks bring
                     self._calls.spawn(self._handle(msg, pull), f"slot:{runtime}", critical=False)
         finally:
-            # Delivered but not taken (a stop in between): handed back for redelivery at once.
+            # Delivered to an ack's request but not taken (a stop in between): handed back.
             await asyncio.shield(pull.close(settle=False))
 
     # --- one call -------------------------------------------------------------------

@@ -11,7 +11,8 @@ import time
 
 from common.logs import fields
 from node_agent.containers.artifacts import ROOT, ArtifactCache, call_tar
-from node_agent.containers.docker import ContainerSpec, Engine
+from node_agent.containers.config import ContainerSpec
+from node_agent.containers.docker import Engine
 from node_agent.errors import AgentError
 from schemas import FunctionRecord, RuntimeSpec
 

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import struct
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiodocker
@@ -18,6 +18,7 @@ from aiodocker.exceptions import DockerError
 
 from common.logs import fields
 from node_agent.containers import firewall
+from node_agent.containers.config import ContainerSpec, container_config
 from node_agent.containers.firewall import SealConfig
 from node_agent.errors import EngineError, ImageNotFound, NetworkUnavailable, StreamClosed
 
@@ -27,26 +28,6 @@ _FRAME = struct.Struct(">BxxxI")
 
 # Docker's stream ids in attached and multiplexed output frames: (stream, bytes).
 STDOUT, STDERR = 1, 2
-
-
-@dataclass
-class ContainerSpec:
-    image: str
-    cmd: list[str]
-    env: dict[str, str] = field(default_factory=dict)
-    workdir: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    memory_mb: int = 256
-    network: bool = False
-    pids_limit: int = 256
-    cpus: float = 1.0
-    binds: list[str] = field(default_factory=list)
-    # Keep stdin open for an attached session (warm containers, handler protocol).
-    stdin: bool = False
-    # Attached sessions read output from the stream, so the engine need not keep it.
-    keep_logs: bool = True
-    # Docker's ``User`` (uid[:gid] or name); None: the image's own.
-    user: str | None = None
 
 
 @dataclass
@@ -122,42 +103,6 @@ _SEALED_OPTIONS = {
 }
 
 
-def _container_config(spec: ContainerSpec, network: str = "none") -> dict[str, Any]:
-    """``network``: the Docker network of a container with network access."""
-    host: dict[str, Any] = {
-        "NetworkMode": network if spec.network else "none",
-        "Memory": spec.memory_mb * 1024 * 1024,
-        "MemorySwap": spec.memory_mb * 1024 * 1024,  # no swap: the limit is the limit
-        "PidsLimit": spec.pids_limit,
-        "NanoCpus": int(spec.cpus * 1e9),
-        "SecurityOpt": ["no-new-privileges"],
-        "CapDrop": ["ALL"],
-        "Binds": spec.binds,
-        # Logs are read once after exit; cap what the engine keeps on disk.
-        "LogConfig": {"Type": "json-file", "Config": {"max-size": "64m", "max-file": "1"}}
-        if spec.keep_logs
-        else {"Type": "none", "Config": {}},
-    }
-    config: dict[str, Any] = {
-        "Image": spec.image,
-        "Cmd": spec.cmd,
-        "Env": [f"{k}={v}" for k, v in spec.env.items()],
-        "Labels": spec.labels,
-        "NetworkDisabled": not spec.network,
-        "AttachStdout": spec.stdin,
-        "AttachStderr": spec.stdin,
-        "AttachStdin": spec.stdin,
-        "OpenStdin": spec.stdin,
-        "StdinOnce": False,
-        "HostConfig": host,
-    }
-    if spec.workdir:
-        config["WorkingDir"] = spec.workdir
-    if spec.user:
-        config["User"] = spec.user
-    return config
-
-
 class DockerEngine:
     def __init__(self, url: str | None = None) -> None:
         self._docker = aiodocker.Docker(url=url)
@@ -174,7 +119,7 @@ class DockerEngine:
     def _config(self, spec: ContainerSpec) -> dict[str, Any]:
         if spec.network and self._network is None:
             raise NetworkUnavailable(f"this node gives containers no network access: {self._unsealed}")
-        return _container_config(spec, self._network or "none")
+        return container_config(spec, self._network or "none")
 
     async def create(self, spec: ContainerSpec) -> str:
         try:

@@ -18,7 +18,8 @@ import traceback
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from node_agent.containers.docker import ContainerSpec, Engine, ExitState, Output
+from node_agent.containers.config import ContainerSpec
+from node_agent.containers.docker import Engine, ExitState, Output
 from node_agent.containers.firewall import SealConfig
 from node_agent.errors import EngineError, ImageNotFound, NetworkUnavailable
 from tests.fakes.container import KILLED, STDERR, STDOUT, Exit, FakeAttached, FakeContainer, Process, Program, Signal

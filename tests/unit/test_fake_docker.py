@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from node_agent.containers.artifacts import call_tar
-from node_agent.containers.docker import ContainerSpec
+from node_agent.containers.config import ContainerSpec
 from node_agent.errors import EngineError, ImageNotFound, StreamClosed
 from tests.fakes.container import KILLED, PIPE_BYTES, STDERR, STDOUT, Process, emits
 from tests.fakes.docker import FakeEngine

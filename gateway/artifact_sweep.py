@@ -117,6 +117,7 @@ class ArtifactSweeper:
         self.keep_versions, self.interval_s, self.grace_s = keep_versions, interval_s, grace_s
         self._poked = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.sweeps = 0
 
     def poke(self) -> None:
@@ -130,18 +131,24 @@ class ArtifactSweeper:
             self._task = asyncio.create_task(self._run(), name="gateway:artifact-sweep")
 
     async def stop(self) -> None:
+        # nats-py's watchers (KV history, object listing) may swallow a cancel: the flag and
+        # the event end the loop all the same.
+        self._stopping = True
+        self._poked.set()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 async with asyncio.timeout(self.interval_s):
                     await self._poked.wait()
             except TimeoutError:
                 pass
+            if self._stopping:
+                return
             self._poked.clear()
             try:
                 result = await sweep(self._kv, self._store, self.keep_versions, self.grace_s)

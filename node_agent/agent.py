@@ -27,6 +27,7 @@ from node_agent.calls.slots import Slots, take_slot
 from node_agent.containers.artifacts import ArtifactCache
 from node_agent.containers.deps import DependencyImages
 from node_agent.containers.docker import DockerEngine, Engine
+from node_agent.containers.prune import ImagePruner
 from node_agent.errors import NetworkUnavailable
 from node_agent.jobs.worker import JobConfig, JobWorker
 from node_agent.nodeid import claim_node_id
@@ -109,10 +110,9 @@ class NodeAgent(Lifecycle):
         else:
             self._engine.open_network()
             log.warning("agent.network_unsealed_by_setting", extra=fields(node=s.node_id))
-        self._catalog = Catalog(
-            await self._js.key_value(self.layout.runtimes_bucket),
-            await self._js.key_value(self.layout.functions_bucket),
-        )
+        runtimes_kv = await self._js.key_value(self.layout.runtimes_bucket)
+        functions_kv = await self._js.key_value(self.layout.functions_bucket)
+        self._catalog = Catalog(runtimes_kv, functions_kv)
         self._artifacts = ArtifactCache(
             await self._js.object_store(self.layout.artifacts_bucket), s.cache_dir, s.artifact_cache_bytes, s.call_owner
         )
@@ -182,12 +182,14 @@ class NodeAgent(Lifecycle):
         if self.pools is not None:
             self.tasks.spawn(self.pools.maintain(), "pools")
             if s.policy == "adaptive":  # a stem cell ready for each new version's first call
-                kv = await self._js.key_value(self.layout.functions_bucket)
-                versions = follow_new_versions(kv, self.pools, s.serves, s.expect_first_call_s)
+                versions = follow_new_versions(functions_kv, self.pools, s.serves, s.expect_first_call_s)
                 self.tasks.spawn(versions, "new-versions")
         # Work the gateway routes to this node because it holds the function/runtime warm.
         await self._serve(self.layout.invoke_node(s.node_id), self.layout.node_consumer(s.node_id), NODE_LOOP)
         await self._jobs.start()
+        kvs = (runtimes_kv, functions_kv)
+        images = ImagePruner(self._engine, deps, *kvs, s.node_id, s.cache_dir, s.image_prune_s, s.image_idle_s)
+        self.tasks.spawn(images.run(self._stopping), "image-prune")
         self.tasks.spawn(self._heartbeat(), "heartbeat")
         self.tasks.spawn(self._rescue_loop(), "rescue")
         if s.network_seal:

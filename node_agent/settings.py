@@ -81,6 +81,10 @@ class AgentSettings(NatsClientSettings):
     job_max_cpus: float = Field(default=0.0, ge=0)
     job_max_timeout_s: float = Field(default=3600.0, gt=0)
     cache_dir: Path = Path("data/agent-cache")
+    # Dependency images no function's latest version needs and job images this agent
+    # pulled are removed every image_prune_s once unused for image_idle_s (containers/prune.py).
+    image_prune_s: float = Field(default=3600.0, gt=0)
+    image_idle_s: float = Field(default=86400.0, ge=0)
     # Code tar bodies kept in memory (least recently used out first), in bytes.
     artifact_cache_bytes: int = Field(default=DEFAULT_BODY_BYTES, ge=0)
     # Warm handler containers get the protocol over a Unix socket in a directory of their own

@@ -20,6 +20,7 @@ from common.logs import fields
 from node_agent.containers import firewall
 from node_agent.containers.config import ContainerSpec, container_config
 from node_agent.containers.firewall import SealConfig
+from node_agent.containers.images import ImageInfo, ImageUse
 from node_agent.errors import EngineError, ImageNotFound, NetworkUnavailable, StreamClosed
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,9 @@ class _AttachedStream:
 class Engine(Protocol):
     """What the runner needs from a container engine (fakes implement it for unit tests)."""
 
+    # what it pulled, and when each image last started a container (containers/images.py)
+    usage: ImageUse
+
     async def create(self, spec: ContainerSpec) -> str: ...
     async def put_archive(self, cid: str, path: str, data: bytes) -> None: ...
     async def start(self, cid: str) -> None: ...
@@ -88,6 +92,9 @@ class Engine(Protocol):
     async def attach(self, cid: str) -> Attached: ...
     async def commit(self, cid: str, image: str) -> None: ...
     async def pull(self, image: str, auth: dict[str, str] | None = None) -> None: ...
+    async def list_images(self, label: str | None = None) -> list[ImageInfo]: ...
+    async def images_in_use(self) -> set[str]: ...
+    async def remove_image(self, image: str) -> bool: ...
     async def create_job(self, spec: ContainerSpec) -> str: ...
     def follow_output(self, cid: str, follow: bool = True) -> AsyncIterator[tuple[int, bytes]]: ...
     async def seal_network(self, seal: SealConfig) -> bool: ...
@@ -109,6 +116,7 @@ class DockerEngine:
         # Where containers with network access go; None: they are refused, for this reason.
         self._network: str | None = None
         self._unsealed = "the container network has not been sealed on this node"
+        self.usage = ImageUse()
 
     async def ping(self) -> None:
         try:
@@ -122,6 +130,7 @@ class DockerEngine:
         return container_config(spec, self._network or "none")
 
     async def create(self, spec: ContainerSpec) -> str:
+        self.usage.note_use(spec.image)
         try:
             container = await self._docker.containers.create(self._config(spec))
         except DockerError as err:
@@ -199,6 +208,27 @@ class DockerEngine:
             if err.status == 404:
                 raise ImageNotFound(f"image {image!r} was not found on its registry: {err.message}") from err
             raise EngineError(f"pulling {image!r} failed: {err.message}") from err
+        self.usage.note_pull(image)
+
+    async def list_images(self, label: str | None = None) -> list[ImageInfo]:
+        """Local images (with ``label``: ``key`` or ``key=value``, those carrying it)."""
+        found = await self._docker.images.list(filters={"label": [label]} if label else None)
+        return [ImageInfo(i["Id"], list(i.get("RepoTags") or []), dict(i.get("Labels") or {})) for i in found]
+
+    async def images_in_use(self) -> set[str]:
+        """The image ids of every container, running or not."""
+        return {str(c._container.get("ImageID")) for c in await self._docker.containers.list(all=True)}
+
+    async def remove_image(self, image: str) -> bool:
+        """Untag (and delete, if it was its last name) a local image; False if it was gone or
+        a container uses it (Docker refuses then)."""
+        try:
+            await self._docker.images.delete(image)
+        except DockerError as err:
+            if err.status in (404, 409):
+                return False
+            raise EngineError(f"removing image {image!r} failed: {err.message}") from err
+        return True
 
     async def remove(self, cid: str, grace_s: float = 0) -> None:
         """The one teardown: SIGTERM and up to ``grace_s`` to exit, then SIGKILL, then delete."""
@@ -321,6 +351,7 @@ class DockerEngine:
         capabilities, ``no-new-privileges``, the limits), the image's own command when
         ``spec.cmd`` is empty."""
         config = self._config(spec)
+        self.usage.note_use(spec.image)
         if not spec.cmd:
             config.pop("Cmd", None)
         try:

@@ -8,6 +8,7 @@ import aiohttp
 import pytest
 
 from faas_cli.up import Platform
+from tests.e2e.natsproto import RawNats
 from tests.e2e.platform_harness import poll_json, running_platform, session
 from tests.functions import HANDLER_RUNTIME_CMD, zip_bytes
 
@@ -71,6 +72,17 @@ async def test_largest_params_and_result_are_done_in_one_attempt(platform: Platf
         assert call["status"] == "DONE" and call["attempts"] == 1, {k: v for k, v in call.items() if k != "result"}
         assert call["result"] == "r" * (RESULT_MAX - 2)
         assert call["params"] == params  # the gateway's accepted event carries them
+
+        # The same over NATS (nats req faas.call.big): the reply leaves out the params the
+        # caller sent, which do not fit beside the result in one message.
+        password = (platform.data / "nats-users" / "invoker.password").read_text().strip()
+        raw = await RawNats.connect(platform.nats.host, platform.nats.port, "invoker", password)
+        try:
+            reply = (await raw.req("faas.call.big", body.encode())).json()
+        finally:
+            await raw.close()
+        assert reply["status"] == "DONE" and reply["attempts"] == 1 and reply["params"] is None
+        assert reply["result"] == call["result"]
 
         # A handler's error message of 2 MiB: cut, with its size, in one attempt.
         async with http.post("/v1/functions/longerror/invoke", json={"n": 2 << 20}) as resp:

@@ -115,6 +115,11 @@ class PullConsumer:
         self._next: dict[str, asyncio.Future[Msg | None]] = {}
         self._next_prefix = f"{self._inbox}.{_NEXT_TOKEN}"
 
+    @property
+    def next_subject(self) -> str:
+        """Where the consumer's pull requests go (``$JS.API.CONSUMER.MSG.NEXT.…``)."""
+        return self._next_subject
+
     @classmethod
     async def bind(
         cls,
@@ -349,6 +354,13 @@ class PullConsumer:
         if future is not None and not future.done():
             log.warning("pull.next_lost", extra=fields(consumer=self._consumer))
             future.set_result(None)
+
+    async def recreate(self, error: str) -> None:
+        """Make the consumer again from its config when a request made outside this class
+        (``common.pollone``) found it gone; :class:`ConsumerGone` without a config, or when
+        NATS refuses."""
+        self._error = error
+        await self._recreate_or_raise()
 
     async def _recreate_or_raise(self) -> None:
         """The consumer was found gone: make it again from its config, or raise ConsumerGone."""

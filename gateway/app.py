@@ -13,6 +13,7 @@ from common.lifecycle import Lifecycle, TaskSet
 from common.logs import fields
 from common.sealing import SecretsKey
 from gateway.access import RULES
+from gateway.artifact_sweep import ArtifactSweeper
 from gateway.bootstrap import ensure_admin_token
 from gateway.call_service import CallService
 from gateway.call_watch import Replies
@@ -104,10 +105,12 @@ class Gateway(Lifecycle):
         self.on_stop("replies", replies.stop)
         await replies.start()
         runtimes = Runtimes(await js.key_value(self.layout.runtimes_bucket))
-        functions = Functions(
-            await js.key_value(self.layout.functions_bucket),
-            await js.object_store(self.layout.artifacts_bucket),
-        )
+        functions_kv = await js.key_value(self.layout.functions_bucket)
+        artifacts = await js.object_store(self.layout.artifacts_bucket)
+        sweeper = ArtifactSweeper(functions_kv, artifacts, s.keep_versions, s.artifact_sweep_s, s.artifact_grace_s)
+        self.on_stop("artifact-sweep", sweeper.stop)
+        await sweeper.start()
+        functions = Functions(functions_kv, artifacts, changed=sweeper.poke)
         tokens = Tokens(await js.key_value(self.layout.tokens_bucket))
         for name, mirror in (
             ("runtimes", runtimes.mirror),

@@ -1,6 +1,7 @@
 """``nats req faas.call.<function> '<params json>'``: a synchronous call without HTTP.
 
-A nats.micro service ``faas-gateway`` (queue group ``faas-gateway``, so gateways share the
+The reply is the call record; without its params when they would not fit beside the result
+in one message. A nats.micro service ``faas-gateway`` (queue group ``faas-gateway``, so gateways share the
 load). nats.micro awaits a handler inline, one message at a time per subscription, so a
 handler that waited for its call would hold up every other caller: each request is spawned
 into its own named task in the gateway's TaskSet and answered from there.
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = "faas-gateway"
 SERVICE_VERSION = "0.1.0"
+# Room for the reply's headers under the server's max payload.
+_HEADROOM = 4096
 
 
 class CallService:
@@ -87,7 +90,11 @@ class CallService:
                     "timeout",
                     f"call {t.id} (#{t.number}) did not finish within {self._wait_s:g}s; it goes on",
                 )
-            await req.respond(outcome.record.model_dump_json().encode(), headers={"Faas-Call-Id": t.id})
+            body = outcome.record.model_dump_json().encode()
+            if len(body) > self._nc.max_payload - _HEADROOM:
+                # The largest params beside the largest result: the caller sent the params.
+                body = outcome.record.model_copy(update={"params": None}).model_dump_json().encode()
+            await req.respond(body, headers={"Faas-Call-Id": t.id})
         except GatewayError as err:
             await self._respond_error(req, str(err.status), err.message)
         except Exception:

@@ -4,6 +4,7 @@ history = versions) and their archives in the object store (object name = digest
 import asyncio
 import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from nats.js.errors import KeyWrongLastSequenceError, NoKeysError, ObjectNotFoundError
@@ -21,9 +22,11 @@ _PUT_RETRIES = 5
 
 
 class Functions:
-    def __init__(self, kv: KeyValue, artifacts: ObjectStore) -> None:
+    def __init__(self, kv: KeyValue, artifacts: ObjectStore, changed: Callable[[], None] | None = None) -> None:
         self._kv = kv
         self._artifacts = artifacts
+        # Told after a version is written or a function deleted (the artifact sweep).
+        self._changed = changed or (lambda: None)
         # Every call reads its function: from this copy of the bucket, not a KV round trip.
         self.mirror = KVMirror(kv, "functions")
 
@@ -96,15 +99,18 @@ class Functions:
                 except KeyWrongLastSequenceError:
                     continue
             self.mirror.note(name, revision, data)
+            self._changed()
             return record
         raise GatewayError(409, "conflict", f"function {name!r} is being registered concurrently: retry")
 
     async def delete(self, name: str) -> None:
-        """A delete marker: history (hence version numbering) survives; archives stay put."""
+        """A delete marker: history (hence version numbering) survives; the archives go with
+        the next artifact sweep (gateway/artifact_sweep.py)."""
         await self.get(name)
         with nats_unavailable("deleting the function"):
             await self._kv.delete(name)
         await self.mirror.refresh(name)
+        self._changed()
 
 
 @functools.lru_cache(maxsize=1024)

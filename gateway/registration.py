@@ -2,7 +2,8 @@
 
 Everything is validated before anything is written; then the archive goes to the object
 store and only then the record to KV, so a failure leaves nothing half-registered (at most
-an unreferenced archive, which a retry reuses since it is named by its digest).
+an unreferenced archive, which a retry reuses since it is named by its digest, and which
+the artifact sweep removes after its grace period otherwise).
 """
 
 import hashlib
@@ -103,6 +104,9 @@ async def register_function(
     }
     await functions.store_archive(digest, archive)
     record = await functions.add_version(draft)
+    # Once more: an archive no version kept (the same code as a removed version) may have
+    # been swept between the two steps; the version now keeps it.
+    await functions.store_archive(digest, archive)
     log.info(
         "function.registered",
         extra=fields(function=name, version=record.version, runtime=runtime, digest=digest, size=len(archive)),

@@ -54,6 +54,13 @@ class GatewaySettings(NatsClientSettings):
     layout_wait_s: float = Field(default=60.0, ge=0)
     # How long stop() lets in-flight HTTP requests and NATS calls finish before cancelling them.
     shutdown_grace_s: float = Field(default=10.0, ge=0)
+    # Function archives (gateway/artifact_sweep.py): those of each function's last
+    # keep_versions versions are kept (a deleted function: none); the rest are removed by a
+    # sweep soon after each registration or deletion and every artifact_sweep_s, once
+    # stored more than artifact_grace_s ago. At most the functions bucket's history (64).
+    keep_versions: int = Field(default=10, ge=1, le=64)
+    artifact_sweep_s: float = Field(default=3600.0, gt=0)
+    artifact_grace_s: float = Field(default=600.0, ge=0)
     # Container jobs: the largest ``POST /v1/jobs`` body.
     max_job_bytes: int = Field(default=256 * 1024, ge=1)
     # Live logs (Server-Sent Events): a comment this often keeps idle streams (and proxies) open;

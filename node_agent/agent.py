@@ -18,15 +18,18 @@ from common.lifecycle import Lifecycle, TaskSet
 from common.logs import fields
 from common.natsauth import agent_streams
 from common.periodic import every
+from common.pollone import poll_one
 from common.pull import ConsumerGone, PullConsumer
 from common.sealing import SecretsKey
 from node_agent.calls.catalog import Catalog
 from node_agent.calls.executor import Executor
 from node_agent.calls.rescue import rescue_dead_nodes
 from node_agent.calls.runner import CallRunner
+from node_agent.calls.slots import Slots, take_slot
 from node_agent.containers.artifacts import ArtifactCache
 from node_agent.containers.deps import DependencyImages
 from node_agent.containers.docker import DockerEngine, Engine
+from node_agent.containers.prune import ImagePruner
 from node_agent.errors import NetworkUnavailable
 from node_agent.jobs.worker import JobConfig, JobWorker
 from node_agent.nodeid import claim_node_id
@@ -72,7 +75,7 @@ class NodeAgent(Lifecycle):
         self._engine = engine
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
-        self._slots = asyncio.Semaphore(settings.slots)
+        self._slots = Slots(settings.slots)
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self.running = 0
@@ -110,12 +113,11 @@ class NodeAgent(Lifecycle):
         else:
             self._engine.open_network()
             log.warning("agent.network_unsealed_by_setting", extra=fields(node=s.node_id))
-        self._catalog = Catalog(
-            await self._js.key_value(self.layout.runtimes_bucket),
-            await self._js.key_value(self.layout.functions_bucket),
-        )
+        runtimes_kv = await self._js.key_value(self.layout.runtimes_bucket)
+        functions_kv = await self._js.key_value(self.layout.functions_bucket)
+        self._catalog = Catalog(runtimes_kv, functions_kv)
         self._artifacts = ArtifactCache(
-            await self._js.object_store(self.layout.artifacts_bucket), s.cache_dir, owner=s.call_owner
+            await self._js.object_store(self.layout.artifacts_bucket), s.cache_dir, s.artifact_cache_bytes, s.call_owner
         )
         ca = str(s.ca_bundle) if s.ca_bundle else None
         deps = DependencyImages(self._engine, self._artifacts, s.node_id, ca)
@@ -185,12 +187,14 @@ class NodeAgent(Lifecycle):
         if self.pools is not None:
             self.tasks.spawn(self.pools.maintain(), "pools")
             if s.policy == "adaptive":  # a stem cell ready for each new version's first call
-                kv = await self._js.key_value(self.layout.functions_bucket)
-                versions = follow_new_versions(kv, self.pools, s.serves, s.expect_first_call_s)
+                versions = follow_new_versions(functions_kv, self.pools, s.serves, s.expect_first_call_s)
                 self.tasks.spawn(versions, "new-versions")
         # Work the gateway routes to this node because it holds the function/runtime warm.
         await self._serve(self.layout.invoke_node(s.node_id), self.layout.node_consumer(s.node_id), NODE_LOOP)
         await self._jobs.start()
+        kvs = (runtimes_kv, functions_kv)
+        images = ImagePruner(self._engine, deps, *kvs, s.node_id, s.cache_dir, s.image_prune_s, s.image_idle_s)
+        self.tasks.spawn(images.run(self._stopping), "image-prune")
         # Side loops that pause with NATS (common/periodic.py): a failed round is logged, retried.
         self.tasks.spawn(every(s.heartbeat_s, self._beat, "heartbeat"), "heartbeat")
         rescue_s = max(s.heartbeat_s * 2, 1.0)
@@ -287,30 +291,28 @@ class NodeAgent(Lifecycle):
             self.tasks.failed.set()
 
     async def _pull_loop(self, runtime: str, pull: PullConsumer) -> None:
+        nc, wait_s = self._nc, self.settings.fetch_timeout_s
+        assert nc is not None
         try:
             # stop() cancels this task; the flag ends it too if a library swallowed that cancel
             while not self._stopping.is_set():
-                # A pull request is issued only with a free slot reserved for its message:
-                # one message per request, at most one request open per loop.
-                await self._slots.acquire()
+                # A request open on every subject while a slot is free, none reserved for it:
+                # all are withdrawn once the last slot is taken (calls/slots.py).
+                await self._slots.wait_free()
                 try:
-                    msgs = await pull.fetch(1, timeout=self.settings.fetch_timeout_s)
-                except ConsumerGone as err:
-                    self._slots.release()
-                    log.warning("agent.consumer_gone", extra=fields(runtime=runtime, error=str(err)))
-                    await asyncio.sleep(1.0)
+                    msg = await poll_one(nc, pull.next_subject, wait_s, self._slots.when_full())
+                except ConsumerGone as err:  # deleted while this node was away: made again
+                    try:
+                        await pull.recreate(str(err))
+                    except ConsumerGone as again:
+                        log.warning("agent.consumer_gone", extra=fields(runtime=runtime, error=str(again)))
+                        await asyncio.sleep(1.0)
                     continue
-                except BaseException:
-                    self._slots.release()
-                    raise
-                if not msgs:
-                    self._slots.release()
-                    continue
-                for msg in msgs:
-                    # one slot's calls, however many its acks bring (the call reads its own number)
+                if msg is not None:
+                    await take_slot(self._slots, msg, self.settings.ack_wait_s)  # and the calls its acks bring
                     self._calls.spawn(self._handle(msg, pull), f"slot:{runtime}", critical=False)
         finally:
-            # Delivered but not taken (a stop in between): handed back for redelivery at once.
+            # Delivered to an ack's request but not taken (a stop in between): handed back.
             await asyncio.shield(pull.close(settle=False))
 
     # --- one call -------------------------------------------------------------------

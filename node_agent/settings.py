@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from common.natsclient import NatsClientSettings
+from node_agent.containers.artifacts import DEFAULT_BODY_BYTES
 from node_agent.containers.firewall import Allowed, SealConfig
 from schemas import is_valid_name
 
@@ -83,6 +84,12 @@ class AgentSettings(NatsClientSettings):
     job_max_cpus: float = Field(default=0.0, ge=0)
     job_max_timeout_s: float = Field(default=3600.0, gt=0)
     cache_dir: Path = Path("data/agent-cache")
+    # Dependency images no function's latest version needs and job images this agent
+    # pulled are removed every image_prune_s once unused for image_idle_s (containers/prune.py).
+    image_prune_s: float = Field(default=3600.0, gt=0)
+    image_idle_s: float = Field(default=86400.0, ge=0)
+    # Code tar bodies kept in memory (least recently used out first), in bytes.
+    artifact_cache_bytes: int = Field(default=DEFAULT_BODY_BYTES, ge=0)
     # Warm handler containers get the protocol over a Unix socket in a directory of their own
     # under socket_dir (default: a new temporary directory), bind-mounted into the container;
     # off, or with a Docker engine on another host (docker_url tcp://...), attached stdio.

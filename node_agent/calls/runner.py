@@ -27,11 +27,13 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from common.jetstream import LayoutLimits
 from common.jspub import JsPublisher
 from common.logs import fields
 from common.workitem import Ack, Delivery
 from node_agent.calls.catalog import Catalog
 from node_agent.calls.executor import Executor
+from node_agent.calls.fit import event_budget, fit_finished
 from node_agent.calls.rescue import RESCUED_NUMBER
 from node_agent.errors import AgentError
 from node_agent.logstream import LogPublisher
@@ -63,6 +65,8 @@ class _Call:
     inv: Invocation
     version: int | None  # the invocation's pin until the function is resolved
     started_at: datetime | None = None
+    # Its started event was published (it carries the params).
+    announced: bool = False
 
     def fields(self, node: str) -> dict[str, Any]:
         """What every event of this call carries."""
@@ -96,6 +100,8 @@ class CallRunner:
         self._started_after_s = started_after_s
         # How long a finished call waits for NATS to take its event (an outage is a pause).
         self._patience_s = patience_s
+        # The largest finished event the server and the events stream take (calls/fit.py).
+        self._event_bytes = event_budget(nc.max_payload, LayoutLimits.max_msg_size)
         # side tasks (a late Started): referenced until done
         self._side: set[asyncio.Task[None]] = set()
 
@@ -146,7 +152,7 @@ class CallRunner:
             created_at=inv.created_at,
             started_at=call.started_at,
         )
-        await self._finish(d, finished, reply_to, ack)
+        await self._finish(d, finished, reply_to, ack, call)
 
     async def _run(self, msg: Msg, call: _Call) -> tuple[Outcome, str | None, asyncio.TimerHandle | None]:
         # Routed work (this node's subject) may be of any runtime; the rest must match.
@@ -168,6 +174,7 @@ class CallRunner:
                 announce = loop.call_later(self._started_after_s, self._announce_soon, call, runtime.name)
             else:
                 await self._announce(self._started(call, runtime.name))
+                call.announced = True
             logs = LogPublisher(
                 self._js, self._layout, call.id, call.attempt, function.limits.log_bytes, number=call.number
             )
@@ -181,6 +188,7 @@ class CallRunner:
         return Started(**call.fields(self._node_id), runtime=runtime, at=call.started_at)
 
     def _announce_soon(self, call: _Call, runtime: str) -> None:
+        call.announced = True
         self._spawn(self._announce(self._started(call, runtime)), f"started:{call.id}")
 
     async def _announce(self, started: Started) -> None:
@@ -201,8 +209,15 @@ class CallRunner:
         self._side.add(task)
         task.add_done_callback(self._side.discard)
 
-    async def _finish(self, d: Delivery, event: Finished, reply_to: str | None, ack: Ack | None) -> None:
-        data = encode(event)
+    async def _finish(
+        self, d: Delivery, event: Finished, reply_to: str | None, ack: Ack | None, call: _Call | None = None
+    ) -> None:
+        fitted = fit_finished(event, self._event_bytes)
+        data, event = fitted.data, fitted.event
+        if fitted.params_dropped and call is not None and not call.announced and call.started_at is not None:
+            # Too large to echo beside the result: the started event carries them to the
+            # record (a call published by hand has no accepted event).
+            await self._announce(self._started(call, event.runtime or ""))
         if reply_to:
             try:
                 await self._nc.publish(reply_to, data)

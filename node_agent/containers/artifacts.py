@@ -21,6 +21,7 @@ import zipfile
 from collections import OrderedDict
 from pathlib import Path, PurePosixPath
 
+from nats.js.errors import ObjectNotFoundError
 from nats.js.object_store import ObjectStore
 
 from common.logs import fields
@@ -36,6 +37,9 @@ def _safe_member(name: str) -> PurePosixPath | None:
     parts = [x for x in p.parts if x not in ("", ".")]
     return PurePosixPath(*parts) if parts else None
 
+
+# Code tar bodies kept in memory, in bytes (the agent's FAAS_AGENT_ARTIFACT_CACHE_BYTES).
+DEFAULT_BODY_BYTES = 64 << 20
 
 # (uid, gid) of a tar's members.
 Owner = tuple[int, int]
@@ -160,16 +164,22 @@ def skeleton_tar(dirs: list[str], owner: Owner) -> bytes:
 
 
 class ArtifactCache:
-    """Archives by digest on local disk, and code tar bodies in memory (LRU)."""
+    """Archives by digest on local disk, and code tar bodies in memory: least recently used
+    first out once they hold more than ``max_bytes`` (a body larger than that on its own is
+    built for each use, not kept)."""
 
-    def __init__(self, store: ObjectStore, cache_dir: Path, max_bodies: int = 256, owner: Owner = ROOT) -> None:
+    def __init__(
+        self, store: ObjectStore, cache_dir: Path, max_bytes: int = DEFAULT_BODY_BYTES, owner: Owner = ROOT
+    ) -> None:
         self._store = store
         # whom the code belongs to in a container: the user calls run as
         self.owner = owner
         self._dir = cache_dir
         self._dir.mkdir(parents=True, exist_ok=True)
         self._bodies: OrderedDict[tuple[str, str, Owner], bytes] = OrderedDict()
-        self._max = max_bodies
+        self.max_bytes = max_bytes
+        # what the bodies in memory hold, in bytes (metrics, tests)
+        self.held_bytes = 0
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def archive(self, digest: str) -> bytes:
@@ -180,7 +190,12 @@ class ArtifactCache:
         async with lock:
             if path.exists():
                 return await asyncio.to_thread(path.read_bytes)
-            result = await self._store.get(digest)
+            try:
+                result = await self._store.get(digest)
+            except ObjectNotFoundError:
+                # Removed with its version (the gateway keeps the last N): a call pinned to
+                # it ends with an error, it is not retried.
+                raise BadArtifact(f"artifact {digest} is no longer in the object store") from None
             data = result.data or b""
             if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
                 raise BadArtifact(f"artifact {digest} does not match its digest")
@@ -202,7 +217,17 @@ class ArtifactCache:
             return body
         archive = await self.archive(digest)
         body = await asyncio.to_thread(code_tar_body, archive, dest, owner)
-        self._bodies[key] = body
-        while len(self._bodies) > self._max:
-            self._bodies.popitem(last=False)
+        self._keep(key, body)
         return body
+
+    def _keep(self, key: tuple[str, str, Owner], body: bytes) -> None:
+        if len(body) > self.max_bytes:
+            return
+        old = self._bodies.pop(key, None)
+        if old is not None:  # two calls built the same body at once
+            self.held_bytes -= len(old)
+        self._bodies[key] = body
+        self.held_bytes += len(body)
+        while self.held_bytes > self.max_bytes:
+            _, evicted = self._bodies.popitem(last=False)
+            self.held_bytes -= len(evicted)

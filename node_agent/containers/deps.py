@@ -11,13 +11,18 @@ import time
 
 from common.logs import fields
 from node_agent.containers.artifacts import ROOT, ArtifactCache, call_tar
-from node_agent.containers.docker import ContainerSpec, Engine
+from node_agent.containers.config import ContainerSpec
+from node_agent.containers.docker import Engine
 from node_agent.errors import AgentError
 from schemas import FunctionRecord, RuntimeSpec
 
 log = logging.getLogger(__name__)
 
 CA_PATH = "/etc/faas/ca.pem"
+# A dependency image's name starts so; it carries this label, valued with the node that
+# built it (Docker keeps the build container's labels): what the image pruner may remove.
+DEPS_PREFIX = "faas-deps-"
+DEPS_LABEL = "faas.deps"
 INSTALL_TIMEOUT_S = 600.0
 
 
@@ -40,7 +45,7 @@ def ca_env(ca_bundle: str | None) -> dict[str, str]:
 def deps_image_name(runtime: RuntimeSpec, function: FunctionRecord) -> str:
     """Same code + same runtime image + same install command = same image."""
     h = hashlib.sha256(f"{function.digest}|{runtime.image}|{runtime.dependencies}|{runtime.path}".encode())
-    return f"faas-deps-{function.name.lower()}:{h.hexdigest()[:20]}"
+    return f"{DEPS_PREFIX}{function.name.lower()}:{h.hexdigest()[:20]}"
 
 
 class DependencyImages:
@@ -67,6 +72,10 @@ class DependencyImages:
             self._known.add(image)
         return image
 
+    def forget(self, image: str) -> None:
+        """``image`` was removed (containers/prune.py): built again when next needed."""
+        self._known.discard(image)
+
     async def _build(self, runtime: RuntimeSpec, function: FunctionRecord, image: str) -> None:
         t0 = time.perf_counter()
         self.builds += 1
@@ -82,7 +91,7 @@ class DependencyImages:
             cmd=["sh", "/faas/install.sh"],
             env={"FAAS_DEPENDENCIES": runtime.dependencies, **ca_env(self._ca_bundle)},
             workdir=runtime.path,
-            labels={"faas.node": self._node_id, "faas.build": function.name},
+            labels={"faas.node": self._node_id, "faas.build": function.name, DEPS_LABEL: self._node_id},
             memory_mb=max(function.limits.memory_mb, 1024),
             network=True,
             pids_limit=1024,

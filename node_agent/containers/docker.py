@@ -10,7 +10,7 @@ import asyncio
 import logging
 import struct
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiodocker
@@ -18,7 +18,9 @@ from aiodocker.exceptions import DockerError
 
 from common.logs import fields
 from node_agent.containers import firewall
+from node_agent.containers.config import ContainerSpec, container_config
 from node_agent.containers.firewall import SealConfig
+from node_agent.containers.images import ImageInfo, ImageUse
 from node_agent.errors import EngineError, ImageNotFound, NetworkUnavailable, StreamClosed
 
 log = logging.getLogger(__name__)
@@ -27,26 +29,6 @@ _FRAME = struct.Struct(">BxxxI")
 
 # Docker's stream ids in attached and multiplexed output frames: (stream, bytes).
 STDOUT, STDERR = 1, 2
-
-
-@dataclass
-class ContainerSpec:
-    image: str
-    cmd: list[str]
-    env: dict[str, str] = field(default_factory=dict)
-    workdir: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    memory_mb: int = 256
-    network: bool = False
-    pids_limit: int = 256
-    cpus: float = 1.0
-    binds: list[str] = field(default_factory=list)
-    # Keep stdin open for an attached session (warm containers, handler protocol).
-    stdin: bool = False
-    # Attached sessions read output from the stream, so the engine need not keep it.
-    keep_logs: bool = True
-    # Docker's ``User`` (uid[:gid] or name); None: the image's own.
-    user: str | None = None
 
 
 @dataclass
@@ -94,6 +76,9 @@ class _AttachedStream:
 class Engine(Protocol):
     """What the runner needs from a container engine (fakes implement it for unit tests)."""
 
+    # what it pulled, and when each image last started a container (containers/images.py)
+    usage: ImageUse
+
     async def create(self, spec: ContainerSpec) -> str: ...
     async def put_archive(self, cid: str, path: str, data: bytes) -> None: ...
     async def start(self, cid: str) -> None: ...
@@ -107,6 +92,9 @@ class Engine(Protocol):
     async def attach(self, cid: str) -> Attached: ...
     async def commit(self, cid: str, image: str) -> None: ...
     async def pull(self, image: str, auth: dict[str, str] | None = None) -> None: ...
+    async def list_images(self, label: str | None = None) -> list[ImageInfo]: ...
+    async def images_in_use(self) -> set[str]: ...
+    async def remove_image(self, image: str) -> bool: ...
     async def create_job(self, spec: ContainerSpec) -> str: ...
     def follow_output(self, cid: str, follow: bool = True) -> AsyncIterator[tuple[int, bytes]]: ...
     async def seal_network(self, seal: SealConfig) -> bool: ...
@@ -122,48 +110,13 @@ _SEALED_OPTIONS = {
 }
 
 
-def _container_config(spec: ContainerSpec, network: str = "none") -> dict[str, Any]:
-    """``network``: the Docker network of a container with network access."""
-    host: dict[str, Any] = {
-        "NetworkMode": network if spec.network else "none",
-        "Memory": spec.memory_mb * 1024 * 1024,
-        "MemorySwap": spec.memory_mb * 1024 * 1024,  # no swap: the limit is the limit
-        "PidsLimit": spec.pids_limit,
-        "NanoCpus": int(spec.cpus * 1e9),
-        "SecurityOpt": ["no-new-privileges"],
-        "CapDrop": ["ALL"],
-        "Binds": spec.binds,
-        # Logs are read once after exit; cap what the engine keeps on disk.
-        "LogConfig": {"Type": "json-file", "Config": {"max-size": "64m", "max-file": "1"}}
-        if spec.keep_logs
-        else {"Type": "none", "Config": {}},
-    }
-    config: dict[str, Any] = {
-        "Image": spec.image,
-        "Cmd": spec.cmd,
-        "Env": [f"{k}={v}" for k, v in spec.env.items()],
-        "Labels": spec.labels,
-        "NetworkDisabled": not spec.network,
-        "AttachStdout": spec.stdin,
-        "AttachStderr": spec.stdin,
-        "AttachStdin": spec.stdin,
-        "OpenStdin": spec.stdin,
-        "StdinOnce": False,
-        "HostConfig": host,
-    }
-    if spec.workdir:
-        config["WorkingDir"] = spec.workdir
-    if spec.user:
-        config["User"] = spec.user
-    return config
-
-
 class DockerEngine:
     def __init__(self, url: str | None = None) -> None:
         self._docker = aiodocker.Docker(url=url)
         # Where containers with network access go; None: they are refused, for this reason.
         self._network: str | None = None
         self._unsealed = "the container network has not been sealed on this node"
+        self.usage = ImageUse()
 
     async def ping(self) -> None:
         try:
@@ -174,9 +127,10 @@ class DockerEngine:
     def _config(self, spec: ContainerSpec) -> dict[str, Any]:
         if spec.network and self._network is None:
             raise NetworkUnavailable(f"this node gives containers no network access: {self._unsealed}")
-        return _container_config(spec, self._network or "none")
+        return container_config(spec, self._network or "none")
 
     async def create(self, spec: ContainerSpec) -> str:
+        self.usage.note_use(spec.image)
         try:
             container = await self._docker.containers.create(self._config(spec))
         except DockerError as err:
@@ -254,6 +208,27 @@ class DockerEngine:
             if err.status == 404:
                 raise ImageNotFound(f"image {image!r} was not found on its registry: {err.message}") from err
             raise EngineError(f"pulling {image!r} failed: {err.message}") from err
+        self.usage.note_pull(image)
+
+    async def list_images(self, label: str | None = None) -> list[ImageInfo]:
+        """Local images (with ``label``: ``key`` or ``key=value``, those carrying it)."""
+        found = await self._docker.images.list(filters={"label": [label]} if label else None)
+        return [ImageInfo(i["Id"], list(i.get("RepoTags") or []), dict(i.get("Labels") or {})) for i in found]
+
+    async def images_in_use(self) -> set[str]:
+        """The image ids of every container, running or not."""
+        return {str(c._container.get("ImageID")) for c in await self._docker.containers.list(all=True)}
+
+    async def remove_image(self, image: str) -> bool:
+        """Untag (and delete, if it was its last name) a local image; False if it was gone or
+        a container uses it (Docker refuses then)."""
+        try:
+            await self._docker.images.delete(image)
+        except DockerError as err:
+            if err.status in (404, 409):
+                return False
+            raise EngineError(f"removing image {image!r} failed: {err.message}") from err
+        return True
 
     async def remove(self, cid: str, grace_s: float = 0) -> None:
         """The one teardown: SIGTERM and up to ``grace_s`` to exit, then SIGKILL, then delete."""
@@ -376,6 +351,7 @@ class DockerEngine:
         capabilities, ``no-new-privileges``, the limits), the image's own command when
         ``spec.cmd`` is empty."""
         config = self._config(spec)
+        self.usage.note_use(spec.image)
         if not spec.cmd:
             config.pop("Cmd", None)
         try:

@@ -1,8 +1,8 @@
 """The container a call runs in, cold or warm: one definition of its limits, mounts and user."""
 
 from node_agent.containers.artifacts import Owner
+from node_agent.containers.config import ContainerSpec
 from node_agent.containers.deps import CA_PATH, ca_env
-from node_agent.containers.docker import ContainerSpec
 from schemas import FunctionRecord, Limits, RuntimeSpec
 
 DEFAULT_LIMITS = Limits()

@@ -24,7 +24,8 @@ from typing import Any, Protocol, TypeVar
 from common.jspub import Publishes
 from common.logs import fields
 from common.sealing import SecretsKey
-from node_agent.containers.docker import ContainerSpec, ExitState
+from node_agent.containers.config import ContainerSpec
+from node_agent.containers.docker import ExitState
 from node_agent.errors import AgentError, ImageNotFound
 from node_agent.jobs.secrets import Redactor, open_secrets
 from node_agent.logstream import LogPublisher

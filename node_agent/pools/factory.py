@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Protocol
 
 from node_agent.containers.artifacts import ArtifactCache, call_tar, skeleton_tar
+from node_agent.containers.config import ContainerSpec
 from node_agent.containers.deps import DependencyImages
-from node_agent.containers.docker import Attached, ContainerSpec, Engine
+from node_agent.containers.docker import Attached, Engine
 from node_agent.containers.scripts import WARM_COMMAND_CMD, entry_script
 from node_agent.containers.spec import RUN, call_spec
 from node_agent.pools.keys import Layer, PoolKey, reusable

@@ -25,6 +25,8 @@ from node_agent.wire.stdio import (
 from schemas import CallStatus, ErrorInfo, FunctionRecord
 
 OOM_POLLS, OOM_POLL_S = 10, 0.05
+# The most a byte of output grows to in JSON (a control character escaped: \u0001).
+_JSON_GROWTH = 6
 
 
 def max_line(function: FunctionRecord) -> int:
@@ -92,7 +94,7 @@ async def handler_call(
         return Outcome(status=CallStatus.ERROR, error=error_info(reply.error), container=cid)
     limit = function.limits.result_bytes
     # The reply line holds the result: only a line longer than the limit needs measuring.
-    if session.reply_bytes > limit and len(json.dumps(reply.result, ensure_ascii=False).encode()) > limit:
+    if session.reply_bytes > limit and json_size(reply.result) > limit:
         return too_large(function, cid)
     return Outcome(status=CallStatus.DONE, result=reply.result, container=cid)
 
@@ -131,13 +133,25 @@ async def command_call(
         return error_outcome(err, cid, reusable=False)
     if status is not None:
         if status.exit_code == 0:
-            return done(streams, cid)
+            return done(streams, cid, function)
         error = exit_error(status.exit_code, status.oom_kills > 0, bytes(streams.stderr), lim.memory_mb)
         return Outcome(status=CallStatus.ERROR, error=error, exit_code=status.exit_code, container=cid, reusable=False)
     if exit_code == 0:
-        return done(streams, cid)
+        return done(streams, cid, function)
     return await exit_outcome(engine, cid, exit_code, bytes(streams.stderr), function)
 
 
-def done(streams: Streams, cid: str) -> Outcome:
-    return Outcome(status=CallStatus.DONE, result=parse_result(bytes(streams.stdout)), exit_code=0, container=cid)
+def done(streams: Streams, cid: str, function: FunctionRecord) -> Outcome:
+    """stdout as the result. The limit holds for the result as the record keeps it, in JSON,
+    where text may grow (a control byte is 6 bytes escaped, an invalid UTF-8 byte 3): only
+    output that could grow past the limit is measured."""
+    result = parse_result(bytes(streams.stdout))
+    limit = function.limits.result_bytes
+    if len(streams.stdout) * _JSON_GROWTH > limit and json_size(result) > limit:
+        return too_large(function, cid)
+    return Outcome(status=CallStatus.DONE, result=result, exit_code=0, container=cid)
+
+
+def json_size(value: object) -> int:
+    """Bytes of ``value`` as JSON (a lone surrogate counted as the 3 bytes it is replaced by)."""
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))

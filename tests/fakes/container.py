@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import NoReturn
 
-from node_agent.containers.docker import ContainerSpec
+from node_agent.containers.config import ContainerSpec
 from node_agent.errors import StreamClosed
 
 STDOUT, STDERR = 1, 2

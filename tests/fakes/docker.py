@@ -18,8 +18,10 @@ import traceback
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from node_agent.containers.docker import ContainerSpec, Engine, ExitState, Output
+from node_agent.containers.config import ContainerSpec
+from node_agent.containers.docker import Engine, ExitState, Output
 from node_agent.containers.firewall import SealConfig
+from node_agent.containers.images import ImageInfo, ImageUse, image_ref
 from node_agent.errors import EngineError, ImageNotFound, NetworkUnavailable
 from tests.fakes.container import KILLED, STDERR, STDOUT, Exit, FakeAttached, FakeContainer, Process, Program, Signal
 
@@ -61,6 +63,8 @@ class FakeEngine:
         self.commits: list[tuple[str, str]] = []  # (container, image)
         self.crashes: list[Exception] = []  # what programs raised (their container exited 1)
         self.calls: list[str] = []  # every Engine method called, by name
+        self.usage = ImageUse()
+        self.removed_images: list[str] = []
         self.closed = False
         self._signal = Signal()
         self._ids = itertools.count(1)
@@ -198,7 +202,8 @@ class FakeEngine:
         self._called("commit")
         c = self._container(cid)
         self.commits.append((cid, image))
-        self.images[image] = dict(self.images.get(c.spec.image, {}))
+        # Docker keeps the container's config, its labels with it
+        self.images[image] = {**self.images.get(c.spec.image, {}), **c.spec.labels}
         self._image_fs[image] = (dict(c.files), dict(c.modes), set(c.dirs))
 
     async def pull(self, image: str, auth: dict[str, str] | None = None) -> None:
@@ -207,6 +212,30 @@ class FakeEngine:
         if image not in self.pullable:
             raise EngineError(f"pulling {image!r} failed: manifest unknown")
         self.images.setdefault(image, {})
+        self.usage.note_pull(image)
+
+    # Images: each name is an image of its own, whose id is "id-" + the name.
+    async def list_images(self, label: str | None = None) -> list[ImageInfo]:
+        self._called("list_images")
+        key, has_value, value = (label or "").partition("=")
+        return [
+            ImageInfo(f"id-{name}", [image_ref(name)], dict(labels))
+            for name, labels in self.images.items()
+            if not label or (key in labels and (not has_value or labels[key] == value))
+        ]
+
+    async def images_in_use(self) -> set[str]:
+        self._called("images_in_use")
+        return {f"id-{c.spec.image}" for c in self.containers.values() if c.state != "removed"}
+
+    async def remove_image(self, image: str) -> bool:
+        self._called("remove_image")
+        name = next((n for n in self.images if image_ref(n) == image_ref(image)), None)
+        if name is None or f"id-{name}" in await self.images_in_use():
+            return False
+        del self.images[name]
+        self.removed_images.append(image)
+        return True
 
     async def seal_network(self, seal: SealConfig) -> bool:
         self._called("seal_network")
@@ -260,6 +289,7 @@ class FakeEngine:
             c.files, c.modes, c.dirs = dict(files), dict(modes), set(dirs)
         self.containers[cid] = c
         self.created.append(spec)
+        self.usage.note_use(spec.image)
         self._signal.notify()
         return cid
 

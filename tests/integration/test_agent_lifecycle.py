@@ -13,6 +13,7 @@ from nats.js.errors import KeyNotFoundError
 
 from common.natsserver import NatsServer
 from node_agent.agent import NodeAgent
+from node_agent.containers.images import ImageUse
 from node_agent.nodeid import NodeIdInUse
 from node_agent.settings import AgentSettings
 from schemas import Layout
@@ -28,6 +29,7 @@ class FakeEngine:
     def __init__(self, fail_cleanup: bool = False) -> None:
         self.fail_cleanup = fail_cleanup
         self.closed = False
+        self.usage = ImageUse()  # the image pruner's record (it prunes nothing in these tests)
 
     async def remove_labelled(self, label: str) -> int:
         if self.fail_cleanup:

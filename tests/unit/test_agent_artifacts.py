@@ -1,11 +1,15 @@
 import io
 import tarfile
+from pathlib import Path
+from typing import cast
 
 import pytest
+from nats.js.object_store import ObjectStore
 
-from node_agent.containers.artifacts import call_tar, code_tar_body, skeleton_tar
+from node_agent.containers.artifacts import ArtifactCache, call_tar, code_tar_body, skeleton_tar
 from node_agent.errors import BadArtifact
 from node_agent.outcome import parse_result
+from tests.fakes.objects import FakeObjectStore
 from tests.functions import DICE, targz_bytes, zip_bytes
 
 
@@ -95,3 +99,41 @@ def test_not_an_archive() -> None:
 )
 def test_stdout_is_json_when_it_parses(stdout: bytes, expected: object) -> None:
     assert parse_result(stdout) == expected
+
+
+def _cache(tmp_path: Path, max_bytes: int) -> tuple[ArtifactCache, FakeObjectStore, list[str]]:
+    store = FakeObjectStore()
+    # Three archives whose bodies differ in size (a file of 10, 20 and 40 KB).
+    digests = [store.put(zip_bytes({"f.bin": "x" * (10_000 * 2**i)})) for i in range(3)]
+    return ArtifactCache(cast(ObjectStore, store), tmp_path / "cache", max_bytes), store, digests
+
+
+async def test_code_bodies_in_memory_are_bounded_in_bytes_least_recently_used_out(tmp_path: Path) -> None:
+    probe, _, digests = _cache(tmp_path / "probe", 1 << 30)
+    sizes = [len(await probe.code_body(d, "/app")) for d in digests]
+    # Room for the two largest bodies, not for all three.
+    cache, _, _ = _cache(tmp_path, sizes[1] + sizes[2])
+    for d in digests:
+        await cache.code_body(d, "/app")
+    # 10 + 20 + 40 KB is over the cap: the oldest (10 KB) went, whatever the count.
+    assert cache.held_bytes == sizes[1] + sizes[2] <= cache.max_bytes
+    assert [k[0] for k in cache._bodies] == digests[1:]
+    await cache.code_body(digests[1], "/app")  # used again: now the most recent
+    await cache.code_body(digests[0], "/app")  # back in: the least recently used goes
+    assert [k[0] for k in cache._bodies] == [digests[1], digests[0]]
+    assert cache.held_bytes == sizes[0] + sizes[1]
+
+
+async def test_a_body_larger_than_the_cap_is_built_but_not_kept(tmp_path: Path) -> None:
+    cache, _, digests = _cache(tmp_path, 15_000)
+    small = await cache.code_body(digests[0], "/app")
+    big = await cache.code_body(digests[2], "/app")
+    assert len(big) > cache.max_bytes
+    assert [k[0] for k in cache._bodies] == [digests[0]] and cache.held_bytes == len(small)
+
+
+async def test_an_artifact_gone_from_the_object_store_is_a_bad_artifact_not_a_crash(tmp_path: Path) -> None:
+    cache, store, digests = _cache(tmp_path, 1 << 20)
+    del store.objects[digests[0]]
+    with pytest.raises(BadArtifact, match="no longer in the object store"):
+        await cache.code_body(digests[0], "/app")

@@ -3,7 +3,6 @@ the agent's real call code (scripts, tar, attach stream, both protocols, teardow
 functions written in Python (tests/fakes/runtime.py)."""
 
 import asyncio
-import hashlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from node_agent.wire.stdio import STDERR, STDOUT
 from schemas import CallStatus, FunctionRecord, Invocation, Limits, encode_json
 from tests.fakes.container import PIPE_BYTES, Exit, Process, Program
 from tests.fakes.docker import FakeEngine
+from tests.fakes.objects import FakeObjectStore
 from tests.fakes.runtime import Handler, HandlerCall, function_image
 from tests.functions import PYTHON_IMAGE, handler_runtime, zip_bytes
 
@@ -28,26 +28,6 @@ RUNTIME = handler_runtime("python")  # image faas-python, code at /app, a handle
 CODE = {"main.py": "def handler(params):\n    return params\n", "requirements.txt": "left-pad\n"}
 NODE = "node-1"
 CALL_USER = (10001, 10002)
-
-
-@dataclass
-class Stored:
-    data: bytes
-
-
-class FakeObjectStore:
-    """The object store as the artifact cache uses it: ``get`` by name."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
-
-    def put(self, data: bytes) -> str:
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        self.objects[digest] = data
-        return digest
-
-    async def get(self, name: str) -> Stored:
-        return Stored(self.objects[name])
 
 
 @dataclass

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from node_agent.containers.docker import ContainerSpec, DockerEngine, _container_config
+from node_agent.containers.config import ContainerSpec, container_config
+from node_agent.containers.docker import DockerEngine
 from node_agent.containers.firewall import (
     IN_CHAIN,
     OUT_CHAIN,
@@ -126,9 +127,9 @@ def test_restore_input_replaces_just_these_chains() -> None:
 
 
 def test_a_container_with_network_joins_the_given_network_one_without_has_none() -> None:
-    online = _container_config(ContainerSpec(image="i", cmd=[], network=True), "faas-fn")
+    online = container_config(ContainerSpec(image="i", cmd=[], network=True), "faas-fn")
     assert online["HostConfig"]["NetworkMode"] == "faas-fn" and online["NetworkDisabled"] is False
-    offline = _container_config(ContainerSpec(image="i", cmd=[]), "faas-fn")
+    offline = container_config(ContainerSpec(image="i", cmd=[]), "faas-fn")
     assert offline["HostConfig"]["NetworkMode"] == "none" and offline["NetworkDisabled"] is True
     for config in (online, offline):
         host = config["HostConfig"]

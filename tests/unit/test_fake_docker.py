@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from node_agent.containers.artifacts import call_tar
-from node_agent.containers.docker import ContainerSpec
+from node_agent.containers.config import ContainerSpec
 from node_agent.errors import EngineError, ImageNotFound, StreamClosed
 from tests.fakes.container import KILLED, PIPE_BYTES, STDERR, STDOUT, Process, emits
 from tests.fakes.docker import FakeEngine
@@ -108,7 +108,8 @@ async def test_logs_commits_labels_and_the_calls_allowed() -> None:
     out = await engine.output(cid, max_bytes=4)
     assert (out.stdout, out.stderr, out.stdout_truncated, out.stderr_truncated) == (b"aaaa", b"bbb", True, False)
     await engine.commit(cid, "img-committed:1")
-    assert await engine.image_labels("img-committed:1") == {"k": "v"}
+    # As Docker: the image's labels and the container's
+    assert await engine.image_labels("img-committed:1") == {"k": "v", "faas.node": "n1"}
     again = await engine.create(ContainerSpec(image="img-committed:1", cmd=[], keep_logs=False))
     assert engine.containers[again].files == {"/opt/lib.py": b"x = 1\n"}
     with pytest.raises(EngineError, match="keeps no logs"):

@@ -93,7 +93,8 @@ class CallService:
             body = outcome.record.model_dump_json().encode()
             if len(body) > self._nc.max_payload - _HEADROOM:
                 # The largest params beside the largest result: the caller sent the params.
-                body = outcome.record.model_copy(update={"params": None}).model_dump_json().encode()
+                cut = outcome.record.model_copy(update={"params": None, "params_omitted": True})
+                body = cut.model_dump_json().encode()
             await req.respond(body, headers={"Faas-Call-Id": t.id})
         except GatewayError as err:
             await self._respond_error(req, str(err.status), err.message)

@@ -19,6 +19,9 @@ class CallRecord(BaseModel):
     version: int | None = None
     runtime: str | None = None
     params: Any = None
+    # the params were left out of this answer: beside the result they do not fit in one NATS
+    # message (the largest params and result the limits allow); the record keeps them
+    params_omitted: bool = False
     status: CallStatus
     attempts: int = 0
     node: str | None = None

@@ -54,7 +54,7 @@ async def start_service(nc: Client, layout: Layout, queries: Queries) -> Service
     """Start the micro service with its endpoints; stop it with ``await service.stop()``."""
 
     async def get_call(request: Request) -> None:
-        await _answer(request, lambda: queries.calls.get(decode(GetCall, request.data)))
+        await _answer(request, lambda: queries.calls.get(decode(GetCall, request.data)), _without_params)
 
     async def list_calls(request: Request) -> None:
         await _answer(request, lambda: queries.calls.list(decode(CallQuery, request.data)))
@@ -109,7 +109,16 @@ async def _flush_subscriptions(nc: Client) -> None:
     await nc.flush()
 
 
-async def _answer(request: Request, run: Callable[[], Awaitable[BaseModel]]) -> None:
+def _without_params(record: BaseModel) -> BaseModel:
+    return record.model_copy(update={"params": None, "params_omitted": True})
+
+
+async def _answer(
+    request: Request,
+    run: Callable[[], Awaitable[BaseModel]],
+    smaller: Callable[[BaseModel], BaseModel] | None = None,
+) -> None:
+    """``smaller``: what to answer instead when the reply would not fit in a NATS message."""
     try:
         reply = await run()
     except (InvalidMessage, BadRequest) as err:
@@ -122,7 +131,12 @@ async def _answer(request: Request, run: Callable[[], Awaitable[BaseModel]]) -> 
         await request.respond_error("500", "internal error: see the store's log")
     else:
         try:
-            await request.respond(encode(reply))
+            try:
+                await request.respond(encode(reply))
+            except MaxPayloadError:
+                if smaller is None:
+                    raise
+                await request.respond(encode(smaller(reply)))
         except MaxPayloadError:
             # A page of big params/results can outgrow the server's max_payload (1 MB default).
             await request.respond_error("413", "the reply exceeds the NATS max payload: lower the limit")

@@ -259,3 +259,25 @@ async def test_a_page_too_big_for_nats_is_413(
     error = service_error(await ask(nc, layout.store_list_calls, encode(CallQuery())))
     assert error is not None and error[0] == "413"
     assert len((await list_calls(nc, layout, CallQuery(limit=2))).items) == 2
+
+
+async def test_a_record_too_large_for_one_reply_comes_without_its_params_marked(
+    nc: Client, layout: Layout, settings: StoreSettings, stores: StoreFactory
+) -> None:
+    # params and a result each within an event, together over the NATS max payload (1 MiB)
+    big = "p" * (700 * 1024)
+    accepted, started, finished = story("big", 1)
+    events = [
+        accepted.model_copy(update={"params": {"big": big}}),
+        started,
+        finished.model_copy(update={"result": {"r": "r" * (700 * 1024)}}),
+    ]
+    await publish(nc, layout, events)
+    store = stores(settings, background_ingest=False)
+    await store.start()
+    assert await store.run_until_idle() == 3
+    record = await get_call(nc, layout, id="big")
+    assert record.status is CallStatus.DONE and len(record.result["r"]) == 700 * 1024
+    assert record.params is None and record.params_omitted
+    small = await get_call(nc, layout, number=1)
+    assert small == record  # by number alike

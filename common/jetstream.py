@@ -282,6 +282,7 @@ async def ensure_layout(
 
 # JetStream cannot place the replicas yet (too few servers up): wait, as for an outage.
 _INSUFFICIENT_RESOURCES = 10023
+_NO_PEERS = 10005  # "no suitable peers for placement": fewer servers up than replicas, yet
 _NOT_READY: tuple[type[Exception], ...] = (*NATS_AWAY, APIError)
 
 
@@ -300,7 +301,7 @@ async def provision(
             await ensure_layout(js, layout, limits, replicas)
         except _NOT_READY as err:
             if isinstance(err, APIError) and not isinstance(err, ServiceUnavailableError):
-                away = err.err_code == _INSUFFICIENT_RESOURCES
+                away = err.err_code in (_INSUFFICIENT_RESOURCES, _NO_PEERS)
             else:
                 away = True
             if not away or loop.time() + 1.0 > give_up_at:

@@ -1,5 +1,6 @@
 """Call records as the store keeps them and answers them over request/reply."""
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ from schemas.events import CallbackOutcome, CallStatus, ErrorInfo, LogEntry, Ser
 # The largest call or job number (the store keeps numbers as signed 64-bit integers): one
 # past it cannot exist, and is refused before it reaches a database.
 MAX_NUMBER = (1 << 63) - 1
+_DATE_TIME = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d")  # how an RFC 3339 date-time begins
 
 
 class CallRecord(BaseModel):
@@ -60,6 +62,15 @@ class CallQuery(BaseModel):
     until: datetime | None = None
     limit: int = Field(default=50, ge=1, le=1000)
     cursor: str | None = None
+
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def _iso(cls, v: Any) -> Any:
+        """An RFC 3339 date-time, as the API documents (format ``date-time``): pydantic alone
+        would also take a number as seconds since the epoch (``since=0``), or a bare date."""
+        if isinstance(v, int | float) or (isinstance(v, str) and not _DATE_TIME.match(v.strip())):
+            raise ValueError("a date-time is expected, as 2026-12-03T10:00:00Z")
+        return v
 
     @field_validator("since", "until")
     @classmethod

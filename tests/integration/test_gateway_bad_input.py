@@ -117,6 +117,8 @@ HUGE = "9" * 400
         (f"/v1/jobs?limit={BIG}", 400),
         ("/v1/calls?since=9999-12-31T23:59:59-23:59", 400),
         ("/v1/calls?until=0001-01-01T00:00:00%2B23:59", 400),
+        ("/v1/calls?since=0", 400),  # not seconds since the epoch: the schema says date-time
+        ("/v1/calls?until=2026-12-03", 400),
         (f"/v1/functions/f/invoke?async=true&timeout={HUGE}", 400),
         ("/v1/functions/f/invoke?async=true&timeout=1e308", 202),
         ("/v1/functions/f/invoke?wait=1e400", 400),

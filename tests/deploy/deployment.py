@@ -139,7 +139,9 @@ async def register_dice(http: aiohttp.ClientSession, runtime: str, function: str
             raise AssertionError(f"upload function: {resp.status} {await resp.text()}")
 
 
-async def invoke_async(http: aiohttp.ClientSession, function: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+async def invoke_async(
+    http: aiohttp.ClientSession, function: str, params: dict[str, Any]
+) -> tuple[int, dict[str, Any]]:
     """POST .../invoke?async=true: (status, body); status 0 when the request itself failed."""
     try:
         async with http.post(f"/v1/functions/{function}/invoke?async=true", json=params) as resp:

@@ -225,7 +225,14 @@ def remove_labelled(label: str) -> None:
 
 
 def remove_leftovers() -> None:
-    """Containers and networks of earlier runs that were killed before their teardown."""
+    """Hosts, networks and the agents' function containers of earlier runs (--keep, or killed
+    before their teardown). Node ids of this test start with ``dt-``."""
     remove_labelled("faas.deploytest")
+    fmt = '{{.ID}} {{.Label "faas.node"}}'
+    listed = docker("ps", "-a", "--filter", "label=faas.node", "--format", fmt, check=False)
+    rows = [line.split() for line in listed.splitlines()]
+    ours = [row[0] for row in rows if len(row) == 2 and row[1].startswith("dt-")]
+    if ours:
+        docker("rm", "-f", "-v", *ours, check=False)
     for net in docker("network", "ls", "-q", "--filter", "label=faas.deploytest", check=False).split():
         docker("network", "rm", net, check=False)

@@ -147,13 +147,16 @@ def run_playbook(inventory: Path, log_file: Path, *extra: str) -> PlaybookRun:
     binary = shutil.which("ansible-playbook", path=env["PATH"]) or "ansible-playbook"
     t0 = time.monotonic()
     lines: list[str] = []
-    with log_file.open("a") as log, subprocess.Popen(
-        [binary, "-i", str(inventory), "-e", f"@{inventory.parent / 'settings.json'}", str(PLAYBOOK), *extra],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    ) as proc:
+    with (
+        log_file.open("a") as log,
+        subprocess.Popen(
+            [binary, "-i", str(inventory), "-e", f"@{inventory.parent / 'settings.json'}", str(PLAYBOOK), *extra],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        ) as proc,
+    ):
         log.write(f"\n===== ansible-playbook {' '.join(extra)}\n")
         assert proc.stdout is not None
         for line in proc.stdout:  # the log gets each line with the time it came (task timings)

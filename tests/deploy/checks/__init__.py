@@ -1,7 +1,8 @@
 """The checks of the deploy test, in the order they run: those that change nothing first, then
 the playbook re-runs, then the faults (each leaves the deployment whole again)."""
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from tests.deploy.checks.cluster import refusals, replicas
 from tests.deploy.checks.faults import agent_host_killed, nats_host_killed, store_host_restarted
@@ -9,7 +10,7 @@ from tests.deploy.checks.flow import dice_flow
 from tests.deploy.checks.rerun import rerun
 from tests.deploy.deployment import Deployment, Result
 
-Check = Callable[[Deployment], Awaitable[Result]]
+Check = Callable[[Deployment], Coroutine[Any, Any, Result]]
 
 CHECKS: list[tuple[int, str, Check]] = [
     (1, "dice flow through each gateway, calls on both agent hosts", dice_flow),

@@ -17,7 +17,7 @@ from tests.deploy.deployment import Deployment, Result
 async def replicas(d: Deployment) -> Result:
     async with d.nats_admin() as nc:
         infos = await nc.jetstream().streams_info()
-    found = {si.config.name: (si.config.num_replicas or 1) for si in infos}
+    found = {str(si.config.name): (si.config.num_replicas or 1) for si in infos}
     short = [f"{name} R{n}" for name, n in sorted(found.items()) if n < 3]
     kinds = {
         "streams": sum(1 for n in found if not n.startswith(("KV_", "OBJ_"))),
@@ -60,7 +60,8 @@ async def _plaintext(host: str, user: str, password: str) -> str:
 
 
 async def refusals(d: Deployment) -> Result:
-    problems, reasons = [], []
+    problems: list[str] = []
+    reasons: list[str] = []
     ctx: ssl.SSLContext = d.tls_context()
     for host in d.hosts.in_group("nats"):
         url = f"tls://{host.address}:4222"
@@ -80,4 +81,4 @@ async def refusals(d: Deployment) -> Result:
         reasons.append("admin over TLS: accepted")
     else:
         problems.append(f"admin over TLS refused: {accepted}")
-    return Result(7, "", not problems, "; ".join(problems or reasons[:3] + [f"{len(reasons)} cases as expected"]))
+    return Result(7, "", not problems, "; ".join(problems or [*reasons[:3], f"{len(reasons)} cases as expected"]))

@@ -1,11 +1,12 @@
 """Checks 3, 4, 5: a NATS host killed, an agent host killed, the store host restarted, each
 under a stream of async invocations; every call accepted before, during and after ends DONE."""
 
-import time
+import asyncio
 from collections import Counter
 
 from tests.deploy.checks.load import settle, under_load
 from tests.deploy.deployment import Deployment, Result
+from tests.deploy.hosts import Host
 
 # Refusals (503) a gateway may answer with while NATS fails over: "a few seconds".
 MAX_REFUSAL_S = 10.0
@@ -16,14 +17,16 @@ async def nats_host_killed(d: Deployment) -> Result:
     # started again 15 s later.
     victim = next(h for h in d.hosts.in_group("nats") if h.groups == ("nats",))
 
-    def fault() -> None:
-        d.hosts.kill(victim)
-        time.sleep(15)
-        d.hosts.start_again(victim)
+    async def fault() -> None:
+        await asyncio.to_thread(d.hosts.kill, victim)
+        await asyncio.sleep(15)
+        await asyncio.to_thread(d.hosts.start_again, victim)
 
     run = await under_load(d, "dice-h2", {"roll": "1d6"}, rate=4, seconds=30, fault_at=5, fault=fault)
     _, took, problems = await settle(d, run, 120)
     refusal = run.longest_refusal_s()
+    if run.unexpected():
+        problems.append(f"answers neither 202 nor 503: {run.unexpected()}")
     if refusal > MAX_REFUSAL_S:
         problems.append(f"gateways refused for {refusal:.1f} s (> {MAX_REFUSAL_S:.0f} s)")
     figures = (
@@ -34,23 +37,44 @@ async def nats_host_killed(d: Deployment) -> Result:
 
 
 async def agent_host_killed(d: Deployment) -> Result:
-    victim = d.agents[-1]
-    survivor = d.agents[0]
+    killed: list[Host] = []
+    running_there: list[str] = []
 
-    def fault() -> None:
-        d.hosts.kill(victim)
+    async def fault() -> None:
+        # The agent host running the most calls right now (the records say where they run).
+        running: dict[str, list[str]] = {}
+        async with d.http(d.gateways[0], timeout_s=10) as http:
+            for _ in range(20):
+                async with http.get("/v1/calls?status=RUNNING&limit=200") as resp:
+                    running = {}
+                    for c in (await resp.json()).get("items", []):
+                        running.setdefault(c.get("node"), []).append(c["id"])
+                if any(running.get(a.node_id) for a in d.agents):
+                    break
+                await asyncio.sleep(0.5)
+        victim = max(d.agents, key=lambda a: len(running.get(a.node_id, [])))
+        killed.append(victim)
+        running_there.extend(running.get(victim.node_id, []))
+        await asyncio.to_thread(d.hosts.kill, victim)
 
-    # 2 s calls, so that the victim has calls running when it dies.
-    run = await under_load(d, "dice-h2", {"roll": "1d6", "sleep": 2}, rate=3, seconds=15, fault_at=6, fault=fault)
+    # 3 s calls, so that the victim has calls running when it dies.
+    run = await under_load(d, "dice-h2", {"roll": "1d6", "sleep": 3}, rate=3, seconds=15, fault_at=5, fault=fault)
     records, took, problems = await settle(d, run, 150)
-    d.hosts.start_again(victim)
+    victim = killed[0]
+    await asyncio.to_thread(d.hosts.start_again, victim)
     nodes = Counter(r.get("node") for r in records.values())
-    retried = sum(1 for r in records.values() if (r.get("attempts") or 1) > 1)
-    if retried == 0:
-        problems.append(f"no call was redelivered after {victim.name} died (did it run any?)")
+    moved = [i for i in running_there if records.get(i, {}).get("node") not in (None, victim.node_id)]
+    attempts = Counter(records.get(i, {}).get("attempts") for i in running_there)
+    if not running_there:
+        problems.append(f"no call seen running on {victim.name} when it was killed")
+    elif len(moved) != len(running_there):
+        problems.append(f"of {len(running_there)} calls running on {victim.name}, {len(moved)} ended elsewhere")
+    if run.unexpected():
+        problems.append(f"answers neither 202 nor 503: {run.unexpected()}")
     figures = (
-        f"killed {victim.name}; {len(run.accepted)} accepted {run.statuses()}; ran on {dict(nodes)}; "
-        f"{retried} redelivered to {survivor.node_id}; all final {took:.0f} s after the load"
+        f"killed {victim.name} with {len(running_there)} calls running, {len(moved)} of them DONE on the other host "
+        f"(attempts {dict(attempts)}); {len(run.accepted)} accepted {run.statuses()}, final on {dict(nodes)}; "
+        f"all final {took:.0f} s after the load"
     )
     return Result(4, "", not problems, "; ".join([*problems, figures]))
 
@@ -58,11 +82,13 @@ async def agent_host_killed(d: Deployment) -> Result:
 async def store_host_restarted(d: Deployment) -> Result:
     victim = d.hosts.in_group("store")[0]
 
-    def fault() -> None:
-        d.hosts.restart(victim)
+    async def fault() -> None:
+        await asyncio.to_thread(d.hosts.restart, victim)
 
     run = await under_load(d, "dice-h3", {"roll": "1d6"}, rate=3, seconds=20, fault_at=4, fault=fault)
     _, took, problems = await settle(d, run, 120)
+    if run.unexpected():
+        problems.append(f"answers neither 202 nor 503: {run.unexpected()}")
     figures = (
         f"restarted {victim.name} ({run.fault_s:.0f} s down); {len(run.sent)} sent {run.statuses()}; "
         f"{len(run.accepted)} accepted, all recorded DONE {took:.0f} s after the load"

@@ -33,7 +33,8 @@ async def dice_flow(d: Deployment) -> Result:
             if not any("rolling" in line.get("text", "") for line in logs.get("lines", [])):
                 problems.append(f"{gw.name} logs: {logs}")
             first = await get_call(http, sync["id"])
-            figures.append(f"{gw.name}: sync {sync_ms:.0f} ms on {(first or {}).get('node')}, async on {record.get('node')}")
+            on = (first or {}).get("node")
+            figures.append(f"{gw.name}: sync {sync_ms:.0f} ms on {on}, async on {record.get('node')}")
 
     # A burst through both gateways at once, 1 s calls: more than one agent's slots.
     async def burst(gw_index: int) -> list[str]:

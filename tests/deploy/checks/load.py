@@ -1,14 +1,14 @@
 """A steady stream of async invocations through every gateway, with a fault injected meanwhile.
 
 :func:`under_load` sends ``rate`` calls a second (alternating gateways) for ``seconds``, runs
-the fault (a blocking function, in a thread) at ``fault_at`` seconds, and returns what each
+the fault (a coroutine function) at ``fault_at`` seconds, and returns what each
 request got. :func:`settle` then waits for every accepted call's record to be final.
 """
 
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +36,10 @@ class LoadRun:
     def statuses(self) -> dict[int, int]:
         return dict(Counter(s.status for s in self.sent))
 
+    def unexpected(self) -> dict[int, str]:
+        """Answers other than 202 (accepted) and 503 (refused for now): one body per status."""
+        return {s.status: str(s.body)[:160] for s in self.sent if s.status not in (202, 503)}
+
     def longest_refusal_s(self) -> float:
         """Per gateway, the longest span from the first refused request (not 202) to the next
         accepted one; the largest of them."""
@@ -59,7 +63,7 @@ async def under_load(
     rate: float,
     seconds: float,
     fault_at: float,
-    fault: Callable[[], None],
+    fault: Callable[[], Awaitable[None]],
 ) -> LoadRun:
     run = LoadRun()
     t0 = time.monotonic()
@@ -76,7 +80,7 @@ async def under_load(
         async def inject() -> None:
             await asyncio.sleep(fault_at)
             f0 = time.monotonic()
-            await asyncio.to_thread(fault)
+            await fault()
             run.fault_s = time.monotonic() - f0
 
         injector = asyncio.create_task(inject(), name="fault")

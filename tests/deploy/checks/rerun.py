@@ -15,9 +15,8 @@ UNITS = {"nats": "faas-nats", "store": "faas-store", "gateway": "faas-gateway", 
 def _invocations(d: Deployment) -> dict[tuple[str, str], str]:
     found: dict[tuple[str, str], str] = {}
     for host in d.hosts.layout:
-        units = [UNITS[g] for g in host.groups]
-        values = d.hosts.exec(host, "systemctl", "show", "-p", "InvocationID", "--value", *units).split("\n")
-        found.update({(host.name, unit): value for unit, value in zip(units, values, strict=True)})
+        for unit in (UNITS[g] for g in host.groups):
+            found[(host.name, unit)] = d.hosts.exec(host, "systemctl", "show", "-p", "InvocationID", "--value", unit)
     return found
 
 

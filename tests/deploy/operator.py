@@ -42,6 +42,14 @@ class PlaybookRun:
     recap: dict[str, dict[str, int]]
     output: str
 
+    @classmethod
+    def parse(cls, seconds: float, output: str) -> "PlaybookRun":
+        recap = {
+            m[1]: {"ok": int(m[2]), "changed": int(m[3]), "unreachable": int(m[4]), "failed": int(m[5])}
+            for m in RECAP.finditer(output)
+        }
+        return cls(seconds, recap, output)
+
     def changed(self) -> dict[str, int]:
         return {host: counts["changed"] for host, counts in self.recap.items()}
 
@@ -159,16 +167,16 @@ def run_playbook(inventory: Path, log_file: Path, *extra: str) -> PlaybookRun:
     ):
         log.write(f"\n===== ansible-playbook {' '.join(extra)}\n")
         assert proc.stdout is not None
-        for line in proc.stdout:  # the log gets each line with the time it came (task timings)
-            lines.append(line)
-            log.write(f"{time.strftime('%H:%M:%S')} {line}")
-            log.flush()
+        try:
+            for line in proc.stdout:  # the log gets each line with the time it came (task timings)
+                lines.append(line)
+                log.write(f"{time.strftime('%H:%M:%S')} {line}")
+                log.flush()
+        except BaseException:  # Ctrl-C, SIGTERM: the playbook stops too, before the teardown
+            proc.terminate()
+            raise
     seconds = time.monotonic() - t0
     output = "".join(lines)
     if proc.returncode != 0:
         raise PlaybookFailed(f"ansible-playbook exit {proc.returncode} (log: {log_file}):\n{output[-3000:]}")
-    recap = {
-        m[1]: {"ok": int(m[2]), "changed": int(m[3]), "unreachable": int(m[4]), "failed": int(m[5])}
-        for m in RECAP.finditer(output)
-    }
-    return PlaybookRun(seconds, recap, output)
+    return PlaybookRun.parse(seconds, output)

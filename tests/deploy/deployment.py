@@ -100,6 +100,19 @@ class Deployment:
         ) as session:
             yield session
 
+    async def wait_healthy(self, timeout_s: float = 90) -> None:
+        """Until every gateway answers /healthz with 200 (after a host was started again)."""
+        async with asyncio.timeout(timeout_s), aiohttp.ClientSession() as http:
+            for gw in self.gateways:
+                while True:
+                    try:
+                        async with http.get(f"http://{gw.address}:{GATEWAY_PORT}/healthz") as resp:
+                            if resp.status == 200:
+                                break
+                    except aiohttp.ClientError:
+                        pass
+                    await asyncio.sleep(0.5)
+
     def nats_urls(self, scheme: str = "tls") -> list[str]:
         return [f"{scheme}://{h.address}:4222" for h in self.hosts.in_group("nats")]
 

@@ -1,7 +1,7 @@
 """A steady stream of async invocations through every gateway, with a fault injected meanwhile.
 
 :func:`under_load` sends ``rate`` calls a second (alternating gateways) for ``seconds``, runs
-the fault (a coroutine function) at ``fault_at`` seconds, and returns what each
+the fault (a coroutine function) at ``fault_at`` seconds (through ``gateways``: default all), and returns what each
 request got. :func:`settle` then waits for every accepted call's record to be final.
 """
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.deploy.deployment import Deployment, invoke_async, wait_done
+from tests.deploy.hosts import Host
 
 
 @dataclass
@@ -64,12 +65,16 @@ async def under_load(
     seconds: float,
     fault_at: float,
     fault: Callable[[], Awaitable[None]],
+    gateways: list[Host] | None = None,
 ) -> LoadRun:
+    await d.wait_healthy()  # a host the previous check killed is back
     run = LoadRun()
     t0 = time.monotonic()
     tasks: set[asyncio.Task[None]] = set()
     async with AsyncExitStack() as stack:
-        sessions = [(gw.name, await stack.enter_async_context(d.http(gw, timeout_s=15))) for gw in d.gateways]
+        sessions = [
+            (gw.name, await stack.enter_async_context(d.http(gw, timeout_s=15))) for gw in gateways or d.gateways
+        ]
 
         async def one(n: int) -> None:
             name, http = sessions[n % len(sessions)]
@@ -96,9 +101,11 @@ async def under_load(
     return run
 
 
-async def settle(d: Deployment, run: LoadRun, timeout_s: float) -> tuple[dict[str, dict[str, Any]], float, list[str]]:
+async def settle(
+    d: Deployment, run: LoadRun, timeout_s: float, gateway: Host | None = None
+) -> tuple[dict[str, dict[str, Any]], float, list[str]]:
     """Wait for every accepted call to be final; also the problems: calls not DONE."""
-    async with d.http(d.gateways[0], timeout_s=15) as http:
+    async with d.http(gateway or d.gateways[0], timeout_s=15) as http:
         records, took = await wait_done(http, run.accepted, timeout_s)
     problems = []
     statuses = Counter(records.get(i, {}).get("status", "MISSING") for i in run.accepted)

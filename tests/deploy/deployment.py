@@ -102,15 +102,20 @@ class Deployment:
 
     async def wait_healthy(self, timeout_s: float = 90) -> None:
         """Until every gateway answers /healthz with 200 (after a host was started again)."""
-        async with asyncio.timeout(timeout_s), aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
             for gw in self.gateways:
+                deadline = time.monotonic() + timeout_s
+                last = "no answer"
                 while True:
                     try:
                         async with http.get(f"http://{gw.address}:{GATEWAY_PORT}/healthz") as resp:
                             if resp.status == 200:
                                 break
-                    except aiohttp.ClientError:
-                        pass
+                            last = f"{resp.status} {(await resp.text())[:200]}"
+                    except (aiohttp.ClientError, TimeoutError) as err:
+                        last = repr(err)
+                    if time.monotonic() > deadline:
+                        raise AssertionError(f"gateway {gw.name} not healthy after {timeout_s:.0f} s: {last}")
                     await asyncio.sleep(0.5)
 
     def nats_urls(self, scheme: str = "tls") -> list[str]:

@@ -3,6 +3,7 @@ under a stream of async invocations; every call accepted before, during and afte
 
 import asyncio
 from collections import Counter
+from datetime import UTC, datetime
 
 from tests.deploy.checks.load import settle, under_load
 from tests.deploy.deployment import Deployment, Result
@@ -47,6 +48,7 @@ async def nats_host_killed(d: Deployment) -> Result:
 async def agent_host_killed(d: Deployment) -> Result:
     killed: list[Host] = []
     running_there: list[str] = []
+    kill_at: list[datetime] = []
 
     async def fault() -> None:
         # The agent host running the most calls right now (the records say where they run).
@@ -63,6 +65,7 @@ async def agent_host_killed(d: Deployment) -> Result:
         victim = max(d.agents, key=lambda a: len(running.get(a.node_id, [])))
         killed.append(victim)
         running_there.extend(running.get(victim.node_id, []))
+        kill_at.append(datetime.now(UTC))
         await asyncio.to_thread(d.hosts.kill, victim)
 
     # 3 s calls, so that the victim has calls running when it dies.
@@ -72,19 +75,33 @@ async def agent_host_killed(d: Deployment) -> Result:
     await asyncio.to_thread(d.hosts.start_again, victim)
     nodes = Counter(r.get("node") for r in records.values())
     moved = [i for i in running_there if records.get(i, {}).get("node") not in (None, victim.node_id)]
+    # Seen running there, but it finished before the kill (the store's list lags a little).
+    ended_before = [i for i in running_there if i not in moved and _finished_before(records.get(i, {}), kill_at[0])]
     attempts = Counter(records.get(i, {}).get("attempts") for i in running_there)
     if not running_there:
         problems.append(f"no call seen running on {victim.name} when it was killed")
-    elif len(moved) != len(running_there):
-        problems.append(f"of {len(running_there)} calls running on {victim.name}, {len(moved)} ended elsewhere")
+    elif len(moved) + len(ended_before) != len(running_there):
+        problems.append(
+            f"of {len(running_there)} calls running on {victim.name}, {len(moved)} ended elsewhere, "
+            f"{len(ended_before)} before the kill"
+        )
     if run.unexpected():
         problems.append(f"answers neither 202 nor 503: {run.unexpected()}")
     figures = (
         f"killed {victim.name} with {len(running_there)} calls running, {len(moved)} of them DONE on the other host "
+        f"({len(ended_before)} had ended before the kill) "
         f"(attempts {dict(attempts)}); {len(run.accepted)} accepted {run.statuses()}, final on {dict(nodes)}; "
         f"all final {took:.0f} s after the load"
     )
     return Result(4, "", not problems, "; ".join([*problems, figures]))
+
+
+def _finished_before(record: dict[str, object], at: datetime) -> bool:
+    finished = record.get("finished_at")
+    if record.get("status") != "DONE" or not isinstance(finished, str):
+        return False
+    when = datetime.fromisoformat(finished)
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)) < at
 
 
 async def store_host_restarted(d: Deployment) -> Result:

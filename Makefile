@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup up test lint typecheck pytest bench experiments clean
+.PHONY: setup up test lint typecheck pytest deploy-test bench experiments clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,9 +34,16 @@ typecheck: $(VENV)/.installed
 pytest: setup
 	bash scripts/ensure-postgres.sh
 	FAAS_TEST_POSTGRES_URL="$$(bash scripts/ensure-postgres.sh 2>/dev/null | tail -n 1)" FAAS_REQUIRE_POSTGRES=1 \
-	FAAS_REQUIRE_DOCKER=1 FAAS_REQUIRE_ANSIBLE=1 PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -q -ra
+	FAAS_REQUIRE_DOCKER=1 FAAS_REQUIRE_ANSIBLE=1 FAAS_REQUIRE_DEPLOY=$(FAAS_REQUIRE_DEPLOY) \
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -q -ra
 
 test: setup lint typecheck pytest
+
+# The Ansible deployment on six systemd hosts made here, and its checks (tests/deploy/README.md);
+# about 10 minutes. Part of `make pytest` / `make test` (FAAS_REQUIRE_DEPLOY=0 leaves it out).
+FAAS_REQUIRE_DEPLOY ?= 1
+deploy-test: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m tests.deploy
 
 # One benchmark run (figures against targets, JSON in bench/out/); options: python -m bench.run -h
 bench: setup

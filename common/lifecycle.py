@@ -246,8 +246,27 @@ class Service(Protocol):
 
 async def run_until_stopped(service: Service, stop: asyncio.Event) -> int:
     """Start, wait for a stop request or a failed side task, stop. Returns the exit code:
-    1 if a side task failed or a step of the stop did (that step's error is in the log)."""
-    await service.start()
+    1 if a side task failed or a step of the stop did (that step's error is in the log).
+
+    A stop asked for while the service is still starting (e.g. waiting for NATS or for the
+    layout) cancels the start, which releases what it had acquired: a service whose start
+    can wait for ever still stops on SIGTERM (systemd would otherwise kill it)."""
+    stop_wait = asyncio.create_task(stop.wait(), name="stop-requested")
+    starting = asyncio.create_task(service.start(), name="start")
+    try:
+        await asyncio.wait({stop_wait, starting}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            log.info("service.stopped_while_starting", extra=fields(service=service.name))
+            return 0
+        starting.result()  # a failed start raises here
+    finally:
+        if not starting.done():  # run_until_stopped itself was cancelled
+            starting.cancel()
+        if not stop_wait.done():
+            stop_wait.cancel()
     clean_stop = False
     try:
         stop_wait = asyncio.create_task(stop.wait(), name="stop-requested")

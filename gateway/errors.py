@@ -115,3 +115,7 @@ def nats_unavailable(what: str) -> Iterator[None]:
         raise unavailable(f"{what}: NATS connection unavailable ({type(err).__name__})") from None
     except nats.js.errors.ServiceUnavailableError:
         raise unavailable(f"{what}: JetStream unavailable") from None
+    except nats.js.errors.NoStreamResponseError:
+        # No PubAck: the stream's server is gone and no other one holds it (yet: a replica
+        # becomes leader within seconds; with one replica, until that server is back).
+        raise unavailable(f"{what}: no stream answered (JetStream server lost?)") from None

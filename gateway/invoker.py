@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from common.jspub import JsPublisher
 from common.logs import fields
 from gateway.call_watch import CallWatch, Replies
-from gateway.errors import check_name, invalid, not_found, too_large
+from gateway.errors import check_name, invalid, nats_unavailable, not_found, too_large
 from gateway.functions import Functions
 from gateway.queueing import enqueue
 from gateway.routing import NodeRouter
@@ -195,7 +195,8 @@ class Invoker:
             else self._layout.invoke_runtime(record.runtime)
         )
         reply_to = watch.reply_to if watch is not None else None
-        number = await self._publish_invocation(inv, subject, reply_to)
+        with nats_unavailable("queueing the call"):
+            number = await self._publish_invocation(inv, subject, reply_to)
         ticket = Ticket(call_id, number, function, record.version, record.runtime, params, now, callback_url)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(

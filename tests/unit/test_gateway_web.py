@@ -6,12 +6,14 @@ from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
+import nats.errors
+import nats.js.errors
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.deps import DEPS
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, nats_unavailable
 from gateway.legacy_format import legacy_call, legacy_calls
 from gateway.routes.health import healthz
 from gateway.web import error_middleware, read_body
@@ -127,3 +129,17 @@ def test_legacy_call_shape(record: CallRecord, status: str, result: str) -> None
 def test_legacy_calls_are_keyed_by_number_oldest_first() -> None:
     calls = legacy_calls([_call(3, CallStatus.DONE), _call(1, CallStatus.QUEUED)])
     assert list(calls) == ["c1", "c3"]
+
+
+@pytest.mark.parametrize(
+    "err",
+    [
+        nats.js.errors.NoStreamResponseError(),  # the stream's server lost (a deploy test's NATS kill)
+        nats.errors.TimeoutError(),
+        nats.errors.NoRespondersError(),
+    ],
+)
+def test_nats_failures_become_503_naming_what_was_asked(err: Exception) -> None:
+    with pytest.raises(GatewayError) as caught, nats_unavailable("queueing the call"):
+        raise err
+    assert caught.value.status == 503 and "queueing the call" in str(caught.value)

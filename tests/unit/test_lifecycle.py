@@ -229,6 +229,27 @@ async def test_run_until_stopped_exits_1_when_a_step_of_the_stop_fails() -> None
     assert svc.released == ["nats"]
 
 
+async def test_run_until_stopped_ends_a_start_that_waits_for_ever_when_asked_to_stop() -> None:
+    """SIGTERM while a service waits in its start (for NATS, for the layout): it stops, and
+    releases what it had, instead of waiting until systemd kills it."""
+    svc = Fake(["nats", "layout", "intake"], hang_at="layout")
+    stop = asyncio.Event()
+    async with deadline():
+        running = asyncio.create_task(run_until_stopped(svc, stop))
+        await svc.hanging.wait()
+        stop.set()
+        assert await running == 0
+    assert svc.acquired == ["nats"] and svc.released == ["nats"]
+
+
+async def test_run_until_stopped_raises_a_failed_start() -> None:
+    svc = Fake(["nats", "layout"], fail_at="layout")
+    async with deadline():
+        with pytest.raises(Boom):
+            await run_until_stopped(svc, asyncio.Event())
+    assert svc.released == ["nats"]
+
+
 async def test_drain_waits_for_tasks_up_to_the_grace_then_cancels_the_rest() -> None:
     tasks = TaskSet("svc")
     finish = asyncio.Event()

@@ -24,6 +24,7 @@ class Demand:
         self.service_s = 0.05
         self.fill_s = 0.5
         self._observed_service = self._observed_fill = False
+        self._peak, self._peak_t = 0.0, self._t
         # calls announced before they come (a new function version's first call), each
         # until it comes or its deadline passes
         self._expected: deque[float] = deque()
@@ -42,6 +43,18 @@ class Demand:
         self._slow = slow + 1.0 / self.tau
         self._fast = fast + 1.0 / self._fast_tau
         self._t = now
+
+    def observe_concurrency(self, n: int) -> None:
+        """``n`` calls want a container of this key at once (busy ones, waiting ones and this
+        one): kept as a peak that decays with the window, for :meth:`peak`."""
+        now = time.monotonic()
+        self._peak = max(float(n), self.peak(now))
+        self._peak_t = now
+
+    def peak(self, now: float | None = None) -> float:
+        """The recent peak of calls wanting a container at once (decaying over ``window_s``)."""
+        dt = (time.monotonic() if now is None else now) - self._peak_t
+        return self._peak * math.exp(-dt / self.tau)
 
     def recent_calls(self, now: float | None = None) -> float:
         """About how many calls the last ``window_s`` saw (the slow average times its window)."""

@@ -7,7 +7,8 @@ version's for warm-function):
 * the target size (idle + being made + busy with calls) is what Little's law says the
   calls need while a container is held: ``ceil(rate * hold_s) + 1`` while there is demand,
   clamped to the key's minimum and ``max_per_key``; ``hold_s`` is a call's service time for
-  a reusable container, plus the time to make its replacement for a single-use one;
+  a reusable container, plus the time to make its replacement for a single-use one; a
+  reusable key also keeps as many as its calls recently wanted at once (busy and waiting);
 * idle containers beyond the target expire after ``idle_s``;
 * when the node's warm capacity (``max_warm``) is full, the least recently used idle
   containers of other keys are evicted to make room.
@@ -152,6 +153,7 @@ class Pools:
         wc = idle.pop()
         if wc.reusable:  # a single-use container never comes back: it is not part of the pool
             self._busy[key] = self._busy.get(key, 0) + 1
+            self._demand[key].observe_concurrency(self._busy[key] + len(self._waiters.get(key, ())))
         elif idle:
             # Replace it once the call is over (release), or once it runs longer than usual.
             hold = min(1.5 * self._demand[key].service_s, 1.0)
@@ -172,6 +174,7 @@ class Pools:
             return None  # nothing of this key will be free: cold at once
         queue = self._waiters.setdefault(key, deque())
         ahead = len(queue)
+        d.observe_concurrency(busy + ahead + 1)  # the pool is short of this many at once
         # the busy containers serve the calls ahead of this one in turn; a container being
         # made is ready sooner than one this call would start now
         if not (busy and d.service_s * (ahead + 1) / busy < d.fill_s) and filling <= ahead:
@@ -273,8 +276,11 @@ class Pools:
             pass  # no repeat demand yet: served by a stem cell until there is
         elif rate > 1.0 / (self.config.window_s * 20):
             # reusable: containers busy with calls; single-use: also being replaced after each
-            hold = d.service_s if self._reusable.get(key, key.layer is Layer.FUNCTION) else d.service_s + d.fill_s
-            need = math.ceil(rate * hold) + 1
+            if self._reusable.get(key, key.layer is Layer.FUNCTION):
+                # busy with calls (Little's law), or as many as recently wanted at once
+                need = max(math.ceil(rate * d.service_s) + 1, math.ceil(d.peak() - 0.01))
+            else:  # single-use: each is also being replaced after its call
+                need = math.ceil(rate * (d.service_s + d.fill_s)) + 1
         need = max(need, d.expected())  # a container per announced call (a new version's first)
         return max(minimum, min(self.config.max_per_key, need))
 

@@ -124,6 +124,24 @@ async def test_a_reusable_container_is_held_for_its_call_a_single_use_one_until_
     assert made and pools.target(FN_F) == target
 
 
+async def test_calls_waiting_for_a_reusable_pool_grow_it_to_as_many_as_wanted_at_once() -> None:
+    # eight clients at once on 2 ms calls: Little's law on the mean says 4 containers, but
+    # eight were wanted at the same moment, so the pool grows to eight
+    pools, _, _ = make_pools(max_per_key=8, window_s=30)
+    pools.want(FN_F)
+    d = pools._demand[FN_F]
+    d.service_s, d.fill_s = 0.002, 5.0
+    d._slow = d._fast = 1400.0
+    d._t = time.monotonic()
+    assert pools.target(FN_F) == 4
+    pools._busy[FN_F] = 4
+    waits = [asyncio.create_task(pools.wait(FN_F)) for _ in range(4)]
+    await asyncio.sleep(0)
+    assert pools.target(FN_F) == 8
+    await pools.close(timeout=1)
+    await asyncio.gather(*waits)
+
+
 async def test_unhealthy_and_single_use_containers_are_destroyed() -> None:
     pools, engine, _ = make_pools(refill_delay_s=0.0)
     pools.acquire(FN_F)

@@ -23,16 +23,16 @@ class Limits(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    timeout_s: float = Field(default=30.0, gt=0, le=900)
-    memory_mb: int = Field(default=256, ge=16, le=8192)
+    timeout_s: float = Field(default=30.0, gt=0, le=900, strict=True)
+    memory_mb: int = Field(default=256, ge=16, le=8192, strict=True)
     # CPU share in cores (Docker NanoCpus).
-    cpus: float = Field(default=1.0, ge=0.05, le=64)
+    cpus: float = Field(default=1.0, ge=0.05, le=64, strict=True)
     # Processes and threads in the container (a fork bomb stops here).
-    pids: int = Field(default=128, ge=8, le=4096)
-    result_bytes: int = Field(default=256 * KiB, ge=KiB, le=768 * KiB)
+    pids: int = Field(default=128, ge=8, le=4096, strict=True)
+    result_bytes: int = Field(default=256 * KiB, ge=KiB, le=768 * KiB, strict=True)
     # Output kept as logs; what is past it is cut, with a visible marker.
-    log_bytes: int = Field(default=1024 * KiB, ge=KiB, le=16 * 1024 * KiB)
-    params_bytes: int = Field(default=256 * KiB, ge=KiB, le=768 * KiB)
+    log_bytes: int = Field(default=1024 * KiB, ge=KiB, le=16 * 1024 * KiB, strict=True)
+    params_bytes: int = Field(default=256 * KiB, ge=KiB, le=768 * KiB, strict=True)
     # Network access for the call. Dependency installation gets network regardless.
     network: bool = False
 

@@ -77,8 +77,8 @@ class JobContainer(BaseModel):
     registry_auth: RegistryAuth | None = None
     # Resources of the container, within the maxima of the node that runs it; unset: the
     # node's defaults (FAAS_AGENT_JOB_MEMORY_MB, FAAS_AGENT_JOB_CPUS).
-    memory_mb: int | None = Field(default=None, ge=16, le=256 * 1024)
-    cpus: float | None = Field(default=None, ge=0.05, le=256)
+    memory_mb: int | None = Field(default=None, ge=16, le=256 * 1024, strict=True)
+    cpus: float | None = Field(default=None, ge=0.05, le=256, strict=True)
     # The user the command runs as (Docker's ``User``: name or uid, optionally ``:group``);
     # unset: the image's own user.
     user: str | None = Field(default=None, pattern=USER_PATTERN)
@@ -116,11 +116,11 @@ class JobSpec(BaseModel):
 
     name: str = Field(pattern=NAME_PATTERN)
     description: str = Field(default="", max_length=4096)
-    priority: int = Field(default=5, ge=MIN_PRIORITY, le=MAX_PRIORITY)
+    priority: int = Field(default=5, ge=MIN_PRIORITY, le=MAX_PRIORITY, strict=True)
     container: JobContainer
     metadata: dict[str, Any] = Field(default_factory=dict)
     # Unset: the node's maximum (FAAS_AGENT_JOB_MAX_TIMEOUT_S). Past it the job ends TIMEOUT.
-    timeout_s: float | None = Field(default=None, gt=0, le=MAX_JOB_TIMEOUT_S)
+    timeout_s: float | None = Field(default=None, gt=0, le=MAX_JOB_TIMEOUT_S, strict=True)
 
 
 class JobMaxima(BaseModel):

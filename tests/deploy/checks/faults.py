@@ -65,8 +65,9 @@ async def agent_host_killed(d: Deployment) -> Result:
         victim = max(d.agents, key=lambda a: len(running.get(a.node_id, [])))
         killed.append(victim)
         running_there.extend(running.get(victim.node_id, []))
-        kill_at.append(datetime.now(UTC))
         await asyncio.to_thread(d.hosts.kill, victim)
+        # when the kill is done: a call the host finished while `docker kill` ran is not lost
+        kill_at.append(datetime.now(UTC))
 
     # 3 s calls, so that the victim has calls running when it dies.
     run = await under_load(d, "dice-h2", {"roll": "1d6", "sleep": 3}, rate=3, seconds=15, fault_at=5, fault=fault)
@@ -75,7 +76,7 @@ async def agent_host_killed(d: Deployment) -> Result:
     await asyncio.to_thread(d.hosts.start_again, victim)
     nodes = Counter(r.get("node") for r in records.values())
     moved = [i for i in running_there if records.get(i, {}).get("node") not in (None, victim.node_id)]
-    # Seen running there, but it finished before the kill (the store's list lags a little).
+    # Seen running there, but it finished before the host died (the store's list lags a little).
     ended_before = [i for i in running_there if i not in moved and _finished_before(records.get(i, {}), kill_at[0])]
     attempts = Counter(records.get(i, {}).get("attempts") for i in running_there)
     if not running_there:

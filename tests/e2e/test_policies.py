@@ -190,7 +190,8 @@ async def test_node_dependencies_are_installed_once_and_reach_warm_handlers(
         warm = await call(nc, layout, "node", "nd", {"n": "x"})
         assert warm.status == CallStatus.DONE and warm.result == {"n": False, "v": "7.0.0"}
         assert agent.executor.served["warm"] >= 1
-        assert agent.executor.deps.builds == 1
+        # once at most: adaptive's case, run after warm-function's, may find the image it built
+        assert agent.executor.deps.builds == 1 or (policy == "adaptive" and agent.executor.deps.builds == 0)
 
 
 def _host_ca() -> Path | None:

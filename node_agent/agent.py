@@ -36,7 +36,8 @@ from node_agent.nodeid import claim_node_id
 from node_agent.pools.deploys import follow_new_versions
 from node_agent.pools.factory import WarmFactory
 from node_agent.pools.keys import Layer, PoolKey
-from node_agent.pools.pool import PoolConfig, Pools
+from node_agent.pools.pool import Pools
+from node_agent.pools.warmcontainer import PoolConfig
 from node_agent.settings import AgentSettings
 from node_agent.wire.socket import SocketDir
 from schemas import (

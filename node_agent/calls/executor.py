@@ -38,8 +38,9 @@ from node_agent.containers.spec import RUN, call_spec
 from node_agent.errors import AgentError, StreamClosed
 from node_agent.outcome import Outcome, error_outcome
 from node_agent.pools.keys import Layer, PoolKey, pool_keys, promotable, reusable
-from node_agent.pools.pool import Pools, WarmContainer
+from node_agent.pools.pool import Pools
 from node_agent.pools.warm import payload
+from node_agent.pools.warmcontainer import WarmContainer
 from node_agent.wire.call import command_call, handler_call, max_line
 from node_agent.wire.stdio import HandlerSession, OnLog
 from schemas import FunctionRecord, Invocation, RuntimeSpec, encode_json

@@ -17,8 +17,8 @@ from node_agent.containers.docker import Attached, Engine
 from node_agent.containers.scripts import WARM_COMMAND_CMD, entry_script
 from node_agent.containers.spec import RUN, call_spec
 from node_agent.pools.keys import Layer, PoolKey, reusable
-from node_agent.pools.pool import WarmContainer
 from node_agent.pools.warm import wait_for_shim, warm_command
+from node_agent.pools.warmcontainer import WarmContainer
 from node_agent.wire.call import max_line
 from node_agent.wire.socket import MOUNT, SOCKET, SocketChannel, SocketDir
 from node_agent.wire.stdio import HandlerSession

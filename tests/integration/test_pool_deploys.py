@@ -8,7 +8,8 @@ from nats.aio.client import Client
 
 from node_agent.pools.deploys import follow_new_versions
 from node_agent.pools.keys import PoolKey
-from node_agent.pools.pool import PoolConfig, Pools, WarmContainer
+from node_agent.pools.pool import Pools
+from node_agent.pools.warmcontainer import PoolConfig, WarmContainer
 from schemas import Layout, Limits
 from tests.fakes.container import FakeAttached
 from tests.fakes.docker import FakeEngine

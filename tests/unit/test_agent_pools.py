@@ -9,7 +9,8 @@ import pytest
 
 from node_agent.pools.demand import Demand
 from node_agent.pools.keys import Layer, PoolKey
-from node_agent.pools.pool import PoolConfig, Pools, WarmContainer
+from node_agent.pools.pool import Pools
+from node_agent.pools.warmcontainer import PoolConfig, WarmContainer
 from tests.fakes.container import FakeAttached
 from tests.fakes.docker import FakeEngine
 

@@ -161,7 +161,7 @@ class Gateway(Lifecycle):
 
         # 3. Intake. HTTP: at stop, no new connections; requests in flight get the grace period,
         #    then are cancelled.
-        app = build_app(Deps(s, nc, runtimes, functions, invoker, store, jobs, log_streams, guard, tokens))
+        app = build_app(Deps(s, nc, runtimes, functions, invoker, store, jobs, log_streams, guard, tokens, router))
         runner = JsonErrorRunner(app, handle_signals=False, shutdown_timeout=grace, access_log=None)
         self.on_stop("http", runner.cleanup)
         await runner.setup()

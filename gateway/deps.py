@@ -10,6 +10,7 @@ from gateway.functions import Functions
 from gateway.invoker import Invoker
 from gateway.jobs import Jobs
 from gateway.log_stream import LogStreams
+from gateway.routing import NodeRouter
 from gateway.runtimes import Runtimes
 from gateway.settings import GatewaySettings
 from gateway.store_client import StoreClient
@@ -28,6 +29,7 @@ class Deps:
     log_streams: LogStreams
     callback_guard: CallbackGuard
     tokens: Tokens
+    router: NodeRouter
 
 
 DEPS = web.AppKey("deps", Deps)

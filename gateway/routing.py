@@ -53,6 +53,12 @@ class NodeRouter:
         except InvalidMessage:
             log.warning("router.bad_heartbeat", extra=fields(node=entry.key))
 
+    def nodes(self) -> list[tuple[NodeState, bool]]:
+        """Every node with a heartbeat in the bucket, by id, each with whether it is fresh
+        (heard from within ``fresh_s``: the router sends work only to fresh nodes)."""
+        now = datetime.now(UTC)
+        return [(n, (now - n.at).total_seconds() < self._fresh_s) for _, n in sorted(self._nodes.items())]
+
     def job_refusal(self, spec: JobSpec) -> str | None:
         """Why no live node would run ``spec`` (each says the most a job may ask for in its
         heartbeat), or None: one would, or none says (the job waits; its node decides)."""

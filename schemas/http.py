@@ -15,6 +15,7 @@ from schemas.events import CallStatus
 from schemas.function import FunctionRecord
 from schemas.jobs import JobStatus
 from schemas.names import CALL_ID_PATTERN, NAME_PATTERN
+from schemas.nodes import NodeState
 from schemas.tokens import Role
 
 
@@ -132,6 +133,13 @@ class CancelRequested(BaseModel):
     id: str
     status: JobStatus
     cancel_requested: bool
+
+
+class NodeView(NodeState):
+    """A node's last heartbeat, as ``GET /v1/nodes`` shows it."""
+
+    fresh: bool = Field(description="heard from in the last few seconds: only fresh nodes are sent routed work")
+    age_s: float = Field(description="seconds since the heartbeat")
 
 
 class FunctionDetail(FunctionRecord):

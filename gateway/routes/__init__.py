@@ -20,6 +20,7 @@ from gateway.routes import (
     v1_invoke,
     v1_jobs,
     v1_logs,
+    v1_nodes,
     v1_runtimes,
     v1_tokens,
 )
@@ -65,6 +66,7 @@ ROUTES: tuple[tuple[str, str, Handler, Rule], ...] = (
     ("GET", "/v1/jobs/{id}", v1_jobs.get_job, READ),
     ("POST", "/v1/jobs/{id}/cancel", v1_jobs.cancel, DEPLOY),
     ("GET", "/v1/jobs/{id}/logs", v1_logs.job_logs, READ),
+    ("GET", "/v1/nodes", v1_nodes.list_all, READ),
     ("POST", "/v1/tokens", v1_tokens.create, ADMIN_JSON),
     ("GET", "/v1/tokens", v1_tokens.list_all, ADMIN),
     ("DELETE", "/v1/tokens/{name}", v1_tokens.revoke, ADMIN),

@@ -289,3 +289,23 @@ async def test_stored_logs_as_json(http: aiohttp.ClientSession, store: StoreStat
         assert r.status == 200
     async with http.get("/v1/jobs/jx/logs") as r:
         assert r.status == 404
+
+
+async def test_nodes_lists_heartbeats_with_freshness(http: aiohttp.ClientSession, nc: Client, layout: Layout) -> None:
+    kv = await nc.jetstream().key_value(layout.nodes_bucket)
+    live = NodeState(node_id="n1", policy="adaptive", slots=4, free=3, warm_functions={"dice@2": 1})
+    stale = NodeState(node_id="n0", policy="none", slots=2, free=2, at=T0)
+    await kv.put("n1", encode(live))
+    await kv.put("n0", encode(stale))
+
+    async def both() -> list[dict[str, Any]] | None:
+        async with http.get("/v1/nodes") as r:
+            assert r.status == 200
+            nodes: list[dict[str, Any]] = await r.json()
+            return nodes if len(nodes) == 2 else None
+
+    nodes = await eventually(both, timeout=5)
+    assert [n["node_id"] for n in nodes] == ["n0", "n1"]
+    assert (nodes[0]["fresh"], nodes[1]["fresh"]) == (False, True)
+    assert nodes[1]["free"] == 3 and nodes[1]["warm_functions"] == {"dice@2": 1}
+    assert nodes[0]["age_s"] > 60 and 0 <= nodes[1]["age_s"] < 5

@@ -12,9 +12,12 @@
 
 * ``adaptive``: the layers together. A call goes to an idle container of its own function
   (``warm``), else to a stem cell of its runtime (``stem``: as warm-runtime), else runs
-  cold. A stem cell whose shim loaded a handler in-process is promoted to the function's
-  warm container after the call (no second start); a function gets a pool of its own once
-  it has repeat demand (pools/pool.py).
+  cold. When the function's own containers are all busy, the call waits for one of them
+  while that is quicker than what a stem cell would add (so a saturated function does not
+  use up stem cells, each to be made again, for a wait of a few milliseconds). A stem cell
+  whose shim loaded a handler in-process is promoted to the function's warm container after
+  the call (no second start); a function gets a pool of its own once it has repeat demand
+  (pools/pool.py).
 
 Each outcome says how the call was served (``cold``, ``stem``, ``warm``); the call's
 ``finished`` event and record carry it.
@@ -95,12 +98,14 @@ class Executor:
         if self.pools is not None:
             fn_key, stem_key = pool_keys(self.policy, runtime, function)
             wc = self.pools.acquire(fn_key, stem_backed=stem_key is not None) if fn_key is not None else None
+            if wc is None and fn_key is not None and reusable(fn_key, function):
+                # A burst past the pool: queue briefly for a busy container of this function
+                # while that is quicker than a stem cell (code load, and a new stem cell to
+                # make after it) or a cold start (pools/pool.py, "wait").
+                stem_s = self.pools.stem_delay(stem_key, fn_key) if stem_key is not None else None
+                wc = await self.pools.wait(fn_key, instead_s=stem_s)
             if wc is None and stem_key is not None:
                 wc = self.pools.acquire(stem_key)
-            if wc is None and fn_key is not None and reusable(fn_key, function):
-                # a burst past the pool: queue briefly for a busy container of this function
-                # rather than start one (pools/pool.py, "wait")
-                wc = await self.pools.wait(fn_key)
             if wc is not None:
                 return await self._run_warm(wc, runtime, function, call_id, params_json, timeout, on_log)
         return await self._run_cold(runtime, function, call_id, params_json, timeout, on_log)

@@ -127,10 +127,12 @@ class Pools:
             self._wake.set()
         return wc
 
-    async def wait(self, key: PoolKey) -> WarmContainer | None:
+    async def wait(self, key: PoolKey, instead_s: float | None = None) -> WarmContainer | None:
         """After ``acquire`` found nothing: wait for a reusable container of ``key`` that is
-        busy with a call or being made, if that should be quicker than a cold start; None
-        (run cold) otherwise, or when the wait runs out."""
+        busy with a call or being made, if that should be quicker than the call's other way
+        to start: a cold start, or ``instead_s`` when given (what an idle stem cell adds to a
+        call, :meth:`stem_delay`). None (go the other way) otherwise, or when the wait runs
+        out."""
         d = self._demand.get(key)
         busy, filling = self._busy.get(key, 0), self._filling.get(key, 0)
         if d is None or self._closed or busy + filling == 0:
@@ -138,15 +140,17 @@ class Pools:
         queue = self._waiters.setdefault(key, deque())
         ahead = len(queue)
         d.observe_concurrency(busy + ahead + 1)  # the pool is short of this many at once
+        limit = d.fill_s if instead_s is None else min(instead_s, d.fill_s)
         # the busy containers serve the calls ahead of this one in turn; a container being
-        # made is ready sooner than one this call would start now
-        if not (busy and d.service_s * (ahead + 1) / busy < d.fill_s) and filling <= ahead:
+        # made is ready sooner than one this call would start now (not than a stem cell)
+        quicker = busy > 0 and d.service_s * (ahead + 1) / busy < limit
+        if not quicker and (instead_s is not None or filling <= ahead):
             return None
         future: asyncio.Future[WarmContainer | None] = asyncio.get_running_loop().create_future()
         queue.append(future)
         taken: WarmContainer | None = None
         try:
-            async with asyncio.timeout(d.fill_s):
+            async with asyncio.timeout(limit):
                 taken = await future
             return taken
         except TimeoutError:
@@ -160,6 +164,17 @@ class Pools:
                 # it goes to the next waiter or back to the pool, not astray.
                 self._busy[key] -= 1
                 self._put_back(wc)
+
+    def stem_delay(self, stem: PoolKey, key: PoolKey) -> float | None:
+        """What serving a call of ``key`` on an idle stem cell of ``stem`` would add to it (the
+        stem cells' mean time per call less the function's own, at least a millisecond), or
+        None when no stem cell is idle."""
+        if not self._idle.get(stem):
+            return None
+        d, own = self._demand.get(stem), self._demand.get(key)
+        if d is None:
+            return None
+        return max(d.service_s - (own.service_s if own is not None else 0.0), 0.001)
 
     def _hand_over(self, wc: WarmContainer) -> bool:
         """Give an idle reusable container to the oldest call waiting for its key."""

@@ -468,3 +468,31 @@ def test_an_announcement_lapses_at_its_deadline() -> None:
     d.expect(ttl_s=5)
     assert d.expected() == 1
     assert d.expected(now=time.monotonic() + 6) == 0
+
+
+async def test_past_a_busy_pool_a_call_waits_rather_than_take_a_slower_stem_cell() -> None:
+    pools, _, wc = await busy_pool(service_s=0.002, fill_s=0.3)
+    pools.want(RT_PY)
+    assert pools.stem_delay(RT_PY, FN_F) is None  # no idle stem cell: nothing to compare
+    pools._idle[RT_PY].append(WarmContainer(cid="stem#0", key=RT_PY, attached=FakeAttached(), reusable=False))
+    pools._demand[RT_PY].service_s = 0.025  # code load and the call on a stem cell
+    assert pools.stem_delay(RT_PY, FN_F) == pytest.approx(0.023)
+    # one call ahead clears in 2 ms, a stem cell adds 23: wait, and get the busy container
+    waiting = asyncio.create_task(pools.wait(FN_F, instead_s=pools.stem_delay(RT_PY, FN_F)))
+    await settle(pools)
+    assert not waiting.done()
+    pools.release(wc, healthy=True, service_s=0.002)
+    assert await asyncio.wait_for(waiting, 1) is wc
+    # a slow function: its busy container frees later than a stem cell serves: no wait
+    pools._demand[FN_F].service_s = 0.5
+    assert await asyncio.wait_for(pools.wait(FN_F, instead_s=pools.stem_delay(RT_PY, FN_F)), 1) is None
+
+
+async def test_a_wait_instead_of_a_stem_cell_ends_at_the_stem_cells_delay() -> None:
+    pools, _, _ = await busy_pool(service_s=0.001, fill_s=5.0)
+    # the busy container is never released: the wait gives up after 50 ms, not the 5-s fill
+    assert await asyncio.wait_for(pools.wait(FN_F, instead_s=0.05), 2) is None
+    # a container being made does not make the call wait when a stem cell is there
+    pools._filling[FN_F] = 1
+    pools._busy[FN_F] = 0
+    assert await asyncio.wait_for(pools.wait(FN_F, instead_s=0.05), 1) is None

@@ -33,7 +33,7 @@ from node_agent.containers.prune import ImagePruner
 from node_agent.errors import NetworkUnavailable
 from node_agent.jobs.worker import JobConfig, JobWorker
 from node_agent.nodeid import claim_node_id
-from node_agent.pools.deploys import follow_new_versions
+from node_agent.pools.deploys import Prefetch, follow_new_versions
 from node_agent.pools.factory import WarmFactory
 from node_agent.pools.keys import Layer, PoolKey
 from node_agent.pools.pool import Pools
@@ -188,7 +188,8 @@ class NodeAgent(Lifecycle):
         if self.pools is not None:
             self.tasks.spawn(self.pools.maintain(), "pools")
             if s.policy == "adaptive":  # a stem cell ready for each new version's first call
-                versions = follow_new_versions(functions_kv, self.pools, s.serves, s.expect_first_call_s)
+                fetch = Prefetch(self._catalog, self._artifacts)
+                versions = follow_new_versions(functions_kv, self.pools, s.serves, s.expect_first_call_s, fetch)
                 self.tasks.spawn(versions, "new-versions")
         # Work the gateway routes to this node because it holds the function/runtime warm.
         await self._serve(self.layout.invoke_node(s.node_id), self.layout.node_consumer(s.node_id), NODE_LOOP)

@@ -37,6 +37,10 @@ class Catalog:
             raise RuntimeNotFound(f"runtime {name!r} is not registered")
         return decode(RuntimeSpec, entry.value)
 
+    def remember(self, function: FunctionRecord) -> None:
+        """A version seen elsewhere (the functions bucket's watch): its calls need no read."""
+        self._versions[(function.name, function.version)] = function
+
     async def function(self, name: str, version: int | None) -> FunctionRecord:
         if version is not None and (name, version) in self._versions:
             return self._versions[(name, version)]

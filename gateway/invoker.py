@@ -26,7 +26,7 @@ from gateway.call_watch import CallWatch, Replies
 from gateway.errors import check_name, invalid, nats_unavailable, not_found, too_large
 from gateway.functions import Functions
 from gateway.queueing import enqueue
-from gateway.routing import NodeRouter
+from gateway.routing import Claim, NodeRouter
 from gateway.runtimes import Runtimes
 from schemas import (
     REPLY_TO,
@@ -58,6 +58,8 @@ class Ticket:
     params: Any
     created_at: datetime
     callback_url: str | None = None
+    # what it took of the node it was routed to (gateway/routing.py)
+    claim: Claim | None = None
 
     def queued(self, status: CallStatus = CallStatus.QUEUED) -> dict[str, Any]:
         return {"id": self.id, "number": self.number, "status": status.value}
@@ -151,6 +153,8 @@ class Invoker:
             if finished is None:
                 status = CallStatus.RUNNING if watch.started else CallStatus.QUEUED
                 return Outcome(ticket, None, status)
+            if self._router is not None:  # its container and slot are free again
+                self._router.release(ticket.claim)
             return Outcome(ticket, _answer(ticket, watch.started, finished), finished.status)
         finally:
             self._watches.discard(watch)
@@ -189,15 +193,15 @@ class Invoker:
 
         if watch is not None:
             watch.open()
-        subject = (
-            self._router.subject_for(function, record.version, record.runtime)
+        subject, claim = (
+            self._router.route(function, record.version, record.runtime)
             if self._router is not None
-            else self._layout.invoke_runtime(record.runtime)
+            else (self._layout.invoke_runtime(record.runtime), None)
         )
         reply_to = watch.reply_to if watch is not None else None
         with nats_unavailable("queueing the call"):
             number = await self._publish_invocation(inv, subject, reply_to)
-        ticket = Ticket(call_id, number, function, record.version, record.runtime, params, now, callback_url)
+        ticket = Ticket(call_id, number, function, record.version, record.runtime, params, now, callback_url, claim)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "call.accepted",

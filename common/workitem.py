@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 # call slots ack and ask for the next call in one message, jobs wait for the server).
 Ack = Callable[[Msg], Awaitable[object]]
 
+# A work item moved to another subject (a new message: its delivery count starts again)
+# carries the attempts it had before in this header; they count in :attr:`Delivery.attempt`.
+PRIOR_ATTEMPTS = "Faas-Prior-Attempts"
+
 # Keepalive beats are at least this far apart, whatever the ack wait.
 MIN_KEEPALIVE_S = 0.5
 
@@ -40,7 +44,8 @@ def keepalive_interval(ack_wait_s: float) -> float:
 
 class Delivery:
     """A delivered work item: the message, its stream sequence and its attempt (how many
-    times it has been delivered, this time included)."""
+    times it has been delivered, this time included, and before it was moved:
+    ``PRIOR_ATTEMPTS``)."""
 
     __slots__ = ("attempt", "msg", "sequence")
 
@@ -56,6 +61,8 @@ class Delivery:
         else:
             meta = msg.metadata
             self.sequence, self.attempt = meta.sequence.stream, meta.num_delivered
+        if msg.headers is not None and (prior := msg.headers.get(PRIOR_ATTEMPTS, "")).isdigit():
+            self.attempt += int(prior)
 
     def exhausted(self, max_attempts: int) -> str | None:
         """Why the item is given up if this delivery is past ``max_attempts``, else None."""

@@ -3,8 +3,8 @@
 The gateway publishes some calls on ``<prefix>.invoke.node.<node_id>`` (that node holds the
 function warm). If the node's heartbeat is gone from the nodes bucket, any live agent moves
 the messages waiting on that node's consumer (including delivered-but-unacked ones, once
-their ack_wait passes) back to the function's runtime subject, keeping the call number,
-then deletes the dead node's consumer once it is empty.
+their ack_wait passes) back to the function's runtime subject, keeping the call number and
+its count of attempts, then deletes the dead node's consumer once it is empty.
 
 A message whose runtime cannot be told (an invocation that does not decode, a function that
 is not registered) has nowhere to go: the call ends here as an error, with a ``finished``
@@ -25,7 +25,7 @@ from nats.js.kv import KeyValue
 
 from common.logs import fields
 from common.pull import ConsumerGone, PullConsumer
-from common.workitem import Delivery
+from common.workitem import PRIOR_ATTEMPTS, Delivery
 from node_agent.calls.catalog import Catalog
 from node_agent.errors import AgentError
 from schemas import CallStatus, ErrorInfo, Finished, InvalidMessage, Invocation, Layout, decode, dedup, encode
@@ -114,7 +114,9 @@ class _Rescue:
         except AgentError as err:
             await self._unroutable(d, number, inv, ErrorInfo(type=err.kind, message=str(err)))
             return 0
-        headers = {RESCUED_NUMBER: str(number)}
+        # The attempts so far go with it (this round's own pull is not one): a call that was
+        # running on the dead node runs next as attempt 2, not 1 again.
+        headers = {RESCUED_NUMBER: str(number), PRIOR_ATTEMPTS: str(d.attempt - 1)}
         if inv.id:
             headers[dedup.MSG_ID] = dedup.rescued(inv.id, d.attempt)
         await d.finish(

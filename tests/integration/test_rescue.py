@@ -75,7 +75,41 @@ async def test_a_routable_call_goes_back_to_its_runtime_keeping_its_number(
         assert moved is not None and decode(Invocation, moved.data).id == "c-known"
         assert (moved.headers or {})[RESCUED_NUMBER] == str(number)
         assert Delivery(moved).sequence != number  # a new message, the same call number
+        assert Delivery(moved).attempt == 1  # never delivered to the dead node: the first
         await moved.ack()
+    finally:
+        await pull.close()
+
+
+async def test_a_call_that_was_running_on_the_dead_node_keeps_its_attempts(
+    nc: Client, layout: Layout, dead_node: str, agent_nc: Client
+) -> None:
+    cat = await catalog(nc, agent_nc, layout)
+    await route(nc, layout, dead_node, encode(Invocation(id="c-ran", function="known")))
+    # the dead node had taken it (one delivery, never acked), and its ack wait has passed
+    js = nc.jetstream()
+    dead = await PullConsumer.bind(nc, layout.invoke_stream, layout.node_consumer(dead_node))
+    taken = await dead.next_now()
+    assert taken is not None and Delivery(taken).attempt == 1
+    await taken.nak()  # as an expired ack wait would, at once
+    await dead.close(settle=False)
+    assert await rescue(agent_nc, layout, cat) == 1
+
+    await js.add_consumer(
+        layout.invoke_stream,
+        ConsumerConfig(
+            durable_name="rt_python2", filter_subject=layout.invoke_runtime("python"), ack_policy=AckPolicy.EXPLICIT
+        ),
+    )
+    pull = await PullConsumer.bind(nc, layout.invoke_stream, "rt_python2")
+    try:
+        moved = await pull.next_now()
+        assert moved is not None and decode(Invocation, moved.data).id == "c-ran"
+        assert Delivery(moved).attempt == 2  # its second run, however many moves
+        await moved.nak()
+        again = await pull.fetch(1, timeout=5)
+        assert len(again) == 1 and Delivery(again[0]).attempt == 3
+        await again[0].ack()
     finally:
         await pull.close()
 

@@ -46,6 +46,7 @@ class _Msg:
     """A delivered call: what take_slot touches."""
 
     reply = "$JS.ACK.S.c.1.7.7.0.0"
+    headers = None
 
     def __init__(self) -> None:
         self.naks = 0

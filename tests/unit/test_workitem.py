@@ -8,7 +8,7 @@ import pytest
 from nats.aio.msg import Msg
 from nats.js.api import PubAck
 
-from common.workitem import MIN_KEEPALIVE_S, Delivery, KeepAlive, keepalive_interval
+from common.workitem import MIN_KEEPALIVE_S, PRIOR_ATTEMPTS, Delivery, KeepAlive, keepalive_interval
 from tests.fakes.publisher import FakePublisher
 
 REPLY = "$JS.ACK.FAAS_INVOKE.rt_python.3.1207.1190.1763800000000000000.17"
@@ -20,6 +20,7 @@ class FakeMsg:
     def __init__(self, log: list[str] | None = None, fail_first: int = 0, hang: bool = False) -> None:
         self.reply = REPLY
         self.subject = "faas.invoke.rt.python"
+        self.headers: dict[str, str] | None = None
         self.log = log if log is not None else []
         self.beats: list[float] = []
         self.beat = asyncio.Event()
@@ -55,6 +56,12 @@ def test_an_item_is_given_up_only_past_max_attempts() -> None:
     assert d.attempt == 3
     assert d.exhausted(3) is None
     assert d.exhausted(2) == "gave up after 2 attempts without completing"
+
+
+def test_attempts_made_before_an_item_was_moved_count() -> None:
+    moved = Delivery(Msg(None, subject="s", reply=REPLY, headers={PRIOR_ATTEMPTS: "4"}))  # type: ignore[arg-type]
+    assert moved.attempt == 3 + 4
+    assert moved.exhausted(6) is not None
 
 
 def test_the_keepalive_beats_every_third_of_the_ack_wait_and_not_too_often() -> None:

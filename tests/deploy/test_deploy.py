@@ -1,7 +1,8 @@
-"""`make deploy-test` as a pytest test: the same command, run only with FAAS_REQUIRE_DEPLOY=1.
+"""`make deploy-test` as a pytest test: the same command, run only with FAAS_REQUIRE_DEPLOY=1
+(which `make test` sets).
 
-It makes six systemd hosts, deploys with ansible-playbook and runs the seven checks (about
-10 minutes on a 2-core machine: tests/deploy/README.md), so it is off unless asked for.
+It makes six systemd hosts, deploys with ansible-playbook and runs the eight checks (about
+7 minutes on a 2-core machine: tests/deploy/README.md), so a bare pytest leaves it out.
 """
 
 import os

@@ -16,6 +16,8 @@ from common.jetstream import connect, drain_or_close, wait_layout
 from common.kvwatch import follow
 from common.lifecycle import Lifecycle, TaskSet
 from common.logs import fields
+from common.metrics import Metrics
+from common.metrics_http import MetricsServer
 from common.natsauth import agent_streams
 from common.periodic import every
 from common.pollone import poll_one
@@ -32,6 +34,7 @@ from node_agent.containers.docker import DockerEngine, Engine
 from node_agent.containers.prune import ImagePruner
 from node_agent.containers.seal import NetworkSeal
 from node_agent.jobs.worker import JobConfig, JobWorker
+from node_agent.metrics import AgentCollector, AgentView, CallMetrics
 from node_agent.nodeid import claim_node_id
 from node_agent.pools.deploys import follow_new_versions
 from node_agent.pools.factory import WarmFactory
@@ -86,6 +89,8 @@ class NodeAgent(Lifecycle):
         self.pools: Pools | None = None
         self._nodes_kv: KeyValue | None = None
         self._reconnects = 0  # NATS reconnects seen by the last rescue round
+        self.metrics = Metrics()  # this agent's registry (node_agent/metrics.py)
+        self.metrics_server: MetricsServer | None = None
 
     # --- lifecycle ----------------------------------------------------------------
     async def _start(self) -> None:
@@ -159,6 +164,7 @@ class NodeAgent(Lifecycle):
             s.max_attempts,
             started_after_s=s.started_after_s,
             patience_s=s.nats_patience_s,
+            on_finished=CallMetrics(self.metrics.registry).finished,
         )
         # Container jobs share the node's slots with calls.
         jobs = JobConfig(
@@ -177,6 +183,14 @@ class NodeAgent(Lifecycle):
         self._jobs = JobWorker(
             jobs, self._slots, self._nc, self.layout, self._engine, tasks=self.tasks, secrets_key=secrets_key
         )
+
+        # The metrics (node_agent/metrics.py) of what this agent holds, read at each scrape.
+        view = AgentView(s.node_id, s.policy, self._slots, lambda: self.running, self.pools, self._engine)
+        self.metrics.registry.register(AgentCollector(view))
+        server = MetricsServer(self.name, self.metrics, s.metrics_host, s.metrics_port, lambda: nc.is_connected)
+        self.on_stop("metrics-http", server.stop)
+        await server.start()
+        self.metrics_server = server
 
         # 2. Running calls and jobs once intake has stopped: the grace period, then cancelled.
         self.on_stop("in-flight", self._drain_in_flight)

@@ -244,4 +244,4 @@ def _tag(path: str) -> str:
     parts = path.strip("/").split("/")
     if parts[0] == "v1" and len(parts) > 1:
         return parts[1]
-    return "meta" if path in ("/healthz", "/openapi.json") else "legacy"
+    return "meta" if path in ("/healthz", "/openapi.json", "/metrics") else "legacy"

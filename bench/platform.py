@@ -58,6 +58,8 @@ class BenchPlatform:
             port=free_port(),
             nats_port=0,
             nats_monitor_port=None,
+            agent_metrics_port=0,
+            store_metrics_port=0,
             slots=slots,
             policy=policy,
             ca_bundle=ca_bundle,

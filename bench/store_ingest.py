@@ -259,7 +259,12 @@ def _store_for(
 ) -> tuple[StoreSettings, PostgresBackends | None]:
     """The store's settings for a run, and the database server's CPU meter, started."""
     settings = StoreSettings(
-        nats_url=server.url, prefix=layout.prefix, database_url=url, batch_size=batch_size, linger_s=linger
+        nats_url=server.url,
+        prefix=layout.prefix,
+        database_url=url,
+        batch_size=batch_size,
+        linger_s=linger,
+        metrics_port=0,
     )
     pg = _db_backends(backend, url)
     if pg is not None:

@@ -216,6 +216,8 @@ def permissions(layout: Layout) -> dict[str, Permissions]:
             f"{p}.store.>",
             *_manage(layout_streams(layout)),
             *_read(events),
+            # Queue depth per runtime and node (gateway/metrics.py): the invoke consumers' info.
+            f"{API}.CONSUMER.INFO.{invoke}.>",
             *(
                 s
                 for b in (layout.runtimes_bucket, layout.functions_bucket, layout.cancels_bucket, layout.tokens_bucket)

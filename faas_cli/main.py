@@ -81,6 +81,18 @@ def cli(ctx: click.Context, gateway: str, token: str | None, data_dir: Path) -> 
     show_default=True,
     help="nats-server's HTTP monitoring port, on 127.0.0.1 only (0: a free one).",
 )
+@click.option(
+    "--agent-metrics-port",
+    default=9181,
+    show_default=True,
+    help="The node agent's GET /metrics (Prometheus), on 127.0.0.1 (0: a free one).",
+)
+@click.option(
+    "--store-metrics-port",
+    default=9182,
+    show_default=True,
+    help="The store's GET /metrics (Prometheus), on 127.0.0.1 (0: a free one).",
+)
 @click.option("--slots", default=8, show_default=True, help="Calls the node agent runs at once.")
 @click.option(
     "--grace",
@@ -116,6 +128,8 @@ def up(
     host: str,
     nats_port: int,
     nats_monitor_port: int,
+    agent_metrics_port: int,
+    store_metrics_port: int,
     slots: int,
     grace: float,
     policy: str,
@@ -137,6 +151,8 @@ def up(
         host=host,
         nats_port=nats_port,
         nats_monitor_port=nats_monitor_port,
+        agent_metrics_port=agent_metrics_port,
+        store_metrics_port=store_metrics_port,
         slots=slots,
         grace_s=grace,
         policy=policy,

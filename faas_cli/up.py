@@ -25,6 +25,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,13 @@ ADMIN_TOKEN_FILE = "admin.token"
 SERVICE_MODULES = ("store", "gateway", "node_agent")
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the metrics servers of ``--*-metrics-port 0``)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class UpError(Exception):
     """A configuration ``faas up`` refuses before starting anything."""
 
@@ -59,6 +67,10 @@ class UpConfig:
     nats_port: int = 4222
     # nats-server's HTTP monitoring, on 127.0.0.1 only; 0: a free port; None: off.
     nats_monitor_port: int | None = 8222
+    # The agent's and the store's GET /metrics, on 127.0.0.1 (the gateway's is on its own
+    # port); 0: a free one, chosen at start and kept across restarts.
+    agent_metrics_port: int = 9181
+    store_metrics_port: int = 9182
     prefix: str = "faas"
     slots: int = 8
     policy: str = "adaptive"
@@ -86,6 +98,9 @@ class Platform:
         )
         self.secrets_key = self.data / "secrets.key"
         self.supervisor = Supervisor(cfg.restart)
+        # The metrics ports in use (a 0 in the config resolved at start).
+        self.agent_metrics_port = cfg.agent_metrics_port
+        self.store_metrics_port = cfg.store_metrics_port
 
     @property
     def admin_token_path(self) -> Path:
@@ -123,6 +138,8 @@ class Platform:
             "FAAS_AGENT_CACHE_DIR": str(self.data / "agent-cache"),
             "FAAS_AGENT_GRACE_S": str(self.cfg.grace_s),
             "FAAS_AGENT_SECRETS_KEY_FILE": str(self.secrets_key),
+            "FAAS_AGENT_METRICS_HOST": "127.0.0.1",
+            "FAAS_AGENT_METRICS_PORT": str(self.agent_metrics_port),
         }
         if self.cfg.ca_bundle:
             agent["FAAS_AGENT_CA_BUNDLE"] = str(self.cfg.ca_bundle)
@@ -130,6 +147,8 @@ class Platform:
             "store": {
                 **self._nats_env("FAAS_STORE_", STORE),
                 "FAAS_STORE_DATABASE_URL": f"sqlite+aiosqlite:///{self.data / 'faas.db'}",
+                "FAAS_STORE_METRICS_HOST": "127.0.0.1",
+                "FAAS_STORE_METRICS_PORT": str(self.store_metrics_port),
             },
             "gateway": {
                 **self._nats_env("FAAS_GATEWAY_", GATEWAY),
@@ -150,6 +169,9 @@ class Platform:
         self.nats.passwords = ensure_passwords(self.nats_users_dir)
         # nats-server's own shutdown takes well under a second; its grace is not the calls'.
         await self.supervisor.start(NatsProcess(self.nats), grace_s=10.0)
+        # A port asked for as 0 is chosen once, so that a restarted service keeps it.
+        self.agent_metrics_port = self.agent_metrics_port or free_port()
+        self.store_metrics_port = self.store_metrics_port or free_port()
         envs = self._env()
         for module in SERVICE_MODULES:
             env = {**os.environ, **self.cfg.extra_env, **envs[module]}
@@ -162,6 +184,7 @@ class Platform:
             extra=fields(
                 gateway=f"http://{self.cfg.host}:{self.cfg.port}",
                 nats=self.nats.url,
+                metrics=" ".join(self.metrics_urls().values()),
                 nats_users=self.nats_users_dir,
                 database=self.data / "faas.db",
                 data=self.data,
@@ -179,6 +202,14 @@ class Platform:
             )
         else:
             log.warning("platform.auth_off", extra=fields(host=self.cfg.host))
+
+    def metrics_urls(self) -> dict[str, str]:
+        """Where each service answers ``GET /metrics`` (the gateway's needs a read token)."""
+        return {
+            "gateway": f"http://{self.cfg.host}:{self.cfg.port}/metrics",
+            "store": f"http://127.0.0.1:{self.store_metrics_port}/metrics",
+            "node-agent": f"http://127.0.0.1:{self.agent_metrics_port}/metrics",
+        }
 
     def pids(self) -> dict[str, int]:
         """The pid of each running process by name: nats-server, store, gateway, node-agent."""

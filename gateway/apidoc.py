@@ -22,7 +22,8 @@ class Operation:
     ``errors``: the error statuses the handler itself can answer (each with ``ErrorBody``:
     404, 409, 502 and 503 from NATS or the store, ...); those of the guard (401, 403, 415) and
     of a body (400, 413) are added from the route's rule by ``gateway.openapi``. ``stream``: it
-    also answers Server-Sent Events."""
+    also answers Server-Sent Events. ``media_type``: the 200 answer is text of this type (its
+    body a string), not JSON."""
 
     summary: str
     answers: dict[int, Any]
@@ -34,6 +35,7 @@ class Operation:
     stream: bool = False
     tags: tuple[str, ...] = field(default=())
     description: str | None = None
+    media_type: str | None = None
 
 
 def documented(
@@ -47,6 +49,7 @@ def documented(
     errors: tuple[int, ...] = (),
     stream: bool = False,
     tags: tuple[str, ...] = (),
+    media_type: str | None = None,
 ) -> Callable[[H], H]:
     """Attach an :class:`Operation` to a handler (its docstring becomes the description)."""
 
@@ -62,6 +65,7 @@ def documented(
             stream=stream,
             tags=tags,
             description=handler.__doc__,
+            media_type=media_type,
         )
         setattr(handler, _ATTRIBUTE, op)
         return handler

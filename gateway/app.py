@@ -3,6 +3,7 @@ HTTP app and the NATS call service, and owns their lifecycle."""
 
 import asyncio
 import logging
+from collections import Counter
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -11,6 +12,7 @@ from aiohttp.abc import AbstractResolver
 from common.jetstream import connect, drain_or_close, layout_replicas, provision
 from common.lifecycle import Lifecycle, TaskSet
 from common.logs import fields
+from common.metrics import Metrics
 from common.sealing import SecretsKey
 from gateway.access import RULES
 from gateway.artifact_sweep import ArtifactSweeper
@@ -28,6 +30,7 @@ from gateway.http_protocol import JsonErrorRunner
 from gateway.invoker import Invoker
 from gateway.jobs import Jobs
 from gateway.log_stream import LogStreams
+from gateway.metrics import GatewayCollector, queue_depths
 from gateway.outage import nats_outage_middleware
 from gateway.routes import add_routes
 from gateway.routing import NodeRouter
@@ -73,6 +76,8 @@ class Gateway(Lifecycle):
         self.layout = Layout(settings.prefix)
         self.tasks = TaskSet(self.name)
         self._port: int | None = None
+        self.metrics = Metrics()  # this gateway's registry (gateway/metrics.py)
+        self._callbacks: CallbackDispatcher | None = None
 
     @property
     def port(self) -> int:
@@ -86,6 +91,9 @@ class Gateway(Lifecycle):
         host = self.settings.host
         host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
         return f"http://{host}:{self.port}"
+
+    def _callback_outcomes(self) -> Counter[str] | None:
+        return self._callbacks.outcomes if self._callbacks is not None else None
 
     async def _start(self) -> None:
         s = self.settings
@@ -155,13 +163,20 @@ class Gateway(Lifecycle):
         )
         log_streams = LogStreams(js, self.layout, store, s.sse_keepalive_s, s.max_log_streams)
 
+        # The metrics, read at each scrape (the queues from JetStream at most every 1.5 s).
+        queues = queue_depths(js, self.layout, runtimes.names, lambda: [n.node_id for n, _ in router.nodes()])
+        self.metrics.before_scrape(queues.get)
+        self.metrics.registry.register(GatewayCollector(queues, router.nodes, self._callback_outcomes))
+
         # 2. NATS calls in flight (and the callback loop's tasks) once intake has stopped: the
         #    grace period, then cancelled.
         self.on_stop("in-flight", lambda: self.tasks.drain(grace))
 
         # 3. Intake. HTTP: at stop, no new connections; requests in flight get the grace period,
         #    then are cancelled.
-        app = build_app(Deps(s, nc, runtimes, functions, invoker, store, jobs, log_streams, guard, tokens, router))
+        app = build_app(
+            Deps(s, nc, runtimes, functions, invoker, store, jobs, log_streams, guard, tokens, router, self.metrics)
+        )
         runner = JsonErrorRunner(app, handle_signals=False, shutdown_timeout=grace, access_log=None)
         self.on_stop("http", runner.cleanup)
         await runner.setup()
@@ -189,6 +204,7 @@ class Gateway(Lifecycle):
             )
             self.on_stop("callbacks", lambda: callbacks.stop(grace))
             await callbacks.start()
+            self._callbacks = callbacks
         call_service = CallService(
             nc, self.layout, invoker, self.tasks, min(s.sync_wait_s, s.max_sync_wait_s), s.max_params_bytes
         )

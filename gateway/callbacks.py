@@ -22,6 +22,7 @@ then terminated).
 
 import asyncio
 import logging
+from collections import Counter
 
 import aiohttp
 from nats.aio.client import Client
@@ -87,6 +88,8 @@ class CallbackDispatcher:
         self._pull: PullConsumer | None = None
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.Task[None] | None = None
+        # Deliveries ended, by outcome (gateway/metrics.py: faas_callbacks_total).
+        self.outcomes: Counter[str] = Counter()
 
     def consumer_config(self) -> ConsumerConfig:
         return ConsumerConfig(
@@ -201,6 +204,8 @@ class CallbackDispatcher:
                 stream=self._layout.events_stream,
                 headers=dedup.header(dedup.callback(event.call_id)),
             )
+            refused = (outcome.error or "").startswith("refused")
+            self.outcomes["delivered" if outcome.delivered else "refused" if refused else "failed"] += 1
             log.log(
                 logging.INFO if outcome.delivered else logging.WARNING,
                 "callback.delivered" if outcome.delivered else "callback.failed",
@@ -241,12 +246,14 @@ class CallbackDispatcher:
                 stream=self._layout.events_stream,
                 headers=dedup.header(dedup.callback(event.call_id)),
             )
+            self.outcomes["gave_up"] += 1
             log.error("callback.gave_up", extra=fields(call=event.call_id, host=host_of(url), deliveries=d.attempt))
         except asyncio.CancelledError:
             raise
         except Exception:
             # JetStream delivers it no more: the end is this log line.
             log.exception("callback.abandoned", extra=fields(call=event.call_id, host=host_of(url)))
+            self.outcomes["abandoned"] += 1
             await d.msg.term()
 
     async def _record(self, fin: Finished) -> CallRecord:

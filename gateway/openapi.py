@@ -206,6 +206,8 @@ def _responses(method: str, path: str, op: Operation, rule: Rule, schemas: _Sche
     out: dict[str, Any] = {}
     for status, tp in sorted(op.answers.items()):
         content: dict[str, Any] = {"application/json": {"schema": schemas.ref(tp, "serialization")}}
+        if op.media_type is not None and status == 200:
+            content = {op.media_type: {"schema": {"type": "string"}}}
         if op.stream and status == 200:
             content["text/event-stream"] = {"schema": {"type": "string", "description": "Server-Sent Events"}}
         out[str(status)] = {"description": _answer_text(status), "content": content}
@@ -242,4 +244,4 @@ def _tag(path: str) -> str:
     parts = path.strip("/").split("/")
     if parts[0] == "v1" and len(parts) > 1:
         return parts[1]
-    return "meta" if path in ("/healthz", "/openapi.json") else "legacy"
+    return "meta" if path in ("/healthz", "/openapi.json", "/metrics") else "legacy"

@@ -110,6 +110,10 @@ class AgentSettings(NatsClientSettings):
     network_deny: list[str] = Field(default_factory=list)
     # How often the rules are checked, and put back if something removed them.
     network_check_s: float = Field(default=30.0, gt=0)
+    # GET /metrics (Prometheus) and GET /healthz, without a token: loopback unless a scraper
+    # elsewhere needs it (common/metrics_http.py). Port 0: a free one (tests).
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9181, ge=0, le=65535)
     log_level: str = "INFO"
 
     def serves(self, runtime: str) -> bool:

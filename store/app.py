@@ -16,11 +16,14 @@ from sqlalchemy.engine import make_url
 from common.jetstream import connect, drain_or_close, wait_layout
 from common.lifecycle import Lifecycle, TaskSet
 from common.logs import fields
+from common.metrics import Metrics
+from common.metrics_http import MetricsServer
 from store.db import make_engine, make_sessions
 from store.dead_letter_queries import DeadLetterQueries
 from store.ingest import Ingest, IngestConfig, IngestStats
 from store.job_queries import JobQueries
 from store.log_queries import LogQueries
+from store.metrics import StoreCollector, ingest_backlog, jobs_by_status
 from store.migrate import migrate
 from store.queries import CallQueries
 from store.retention import Retention
@@ -51,6 +54,8 @@ class Store(Lifecycle):
         self._ingest: Ingest | None = None
         self.retention: Retention | None = None
         self._retention_stop = asyncio.Event()
+        self.metrics = Metrics()  # this store's registry (store/metrics.py)
+        self.metrics_server: MetricsServer | None = None
 
     async def _start(self) -> None:
         s = self.settings
@@ -93,6 +98,16 @@ class Store(Lifecycle):
         # Delivered but not applied (the loop cancelled): handed back, redelivered at once.
         self.on_stop("unsubscribe", ingest.close)
         await ingest.subscribe()
+        # The metrics, read at each scrape (the backlog and the jobs at most every second or so).
+        backlog = ingest_backlog(js, self.layout.events_stream, self.layout.store_consumer, self.layout.events_all)
+        job_counts = jobs_by_status(sessions)
+        self.metrics.before_scrape(backlog.get)
+        self.metrics.before_scrape(job_counts.get)
+        self.metrics.registry.register(StoreCollector(ingest.stats, backlog, job_counts))
+        server = MetricsServer(self.name, self.metrics, s.metrics_host, s.metrics_port, lambda: nc.is_connected)
+        self.on_stop("metrics-http", server.stop)
+        await server.start()
+        self.metrics_server = server
 
         # 2. The ingest loop after intake stops: the grace period, then cancelled.
         self.on_stop("in-flight", lambda: self.tasks.drain(s.stop_grace_s))

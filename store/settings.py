@@ -46,6 +46,10 @@ class StoreSettings(NatsClientSettings):
     # functions it yields the CPU to them and catches up in larger (cheaper) batches. Events
     # wait in the events stream meanwhile. 0: leave it as started.
     nice: int = Field(default=10, ge=0, le=19)
+    # GET /metrics (Prometheus) and GET /healthz, without a token: loopback unless a scraper
+    # elsewhere needs it (common/metrics_http.py). Port 0: a free one (tests).
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9182, ge=0, le=65535)
     log_level: str = "INFO"
 
     @model_validator(mode="after")

@@ -14,6 +14,7 @@ from gateway.openapi import build_openapi
 from gateway.routes import (
     health,
     legacy,
+    metrics,
     openapi,
     v1_calls,
     v1_functions,
@@ -40,6 +41,7 @@ ADMIN_JSON = Rule(Right.ADMIN, Body.JSON)
 ROUTES: tuple[tuple[str, str, Handler, Rule], ...] = (
     ("GET", "/healthz", health.healthz, PUBLIC),
     ("GET", "/openapi.json", openapi.openapi_json, PUBLIC),
+    ("GET", "/metrics", metrics.metrics, READ),
     # The original route set.
     ("POST", "/registerRuntime", legacy.register_runtime, DEPLOY_JSON),
     ("POST", "/registerFunction/{runtime}/{funcName}", legacy.register_function, DEPLOY_MULTIPART),

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -90,7 +90,9 @@ class CallRunner:
         max_attempts: int,
         started_after_s: float = 0.0,
         patience_s: float = 0.0,
+        on_finished: Callable[[Finished], None] | None = None,
     ) -> None:
+        """``on_finished``: told of each call's final event once it is stored (the metrics)."""
         self._nc, self._js, self._layout = nc, js, layout
         self._publisher = JsPublisher(nc)  # the Finished events' PubAcks, lean (common/jspub.py)
         self._catalog, self._executor = catalog, executor
@@ -102,6 +104,7 @@ class CallRunner:
         self._patience_s = patience_s
         # The largest finished event the server and the events stream take (calls/fit.py).
         self._event_bytes = event_budget(nc.max_payload, LayoutLimits.max_msg_size)
+        self._on_finished = on_finished
         # side tasks (a late Started): referenced until done
         self._side: set[asyncio.Task[None]] = set()
 
@@ -228,6 +231,8 @@ class CallRunner:
         copies = (self._layout.callback_due(event.call_id),) if event.callback_url else ()
         subject = self._layout.event(event.call_id, "finished")
         await d.finish(self._publisher, subject, data, copies=copies, ack=ack, patience_s=self._patience_s)
+        if self._on_finished is not None:
+            self._on_finished(event)
         (log.debug if event.status == CallStatus.DONE else log.info)(
             "call.finished",
             extra=fields(

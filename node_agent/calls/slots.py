@@ -23,6 +23,11 @@ class Slots(asyncio.Semaphore):
         self._free.set()
         self._full: asyncio.Future[None] | None = None
 
+    @property
+    def busy(self) -> int:
+        """Slots taken now."""
+        return self.size - self._value
+
     async def acquire(self) -> Literal[True]:
         try:
             return await super().acquire()

@@ -25,6 +25,27 @@ class ContainerSpec:
     user: str | None = None
 
 
+# What a container is for (``faas_container_starts_total{kind}``), told by its maker's labels.
+CONTAINER_KINDS = ("cold", "stem", "function", "deps", "job")
+
+
+def container_kind(spec: ContainerSpec) -> str:
+    """A call run cold (``faas.call``), a stem cell (``faas.pool`` ``rt_…``), a function's
+    warm container (``faas.pool`` ``fn_…``), a dependency install (``faas.build``); a job's
+    container is made by ``create_job``."""
+    labels = spec.labels
+    pool = labels.get("faas.pool", "")
+    if pool.startswith("rt_"):
+        return "stem"
+    if pool.startswith("fn_"):
+        return "function"
+    if "faas.build" in labels:
+        return "deps"
+    if "faas.job" in labels:
+        return "job"
+    return "cold"
+
+
 def container_config(spec: ContainerSpec, network: str = "none") -> dict[str, Any]:
     """Docker's create body for ``spec``; ``network``: the Docker network of a container
     with network access."""

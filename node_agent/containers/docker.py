@@ -9,6 +9,7 @@ to the host.
 import asyncio
 import logging
 import struct
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -18,7 +19,7 @@ from aiodocker.exceptions import DockerError
 
 from common.logs import fields
 from node_agent.containers import firewall
-from node_agent.containers.config import ContainerSpec, container_config
+from node_agent.containers.config import ContainerSpec, container_config, container_kind
 from node_agent.containers.firewall import SealConfig
 from node_agent.containers.images import ImageInfo, ImageUse
 from node_agent.errors import EngineError, ImageNotFound, NetworkUnavailable, StreamClosed
@@ -78,6 +79,8 @@ class Engine(Protocol):
 
     # what it pulled, and when each image last started a container (containers/images.py)
     usage: ImageUse
+    # containers created, by kind (containers/config.py: container_kind); the agent's metrics
+    starts_by_kind: Counter[str]
 
     async def create(self, spec: ContainerSpec) -> str: ...
     async def put_archive(self, cid: str, path: str, data: bytes) -> None: ...
@@ -117,6 +120,7 @@ class DockerEngine:
         self._network: str | None = None
         self._unsealed = "the container network has not been sealed on this node"
         self.usage = ImageUse()
+        self.starts_by_kind: Counter[str] = Counter()
 
     async def ping(self) -> None:
         try:
@@ -137,6 +141,7 @@ class DockerEngine:
             if err.status == 404:
                 raise ImageNotFound(f"image {spec.image!r} is not present on this node") from err
             raise EngineError(f"create failed: {err.message}") from err
+        self.starts_by_kind[container_kind(spec)] += 1
         return str(container.id)
 
     async def put_archive(self, cid: str, path: str, data: bytes) -> None:
@@ -360,4 +365,5 @@ class DockerEngine:
             if err.status == 404:
                 raise ImageNotFound(f"image {spec.image!r} is not present on this node") from err
             raise EngineError(f"create failed: {err.message}") from err
+        self.starts_by_kind["job"] += 1
         return str(container.id)

@@ -265,6 +265,12 @@ class Pools:
     def idle_counts(self) -> dict[PoolKey, int]:
         return {k: len(v) for k, v in self._idle.items() if v}
 
+    def counts(self) -> dict[PoolKey, tuple[int, int, int]]:
+        """Per known key: idle containers, reusable ones busy with a call, ones being made
+        (a single-use container taken by a call has left its pool)."""
+        keys = set(self._idle) | {k for k, n in self._busy.items() if n} | {k for k, n in self._filling.items() if n}
+        return {k: (len(self._idle.get(k, ())), self._busy.get(k, 0), self._filling.get(k, 0)) for k in keys}
+
     def _size(self, key: PoolKey) -> int:
         """Containers of ``key``: idle, being made, and busy with calls."""
         return len(self._idle.get(key, ())) + self._filling.get(key, 0) + self._busy.get(key, 0)

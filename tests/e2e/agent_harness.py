@@ -24,6 +24,7 @@ def agent_settings(server: NatsServer, layout: Layout, cache: Path, **over: Any)
         fetch_timeout_s=0.5,
         grace_s=5,
         cache_dir=cache,
+        metrics_port=0,
     )
     values.update(over)
     return AgentSettings(**values)

@@ -29,6 +29,8 @@ async def running_platform(data_dir: Path, **over: Any) -> AsyncIterator[Platfor
         port=free_port(),
         nats_port=0,
         nats_monitor_port=0,
+        agent_metrics_port=0,
+        store_metrics_port=0,
         slots=8,
         grace_s=5,
         extra_env=extra_env,

@@ -15,10 +15,11 @@ function written in Python (command or handler protocol).
 import asyncio
 import itertools
 import traceback
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from node_agent.containers.config import ContainerSpec
+from node_agent.containers.config import ContainerSpec, container_kind
 from node_agent.containers.docker import Engine, ExitState, Output
 from node_agent.containers.firewall import SealConfig
 from node_agent.containers.images import ImageInfo, ImageUse, image_ref
@@ -57,6 +58,7 @@ class FakeEngine:
         self.network: str | None = "faas-fn"  # as if sealed; None: network refused
         self.containers: dict[str, FakeContainer] = {}
         self.created: list[ContainerSpec] = []  # in order, create and create_job
+        self.starts_by_kind: Counter[str] = Counter()  # as the real engine counts them
         self.starts: list[str] = []
         self.removals: list[tuple[str, float]] = []  # (container, grace_s) of every remove
         self.pulls: list[tuple[str, dict[str, str] | None]] = []
@@ -289,6 +291,7 @@ class FakeEngine:
             c.files, c.modes, c.dirs = dict(files), dict(modes), set(dirs)
         self.containers[cid] = c
         self.created.append(spec)
+        self.starts_by_kind["job" if job else container_kind(spec)] += 1
         self.usage.note_use(spec.image)
         self._signal.notify()
         return cid

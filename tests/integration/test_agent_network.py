@@ -45,6 +45,7 @@ def settings(server: NatsServer, layout: Layout, tmp_path: Path, **over: Any) ->
         fetch_timeout_s=0.5,
         grace_s=1.0,
         cache_dir=tmp_path / "cache",
+        metrics_port=0,
     )
     return AgentSettings(**{**values, **over})
 

@@ -75,6 +75,7 @@ def agent_settings(server: NatsServer, layout: Layout, tmp_path: Path, key: Path
         node_id="sec-" + secrets.token_hex(3),
         handler_sockets=False,
         grace_s=2.0,
+        metrics_port=0,
         cache_dir=tmp_path / "cache",
         secrets_key_file=key,
     )

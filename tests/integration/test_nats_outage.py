@@ -71,6 +71,7 @@ def agent_settings(server: NatsServer, layout: Layout, tmp_path: Path, node: str
         heartbeat_s=0.2,
         fetch_timeout_s=0.5,
         grace_s=1.0,
+        metrics_port=0,
         cache_dir=tmp_path / node,
     )
 

@@ -321,6 +321,7 @@ async def agent(nats_server: NatsServer, nc: Client, layout: Layout, tmp_path: P
         heartbeat_s=0.2,
         fetch_timeout_s=0.5,
         grace_s=1.0,
+        metrics_port=0,
         cache_dir=tmp_path / "cache",
     )
     engine = FakeEngine(function_image(command=_dice), images={PYTHON_IMAGE})

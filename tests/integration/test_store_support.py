@@ -52,6 +52,7 @@ def store_settings(server: NatsServer, layout: Layout, tmp_path: Path, **kw: Any
         fetch_timeout_s=0.25,
         retry_delay_s=0.05,
         stop_grace_s=5.0,
+        metrics_port=0,
     )
     return StoreSettings(**{**base, **kw})
 

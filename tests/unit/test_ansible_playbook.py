@@ -293,6 +293,56 @@ def _systemd_unquote(value: str) -> str:
     return re.sub(r"\\(.)", r"\1", value[1:-1])
 
 
+def test_prometheus_scrape_config_lists_every_service_of_the_inventory() -> None:
+    yaml = _module("yaml")
+    hostvars = {
+        "gw1": {"faas_address": "10.0.0.31", "faas_gateway_port": 8080},
+        "gw2": {"faas_address": "10.0.0.32", "faas_gateway_port": 8081},
+        "agent1": {"faas_metrics_host": "10.0.0.41", "faas_agent_metrics_port": 9181, "faas_agent_node_id": "agent1"},
+        "agent2": {"faas_metrics_host": "10.0.0.42", "faas_agent_metrics_port": 9191, "faas_agent_node_id": "a-2"},
+        "store1": {"faas_metrics_host": "10.0.0.21", "faas_store_metrics_port": 9182},
+    }
+    text = _render(
+        "roles/prometheus/templates/faas-scrape.yml.j2",
+        groups={"gateway": ["gw1", "gw2"], "agents": ["agent1", "agent2"], "store": ["store1"]},
+        hostvars=hostvars,
+        faas_prometheus_config_file="/etc/prometheus/faas-scrape.yml",
+        faas_prometheus_gateway_token_file="/etc/prometheus/faas-gateway.token",
+        faas_prometheus_scrape_interval="15s",
+    )
+    jobs = {job["job_name"]: job for job in yaml.safe_load(text)["scrape_configs"]}
+    assert set(jobs) == {"faas-gateway", "faas-agent", "faas-store"}
+
+    def targets(job: str) -> list[tuple[str, dict[str, str]]]:
+        return [(t, c["labels"]) for c in jobs[job]["static_configs"] for t in c["targets"]]
+
+    assert targets("faas-gateway") == [("10.0.0.31:8080", {"host": "gw1"}), ("10.0.0.32:8081", {"host": "gw2"})]
+    assert jobs["faas-gateway"]["authorization"] == {
+        "type": "Bearer",
+        "credentials_file": "/etc/prometheus/faas-gateway.token",
+    }
+    assert targets("faas-agent") == [
+        ("10.0.0.41:9181", {"host": "agent1", "node": "agent1"}),
+        ("10.0.0.42:9191", {"host": "agent2", "node": "a-2"}),
+    ]
+    assert targets("faas-store") == [("10.0.0.21:9182", {"host": "store1"})]
+    assert "authorization" not in jobs["faas-agent"] and "authorization" not in jobs["faas-store"]
+
+
+@pytest.mark.parametrize(("opted_in", "host"), [(False, "127.0.0.1"), (True, "10.0.0.41")])
+def test_agent_and_store_metrics_leave_loopback_only_for_prometheus(opted_in: bool, host: str) -> None:
+    yaml = _module("yaml")
+    jinja2 = _module("jinja2")
+    expression = yaml.safe_load((ANSIBLE / "group_vars" / "all.yml").read_text())["faas_metrics_host"]
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    env.filters["bool"] = lambda v: v if isinstance(v, bool) else str(v).lower() in ("true", "yes", "1")  # Ansible's
+    assert env.from_string(expression).render(faas_prometheus=opted_in, faas_address="10.0.0.41") == host
+    for role, prefix in (("agent", "FAAS_AGENT_"), ("store", "FAAS_STORE_")):
+        raw = yaml.safe_load((ANSIBLE / "roles" / role / "vars" / "main.yml").read_text())[f"faas_{role}_base_env"]
+        assert raw[f"{prefix}METRICS_HOST"] == "{{ faas_metrics_host }}"
+        assert raw[f"{prefix}METRICS_PORT"] == f"{{{{ faas_{role}_metrics_port }}}}"
+
+
 def test_environment_file_quotes_values() -> None:
     tricky = 'postgresql+asyncpg://u:p"$`\\x@db/faas'
     text = _render(

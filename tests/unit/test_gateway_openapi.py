@@ -129,3 +129,10 @@ def test_schemathesis_loads_every_operation(spec: dict[str, Any]) -> None:
     schema = schemathesis.openapi.from_dict(spec)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) == len(ROUTES)
+
+
+def test_metrics_are_described_as_prometheus_text_behind_a_token(spec: dict[str, Any]) -> None:
+    op = spec["paths"]["/metrics"]["get"]
+    assert op["responses"]["200"]["content"] == {"text/plain": {"schema": {"type": "string"}}}
+    assert {"401", "403"} <= set(op["responses"])
+    assert op["tags"] == ["meta"]

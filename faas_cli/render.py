@@ -85,7 +85,8 @@ class Renderer:
             self.json(rows if raw is None else raw)
             return
         columns = VIEWS[view]
-        cells = [[text(pick(row, c.key), c.kind) for c in columns] for row in rows]
+        short = self.mode is Mode.TABLE
+        cells = [[text(pick(row, c.key), c.kind, short) for c in columns] for row in rows]
         if self.mode is Mode.PLAIN:
             headers = [c.header.replace(" ", "_") for c in columns]
             widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
@@ -97,7 +98,7 @@ class Renderer:
             return
         table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, show_edge=False)
         for c in columns:
-            table.add_column(c.header, overflow="fold", no_wrap=c.kind in {"time", "status", "ms"})
+            table.add_column(c.header, overflow="fold", no_wrap=c.kind in {"id", "time", "status", "ms"})
         for row in cells:
             table.add_row(*(_styled(v, c.kind) for v, c in zip(row, columns, strict=True)))
         self.out.print(table)
@@ -150,7 +151,7 @@ class Renderer:
         elif self.mode is Mode.PLAIN:
             click.echo(line, err=to_err)
         else:
-            at = text(entry.get("at"), "time")[-8:]
+            at = text(entry.get("at"), "time")[-8:]  # the time of day
             tag = "install " if stream == "install" else ""
             style = STREAM_STYLE.get(stream, "")
             body = f"[{style}]{tag}{escape(line)}[/]" if style else escape(line)
@@ -160,7 +161,7 @@ class Renderer:
     def outcome(self, record: dict[str, Any]) -> None:
         """A finished call: ``json``, its record; ``plain``, its result alone (a string as
         is, anything else as JSON), so that ``faas invoke f | jq`` works; ``table``, a summary
-        line and the result (or the error)."""
+        line and the result, or the whole error."""
         if self.mode is Mode.JSON:
             self.json(record)
             return

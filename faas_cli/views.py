@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-Kind = Literal["text", "status", "time", "ms", "seconds", "bytes", "bool", "counts", "json"]
+# "id": shown whole on one line, never wrapped (it is copied into the next command)
+Kind = Literal["text", "id", "status", "time", "ms", "seconds", "bytes", "bool", "counts", "json"]
 
 
 @dataclass(frozen=True)
@@ -42,29 +43,29 @@ VIEWS: dict[str, tuple[Column, ...]] = {
     "versions": (Column("VERSION", "version"), Column("LATEST", "latest", "bool")),
     "calls": (
         Column("NUMBER", "number"),
-        Column("ID", "id"),
+        Column("ID", "id", "id"),
         Column("FUNCTION", "function"),
         Column("VERSION", "version"),
         Column("STATUS", "status", "status"),
         Column("SERVED", "served"),
         Column("DURATION", "duration_ms", "ms"),
-        Column("NODE", "node"),
+        Column("NODE", "node", "id"),
         Column("CREATED", "created_at", "time"),
     ),
     "jobs": (
         Column("NUMBER", "number"),
-        Column("ID", "id"),
+        Column("ID", "id", "id"),
         Column("NAME", "name"),
         Column("IMAGE", "image"),
         Column("PRIORITY", "priority"),
         Column("STATUS", "status", "status"),
         Column("EXIT", "result.exit_code"),
         Column("DURATION", "result.duration_ms", "ms"),
-        Column("NODE", "node"),
+        Column("NODE", "node", "id"),
         Column("CREATED", "created_at", "time"),
     ),
     "nodes": (
-        Column("NODE", "node_id"),
+        Column("NODE", "node_id", "id"),
         Column("FRESH", "fresh", "bool"),
         Column("AGE", "age_s", "seconds"),
         Column("POLICY", "policy"),
@@ -128,20 +129,23 @@ def flatten(record: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
-def _time(value: str) -> str:
+def _time(value: str, short: bool) -> str:
     try:
-        when = datetime.fromisoformat(value)
+        when = datetime.fromisoformat(value).astimezone()
     except ValueError:
         return value
-    return when.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    if short:
+        return when.strftime("%H:%M:%S" if when.date() == datetime.now().astimezone().date() else "%Y-%m-%d %H:%M")
+    return when.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def text(value: Any, kind: Kind = "text") -> str:
-    """A value as one line of text; ``-`` for none."""
+def text(value: Any, kind: Kind = "text", short: bool = False) -> str:
+    """A value as one line of text; ``-`` for none. ``short``: a time of today as its time of
+    day (the tables' narrow columns), local time either way."""
     if value is None or (kind != "json" and value in ("", [], {})):
         return "-"
     if kind == "time" and isinstance(value, str):
-        return _time(value)
+        return _time(value, short)
     if kind == "ms" and isinstance(value, int | float):
         return f"{value:.0f} ms" if value < 10_000 else f"{value / 1000:.1f} s"
     if kind == "seconds" and isinstance(value, int | float):

@@ -53,9 +53,9 @@ def call_show(app: App, call_id: str) -> None:
 @click.argument("call_id")
 @with_app
 def call_cancel(app: App, call_id: str) -> None:
-    """Cancel call CALL_ID: a queued call never runs, a running one is stopped.
+    """Cancel call CALL_ID (its id, or its number): a queued call never runs, a running one is stopped.
     Exit 5 if it has already ended."""
-    _, body = app.run(app.client.request("POST", f"/v1/calls/{seg(call_id)}/cancel"))
+    _, body = app.run(app.client.request("POST", f"/v1/calls/{seg(by_id(app, call_id))}/cancel"))
     app.render.done(cancel_message("call", body), body)
 
 
@@ -64,8 +64,15 @@ def call_cancel(app: App, call_id: str) -> None:
 @click.option("-f", "--follow", "live", is_flag=True, help="Stream the output live until the call ends.")
 @with_app
 def logs(app: App, call_id: str, live: bool) -> None:
-    """Call CALL_ID's output (stderr and, on the handler protocol, prints); -f follows it live.
+    """Call CALL_ID's output (its id, or its number); -f follows it live.
 
     -o json: the stored page; with -f, one JSON object a line, each {"at","stream","text"},
     the last {"id","status"}."""
-    show_logs(app, "call", call_id, live)
+    show_logs(app, "call", by_id(app, call_id), live)
+
+
+def by_id(app: App, call: str) -> str:
+    """A call's id from its id or its number (which only ``GET /v1/calls/{n}`` takes)."""
+    if not call.isdigit():
+        return call
+    return str(app.run(app.client.get(f"/v1/calls/{call}"))["id"])

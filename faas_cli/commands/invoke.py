@@ -89,6 +89,13 @@ def invoke(app: App, name: str, params: str, asynchronous: bool, wait: float | N
         )
     render.outcome(record)
     if record.get("status") != "DONE":
-        error = record.get("error") or {}
-        detail = f": {error.get('type')}: {error.get('message')}" if error else ""
-        raise exits.CliError(f"call {record.get('id')} ended {record.get('status')}{detail}", exits.FAILED)
+        raise exits.CliError(ended(record), exits.FAILED)
+
+
+def ended(record: dict[str, Any]) -> str:
+    """``call ID ended ERROR: Type: the message's last line`` (a traceback ends with what
+    matters), on one line."""
+    error = record.get("error") or {}
+    lines = [line.strip() for line in str(error.get("message", "")).splitlines() if line.strip()]
+    detail = f": {error.get('type')}: {lines[-1] if lines else ''}".rstrip(": ") if error else ""
+    return f"call {record.get('id')} ended {record.get('status')}{detail}"[:300]

@@ -44,6 +44,7 @@ def fake() -> FakeGatewayClient:
         {
             ("GET", "/v1/calls"): (200, PAGE),
             ("GET", "/v1/calls/17"): (200, DONE),
+            ("GET", "/v1/calls/c1a2b3"): (200, DONE),
             ("POST", "/v1/functions/dice/invoke"): (200, DONE),
             ("POST", "/v1/functions/bad/invoke"): (200, FAILED),
         }
@@ -219,3 +220,32 @@ def test_upload_progress_only_on_a_terminal() -> None:
         on_sent(1024)
     shown = screen.getvalue()
     assert "uploading fn.zip" in shown and "2.0/2.0 KiB" in shown
+
+
+def test_a_traceback_ends_as_one_line(fake: FakeGatewayClient) -> None:
+    message = 'exit code 1: Traceback (most recent call last):\n  File "/app/main.py"\nValueError: too few\n'
+    fake.answers[("POST", "/v1/functions/tb/invoke")] = (
+        200,
+        {**FAILED, "error": {"type": "NonZeroExit", "message": message}},
+    )
+    result = faas(fake, "invoke", "tb", "-o", "table", "--no-follow")
+    assert result.exit_code == exits.FAILED
+    assert result.stderr.strip().splitlines()[-1] == "Error: call c9 ended ERROR: NonZeroExit: ValueError: too few"
+    assert 'File "/app/main.py"' in result.stderr  # the whole error, above the one line
+
+
+def test_logs_of_a_call_by_its_number(fake: FakeGatewayClient) -> None:
+    fake.answers[("GET", "/v1/calls/c1a2b3/logs")] = (200, {"id": "c1a2b3", "lines": []})
+    assert faas(fake, "logs", "17").exit_code == 0
+    assert [p for _, p, _ in fake.sent] == ["/v1/calls/17", "/v1/calls/c1a2b3/logs"]
+
+
+def test_on_a_terminal_invoke_follows_the_calls_output(fake: FakeGatewayClient) -> None:
+    fake.answers[("POST", "/v1/functions/dice/invoke")] = (202, {"id": "c1a2b3", "number": 17, "status": "QUEUED"})
+    _stream(fake, "/v1/calls/c1a2b3/logs", "DONE")
+    result = faas(fake, "invoke", "dice", "-o", "table")  # -o table: as on a terminal
+    assert result.exit_code == 0, result.output
+    assert fake.sent[0][2]["params"] == {"async": "true"}
+    err = result.stderr
+    assert err.index("install Collecting six") < err.index("hello") < err.index("DONE  dice v2")
+    assert json.loads(result.stdout) == [4, 6]  # stdout: the result only

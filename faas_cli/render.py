@@ -96,9 +96,12 @@ class Renderer:
         if not rows:
             self.err.print(f"[dim]no {view}[/]")
             return
-        table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, show_edge=False)
+        # Two spaces between columns; a header is never split, ids never wrap: the long free
+        # text (images, commands) folds instead when the terminal is narrow.
+        table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, show_edge=False, collapse_padding=True)
         for c in columns:
-            table.add_column(c.header, overflow="fold", no_wrap=c.kind in {"id", "time", "status", "ms"})
+            fixed = c.kind in {"id", "time", "status", "ms", "bool", "seconds"}
+            table.add_column(c.header, overflow="fold", no_wrap=fixed, min_width=len(c.header))
         for row in cells:
             table.add_row(*(_styled(v, c.kind) for v, c in zip(row, columns, strict=True)))
         self.out.print(table)

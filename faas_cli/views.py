@@ -42,7 +42,7 @@ VIEWS: dict[str, tuple[Column, ...]] = {
     ),
     "versions": (Column("VERSION", "version"), Column("LATEST", "latest", "bool")),
     "calls": (
-        Column("NUMBER", "number"),
+        Column("#", "number"),
         Column("ID", "id", "id"),
         Column("FUNCTION", "function"),
         Column("VERSION", "version"),
@@ -53,11 +53,11 @@ VIEWS: dict[str, tuple[Column, ...]] = {
         Column("CREATED", "created_at", "time"),
     ),
     "jobs": (
-        Column("NUMBER", "number"),
+        Column("#", "number"),
         Column("ID", "id", "id"),
         Column("NAME", "name"),
         Column("IMAGE", "image"),
-        Column("PRIORITY", "priority"),
+        Column("PRI", "priority"),
         Column("STATUS", "status", "status"),
         Column("EXIT", "result.exit_code"),
         Column("DURATION", "result.duration_ms", "ms"),
@@ -149,7 +149,7 @@ def text(value: Any, kind: Kind = "text", short: bool = False) -> str:
     if kind == "ms" and isinstance(value, int | float):
         return f"{value:.0f} ms" if value < 10_000 else f"{value / 1000:.1f} s"
     if kind == "seconds" and isinstance(value, int | float):
-        return f"{value:g} s"
+        return f"{round(value, 1):g} s"
     if kind == "bytes" and isinstance(value, int):
         for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
             if value >= size:

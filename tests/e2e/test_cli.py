@@ -153,7 +153,7 @@ async def test_invoke_calls_and_logs(platform: Platform, deployed: str) -> None:
     page = (await faas(platform, "calls", "--function", deployed, "-o", "json")).json()
     assert {record["id"], call_id} <= {c["id"] for c in page["items"]}
     listed = await faas(platform, "calls", "--function", deployed, "--limit", "2")
-    assert _rows(listed.out)[0][:5] == ["NUMBER", "ID", "FUNCTION", "VERSION", "STATUS"] and len(_rows(listed.out)) == 3
+    assert _rows(listed.out)[0][:5] == ["#", "ID", "FUNCTION", "VERSION", "STATUS"] and len(_rows(listed.out)) == 3
 
     failed = await faas(platform, "invoke", deployed, '{"fail": "oops"}')
     assert failed.code == exits.FAILED and failed.out == ""

@@ -55,6 +55,9 @@ class App:
         """Run one of the client's coroutines; a failure is an ``exits.CliError``."""
         try:
             return asyncio.run(coro)
+        except KeyboardInterrupt:
+            # Ctrl-C while following or waiting: the call or job goes on where it runs.
+            raise exits.CliError("interrupted", exits.INTERRUPTED) from None
         except GatewayError as err:
             raise exits.CliError(str(err), exits.for_status(err.status) if err.status else exits.AUTH) from None
         except (OSError, aiohttp.ClientError, TimeoutError) as err:

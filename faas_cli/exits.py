@@ -14,6 +14,7 @@ AUTH = 4  # 401 / 403: no valid token, or its role may not do this
 CONFLICT = 5  # 409: e.g. cancelling what has ended, deleting a runtime in use
 UNAVAILABLE = 6  # the gateway unreachable, 502/503, or a wait that ran out
 REFUSED = 7  # any other error answer (400, 413, 415, 500, ...): the request was refused
+INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
 
 _BY_STATUS = {404: NOT_FOUND, 401: AUTH, 403: AUTH, 409: CONFLICT, 502: UNAVAILABLE, 503: UNAVAILABLE, 504: UNAVAILABLE}
 

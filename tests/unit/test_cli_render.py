@@ -3,6 +3,7 @@ errors, against a fake gateway (tests/fakes/gateway_client.py), with click's Cli
 
 import io
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -249,3 +250,13 @@ def test_on_a_terminal_invoke_follows_the_calls_output(fake: FakeGatewayClient) 
     err = result.stderr
     assert err.index("install Collecting six") < err.index("hello") < err.index("DONE  dice v2")
     assert json.loads(result.stdout) == [4, 6]  # stdout: the result only
+
+
+def test_ctrl_c_while_following_exits_130() -> None:
+    class Interrupted(FakeGatewayClient):
+        async def events(self, path: str) -> AsyncIterator[tuple[str, Any]]:
+            raise KeyboardInterrupt
+            yield  # an async generator, as the real one
+
+    result = faas(Interrupted(), "logs", "-f", "c1")
+    assert result.exit_code == exits.INTERRUPTED and result.stderr == "Error: interrupted\n"

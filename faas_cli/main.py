@@ -9,6 +9,7 @@ import click
 from faas_cli.app import OUTPUT_CHOICE, App
 from faas_cli.client import Client
 from faas_cli.commands.calls import call, calls, logs
+from faas_cli.commands.completion import completion
 from faas_cli.commands.functions import function
 from faas_cli.commands.invoke import invoke
 from faas_cli.commands.jobs import job, jobs
@@ -55,12 +56,12 @@ def cli(ctx: click.Context, gateway: str, token: str | None, data_dir: Path, out
 
     Exit codes: 0 ok, 1 the call or job failed, 2 usage, 3 not found, 4 token refused,
     5 conflict, 6 gateway unavailable or wait ran out, 7 request refused.
-    Shell completion: eval "$(_FAAS_COMPLETE=bash_source faas)" (zsh_source, fish_source)."""
+    Shell completion: eval "$(faas completion bash)" (zsh, fish)."""
     ctx.meta["data_dir"] = data_dir
     # A Client handed in as ``obj`` (``cli.main(obj=...)``, a test's fake) is used as it is.
     given = ctx.obj if isinstance(ctx.obj, Client) else None
     ctx.obj = App(gateway, token, data_dir, Mode(output) if output else None, given)
 
 
-for command in (up, runtime, function, invoke, calls, call, logs, jobs, job, nodes, token):
+for command in (up, runtime, function, invoke, calls, call, logs, jobs, job, nodes, token, completion):
     cli.add_command(command)

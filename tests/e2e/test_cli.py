@@ -275,7 +275,7 @@ async def test_on_a_terminal_tables_and_an_upload_bar(platform: Platform, deploy
     assert invoked.code == 0 and "DONE" in invoked.out and "big" in invoked.out
 
 
-async def test_shell_completion_of_names(platform: Platform, deployed: str) -> None:
+async def test_shell_completion_of_names(platform: Platform, deployed: str, tmp_path: Path) -> None:
     words = ["faas", *_base(platform), "function", "describe", "cli"]
     env = {"_FAAS_COMPLETE": "bash_complete", "COMP_WORDS": shlex.join(words), "COMP_CWORD": str(len(words) - 1)}
     proc = await asyncio.create_subprocess_exec(
@@ -283,5 +283,18 @@ async def test_shell_completion_of_names(platform: Platform, deployed: str) -> N
     )
     out, _ = await proc.communicate()
     assert "plain,clifn" in out.decode().splitlines()
-    script = await faas(platform, env={"_FAAS_COMPLETE": "bash_source"})
-    assert "complete " in script.out and "_FAAS_COMPLETE=bash_complete" in script.out
+    script = await faas(platform, "completion", "bash")
+    assert script.code == 0 and "_FAAS_COMPLETE=bash_complete" in script.out
+    # a bash that sources it, with `faas` on its PATH, completes a name from the gateway
+    (tmp_path / "faas").write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m faas_cli "$@"\n')
+    (tmp_path / "faas").chmod(0o755)
+    words = shlex.join(["faas", *_base(platform), "function", "describe", "cli"])
+    test = f"{script.out}\nCOMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1))\n"
+    test += "_faas_completion faas; printf '%s\\n' \"${COMPREPLY[@]}\"\n"
+    path = f"{tmp_path}:{os.environ['PATH']}"
+    proc = await asyncio.create_subprocess_exec(
+        "bash", "-c", test, stdout=asyncio.subprocess.PIPE, env={**os.environ, "PATH": path}
+    )
+    out, _ = await proc.communicate()
+    names = out.decode().split()
+    assert "clifn" in names and all(n.startswith("cli") for n in names), names  # clibig too, if deployed

@@ -260,3 +260,9 @@ def test_ctrl_c_while_following_exits_130() -> None:
 
     result = faas(Interrupted(), "logs", "-f", "c1")
     assert result.exit_code == exits.INTERRUPTED and result.stderr == "Error: interrupted\n"
+
+
+def test_the_completion_script_is_clicks() -> None:
+    script = CliRunner().invoke(cli, ["completion", "bash"]).stdout
+    assert script == CliRunner().invoke(cli, [], prog_name="faas", env={"_FAAS_COMPLETE": "bash_source"}).stdout
+    assert "_FAAS_COMPLETE=bash_complete" in script

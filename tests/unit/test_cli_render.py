@@ -1,6 +1,7 @@
 """The CLI's three output forms (table, plain, json), its exit codes and its one-line
 errors, against a fake gateway (tests/fakes/gateway_client.py), with click's CliRunner."""
 
+import asyncio
 import io
 import json
 from collections.abc import AsyncIterator
@@ -266,3 +267,17 @@ def test_the_completion_script_is_clicks() -> None:
     script = CliRunner().invoke(cli, ["completion", "bash"]).stdout
     assert script == CliRunner().invoke(cli, [], prog_name="faas", env={"_FAAS_COMPLETE": "bash_source"}).stdout
     assert "_FAAS_COMPLETE=bash_complete" in script
+
+
+def test_follow_gives_up_at_wait_and_says_how_to_go_on() -> None:
+    class Endless(FakeGatewayClient):
+        async def events(self, path: str) -> AsyncIterator[tuple[str, Any]]:
+            yield "log", {"at": "2026-12-03T19:20:01+00:00", "stream": "stderr", "text": "working"}
+            await asyncio.sleep(3600)
+
+    fake = Endless({("POST", "/v1/functions/slow/invoke"): (202, {"id": "c5", "number": 5, "status": "QUEUED"})})
+    result = faas(fake, "invoke", "slow", "--follow", "--wait", "0.2")
+    assert result.exit_code == exits.UNAVAILABLE and "working" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: call c5 still running after --wait; follow it with: faas logs -f c5"
+    )

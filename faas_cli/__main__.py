@@ -1,3 +1,3 @@
 from faas_cli.main import cli
 
-cli()
+cli(prog_name="faas")

@@ -28,7 +28,10 @@ from schemas import Layout, LogEntry, Logs, dedup, encode
 
 log = logging.getLogger(__name__)
 
-_NAMES: dict[int, Literal["stdout", "stderr"]] = {STDOUT: "stdout", STDERR: "stderr"}
+# Not a Docker stream: the output of a dependency install (containers/deps.py), published as
+# lines of the call that waited for it; it counts toward the log limit, not the stderr tail.
+INSTALL = 3
+_NAMES: dict[int, Literal["stdout", "stderr", "install"]] = {STDOUT: "stdout", STDERR: "stderr", INSTALL: "install"}
 # JSON around one line in a chunk (at, stream, keys, quotes): counts toward flush_bytes so that
 # a flood of tiny lines cannot build a chunk larger than the stream's message size limit.
 _LINE_OVERHEAD = 64
@@ -177,7 +180,7 @@ class LogPublisher:
                 self.stdout_truncated = True
             if room > 0:
                 self._stdout += data[:room]
-        elif self._keep_stderr > 0:
+        elif stream == STDERR and self._keep_stderr > 0:
             self._stderr += data
             if len(self._stderr) > self._keep_stderr:
                 del self._stderr[: len(self._stderr) - self._keep_stderr]

@@ -83,8 +83,11 @@ class Finished(_Event):
 
 
 class LogEntry(BaseModel):
+    """One line of output. ``install``: the output of installing the function's dependencies
+    on the node, published as lines of the call that waited for that install."""
+
     at: datetime
-    stream: Literal["stdout", "stderr"]
+    stream: Literal["stdout", "stderr", "install"]
     text: str
 
 

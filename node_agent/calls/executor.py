@@ -121,7 +121,7 @@ class Executor:
         on_log: OnLog | None,
     ) -> Outcome:
         self.served["cold"] += 1
-        image = await self.deps.image_for(runtime, function)
+        image = await self.deps.image_for(runtime, function, on_log)
         code = await self.artifacts.code_body(function.digest, runtime.path)
         files = {"/faas/run.sh": (entry_script(runtime, function), 0o755)}
         if not function.handler:

@@ -227,6 +227,8 @@ async def _faas(platform: Platform, *args: str) -> tuple[int, Any]:
         # the CLI finds the admin token `faas up` wrote there by itself
         "--data-dir",
         str(platform.data),
+        "-o",
+        "json",
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -279,4 +281,4 @@ async def test_cli_register_deploy_invoke(platform: Platform, tmp_path: Path) ->
     code, shown = await _faas(platform, "call", str(call["number"]))
     assert code == 0 and shown["id"] == call["id"]
     code, msg = await _faas(platform, "invoke", "nosuch", "{}")
-    assert code != 0 and "404" in msg
+    assert code == 3 and "404" in msg  # exit 3: not found (faas_cli/exits.py)

@@ -28,7 +28,8 @@ async def gateway(nats_server: NatsServer, layout: Layout, nc: Client, tmp_path:
 async def faas(*args: str, env: dict[str, str] | None = None) -> Result:
     """``faas ARGS`` as a user runs it (in a thread: the CLI runs its own event loop)."""
     runner = CliRunner()
-    return await asyncio.to_thread(runner.invoke, cli, list(args), env={"FAAS_TOKEN": None, **(env or {})})
+    env = {"FAAS_TOKEN": None, "FAAS_OUTPUT": "json", **(env or {})}
+    return await asyncio.to_thread(runner.invoke, cli, list(args), env=env)
 
 
 def output(result: Result) -> Any:
@@ -48,7 +49,7 @@ async def test_the_cli_finds_the_admin_token_by_itself(
 async def test_no_token_anywhere_says_where_it_looked(gateway: Gateway, tmp_path: Path) -> None:
     empty = tmp_path / "elsewhere"
     result = await faas("--gateway", gateway.url, "--data-dir", str(empty), "runtime", "list")
-    assert result.exit_code == 1
+    assert result.exit_code == 4  # token refused (faas_cli/exits.py)
     assert "HTTP 401" in result.output and "no FAAS_TOKEN" in result.output and str(empty) in result.output
 
 
@@ -64,11 +65,11 @@ async def test_token_create_list_revoke(gateway: Gateway, tmp_path: Path) -> Non
     # --token and FAAS_TOKEN come before the file: an invoke token may not list runtimes.
     for how in ({"args": ("--token", created["token"])}, {"env": {"FAAS_TOKEN": created["token"]}}):
         result = await faas(*base, *how.get("args", ()), "runtime", "list", env=how.get("env"))
-        assert result.exit_code == 1 and "HTTP 403" in result.output and "role invoke" in result.output
+        assert result.exit_code == 4 and "HTTP 403" in result.output and "role invoke" in result.output
 
     assert output(await faas(*base, "token", "revoke", "ci")) == {"revoked": "ci"}
     result = await faas(*base, "--token", created["token"], "runtime", "list")
-    assert result.exit_code == 1 and "HTTP 401" in result.output and "--token / FAAS_TOKEN" in result.output
+    assert result.exit_code == 4 and "HTTP 401" in result.output and "--token / FAAS_TOKEN" in result.output
 
     result = await faas(*base, "token", "create", "--role", "read", "--expires", "soon")
     assert result.exit_code == 2 and "--expires" in result.output

@@ -15,6 +15,7 @@ from nats.js.object_store import ObjectStore
 from node_agent.calls.executor import Executor
 from node_agent.containers.artifacts import ArtifactCache
 from node_agent.containers.deps import DependenciesFailed, DependencyImages, deps_image_name
+from node_agent.logstream import INSTALL
 from node_agent.outcome import Outcome
 from node_agent.wire.stdio import STDERR, STDOUT
 from schemas import CallStatus, FunctionRecord, Invocation, Limits, encode_json
@@ -296,6 +297,16 @@ async def test_dependencies_are_installed_once_into_an_image_the_calls_start_fro
     assert build.log == [(STDERR, b"Successfully installed left-pad\n")]
     assert node.engine.commits == [(build.cid, image)] and node.deps.builds == 1
     assert first.spec.image == second.spec.image == image
+
+
+async def test_the_install_output_goes_live_to_the_call_that_waited_for_it(node: Node) -> None:
+    node.runs(command=uses_left_pad, install=installs)
+    fn = node.function(has_dependencies=True)
+    await node.call(fn, {"count": 1, "sides": 4})
+    assert (INSTALL, b"Successfully installed left-pad\n") in node.logs
+    node.logs.clear()
+    await node.call(fn, {"count": 1, "sides": 4})  # the image exists: nothing is installed
+    assert node.logs and all(stream != INSTALL for stream, _ in node.logs)
 
 
 async def test_a_failed_install_is_the_error_with_its_output(node: Node) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from node_agent.containers.docker import STDERR, STDOUT
-from node_agent.logstream import LogPublisher
+from node_agent.logstream import INSTALL, LogPublisher
 from schemas import Layout
 from tests.fakes.publisher import FakePublisher
 
@@ -156,3 +156,16 @@ async def test_close_is_idempotent_and_write_after_close_is_ignored() -> None:
 def test_invalid_limits_are_refused() -> None:
     with pytest.raises(ValueError):
         publisher(fake_publisher(), flush_bytes=0)
+
+
+async def test_install_output_is_its_own_stream_and_not_the_stderr_tail() -> None:
+    fake = fake_publisher()
+    async with publisher(fake) as logs:
+        await logs.write(INSTALL, b"Collecting left-pad\nSuccessfully installed left-pad\n")
+        await logs.write(STDERR, b"Traceback: boom\n")
+    assert fake.texts() == [
+        ("install", "Collecting left-pad"),
+        ("install", "Successfully installed left-pad"),
+        ("stderr", "Traceback: boom"),
+    ]
+    assert logs.stderr_tail == b"Traceback: boom\n"  # an error's tail is the call's, not pip's

@@ -1,0 +1,1 @@
+"""The ``faas`` command groups, one module each (registered in faas_cli/main.py)."""

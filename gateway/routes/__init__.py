@@ -22,6 +22,7 @@ from gateway.routes import (
     v1_logs,
     v1_nodes,
     v1_runtimes,
+    v1_stats,
     v1_tokens,
 )
 
@@ -67,6 +68,7 @@ ROUTES: tuple[tuple[str, str, Handler, Rule], ...] = (
     ("POST", "/v1/jobs/{id}/cancel", v1_jobs.cancel, DEPLOY),
     ("GET", "/v1/jobs/{id}/logs", v1_logs.job_logs, READ),
     ("GET", "/v1/nodes", v1_nodes.list_all, READ),
+    ("GET", "/v1/stats", v1_stats.stats, CALLS),
     ("POST", "/v1/tokens", v1_tokens.create, ADMIN_JSON),
     ("GET", "/v1/tokens", v1_tokens.list_all, ADMIN),
     ("DELETE", "/v1/tokens/{name}", v1_tokens.revoke, ADMIN),

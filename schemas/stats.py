@@ -5,7 +5,7 @@ The store answers :class:`StatsQuery` on ``<prefix>.store.calls.stats`` with
 depth per subject (:class:`QueueDepth`) and answers :class:`Stats`.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -13,6 +13,7 @@ from schemas.calls import CallRecord
 from schemas.names import NAME_PATTERN
 
 MAX_BUCKETS = 360
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
 class StatsQuery(BaseModel):
@@ -27,14 +28,23 @@ class StatsQuery(BaseModel):
     @field_validator("until")
     @classmethod
     def _utc(cls, v: datetime | None) -> datetime | None:
+        """In UTC (a time without a zone is UTC); one that has no UTC time is refused."""
         if v is None:
             return None
-        return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+        if v.tzinfo is None:
+            return v.replace(tzinfo=UTC)
+        try:
+            return v.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(f"{v.isoformat()} has no UTC time") from None
 
     @model_validator(mode="after")
     def _few_buckets(self) -> "StatsQuery":
         if self.window_s // self.step_s > MAX_BUCKETS:
             raise ValueError(f"window_s / step_s must be at most {MAX_BUCKETS} buckets")
+        # The buckets reach back up to window_s + step_s before until: a time must be there.
+        if self.until is not None and self.until - _EARLIEST < timedelta(seconds=self.window_s + self.step_s):
+            raise ValueError("until is too early: the window would start before the year 1")
         return self
 
 

@@ -112,3 +112,7 @@ def test_a_window_of_too_many_buckets_is_refused() -> None:
     with pytest.raises(ValidationError, match="buckets"):
         StatsQuery(window_s=3600, step_s=1)
     assert StatsQuery(window_s=3600, step_s=10).window_s == 3600
+    with pytest.raises(ValidationError, match="too early"):
+        StatsQuery(window_s=60, until="0001-01-01T00:00:30Z")
+    with pytest.raises(ValidationError, match="no UTC time"):
+        StatsQuery(until="9999-12-31T23:59:59-05:00")

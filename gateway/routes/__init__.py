@@ -1,7 +1,10 @@
 """Route table: the original API (served exactly as it was), the versioned ``/v1`` API, and
 what each route needs: the right a token must carry (``gateway.access``) and the body type
 a state-changing route takes. A route is added here or not at all, so none is served
-without a rule (the guard refuses a request whose route has none)."""
+without a rule (the guard refuses a request whose route has none).
+
+``PAGES`` are the dashboard's and the API viewer's static files (``gateway.ui``): public, and
+not part of the API's OpenAPI description."""
 
 import json
 from collections.abc import Awaitable, Callable
@@ -15,6 +18,7 @@ from gateway.routes import (
     health,
     legacy,
     openapi,
+    ui,
     v1_calls,
     v1_functions,
     v1_invoke,
@@ -74,13 +78,21 @@ ROUTES: tuple[tuple[str, str, Handler, Rule], ...] = (
     ("DELETE", "/v1/tokens/{name}", v1_tokens.revoke, ADMIN),
 )
 
+PAGES: tuple[tuple[str, str, Handler, Rule], ...] = (
+    ("GET", "/ui", ui.ui_root, PUBLIC),
+    ("GET", "/ui/", ui.ui_file, PUBLIC),
+    ("GET", "/ui/{path:.+}", ui.ui_file, PUBLIC),
+    ("GET", "/docs", ui.docs, PUBLIC),
+)
+
 
 def add_routes(app: web.Application) -> None:
     """The routes, their rules, and the OpenAPI description made from them (built here, once:
     a handler without ``@documented`` stops the gateway's start)."""
     app[openapi.OPENAPI] = json.dumps(build_openapi(ROUTES), separators=(",", ":")).encode()
+    ui.setup(app)
     rules: dict[AbstractRoute, Rule] = {}
-    for method, path, handler, rule in ROUTES:
+    for method, path, handler, rule in (*ROUTES, *PAGES):
         if method == "GET":
             route = app.router.add_get(path, handler)
             # add_get also answers HEAD, through a route of its own: the same rule.

@@ -33,9 +33,11 @@ typecheck: $(VENV)/.installed
 FAAS_FUZZ_SEED ?= 1392924951
 
 # FAAS_REQUIRE_*=1: tests needing Docker, ansible or PostgreSQL fail instead of skipping without
-# them. The store's PostgreSQL tests use the server scripts/ensure-postgres.sh set up (it prints its URL).
+# them (the dashboard's browser tests too, without chromium). The store's PostgreSQL tests use the
+# server scripts/ensure-postgres.sh set up (it prints its URL).
 pytest: setup
 	bash scripts/ensure-postgres.sh
+	bash scripts/ensure-browser.sh
 	FAAS_TEST_POSTGRES_URL="$$(bash scripts/ensure-postgres.sh 2>/dev/null | tail -n 1)" FAAS_REQUIRE_POSTGRES=1 \
 	FAAS_REQUIRE_DOCKER=1 FAAS_REQUIRE_ANSIBLE=1 FAAS_REQUIRE_DEPLOY=$(FAAS_REQUIRE_DEPLOY) \
 	FAAS_FUZZ_SEED=$(FAAS_FUZZ_SEED) \

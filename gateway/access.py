@@ -11,7 +11,7 @@ from schemas import Role
 
 
 class Right(StrEnum):
-    PUBLIC = "public"  # no token: GET /healthz and GET /openapi.json only
+    PUBLIC = "public"  # no token: GET /healthz, GET /openapi.json, the static files of /ui/ and /docs
     READ = "read"  # GET runtimes, functions, jobs (and everything under CALLS)
     CALLS = "calls"  # GET calls and their logs
     INVOKE = "invoke"  # run a function

@@ -1,7 +1,8 @@
 """The one middleware that decides whether a request reaches its route, in this order:
 
-1. ``GET /healthz`` and ``GET /openapi.json`` always do (a load balancer's probe, and the
-   API's description: neither tells anything about what the platform holds).
+1. ``GET /healthz``, ``GET /openapi.json`` and the static files of ``/ui/`` and ``/docs``
+   always do (a load balancer's probe, the API's description, the dashboard's code: none
+   tells anything about what the platform holds).
 2. A request a web page on another site could have made is refused, 403 (``crosssite``):
    whatever the auth mode, so that ``faas up --no-auth`` on a laptop cannot be driven by
    a page the laptop's browser opens.

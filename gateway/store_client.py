@@ -28,6 +28,7 @@ from schemas import (
     decode,
     encode,
 )
+from schemas.stats import CallStats, StatsQuery
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,10 @@ class StoreClient:
                 return await self._ask(self._layout.store_list_jobs, query, JobPage)
             except _ReplyTooLarge:
                 query = _smaller(query)
+
+    async def call_stats(self, query: StatsQuery) -> CallStats:
+        """Calls per second, latency percentiles and the latest failures over a window."""
+        return await self._ask(self._layout.store_call_stats, query, CallStats)
 
     async def get_logs(self, key: GetLogs) -> LogPage:
         """The stored output of a call or a job."""

@@ -121,6 +121,11 @@ class Layout:
         return f"{self.prefix}.store.calls.list"
 
     @property
+    def store_call_stats(self) -> str:
+        """Call statistics over a recent window (``schemas.stats``)."""
+        return f"{self.prefix}.store.calls.stats"
+
+    @property
     def store_get_logs(self) -> str:
         return f"{self.prefix}.store.logs.get"
 

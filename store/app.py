@@ -29,6 +29,7 @@ from store.queries import CallQueries
 from store.retention import Retention
 from store.service import Queries, start_service
 from store.settings import StoreSettings
+from store.stats_queries import StatsQueries
 from store.writer import EventWriter
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class Store(Lifecycle):
             logs=LogQueries(sessions, max_bytes=nc.max_payload),
             jobs=JobQueries(sessions),
             dead_letters=DeadLetterQueries(sessions),
+            stats=StatsQueries(sessions),
         )
         micro = await start_service(nc, self.layout, queries)
         self.on_stop("queries", micro.stop)

@@ -1,4 +1,5 @@
-"""The store's request/reply endpoints on ``nats.micro``: calls, logs, jobs, dead letters.
+"""The store's request/reply endpoints on ``nats.micro``: calls, call statistics, logs, jobs,
+dead letters.
 
 Errors become micro error replies here and nowhere else: 400 for a request that does not
 decode or cannot be answered as asked, 404 for an unknown call or job, 413 for a reply too big
@@ -30,11 +31,13 @@ from schemas import (
     decode,
     encode,
 )
+from schemas.stats import StatsQuery
 from store.dead_letter_queries import DeadLetterQueries
 from store.errors import BadRequest, NotFound
 from store.job_queries import JobQueries
 from store.log_queries import LogQueries
 from store.queries import CallQueries
+from store.stats_queries import StatsQueries
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,7 @@ class Queries:
     logs: LogQueries
     jobs: JobQueries
     dead_letters: DeadLetterQueries
+    stats: StatsQueries
 
 
 async def start_service(nc: Client, layout: Layout, queries: Queries) -> Service:
@@ -58,6 +62,9 @@ async def start_service(nc: Client, layout: Layout, queries: Queries) -> Service
 
     async def list_calls(request: Request) -> None:
         await _answer(request, lambda: queries.calls.list(decode(CallQuery, request.data)))
+
+    async def call_stats(request: Request) -> None:
+        await _answer(request, lambda: queries.stats.compute(decode(StatsQuery, request.data)))
 
     async def get_logs(request: Request) -> None:
         await _answer(request, lambda: queries.logs.get(decode(GetLogs, request.data)))
@@ -74,6 +81,7 @@ async def start_service(nc: Client, layout: Layout, queries: Queries) -> Service
     endpoints = {
         "get_call": (layout.store_get_call, get_call),
         "list_calls": (layout.store_list_calls, list_calls),
+        "call_stats": (layout.store_call_stats, call_stats),
         "get_logs": (layout.store_get_logs, get_logs),
         "get_job": (layout.store_get_job, get_job),
         "list_jobs": (layout.store_list_jobs, list_jobs),
@@ -83,7 +91,7 @@ async def start_service(nc: Client, layout: Layout, queries: Queries) -> Service
         nc,
         name=SERVICE_NAME,
         version=SERVICE_VERSION,
-        description="call records, logs, job records, dead letters",
+        description="call records and statistics, logs, job records, dead letters",
         queue_group=SERVICE_NAME,
     )
     try:

@@ -1,7 +1,10 @@
 """Route table: the original API (served exactly as it was), the versioned ``/v1`` API, and
 what each route needs: the right a token must carry (``gateway.access``) and the body type
 a state-changing route takes. A route is added here or not at all, so none is served
-without a rule (the guard refuses a request whose route has none)."""
+without a rule (the guard refuses a request whose route has none).
+
+``PAGES`` are the dashboard's and the API viewer's static files (``gateway.ui``): public, and
+not part of the API's OpenAPI description."""
 
 import json
 from collections.abc import Awaitable, Callable
@@ -16,6 +19,7 @@ from gateway.routes import (
     legacy,
     metrics,
     openapi,
+    ui,
     v1_calls,
     v1_functions,
     v1_invoke,
@@ -23,6 +27,7 @@ from gateway.routes import (
     v1_logs,
     v1_nodes,
     v1_runtimes,
+    v1_stats,
     v1_tokens,
 )
 
@@ -69,9 +74,17 @@ ROUTES: tuple[tuple[str, str, Handler, Rule], ...] = (
     ("POST", "/v1/jobs/{id}/cancel", v1_jobs.cancel, DEPLOY),
     ("GET", "/v1/jobs/{id}/logs", v1_logs.job_logs, READ),
     ("GET", "/v1/nodes", v1_nodes.list_all, READ),
+    ("GET", "/v1/stats", v1_stats.stats, CALLS),
     ("POST", "/v1/tokens", v1_tokens.create, ADMIN_JSON),
     ("GET", "/v1/tokens", v1_tokens.list_all, ADMIN),
     ("DELETE", "/v1/tokens/{name}", v1_tokens.revoke, ADMIN),
+)
+
+PAGES: tuple[tuple[str, str, Handler, Rule], ...] = (
+    ("GET", "/ui", ui.ui_root, PUBLIC),
+    ("GET", "/ui/", ui.ui_file, PUBLIC),
+    ("GET", "/ui/{path:.+}", ui.ui_file, PUBLIC),
+    ("GET", "/docs", ui.docs, PUBLIC),
 )
 
 
@@ -79,8 +92,9 @@ def add_routes(app: web.Application) -> None:
     """The routes, their rules, and the OpenAPI description made from them (built here, once:
     a handler without ``@documented`` stops the gateway's start)."""
     app[openapi.OPENAPI] = json.dumps(build_openapi(ROUTES), separators=(",", ":")).encode()
+    ui.setup(app)
     rules: dict[AbstractRoute, Rule] = {}
-    for method, path, handler, rule in ROUTES:
+    for method, path, handler, rule in (*ROUTES, *PAGES):
         if method == "GET":
             route = app.router.add_get(path, handler)
             # add_get also answers HEAD, through a route of its own: the same rule.

@@ -145,6 +145,7 @@ CASES = [
     Case("GET", "/v1/jobs/{id}/logs", static("/v1/jobs/j1/logs"), 200, READERS),
     Case("GET", "/v1/nodes", static("/v1/nodes"), 200, READERS),
     Case("GET", "/metrics", static("/metrics"), 200, READERS),
+    Case("GET", "/v1/stats", static("/v1/stats"), 200, CALL_READERS),
     Case("POST", "/v1/tokens", static("/v1/tokens", json={"role": "read"}), 201, ADMINS),
     Case("GET", "/v1/tokens", static("/v1/tokens"), 200, ADMINS),
     Case("DELETE", "/v1/tokens/{name}", token_to_revoke, 200, ADMINS),

@@ -10,7 +10,7 @@ import time
 import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from schemas import (
     decode,
     encode,
 )
+from schemas.stats import CallStats, StatsQuery
 from tests.natsusers import service_settings
 
 RUN = "python3 main.py"
@@ -275,9 +276,18 @@ async def fake_store(
         more = start + size < len(matching)
         await req.respond(encode(CallPage(items=items, next_cursor=str(start + size) if more else None)))
 
+    async def stats(req: Request) -> None:
+        # Empty statistics: what the gateway adds (the queues) and passes on is tested elsewhere.
+        query = decode(StatsQuery, req.data)
+        until = query.until or datetime.now(UTC)
+        since = until - timedelta(seconds=query.window_s)
+        empty = CallStats(since=since, until=until, step_s=query.step_s, buckets=[], finished=0, calls_per_s=0)
+        await req.respond(encode(empty))
+
     svc = await micro.add_service(nc, name="fake-store", version="0.0.1")
     await svc.add_endpoint(name="get", subject=layout.store_get_call, handler=get)
     await svc.add_endpoint(name="list", subject=layout.store_list_calls, handler=list_calls)
+    await svc.add_endpoint(name="stats", subject=layout.store_call_stats, handler=stats)
     # The gateway asks on another connection: make sure the server has our subscriptions.
     await nc.flush()
     try:

@@ -184,6 +184,10 @@ async def test_the_gateway_answers_503_while_nats_is_away_and_200_after(
                 assert r.headers["Retry-After"] == "2"
                 body = await r.json()
                 assert body["error"]["code"] == "unavailable" and "NATS" in body["error"]["message"]
+        # The dashboard's files need no NATS: its pages load, and show the API's 503s.
+        for path in ("/ui/", "/ui/js/main.js", "/docs", "/openapi.json"):
+            async with http.get(path) as r:
+                assert r.status == 200, path
         await nats_server.start()
         await wait_until(lambda: _status(http, "/v1/runtimes", 200), DEADLINE_S, "200 after the outage")
         assert not gw.tasks.failed.is_set(), gw.tasks.failure

@@ -29,8 +29,8 @@ from node_agent.calls.slots import Slots, take_slot
 from node_agent.containers.artifacts import ArtifactCache
 from node_agent.containers.deps import DependencyImages
 from node_agent.containers.docker import DockerEngine, Engine
+from node_agent.containers.netseal import NetworkSeal
 from node_agent.containers.prune import ImagePruner
-from node_agent.errors import NetworkUnavailable
 from node_agent.jobs.worker import JobConfig, JobWorker
 from node_agent.nodeid import claim_node_id
 from node_agent.pools.deploys import follow_new_versions
@@ -85,7 +85,6 @@ class NodeAgent(Lifecycle):
         self._sockets: SocketDir | None = None
         self.pools: Pools | None = None
         self._nodes_kv: KeyValue | None = None
-        self._sealed: bool | None = None  # the containers' network: None before the first try
         self._reconnects = 0  # NATS reconnects seen by the last rescue round
 
     # --- lifecycle ----------------------------------------------------------------
@@ -110,7 +109,8 @@ class NodeAgent(Lifecycle):
             log.info("agent.orphans_removed", extra=fields(node=s.node_id, count=removed))
         # Containers with network access: on the sealed network, or refused (containers/firewall.py).
         if s.network_seal:
-            await self._seal_network(at_start=True)
+            self._seal = NetworkSeal(self._engine, s.seal(), s.node_id)
+            await self._seal.check(at_start=True)
         else:
             self._engine.open_network()
             log.warning("agent.network_unsealed_by_setting", extra=fields(node=s.node_id))
@@ -201,7 +201,7 @@ class NodeAgent(Lifecycle):
         rescue_s = max(s.heartbeat_s * 2, 1.0)
         self.tasks.spawn(every(rescue_s, self._rescue, "rescue", first_now=False), "rescue")
         if s.network_seal:
-            self.tasks.spawn(every(s.network_check_s, self._seal_network, "network", first_now=False), "network-seal")
+            self.tasks.spawn(every(s.network_check_s, self._seal.check, "network", first_now=False), "network-seal")
         if s.runtimes:
             for rt in s.runtimes:
                 await self._serve_runtime(rt)
@@ -368,26 +368,6 @@ class NodeAgent(Lifecycle):
         """The node's state in the nodes bucket (TTL'd): the gateway routes by it."""
         assert self._nodes_kv is not None
         await self._nodes_kv.put(self.settings.node_id, encode(self.state()))
-
-    async def _seal_network(self, at_start: bool = False) -> None:
-        """Seal the containers' network, or check that it still is. A failure is logged (once
-        per change) and leaves containers with network refused: the agent runs on for calls
-        without network, and retries at each check."""
-        assert self._engine is not None
-        s = self.settings
-        seal = s.seal()
-        try:
-            changed = await self._engine.seal_network(seal)
-        except NetworkUnavailable as err:
-            if self._sealed is not False:
-                log.error("agent.network_unsealed", extra=fields(node=s.node_id, error=str(err)))
-            self._sealed = False
-            return
-        if at_start or self._sealed is False:
-            log.info("agent.network_sealed", extra=fields(node=s.node_id, network=seal.network, bridge=seal.bridge))
-        elif changed:  # something (a firewall reload?) removed or changed the rules
-            log.warning("agent.network_resealed", extra=fields(node=s.node_id, network=seal.network))
-        self._sealed = True
 
     async def _rescue(self) -> None:
         nc, kv = self._nc, self._nodes_kv

@@ -26,6 +26,7 @@ from node_agent.calls.executor import Executor
 from node_agent.calls.rescue import rescue_dead_nodes
 from node_agent.calls.runner import CallRunner
 from node_agent.calls.slots import Slots, take_slot
+from node_agent.cancels import CancelWatch
 from node_agent.containers.artifacts import ArtifactCache
 from node_agent.containers.deps import DependencyImages
 from node_agent.containers.docker import DockerEngine, Engine
@@ -148,6 +149,10 @@ class NodeAgent(Lifecycle):
             # Once no call holds a warm container (after the in-flight step).
             self.on_stop("pools", self.pools.close)
         self.executor = Executor(self._engine, self._artifacts, deps, s.node_id, s.policy, ca, self.pools)
+        # Cancel requests of calls and jobs (node_agent/cancels.py), loaded before any is taken.
+        cancels = CancelWatch(await self._js.key_value(self.layout.cancels_bucket), s.node_id)
+        self.on_stop("cancels", cancels.stop)
+        await cancels.start()
         self._calls_runner = CallRunner(
             self._nc,
             self._js,
@@ -159,6 +164,7 @@ class NodeAgent(Lifecycle):
             s.max_attempts,
             started_after_s=s.started_after_s,
             patience_s=s.nats_patience_s,
+            cancels=cancels,
         )
         # Container jobs share the node's slots with calls.
         jobs = JobConfig(
@@ -174,9 +180,7 @@ class NodeAgent(Lifecycle):
             max_timeout_s=s.job_max_timeout_s,
             patience_s=s.nats_patience_s,
         )
-        self._jobs = JobWorker(
-            jobs, self._slots, self._nc, self.layout, self._engine, tasks=self.tasks, secrets_key=secrets_key
-        )
+        self._jobs = JobWorker(jobs, self._slots, self._nc, self.layout, self._engine, self.tasks, secrets_key, cancels)
 
         # 2. Running calls and jobs once intake has stopped: the grace period, then cancelled.
         self.on_stop("in-flight", self._drain_in_flight)

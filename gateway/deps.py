@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from nats.aio.client import Client
 
+from gateway.call_cancel import CallCancels
 from gateway.callback_guard import CallbackGuard
 from gateway.functions import Functions
 from gateway.invoker import Invoker
@@ -30,6 +31,7 @@ class Deps:
     callback_guard: CallbackGuard
     tokens: Tokens
     router: NodeRouter
+    call_cancels: CallCancels
 
 
 DEPS = web.AppKey("deps", Deps)

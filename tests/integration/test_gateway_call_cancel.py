@@ -198,3 +198,15 @@ async def test_cancel_over_nats_as_the_invoker_user(
     assert (reply.headers or {}).get("Nats-Service-Error-Code") == "409"
     reply = await nats_request(invoker, layout.cancel("nope"), b"")
     assert (reply.headers or {}).get("Nats-Service-Error-Code") == "404"
+
+
+async def test_a_queued_call_with_a_callback_url_is_handed_to_the_dispatcher(
+    http: aiohttp.ClientSession, nc: Client, layout: Layout
+) -> None:
+    hook = "https://example.test/hook"
+    async with fake_store(nc, layout, [call_record(9, CallStatus.QUEUED, id="cb9", callback_url=hook)]):
+        status, body = await cancel(http, "cb9")
+    assert (status, body["status"]) == (202, "CANCELLED")
+    stored = await nc.jetstream().get_last_msg(layout.events_stream, layout.callback_due("cb9"))
+    copy = decode(Finished, stored.data or b"")
+    assert (copy.status, copy.callback_url, copy.number) == (CallStatus.CANCELLED, hook, 9)

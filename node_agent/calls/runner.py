@@ -233,7 +233,7 @@ class CallRunner:
         finally:
             call.task = None
         if call.cancelled and task.cancelling():
-            task.uncancel()  # the request came as the run ended, and was not delivered
+            task.uncancel()  # the request met the run's end and was swallowed there: the run's outcome stands
         return outcome
 
     def _watching(self, call: _Call) -> AbstractContextManager[None]:

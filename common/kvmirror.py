@@ -8,11 +8,15 @@ it does not hold (a key created elsewhere an instant ago is found, not refused).
 Consistency: a write made through :meth:`note` (the writer's own registration) is seen at
 once; a write made by another process is seen when its watch update arrives (milliseconds).
 Entries only move forward by revision, so a late watch update never undoes a newer write.
+
+``on_change`` (optional) hears every entry the watch delivers, the current values first, a
+delete as ``None``: for a reader that must act when a key appears (node_agent/cancels.py).
 """
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
@@ -24,9 +28,10 @@ log = logging.getLogger(__name__)
 
 
 class KVMirror:
-    def __init__(self, kv: KeyValue, name: str) -> None:
+    def __init__(self, kv: KeyValue, name: str, on_change: Callable[[str, bytes | None], None] | None = None) -> None:
         self._kv = kv
         self._name = name
+        self._on_change = on_change
         # key -> (revision, value); value None: deleted at that revision.
         self._entries: dict[str, tuple[int, bytes | None]] = {}
         self._loaded = asyncio.Event()
@@ -117,7 +122,10 @@ class KVMirror:
                     self._loaded.set()
                     continue
                 deleted = entry.operation in (KV_DEL, KV_PURGE) or not entry.value
-                self.note(entry.key, entry.revision or 0, None if deleted else entry.value)
+                value = None if deleted else entry.value
+                self.note(entry.key, entry.revision or 0, value)
+                if self._on_change is not None:
+                    self._on_change(entry.key, value)
         finally:
             self._loaded.clear()
             with contextlib.suppress(Exception):

@@ -6,7 +6,8 @@ from the :class:`~schemas.Layout` names:
 * ``gateway``: creates and updates the layout (streams, KV buckets, the object store: never
   deletes one), publishes invocations, jobs and its events, reads and writes the runtimes,
   functions, cancels and tokens buckets and the artifacts, reads the nodes bucket and the
-  events stream, consumes callback events, asks the store, answers ``<prefix>.call.*``.
+  events stream, consumes callback events, asks the store, answers ``<prefix>.call.*`` and
+  ``<prefix>.cancel.*``.
 * ``agent``: consumes the invoke stream (its durable consumers; deletes a dead node's),
   moves rescued calls back to runtime subjects, publishes events, reads the runtimes,
   functions and cancels buckets and the artifacts, keeps its heartbeat in the nodes bucket,
@@ -14,8 +15,9 @@ from the :class:`~schemas.Layout` names:
   update, purge or delete a stream, and cannot read the tokens bucket.
 * ``store``: consumes the events stream and answers ``<prefix>.store.*`` requests.
 * ``invoker``: for ``nats pub`` / ``nats req`` publishers: publishes invocations on
-  ``<prefix>.invoke.rt.<runtime>`` and requests on ``<prefix>.call.<function>``, and takes
-  replies in ``_INBOX.…``. Nothing else: no events, no buckets, no JetStream API.
+  ``<prefix>.invoke.rt.<runtime>``, requests on ``<prefix>.call.<function>`` and cancels on
+  ``<prefix>.cancel.<call_id>``, and takes replies in ``_INBOX.…``. Nothing else: no events,
+  no buckets, no JetStream API.
 * ``admin``: everything (an operator's ``nats`` CLI, the tests' own client).
 
 Replies: a request's reply subject is an inbox of the requester, which must be able to
@@ -230,7 +232,7 @@ def permissions(layout: Layout) -> dict[str, Permissions]:
             f"{API}.STREAM.PURGE.{object_stream(artifacts)}",
         ),
         publish_deny=(f"{API}.STREAM.DELETE.>",),
-        subscribe=(f"{inbox_prefix(GATEWAY)}.>", f"{p}.call.*", srv),
+        subscribe=(f"{inbox_prefix(GATEWAY)}.>", f"{p}.call.*", f"{p}.cancel.*", srv),
         # A `nats req <prefix>.call.<function>` is answered when the call ends, up to the
         # gateway's sync wait (30 s by default, FAAS_GATEWAY_SYNC_WAIT_S): nats-server's
         # default of 2 minutes could refuse a late answer.
@@ -267,7 +269,7 @@ def permissions(layout: Layout) -> dict[str, Permissions]:
         responses_within="2m",
     )
     invoker = Permissions(
-        publish=(f"{p}.invoke.rt.>", f"{p}.call.>"),
+        publish=(f"{p}.invoke.rt.>", f"{p}.call.>", f"{p}.cancel.*"),
         subscribe=(f"{REPLY_PREFIX}>",),
         subscribe_deny=tuple(f"{inbox_prefix(u)}.>" for u in PRIVATE_INBOXES),
     )

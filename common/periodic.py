@@ -40,4 +40,14 @@ async def every(interval_s: float, step: Callable[[], Awaitable[object]], name: 
             if failures:
                 log.info("periodic.recovered", extra=fields(task=name, failures=failures))
                 failures = 0
+        if _cancel_swallowed():
+            raise asyncio.CancelledError
         await asyncio.sleep(interval_s)
+
+
+def _cancel_swallowed() -> bool:
+    """A cancel that reached the step as its NATS reply came may have been swallowed by an
+    ``asyncio.wait_for`` inside the client library (Python 3.11): the task is still being
+    cancelled, and must end rather than sleep and step again."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

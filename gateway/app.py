@@ -17,11 +17,13 @@ from common.sealing import SecretsKey
 from gateway.access import RULES
 from gateway.artifact_sweep import ArtifactSweeper
 from gateway.bootstrap import ensure_admin_token
+from gateway.call_cancel import CallCancels
 from gateway.call_service import CallService
 from gateway.call_watch import Replies
 from gateway.callback_guard import CallbackGuard, own_addresses
 from gateway.callback_post import RetryPolicy
 from gateway.callbacks import CallbackDispatcher
+from gateway.cancels import Cancels
 from gateway.crosssite import SameSite
 from gateway.deps import DEPS, Deps
 from gateway.functions import Functions
@@ -152,11 +154,13 @@ class Gateway(Lifecycle):
             queue_full_retry_after_s=s.queue_full_retry_after_s,
         )
         store = StoreClient(nc, self.layout, s.store_timeout_s)
+        cancels = Cancels(js, self.layout.events_stream, await js.key_value(self.layout.cancels_bucket))
+        call_cancels = CallCancels(js, self.layout, store, cancels)
         jobs = Jobs(
             js,
             self.layout,
             store,
-            await js.key_value(self.layout.cancels_bucket),
+            cancels,
             secrets_key,
             router=router,
             queue_full_retry_after_s=s.queue_full_retry_after_s,
@@ -175,7 +179,21 @@ class Gateway(Lifecycle):
         # 3. Intake. HTTP: at stop, no new connections; requests in flight get the grace period,
         #    then are cancelled.
         app = build_app(
-            Deps(s, nc, runtimes, functions, invoker, store, jobs, log_streams, guard, tokens, router, self.metrics)
+            Deps(
+                s,
+                nc,
+                runtimes,
+                functions,
+                invoker,
+                store,
+                jobs,
+                log_streams,
+                guard,
+                tokens,
+                router,
+                self.metrics,
+                call_cancels,
+            )
         )
         runner = JsonErrorRunner(app, handle_signals=False, shutdown_timeout=grace, access_log=None)
         self.on_stop("http", runner.cleanup)
@@ -206,7 +224,13 @@ class Gateway(Lifecycle):
             await callbacks.start()
             self._callbacks = callbacks
         call_service = CallService(
-            nc, self.layout, invoker, self.tasks, min(s.sync_wait_s, s.max_sync_wait_s), s.max_params_bytes
+            nc,
+            self.layout,
+            invoker,
+            self.tasks,
+            min(s.sync_wait_s, s.max_sync_wait_s),
+            s.max_params_bytes,
+            call_cancels,
         )
         self.on_stop("call-service", call_service.stop)
         await call_service.start()

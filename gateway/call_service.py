@@ -1,7 +1,12 @@
-"""``nats req faas.call.<function> '<params json>'``: a synchronous call without HTTP.
+"""``nats req faas.call.<function> '<params json>'``: a synchronous call without HTTP, and
+``nats req faas.cancel.<call_id> ''``: cancel a call (gateway/call_cancel.py).
 
-The reply is the call record; without its params when they would not fit beside the result
-in one message. A nats.micro service ``faas-gateway`` (queue group ``faas-gateway``, so gateways share the
+The reply to a call is the call record; without its params when they would not fit beside
+the result in one message. The reply to a cancel is ``{"id", "status", "cancel_requested"}``
+as ``POST /v1/calls/{id}/cancel`` answers it (202 there), or an error (404, 409) with the
+HTTP status as its nats.micro error code.
+
+A nats.micro service ``faas-gateway`` (queue group ``faas-gateway``, so gateways share the
 load). nats.micro awaits a handler inline, one message at a time per subscription, so a
 handler that waited for its call would hold up every other caller: each request is spawned
 into its own named task in the gateway's TaskSet and answered from there.
@@ -16,9 +21,11 @@ from nats.micro.service import Service
 
 from common.lifecycle import TaskSet
 from common.logs import fields
+from gateway.call_cancel import CallCancels
 from gateway.errors import GatewayError, bad_request, too_large
 from gateway.invoker import Invoker
-from schemas import InvalidMessage, Layout, decode_json
+from schemas import InvalidMessage, Layout, decode_json, encode
+from schemas.http import CancelRequested
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +44,7 @@ class CallService:
         tasks: TaskSet,
         wait_s: float,
         max_params_bytes: int,
+        cancels: CallCancels | None = None,
     ) -> None:
         self._nc = nc
         self._layout = layout
@@ -44,6 +52,7 @@ class CallService:
         self._tasks = tasks
         self._wait_s = wait_s
         self._max_params_bytes = max_params_bytes
+        self._cancels = cancels
         self._service: Service | None = None
         self._stopping = False
 
@@ -58,6 +67,8 @@ class CallService:
             queue_group=SERVICE_NAME,
         )
         await self._service.add_endpoint(name="call", subject=self._layout.call_all, handler=self._on_request)
+        if self._cancels is not None:
+            await self._service.add_endpoint(name="cancel", subject=self._layout.cancel_all, handler=self._on_cancel)
         # add_endpoint does not flush: once start() returns, the server must route requests to us.
         await self._nc.flush()
 
@@ -71,6 +82,22 @@ class CallService:
     async def _on_request(self, req: Request) -> None:
         function = req.subject.rsplit(".", 1)[-1]
         self._tasks.spawn(self._serve(req, function), name=f"call:{function}", critical=False)
+
+    async def _on_cancel(self, req: Request) -> None:
+        call_id = req.subject.rsplit(".", 1)[-1]
+        self._tasks.spawn(self._cancel(req, call_id), name=f"cancel:{call_id}", critical=False)
+
+    async def _cancel(self, req: Request, call_id: str) -> None:
+        assert self._cancels is not None
+        try:
+            status = await self._cancels.cancel(call_id)
+            answer = CancelRequested(id=call_id, status=status.value, cancel_requested=True)
+            await req.respond(encode(answer))
+        except GatewayError as err:
+            await self._respond_error(req, str(err.status), err.message)
+        except Exception:
+            log.exception("cancel.request.failed", extra=fields(call=call_id))
+            await self._respond_error(req, "500", "internal error (logged by the gateway)")
 
     async def _serve(self, req: Request, function: str) -> None:
         try:

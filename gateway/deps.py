@@ -6,6 +6,7 @@ from aiohttp import web
 from nats.aio.client import Client
 
 from common.metrics import Metrics
+from gateway.call_cancel import CallCancels
 from gateway.callback_guard import CallbackGuard
 from gateway.functions import Functions
 from gateway.invoker import Invoker
@@ -32,6 +33,7 @@ class Deps:
     tokens: Tokens
     router: NodeRouter
     metrics: Metrics
+    call_cancels: CallCancels
 
 
 DEPS = web.AppKey("deps", Deps)

@@ -4,8 +4,9 @@ A job is published on ``<prefix>.invoke.job.<priority>``; its stream sequence is
 number. Its secrets (``secret_env`` values, ``registry_auth``) are sealed with the platform's
 secrets key into the message (``JobMessage.sealed``), for the agent that runs it; the
 ``job_accepted`` event and the answer carry the secret variables' names only, so no secret
-reaches a stream in clear, the store, a log or an answer. A cancel is a key in the cancels
-bucket, which the node agents check before a job starts and watch while it runs.
+reaches a stream in clear, the store, a log or an answer. A cancel goes through
+gateway/cancels.py, as a call's does: a key in the cancels bucket, which the node agents
+check before a job starts and watch while it runs.
 """
 
 import logging
@@ -14,12 +15,12 @@ import uuid
 from datetime import UTC, datetime
 
 from nats.js import JetStreamContext
-from nats.js.kv import KeyValue
 
 from common.events import Event, last_event
 from common.logs import fields
 from common.sealing import SecretsKey
-from gateway.errors import GatewayError, bad_request, check_id, nats_unavailable, not_found
+from gateway.cancels import Cancels, conflict
+from gateway.errors import GatewayError, bad_request, check_id, nats_unavailable
 from gateway.queueing import enqueue
 from gateway.routing import NodeRouter
 from gateway.store_client import StoreClient
@@ -51,7 +52,7 @@ class Jobs:
         js: JetStreamContext,
         layout: Layout,
         store: StoreClient,
-        cancels: KeyValue,
+        cancels: Cancels,
         secrets_key: SecretsKey | None = None,
         router: NodeRouter | None = None,
         queue_full_retry_after_s: int = 5,
@@ -115,14 +116,9 @@ class Jobs:
         was still queued, else RUNNING until its node has stopped it). 404 unknown, 409 ended."""
         check_id("job", job_id)
         status = await self._status(job_id)
-        if status is None:
-            raise not_found(f"no job {job_id!r}")
-        if status.terminal:
-            raise GatewayError(409, "conflict", f"job {job_id!r} has already ended ({status.value})")
-        with nats_unavailable("requesting the cancel"):
-            await self._cancels.put(job_id, datetime.now(UTC).isoformat().encode())
-        log.info("job.cancel_requested", extra=fields(job=job_id, status=status.value))
+        await self._cancels.request("job", job_id, status)
         if status != JobStatus.QUEUED:
+            assert status is not None
             return status
         # Queued: the record shows it at once. A node taking the job meanwhile sees the key
         # (checked before a job starts, watched while it runs) and ends it CANCELLED too.
@@ -133,14 +129,17 @@ class Jobs:
             status=JobStatus.CANCELLED,
             result=JobResult(finished_at=now, error="cancelled before it started"),
         )
-        with nats_unavailable("recording the cancel"):
-            await self._js.publish(
-                self._layout.event(job_id, event.kind),
-                encode(event),
-                stream=self._layout.events_stream,
-                headers=dedup.header(dedup.job_cancelled(job_id)),
-            )
-        return JobStatus.CANCELLED
+        subject = self._layout.event(job_id, event.kind)
+        if await self._cancels.record_cancelled(subject, encode(event), dedup.job_cancelled(job_id)):
+            return JobStatus.CANCELLED
+        # It ended first (or another gateway recorded the cancel): what its final event says.
+        try:
+            first = await self._last_event(job_id, JobFinished)
+        except InvalidMessage:
+            first = None
+        if first is not None and first.status == JobStatus.CANCELLED:
+            return JobStatus.CANCELLED
+        raise conflict("job", job_id, first.status if first is not None else JobStatus.ERROR)
 
     async def _status(self, job_id: str) -> JobStatus | None:
         """The store's status; if the store does not know the job (yet: it lags the events

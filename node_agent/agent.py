@@ -28,11 +28,12 @@ from node_agent.calls.executor import Executor
 from node_agent.calls.rescue import rescue_dead_nodes
 from node_agent.calls.runner import CallRunner
 from node_agent.calls.slots import Slots, take_slot
+from node_agent.cancels import CancelWatch
 from node_agent.containers.artifacts import ArtifactCache
 from node_agent.containers.deps import DependencyImages
 from node_agent.containers.docker import DockerEngine, Engine
+from node_agent.containers.netseal import NetworkSeal
 from node_agent.containers.prune import ImagePruner
-from node_agent.containers.seal import NetworkSeal
 from node_agent.jobs.worker import JobConfig, JobWorker
 from node_agent.metrics import AgentCollector, AgentView, CallMetrics
 from node_agent.nodeid import claim_node_id
@@ -114,8 +115,8 @@ class NodeAgent(Lifecycle):
             log.info("agent.orphans_removed", extra=fields(node=s.node_id, count=removed))
         # Containers with network access: on the sealed network, or refused (containers/firewall.py).
         if s.network_seal:
-            seal = NetworkSeal(self._engine, s.seal(), s.node_id)
-            await seal.check(at_start=True)
+            self._seal = NetworkSeal(self._engine, s.seal(), s.node_id)
+            await self._seal.check(at_start=True)
         else:
             self._engine.open_network()
             log.warning("agent.network_unsealed_by_setting", extra=fields(node=s.node_id))
@@ -153,6 +154,10 @@ class NodeAgent(Lifecycle):
             # Once no call holds a warm container (after the in-flight step).
             self.on_stop("pools", self.pools.close)
         self.executor = Executor(self._engine, self._artifacts, deps, s.node_id, s.policy, ca, self.pools)
+        # Cancel requests of calls and jobs (node_agent/cancels.py), loaded before any is taken.
+        cancels = CancelWatch(await self._js.key_value(self.layout.cancels_bucket), s.node_id)
+        self.on_stop("cancels", cancels.stop)
+        await cancels.start()
         self._calls_runner = CallRunner(
             self._nc,
             self._js,
@@ -165,6 +170,7 @@ class NodeAgent(Lifecycle):
             started_after_s=s.started_after_s,
             patience_s=s.nats_patience_s,
             on_finished=CallMetrics(self.metrics.registry).finished,
+            cancels=cancels,
         )
         # Container jobs share the node's slots with calls.
         jobs = JobConfig(
@@ -180,9 +186,7 @@ class NodeAgent(Lifecycle):
             max_timeout_s=s.job_max_timeout_s,
             patience_s=s.nats_patience_s,
         )
-        self._jobs = JobWorker(
-            jobs, self._slots, self._nc, self.layout, self._engine, tasks=self.tasks, secrets_key=secrets_key
-        )
+        self._jobs = JobWorker(jobs, self._slots, self._nc, self.layout, self._engine, self.tasks, secrets_key, cancels)
 
         # The metrics (node_agent/metrics.py) of what this agent holds, read at each scrape.
         view = AgentView(s.node_id, s.policy, self._slots, lambda: self.running, self.pools, self._engine)
@@ -216,7 +220,7 @@ class NodeAgent(Lifecycle):
         rescue_s = max(s.heartbeat_s * 2, 1.0)
         self.tasks.spawn(every(rescue_s, self._rescue, "rescue", first_now=False), "rescue")
         if s.network_seal:
-            self.tasks.spawn(every(s.network_check_s, seal.check, "network", first_now=False), "network-seal")
+            self.tasks.spawn(every(s.network_check_s, self._seal.check, "network", first_now=False), "network-seal")
         if s.runtimes:
             for rt in s.runtimes:
                 await self._serve_runtime(rt)

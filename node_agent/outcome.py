@@ -62,5 +62,11 @@ def timeout_outcome(timeout: float, container: str | None, reusable: bool = Fals
     )
 
 
+def cancelled_outcome(while_running: bool) -> Outcome:
+    """A call ended by a cancel request (before it started, or its container stopped)."""
+    message = "cancelled while it ran" if while_running else "cancelled before it started"
+    return Outcome(status=CallStatus.CANCELLED, error=ErrorInfo(type="Cancelled", message=message), reusable=False)
+
+
 def elapsed_ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000, 3)

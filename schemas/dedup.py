@@ -50,6 +50,16 @@ def finished(call_id: str, attempt: int) -> str:
     return f"{call_id}.finished.{attempt}"
 
 
+def call_cancelled(call_id: str) -> str:
+    """The ``finished`` event a gateway publishes for a call cancelled while queued."""
+    return f"{call_id}.finished.cancel"
+
+
+def call_cancelled_callback(call_id: str) -> str:
+    """Its copy for the callback dispatcher (a call with a callback URL)."""
+    return f"{call_id}.callback_due.cancel"
+
+
 def log_chunk(item_id: str, attempt: int, seq: int) -> str:
     """A ``log`` event of a call or a job: chunk ``seq`` of one attempt."""
     return f"{item_id}.log.{attempt}.{seq}"

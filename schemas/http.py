@@ -6,14 +6,13 @@ them (``gateway.openapi``), so the published description cannot drift from what 
 """
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.calls import MAX_NUMBER
 from schemas.events import CallStatus
 from schemas.function import FunctionRecord
-from schemas.jobs import JobStatus
 from schemas.names import CALL_ID_PATTERN, NAME_PATTERN
 from schemas.nodes import NodeState
 from schemas.tokens import Role
@@ -130,8 +129,11 @@ class Queued(BaseModel):
 
 
 class CancelRequested(BaseModel):
+    """A cancel asked for (202), of a call or a job: CANCELLED at once if it was queued, else
+    RUNNING until its node has stopped it (its record then ends CANCELLED)."""
+
     id: str
-    status: JobStatus
+    status: Literal["RUNNING", "CANCELLED"]
     cancel_requested: bool
 
 

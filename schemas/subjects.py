@@ -95,7 +95,8 @@ class Layout:
 
     @property
     def cancels_bucket(self) -> str:
-        """Cancel requests of jobs (key = job id): checked before a job starts, watched while it runs."""
+        """Cancel requests of calls and jobs (key = call or job id): checked before one starts,
+        watched while it runs."""
         return f"{self.prefix}_cancels"
 
     @property
@@ -111,6 +112,14 @@ class Layout:
     @property
     def call_all(self) -> str:
         return f"{self.prefix}.call.*"
+
+    def cancel(self, call_id: str) -> str:
+        """``nats req faas.cancel.<call_id> ''`` cancels a call (as ``POST /v1/calls/{id}/cancel``)."""
+        return f"{self.prefix}.cancel.{call_id}"
+
+    @property
+    def cancel_all(self) -> str:
+        return f"{self.prefix}.cancel.*"
 
     @property
     def store_get_call(self) -> str:

@@ -36,6 +36,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PUBLIC = Rule(Right.PUBLIC)
 READ = Rule(Right.READ)
 CALLS = Rule(Right.CALLS)
+INVOKE = Rule(Right.INVOKE)
 INVOKE_JSON = Rule(Right.INVOKE, Body.JSON)
 DEPLOY = Rule(Right.DEPLOY)
 DEPLOY_JSON = Rule(Right.DEPLOY, Body.JSON)
@@ -68,6 +69,7 @@ ROUTES: tuple[tuple[str, str, Handler, Rule], ...] = (
     ("GET", "/v1/calls", v1_calls.list_calls, CALLS),
     ("GET", "/v1/calls/{key}", v1_calls.get_call, CALLS),
     ("GET", "/v1/calls/{id}/logs", v1_logs.call_logs, CALLS),
+    ("POST", "/v1/calls/{id}/cancel", v1_calls.cancel, INVOKE),
     ("POST", "/v1/jobs", v1_jobs.create, DEPLOY_JSON),
     ("GET", "/v1/jobs", v1_jobs.list_jobs, READ),
     ("GET", "/v1/jobs/{id}", v1_jobs.get_job, READ),

@@ -1,4 +1,4 @@
-"""``/v1/calls``: the store's records, over NATS request/reply."""
+"""``/v1/calls``: the store's records, over NATS request/reply; cancel a call."""
 
 from aiohttp import web
 
@@ -8,7 +8,7 @@ from gateway.errors import check_id, not_found
 from gateway.web import json_response, model_json, parse_query
 from schemas import CallPage, CallQuery, CallRecord, GetCall
 from schemas.calls import MAX_NUMBER
-from schemas.http import CallKeyPath
+from schemas.http import CallKeyPath, CancelRequested, IdPath
 
 
 @documented("A page of calls, newest first", query=CallQuery, answers={200: CallPage}, errors=(400, 502, 503))
@@ -30,3 +30,17 @@ async def get_call(request: web.Request) -> web.Response:
     else:
         ask = GetCall(id=key)
     return json_response(model_json(await deps(request).store.get_call(ask)))
+
+
+@documented("Cancel a call", path=IdPath, answers={202: CancelRequested}, errors=(404, 409, 502, 503))
+async def cancel(request: web.Request) -> web.Response:
+    """``POST /v1/calls/{id}/cancel`` → 202 ``{"id", "status"}``: CANCELLED at once if the call
+    was queued (it never runs), else RUNNING until its node has stopped its container (its
+    record then ends CANCELLED, with its logs so far). 404 unknown, 409 already ended."""
+    call_id = request.match_info["id"]
+    status = await deps(request).call_cancels.cancel(call_id)
+    return json_response(
+        {"id": call_id, "status": status.value, "cancel_requested": True},
+        status=202,
+        headers={"Location": f"/v1/calls/{call_id}"},
+    )

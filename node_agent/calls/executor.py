@@ -34,6 +34,7 @@ from collections import Counter
 
 from common.logs import fields
 from node_agent.containers.artifacts import ArtifactCache, call_tar
+from node_agent.containers.config import ContainerSpec
 from node_agent.containers.deps import DependencyImages
 from node_agent.containers.docker import Attached, Engine
 from node_agent.containers.scripts import entry_script
@@ -129,7 +130,7 @@ class Executor:
         labels = {"faas.call": call_id, "faas.function": function.name}
         owner = self.artifacts.owner
         spec = call_spec(image, runtime, function, RUN, labels, self.node_id, self.ca_bundle, owner)
-        cid = await self.engine.create(spec)
+        cid = await self._create(spec)
         attached: Attached | None = None
         try:
             await self.engine.put_archive(cid, "/", call_tar(code, files, owner))
@@ -149,6 +150,23 @@ class Executor:
             if attached is not None:
                 await asyncio.shield(attached.close())
             await asyncio.shield(self.engine.remove(cid))
+
+    async def _create(self, spec: ContainerSpec) -> str:
+        """``engine.create``; a call cancelled meanwhile (a cancel request, the agent's stop)
+        still removes the container Docker goes on to make."""
+        making = asyncio.ensure_future(self.engine.create(spec))
+        try:
+            return await asyncio.shield(making)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._remove_once_made(making))
+            raise
+
+    async def _remove_once_made(self, making: "asyncio.Future[str]") -> None:
+        try:
+            cid = await making
+        except Exception:  # nothing was made
+            return
+        await self.engine.remove(cid)
 
     # --- warm -----------------------------------------------------------------------
     async def _run_warm(

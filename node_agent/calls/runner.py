@@ -12,13 +12,23 @@ after ``started_after_s`` (its ``at`` is still when it started); the Finished ev
 An invocation with a ``Faas-Reply-To`` header (a waiting gateway) also gets the Finished
 event on that subject over core NATS, before the durable publish: the caller's answer does
 not wait for the events stream.
+
+Cancel (with the node's :class:`~node_agent.cancels.CancelWatch`): a call is registered
+before its cancel key is checked. Cancelled before it runs, it never runs: it is acked, with
+a ``CANCELLED`` Finished unless one is stored already (the gateway's, for a queued call). A
+cancel while the executor runs interrupts it (the task is cancelled, then uncancelled here):
+the executor's own teardown stops the container (a cold one is removed, a warm one destroyed
+by its pool, never returned to it), the output read so far is published, and the call ends
+``CANCELLED``. A cancel of the agent's own task (a stop) is told apart and still propagates.
 """
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
 from collections.abc import Callable, Coroutine
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,6 +37,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from common.events import last_event
 from common.jetstream import LayoutLimits
 from common.jspub import JsPublisher
 from common.logs import fields
@@ -35,18 +46,22 @@ from node_agent.calls.catalog import Catalog
 from node_agent.calls.executor import Executor
 from node_agent.calls.fit import event_budget, fit_finished
 from node_agent.calls.rescue import RESCUED_NUMBER
+from node_agent.cancels import CancelWatch
 from node_agent.errors import AgentError
 from node_agent.logstream import LogPublisher
-from node_agent.outcome import Outcome, elapsed_ms, error_outcome
+from node_agent.outcome import Outcome, cancelled_outcome, elapsed_ms, error_outcome
+from node_agent.wire.stdio import OnLog
 from schemas import (
     REPLY_PREFIX,
     REPLY_TO,
     CallStatus,
     ErrorInfo,
     Finished,
+    FunctionRecord,
     InvalidMessage,
     Invocation,
     Layout,
+    RuntimeSpec,
     Started,
     decode,
     dedup,
@@ -67,6 +82,15 @@ class _Call:
     started_at: datetime | None = None
     # Its started event was published (it carries the params).
     announced: bool = False
+    # A cancel request was seen; while the executor runs, ``task`` is what it interrupts.
+    cancelled: bool = False
+    task: "asyncio.Task[Any] | None" = None
+
+    def cancel(self) -> None:
+        if not self.cancelled:
+            self.cancelled = True
+            if self.task is not None:
+                self.task.cancel()
 
     def fields(self, node: str) -> dict[str, Any]:
         """What every event of this call carries."""
@@ -91,6 +115,7 @@ class CallRunner:
         started_after_s: float = 0.0,
         patience_s: float = 0.0,
         on_finished: Callable[[Finished], None] | None = None,
+        cancels: CancelWatch | None = None,
     ) -> None:
         """``on_finished``: told of each call's final event once it is stored (the metrics)."""
         self._nc, self._js, self._layout = nc, js, layout
@@ -105,6 +130,8 @@ class CallRunner:
         # The largest finished event the server and the events stream take (calls/fit.py).
         self._event_bytes = event_budget(nc.max_payload, LayoutLimits.max_msg_size)
         self._on_finished = on_finished
+        # cancel requests (None: calls are not cancellable, as in some tests)
+        self._cancels = cancels
         # side tasks (a late Started): referenced until done
         self._side: set[asyncio.Task[None]] = set()
 
@@ -136,9 +163,13 @@ class CallRunner:
             await self._finish(d, event, reply_to, ack)
             return
 
-        t0 = time.perf_counter()
-        async with d.keepalive(self._ack_wait_s, call.id):
-            outcome, runtime, announce = await self._run(msg, call)
+        with self._watching(call):
+            if await self._cancel_requested(call):
+                await self._cancel_queued(d, call, reply_to, ack)
+                return
+            t0 = time.perf_counter()
+            async with d.keepalive(self._ack_wait_s, call.id):
+                outcome, runtime, announce = await self._run(msg, call)
         if announce is not None:
             announce.cancel()
         finished = Finished(
@@ -182,10 +213,72 @@ class CallRunner:
                 self._js, self._layout, call.id, call.attempt, function.limits.log_bytes, number=call.number
             )
             async with logs:
-                outcome = await self._executor.run(runtime, function, call.inv, call.id, logs.write)
+                outcome = await self._execute(call, runtime, function, logs.write)
             return outcome, runtime.name, announce
         except AgentError as err:
             return error_outcome(err), runtime_name, None
+
+    async def _execute(self, call: _Call, runtime: RuntimeSpec, function: FunctionRecord, on_log: OnLog) -> Outcome:
+        """The executor's run, unless a cancel request comes first or meanwhile."""
+        if call.cancelled:  # while the function was being looked up
+            return cancelled_outcome(while_running=False)
+        task = call.task = asyncio.current_task()
+        assert task is not None
+        try:
+            outcome = await self._executor.run(runtime, function, call.inv, call.id, on_log)
+        except asyncio.CancelledError:
+            # Ours (the cancel request) and nobody else's: the call ends CANCELLED. The
+            # executor's teardown has run on the way out (container removed or destroyed).
+            if not call.cancelled or task.uncancel() > 0:
+                raise
+            log.info("call.cancelled", extra=fields(call=call.id, number=call.number, node=self._node_id))
+            return cancelled_outcome(while_running=True)
+        finally:
+            call.task = None
+        if call.cancelled and task.cancelling():
+            task.uncancel()  # the request met the run's end and was swallowed there: the run's outcome stands
+        return outcome
+
+    def _watching(self, call: _Call) -> AbstractContextManager[None]:
+        if self._cancels is None:
+            return contextlib.nullcontext()
+        return self._cancels.watching(call.id, call.cancel)
+
+    async def _cancel_requested(self, call: _Call) -> bool:
+        if self._cancels is None:
+            return False
+        return call.cancelled or await self._cancels.requested(call.id) or call.cancelled
+
+    async def _cancel_queued(self, d: Delivery, call: _Call, reply_to: str | None, ack: Ack | None) -> None:
+        """Cancelled before it started: it never runs. The gateway has recorded it CANCELLED
+        if its record said QUEUED; else (a cancel seen first here, or a cancelled call
+        redelivered after its node died) its final event is published here."""
+        try:
+            stored = await last_event(self._js, self._layout, call.id, Finished)
+        except InvalidMessage:
+            stored = None
+            ended = True  # a final event nobody can read: the call has ended all the same
+        else:
+            ended = stored is not None
+        log.info("call.cancelled_queued", extra=fields(call=call.id, number=call.number, node=self._node_id))
+        if not ended:
+            c = cancelled_outcome(while_running=False)
+            inv = call.inv
+            event = Finished(
+                **call.fields(self._node_id),
+                status=c.status,
+                error=c.error,
+                callback_url=inv.callback_url,
+                created_at=inv.created_at,
+            )
+            await self._finish(d, event, reply_to, ack)
+            return
+        if reply_to and stored is not None:  # a waiting caller answers now, not at its next poll
+            try:
+                await self._nc.publish(reply_to, encode(stored))
+            except Exception:
+                log.warning("call.reply_failed", extra=fields(call=call.id), exc_info=True)
+        await (d.msg.ack() if ack is None else ack(d.msg))
 
     def _started(self, call: _Call, runtime: str) -> Started:
         return Started(**call.fields(self._node_id), runtime=runtime, at=call.started_at)

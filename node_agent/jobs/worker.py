@@ -4,8 +4,9 @@ Per job: decode -> give up after ``max_attempts`` deliveries -> cancelled while 
 cancels bucket) -> run (``job_run``: image, container, live logs, wait) -> publish
 ``JobFinished`` -> ack -> remove the container. The ack comes only after the final event is
 stored, so the job of an agent that dies is redelivered; while it runs, ``in_progress`` keeps
-it from being redelivered early. A cancel request (a key in the cancels bucket) is watched
-and stops the job's container: SIGTERM, ``cancel_grace_s``, SIGKILL.
+it from being redelivered early. A cancel request (a key in the cancels bucket, watched by
+the node's :class:`~node_agent.cancels.CancelWatch`, which calls share) stops the job's
+container: SIGTERM, ``cancel_grace_s``, SIGKILL.
 
 The worker shares the node's slot semaphore with the call pull loops: a slot is taken only
 when a job is known to be waiting, so an idle job intake never holds one.
@@ -19,8 +20,6 @@ from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.errors import KeyNotFoundError
-from nats.js.kv import KeyValue
 
 from common.events import last_event
 from common.jspub import NATS_AWAY
@@ -28,6 +27,7 @@ from common.lifecycle import TaskSet
 from common.logs import fields
 from common.sealing import SecretsKey
 from common.workitem import Delivery
+from node_agent.cancels import CancelWatch
 from node_agent.jobs.intake import PriorityIntake
 from node_agent.jobs.run import Interrupt, JobControl, JobEngine, JobRun, RunOutcome, RunSettings
 from schemas import (
@@ -77,9 +77,10 @@ class JobConfig(RunSettings):
 class JobWorker:
     """``worker = JobWorker(config, slots, nc, layout, engine); await worker.start() ... stop()``.
 
-    ``tasks``: the owner's TaskSet for the worker's side tasks (intake, cancel watch), so that
-    one dying stops the owner loudly; by default the worker's own. ``secrets_key`` opens the
-    jobs' sealed secrets (a job that has some fails without it).
+    ``tasks``: the owner's TaskSet for the worker's side tasks (intake), so that one dying
+    stops the owner loudly; by default the worker's own. ``secrets_key`` opens the jobs'
+    sealed secrets (a job that has some fails without it). ``cancels``: the node's cancel
+    watch, started by its owner; by default the worker watches the bucket itself.
     """
 
     def __init__(
@@ -91,6 +92,7 @@ class JobWorker:
         engine: JobEngine,
         tasks: TaskSet | None = None,
         secrets_key: SecretsKey | None = None,
+        cancels: CancelWatch | None = None,
     ) -> None:
         self.config = config
         self._slots = slots
@@ -105,7 +107,8 @@ class JobWorker:
         self._running: dict[str, JobControl] = {}
         self._side: list[asyncio.Task[Any]] = []
         self._intake_task: asyncio.Task[Any] | None = None
-        self._cancels: KeyValue | None = None
+        self._cancels = cancels
+        self._own_cancels = cancels is None
         self._started = False
         self._stopping = False
         self._requeue_all = False
@@ -123,9 +126,9 @@ class JobWorker:
             return
         self._started = True
         await self._intake.setup()
-        self._cancels = await self._js.key_value(self._layout.cancels_bucket)
-        watcher = await self._cancels.watchall(meta_only=True, ignore_deletes=True)
-        self._side.append(self.tasks.spawn(self._watch_cancels(watcher), "jobs:cancel-watch"))
+        if self._cancels is None:
+            self._cancels = CancelWatch(await self._js.key_value(self._layout.cancels_bucket), self.config.node_id)
+            await self._cancels.start()
         if intake:
             self._intake_task = self.tasks.spawn(self._intake_loop(), "jobs:intake")
             self._side.append(self._intake_task)
@@ -162,6 +165,8 @@ class JobWorker:
             task.cancel()
         await asyncio.gather(*self._side, return_exceptions=True)
         await self._intake.close()
+        if self._own_cancels and self._cancels is not None:
+            await self._cancels.stop()
         log.info("jobs.stopped", extra=fields(node=c.node_id))
 
     async def __aenter__(self) -> "JobWorker":
@@ -222,19 +227,6 @@ class JobWorker:
                 return False
             await self._intake.wait_for_news()
 
-    async def _watch_cancels(self, watcher: KeyValue.KeyWatcher) -> None:
-        try:
-            while True:
-                entry = await watcher.updates(timeout=None)  # type: ignore[no-untyped-call]
-                if entry is None:  # end of the initial values: cancels of jobs long gone
-                    continue
-                control = self._running.get(entry.key)
-                if control is not None and control.reason is None:
-                    log.info("job.cancel_requested", extra=fields(job=entry.key, node=self.config.node_id))
-                    control.interrupt(Interrupt.CANCELLED)
-        finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
-
     # --- one job -------------------------------------------------------------------------
     async def _handle(self, d: Delivery) -> None:
         try:
@@ -263,11 +255,13 @@ class JobWorker:
         self._running[job.id] = control
         if self._requeue_all:
             control.interrupt(Interrupt.SHUTDOWN)
+        assert self._cancels is not None
         try:
-            if await self._cancel_requested(job.id) or control.reason is Interrupt.CANCELLED:
-                await self._cancel_queued(d, job.id)
-                return
-            outcome = await self._run(d, job, control)
+            with self._cancels.watching(job.id, lambda: control.interrupt(Interrupt.CANCELLED)):
+                if await self._cancels.requested(job.id) or control.reason is Interrupt.CANCELLED:
+                    await self._cancel_queued(d, job.id)
+                    return
+                outcome = await self._run(d, job, control)
         finally:
             if self._running.get(job.id) is control:
                 del self._running[job.id]
@@ -311,14 +305,6 @@ class JobWorker:
         )
         async with d.keepalive(self.config.ack_wait_s, job.id):
             return await run.run()
-
-    async def _cancel_requested(self, job_id: str) -> bool:
-        assert self._cancels is not None
-        try:
-            await self._cancels.get(job_id)
-        except KeyNotFoundError:
-            return False
-        return True
 
     async def _cancel_queued(self, d: Delivery, job_id: str) -> None:
         """Cancelled before it started: never runs. The gateway has usually published the

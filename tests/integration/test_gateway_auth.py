@@ -93,6 +93,13 @@ async def function_to_delete(env: Env) -> tuple[str, dict[str, Any]]:
     return f"/v1/functions/{name}", {}
 
 
+async def call_to_cancel(env: Env) -> tuple[str, dict[str, Any]]:
+    async with env.admin.post("/v1/functions/fn/invoke?async=true", json={}) as r:
+        assert r.status == 202
+        call_id = (await r.json())["id"]
+    return f"/v1/calls/{call_id}/cancel", {}
+
+
 async def token_to_revoke(env: Env) -> tuple[str, dict[str, Any]]:
     name = env.unique("victim")
     await issue_token(env.admin, "read", name=name)
@@ -138,6 +145,7 @@ CASES = [
     Case("GET", "/v1/calls", static("/v1/calls"), 200, CALL_READERS),
     Case("GET", "/v1/calls/{key}", static("/v1/calls/id1"), 200, CALL_READERS),
     Case("GET", "/v1/calls/{id}/logs", static("/v1/calls/id1/logs"), 200, CALL_READERS),
+    Case("POST", "/v1/calls/{id}/cancel", call_to_cancel, 202, INVOKERS),
     Case("POST", "/v1/jobs", static("/v1/jobs", json=JOB), 201, DEPLOYERS),
     Case("GET", "/v1/jobs", static("/v1/jobs"), 200, READERS),
     Case("GET", "/v1/jobs/{id}", static("/v1/jobs/j1"), 200, READERS),

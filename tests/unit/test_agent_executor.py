@@ -318,3 +318,34 @@ async def test_a_failed_install_is_the_error_with_its_output(node: Node) -> None
     with pytest.raises(DependenciesFailed, match=r"exit 1.*No matching distribution"):
         await node.call(node.function(has_dependencies=True))
     assert node.engine.commits == [] and len(node.engine.containers) == 1
+
+
+async def test_a_call_cancelled_while_its_container_is_made_removes_it(node: Node) -> None:
+    """Docker makes the container all the same: the call, cancelled (a cancel request, the
+    agent stopping), removes it once made (the fixture checks that none is left)."""
+    node.runs(command=dice)
+    release = asyncio.Event()
+    asked = asyncio.Event()
+    create = node.engine.create
+
+    async def docker_makes(spec: Any) -> str:
+        await release.wait()
+        return await create(spec)
+
+    async def slow_create(spec: Any) -> str:
+        asked.set()
+        # the request has reached Docker: it is done whether the caller waits or not
+        return await asyncio.shield(made.setdefault("task", asyncio.ensure_future(docker_makes(spec))))
+
+    made: dict[str, asyncio.Future[str]] = {}
+
+    node.engine.create = slow_create  # type: ignore[method-assign]
+    call = asyncio.create_task(node.call(node.function(), {"count": 1, "sides": 6}))
+    await asked.wait()
+    call.cancel()
+    await asyncio.sleep(0)  # the call is waiting for the container now, cancelled
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    await made["task"]
+    assert len(node.engine.containers) == 1 and node.engine.live == []

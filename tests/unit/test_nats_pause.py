@@ -62,6 +62,26 @@ async def test_a_failing_periodic_step_is_tried_again_and_only_a_cancel_ends_it(
     ]
 
 
+async def test_a_cancel_swallowed_inside_a_step_still_ends_the_loop() -> None:
+    """What nats-py's ``asyncio.wait_for`` does when the cancel meets the reply (Python 3.11):
+    the step returns as if never cancelled. The loop must end, not sleep and step again."""
+    in_step = asyncio.Event()
+
+    async def swallowing() -> None:
+        in_step.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            pass  # the reply came in the same instant: returned as a success
+
+    task = asyncio.create_task(every(3600, swallowing, "beat"))
+    await in_step.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(5):  # a TimeoutError if the loop went on
+            await task
+
+
 async def test_a_publish_waits_for_nats_within_its_patience() -> None:
     flaky = Flaky(2, nats.errors.ConnectionReconnectingError())
     kept_alive: list[int] = []

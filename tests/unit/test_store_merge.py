@@ -163,6 +163,17 @@ def test_first_terminal_event_wins() -> None:
     assert r.finished_at == T0 + timedelta(seconds=10)
 
 
+def test_a_cancel_recorded_by_the_gateway_is_not_undone_by_the_agent() -> None:
+    """A queued call cancelled: the gateway's final event (no node, no result) comes first; a
+    node that had taken it in that instant may still report it started, then done."""
+    cancelled = ErrorInfo(type="Cancelled", message="cancelled before it started")
+    gateways = finished(CallStatus.CANCELLED, result=None, error=cancelled, node=None, container=None)
+    late = finished(CallStatus.DONE, result="late", at=T0 + timedelta(seconds=11))
+    r = fold([accepted(), gateways, started(), late])
+    assert r.status is CallStatus.CANCELLED and r.error == cancelled and r.result is None
+    assert r.finished_at == T0 + timedelta(seconds=10)
+
+
 def test_attempts_is_the_highest_attempt_seen() -> None:
     r = fold([started(3, node="n3"), started(1), started(2, node="n2")])
     assert r.attempts == 3

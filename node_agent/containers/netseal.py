@@ -1,5 +1,5 @@
-"""Keeping this node's container network sealed: at start and at every check, with the
-outcome logged once per change (containers/firewall.py makes the rules)."""
+"""Keeping the containers' network sealed: sealed at the agent's start, checked again every
+``network_check_s`` (a firewall reload may remove the rules), each change logged once."""
 
 import logging
 
@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 
 class NetworkSeal:
-    """``await seal.check(at_start=True)`` at start, then ``await seal.check()`` periodically."""
+    """``await seal.check(at_start=True)`` once, then ``seal.check`` periodically."""
 
     def __init__(self, engine: Engine, config: SealConfig, node_id: str) -> None:
         self._engine = engine

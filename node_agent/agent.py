@@ -3,7 +3,6 @@ within free slots, warm pools, heartbeat, rescue. One message's path: calls/runn
 
 import asyncio
 import logging
-import os
 import secrets
 
 from nats.aio.client import Client
@@ -33,11 +32,11 @@ from node_agent.containers.prune import ImagePruner
 from node_agent.errors import NetworkUnavailable
 from node_agent.jobs.worker import JobConfig, JobWorker
 from node_agent.nodeid import claim_node_id
+from node_agent.pools.config import pool_config
 from node_agent.pools.deploys import follow_new_versions
 from node_agent.pools.factory import WarmFactory
 from node_agent.pools.keys import Layer, PoolKey
 from node_agent.pools.pool import Pools
-from node_agent.pools.warmcontainer import PoolConfig
 from node_agent.settings import AgentSettings
 from node_agent.wire.socket import SocketDir
 from schemas import (
@@ -130,20 +129,7 @@ class NodeAgent(Lifecycle):
                 log.info("agent.socket_dirs_removed", extra=fields(node=s.node_id, count=swept))
         if s.policy != "none":
             factory = WarmFactory(self._engine, self._artifacts, deps, self._catalog, s.node_id, ca, self._sockets)
-            mins = {PoolKey.runtime(rt): s.pool_min for rt in s.runtimes} if s.policy == "warm-runtime" else {}
-            config = PoolConfig(
-                min_per_key=mins,
-                max_per_key=s.pool_max,
-                max_warm=s.max_warm,
-                idle_s=s.pool_idle_s,
-                window_s=s.demand_window_s,
-                max_fills=s.pool_max_fills or os.cpu_count() or 2,
-            )
-            if s.policy == "adaptive":
-                # A function pool for repeat demand only (a first call is a stem cell's); at
-                # capacity, stem cells outlive function containers that spare less.
-                config.repeat_calls = s.repeat_calls
-                config.layer_saving = {Layer.RUNTIME: 1.0, Layer.FUNCTION: s.function_layer_saving}
+            config = pool_config(s)
             self.pools = Pools(self._engine, factory, config)
             # Once no call holds a warm container (after the in-flight step).
             self.on_stop("pools", self.pools.close)

@@ -28,6 +28,7 @@ from schemas import (
     decode,
     encode,
 )
+from schemas.tree import CallTree, GetTree
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,10 @@ class StoreClient:
                 return await self._ask(self._layout.store_list_calls, query, CallPage)
             except _ReplyTooLarge:
                 query = _smaller(query)
+
+    async def call_tree(self, key: GetTree) -> CallTree:
+        """A call's tree (flat, by number): its root and the calls nested under it."""
+        return await self._ask(self._layout.store_call_tree, key, CallTree)
 
     async def get_job(self, key: GetJob) -> JobRecord:
         return await self._ask(self._layout.store_get_job, key, JobRecord)

@@ -121,6 +121,10 @@ class Layout:
         return f"{self.prefix}.store.calls.list"
 
     @property
+    def store_call_tree(self) -> str:
+        return f"{self.prefix}.store.calls.tree"
+
+    @property
     def store_get_logs(self) -> str:
         return f"{self.prefix}.store.logs.get"
 

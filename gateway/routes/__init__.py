@@ -61,6 +61,7 @@ ROUTES: tuple[tuple[str, str, Handler, Rule], ...] = (
     ("GET", "/v1/calls", v1_calls.list_calls, CALLS),
     ("GET", "/v1/calls/{key}", v1_calls.get_call, CALLS),
     ("GET", "/v1/calls/{id}/logs", v1_logs.call_logs, CALLS),
+    ("GET", "/v1/calls/{id}/tree", v1_calls.call_tree, CALLS),
     ("POST", "/v1/jobs", v1_jobs.create, DEPLOY_JSON),
     ("GET", "/v1/jobs", v1_jobs.list_jobs, READ),
     ("GET", "/v1/jobs/{id}", v1_jobs.get_job, READ),

@@ -138,6 +138,7 @@ CASES = [
     Case("GET", "/v1/calls", static("/v1/calls"), 200, CALL_READERS),
     Case("GET", "/v1/calls/{key}", static("/v1/calls/id1"), 200, CALL_READERS),
     Case("GET", "/v1/calls/{id}/logs", static("/v1/calls/id1/logs"), 200, CALL_READERS),
+    Case("GET", "/v1/calls/{id}/tree", static("/v1/calls/id1/tree"), 200, CALL_READERS),
     Case("POST", "/v1/jobs", static("/v1/jobs", json=JOB), 201, DEPLOYERS),
     Case("GET", "/v1/jobs", static("/v1/jobs"), 200, READERS),
     Case("GET", "/v1/jobs/{id}", static("/v1/jobs/j1"), 200, READERS),

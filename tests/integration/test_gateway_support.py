@@ -39,6 +39,7 @@ from schemas import (
     decode,
     encode,
 )
+from schemas.tree import CallTree, GetTree, TreeCall
 from tests.natsusers import service_settings
 
 RUN = "python3 main.py"
@@ -275,7 +276,20 @@ async def fake_store(
         more = start + size < len(matching)
         await req.respond(encode(CallPage(items=items, next_cursor=str(start + size) if more else None)))
 
+    async def tree(req: Request) -> None:
+        key = decode(GetTree, req.data)
+        calls = [
+            TreeCall(id=r.id, number=r.number, parent=r.parent, function=r.function, status=r.status)
+            for r in sorted(records, key=lambda r: r.number)
+            if key.id in (r.id, r.root)
+        ]
+        if not calls:
+            await req.respond_error("404", f"no call {key.id}")
+            return
+        await req.respond(encode(CallTree(root=key.id, calls=calls)))
+
     svc = await micro.add_service(nc, name="fake-store", version="0.0.1")
+    await svc.add_endpoint(name="tree", subject=layout.store_call_tree, handler=tree)
     await svc.add_endpoint(name="get", subject=layout.store_get_call, handler=get)
     await svc.add_endpoint(name="list", subject=layout.store_list_calls, handler=list_calls)
     # The gateway asks on another connection: make sure the server has our subscriptions.

@@ -31,6 +31,7 @@ from node_agent.containers.docker import DockerEngine, Engine
 from node_agent.containers.prune import ImagePruner
 from node_agent.errors import NetworkUnavailable
 from node_agent.jobs.worker import JobConfig, JobWorker
+from node_agent.nested.calls import NestedCalls
 from node_agent.nodeid import claim_node_id
 from node_agent.pools.config import pool_config
 from node_agent.pools.deploys import follow_new_versions
@@ -83,6 +84,7 @@ class NodeAgent(Lifecycle):
         self._jobs: JobWorker | None = None
         self._sockets: SocketDir | None = None
         self.pools: Pools | None = None
+        self.nested: NestedCalls | None = None
         self._nodes_kv: KeyValue | None = None
         self._sealed: bool | None = None  # the containers' network: None before the first try
         self._reconnects = 0  # NATS reconnects seen by the last rescue round
@@ -134,6 +136,9 @@ class NodeAgent(Lifecycle):
             # Once no call holds a warm container (after the in-flight step).
             self.on_stop("pools", self.pools.close)
         self.executor = Executor(self._engine, self._artifacts, deps, s.node_id, s.policy, ca, self.pools)
+        self.nested = nested = NestedCalls(self._nc, self._js, self.layout, self._catalog, self._slots, s.nested())
+        await nested.start()
+        self.on_stop("nested", nested.stop)  # once its calls are over (the in-flight step)
         self._calls_runner = CallRunner(
             self._nc,
             self._js,
@@ -145,6 +150,7 @@ class NodeAgent(Lifecycle):
             s.max_attempts,
             started_after_s=s.started_after_s,
             patience_s=s.nats_patience_s,
+            nested=nested if s.nested_calls else None,
         )
         # Container jobs share the node's slots with calls.
         jobs = JobConfig(
@@ -343,7 +349,8 @@ class NodeAgent(Lifecycle):
             instance=self.instance,
             policy=self.settings.policy,
             slots=self.settings.slots,
-            free=self.settings.slots - self.running,
+            # a call waiting for its nested calls holds no slot (node_agent/nested/parking.py)
+            free=self.settings.slots - self.running + (self.nested.parking.count if self.nested else 0),
             runtimes=sorted(k for k in self._loops if k != NODE_LOOP),
             warm_runtimes={k.label: n for k, n in warm.items() if k.layer is Layer.RUNTIME},
             warm_functions={k.label: n for k, n in warm.items() if k.layer is Layer.FUNCTION},

@@ -37,16 +37,21 @@ from node_agent.calls.fit import event_budget, fit_finished
 from node_agent.calls.rescue import RESCUED_NUMBER
 from node_agent.errors import AgentError
 from node_agent.logstream import LogPublisher
+from node_agent.nested.calls import NestedCalls
+from node_agent.nested.scope import CallScope
 from node_agent.outcome import Outcome, elapsed_ms, error_outcome
+from node_agent.wire.stdio import OnLog
 from schemas import (
     REPLY_PREFIX,
     REPLY_TO,
     CallStatus,
     ErrorInfo,
     Finished,
+    FunctionRecord,
     InvalidMessage,
     Invocation,
     Layout,
+    RuntimeSpec,
     Started,
     decode,
     dedup,
@@ -73,7 +78,7 @@ class _Call:
         inv = self.inv
         return dict(
             call_id=self.id, number=self.number, function=inv.function, version=self.version,
-            params=inv.params, node=node, attempt=self.attempt,
+            params=inv.params, node=node, attempt=self.attempt, parent=inv.parent, root=inv.root,
         )  # fmt: skip
 
 
@@ -90,6 +95,7 @@ class CallRunner:
         max_attempts: int,
         started_after_s: float = 0.0,
         patience_s: float = 0.0,
+        nested: NestedCalls | None = None,
     ) -> None:
         self._nc, self._js, self._layout = nc, js, layout
         self._publisher = JsPublisher(nc)  # the Finished events' PubAcks, lean (common/jspub.py)
@@ -102,6 +108,8 @@ class CallRunner:
         self._patience_s = patience_s
         # The largest finished event the server and the events stream take (calls/fit.py).
         self._event_bytes = event_budget(nc.max_payload, LayoutLimits.max_msg_size)
+        # calls made by calls (node_agent/nested); None: a handler's faas.call is refused
+        self._nested = nested
         # side tasks (a late Started): referenced until done
         self._side: set[asyncio.Task[None]] = set()
 
@@ -179,10 +187,21 @@ class CallRunner:
                 self._js, self._layout, call.id, call.attempt, function.limits.log_bytes, number=call.number
             )
             async with logs:
-                outcome = await self._executor.run(runtime, function, call.inv, call.id, logs.write)
+                outcome = await self._execute(call, runtime, function, logs.write)
             return outcome, runtime.name, announce
         except AgentError as err:
             return error_outcome(err), runtime_name, None
+
+    async def _execute(self, call: _Call, runtime: RuntimeSpec, function: FunctionRecord, on_log: OnLog) -> Outcome:
+        """In a container (the executor), with its nested calls."""
+        nested = self._nested
+        if nested is None:
+            return await self._executor.run(runtime, function, call.inv, call.id, on_log)
+        scope = CallScope(nested, call.id, call.inv, function)
+        try:
+            return await self._executor.run(runtime, function, call.inv, call.id, on_log, scope.on_call)
+        finally:
+            await scope.close()
 
     def _started(self, call: _Call, runtime: str) -> Started:
         return Started(**call.fields(self._node_id), runtime=runtime, at=call.started_at)

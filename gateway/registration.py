@@ -19,7 +19,7 @@ from gateway.errors import GatewayError, bad_request, check_name, invalid, too_l
 from gateway.functions import Functions
 from gateway.runtimes import Runtimes
 from schemas import FunctionRecord, InvalidMessage, Limits, RuntimeSpec, decode
-from schemas.function import HANDLER_PATTERN
+from schemas.function import HANDLER_PATTERN, MAX_CALLS
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ async def register_function(
     max_upload_bytes: int,
     max_uncompressed_bytes: int,
     handler: str | None = None,
+    calls: list[str] | None = None,
 ) -> FunctionRecord:
     check_name("function", name)
     check_name("runtime", runtime)
@@ -101,6 +102,7 @@ async def register_function(
         "has_dependencies": info.has_dependencies,
         "limits": limits,
         "handler": handler or None,
+        "calls": calls or [],
     }
     await functions.store_archive(digest, archive)
     record = await functions.add_version(draft)
@@ -112,6 +114,16 @@ async def register_function(
         extra=fields(function=name, version=record.version, runtime=runtime, digest=digest, size=len(archive)),
     )
     return record
+
+
+def parse_calls(raw: str | None) -> list[str]:
+    """The ``calls`` allow-list field: function names, comma- or space-separated."""
+    names = list(dict.fromkeys((raw or "").replace(",", " ").split()))
+    for name in names:
+        check_name("function", name)
+    if len(names) > MAX_CALLS:
+        raise bad_request(f"calls names more than {MAX_CALLS} functions")
+    return names
 
 
 async def delete_function(functions: Functions, name: str) -> None:

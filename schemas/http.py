@@ -97,6 +97,9 @@ class FunctionForm(BaseModel):
     module: bytes = Field(description="the function's code: a .zip or .tar.gz")
     limits: str | None = Field(default=None, description="JSON of the function's Limits")
     handler: str | None = Field(default=None, description="module:function, for the handler protocol")
+    calls: str | None = Field(
+        default=None, description="the functions this one may call (faas.call), comma-separated; default none"
+    )
 
 
 class LegacyFunctionForm(BaseModel):

@@ -20,7 +20,8 @@ from schemas.http import Deleted, FunctionDetail, FunctionForm, NamePath
 )
 async def create(request: web.Request) -> web.Response:
     """``POST /v1/functions``: fields ``name``, ``runtime``, file ``module``,
-    optional ``limits`` JSON and ``handler`` (``module:function``: the handler protocol)."""
+    optional ``limits`` JSON, ``handler`` (``module:function``: the handler protocol) and
+    ``calls`` (the functions it may call, comma-separated)."""
     d = deps(request)
     s = d.settings
     upload = await read_upload(request, s.upload_limits)
@@ -38,6 +39,7 @@ async def create(request: web.Request) -> web.Response:
         archive=upload.module,
         limits=registration.parse_limits(upload.fields.get("limits")),
         handler=upload.fields.get("handler"),
+        calls=registration.parse_calls(upload.fields.get("calls")),
         max_upload_bytes=s.max_upload_bytes,
         max_uncompressed_bytes=s.max_uncompressed_bytes,
     )

@@ -24,15 +24,9 @@ def free_port() -> int:
 async def running_platform(data_dir: Path, **over: Any) -> AsyncIterator[Platform]:
     # A node id of its own: never the host name another test's (or a developer's) agent uses.
     extra_env = {"FAAS_AGENT_NODE_ID": "t" + secrets.token_hex(4), **over.pop("extra_env", {})}
+    settings: dict[str, Any] = {"slots": 8, "grace_s": 5, **over}
     cfg = UpConfig(
-        data_dir=data_dir,
-        port=free_port(),
-        nats_port=0,
-        nats_monitor_port=0,
-        slots=8,
-        grace_s=5,
-        extra_env=extra_env,
-        **over,
+        data_dir=data_dir, port=free_port(), nats_port=0, nats_monitor_port=0, extra_env=extra_env, **settings
     )
     platform = Platform(cfg)
     try:

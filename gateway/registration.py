@@ -7,6 +7,7 @@ the artifact sweep removes after its grace period otherwise).
 """
 
 import hashlib
+import json
 import logging
 import re
 from typing import Any
@@ -20,6 +21,7 @@ from gateway.functions import Functions
 from gateway.runtimes import Runtimes
 from schemas import FunctionRecord, InvalidMessage, Limits, RuntimeSpec, decode
 from schemas.function import HANDLER_PATTERN, MAX_CALLS
+from schemas.http import SequenceRequest
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +126,30 @@ def parse_calls(raw: str | None) -> list[str]:
     if len(names) > MAX_CALLS:
         raise bad_request(f"calls names more than {MAX_CALLS} functions")
     return names
+
+
+async def register_sequence(functions: Functions, body: Any) -> FunctionRecord:
+    """A sequence: a version whose steps are registered functions (the first one's runtime
+    carries it), with no archive: its digest is that of its steps."""
+    try:
+        request = SequenceRequest.model_validate(body)
+    except ValidationError as err:
+        raise invalid(err, "sequence") from None
+    steps = [await functions.get(step) for step in request.steps]
+    limits = Limits() if request.timeout_s is None else Limits(timeout_s=request.timeout_s)
+    digest = "sha256:" + hashlib.sha256(json.dumps(request.steps).encode()).hexdigest()
+    draft = {
+        "name": request.name,
+        "runtime": steps[0].runtime,
+        "digest": digest,
+        "size": 0,
+        "archive": "zip",
+        "limits": limits,
+        "sequence": request.steps,
+    }
+    record = await functions.add_version(draft)
+    log.info("sequence.registered", extra=fields(function=request.name, version=record.version, steps=len(steps)))
+    return record
 
 
 async def delete_function(functions: Functions, name: str) -> None:

@@ -112,12 +112,12 @@ class AgentSettings(NatsClientSettings):
     network_deny: list[str] = Field(default_factory=list)
     # How often the rules are checked, and put back if something removed them.
     network_check_s: float = Field(default=30.0, gt=0)
-    # Nested calls (node_agent/nested): a handler's faas.call. A call deeper
+    # Nested calls (node_agent/nested): a handler's faas.call and sequences. A call deeper
     # than max_depth, or past max_tree_calls nested calls of one tree made from this node,
     # is refused; at most max_parked calls wait for their nested calls at once (each keeps
     # its container, outside the slots); past it a call's nested call is refused. A child
     # not answered on the reply subject is looked up in the events stream every
-    # nested_poll_s. off: faas.call is refused.
+    # nested_poll_s. off: faas.call is refused and sequences end ERROR.
     nested_calls: bool = True
     max_depth: int = Field(default=32, ge=1, le=MAX_DEPTH)
     max_tree_calls: int = Field(default=1000, ge=1)

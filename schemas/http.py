@@ -6,13 +6,13 @@ them (``gateway.openapi``), so the published description cannot drift from what 
 """
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.calls import MAX_NUMBER
 from schemas.events import CallStatus
-from schemas.function import FunctionRecord
+from schemas.function import MAX_STEPS, FunctionRecord
 from schemas.jobs import JobStatus
 from schemas.names import CALL_ID_PATTERN, NAME_PATTERN
 from schemas.nodes import NodeState
@@ -100,6 +100,18 @@ class FunctionForm(BaseModel):
     calls: str | None = Field(
         default=None, description="the functions this one may call (faas.call), comma-separated; default none"
     )
+
+
+class SequenceRequest(BaseModel):
+    """``POST /v1/sequences``: a function that is its steps called in turn (JSON body)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    steps: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(
+        min_length=1, max_length=MAX_STEPS, description="registered functions, in order"
+    )
+    timeout_s: float | None = Field(default=None, gt=0, le=900, description="for the whole sequence (default 30)")
 
 
 class LegacyFunctionForm(BaseModel):

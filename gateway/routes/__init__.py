@@ -55,6 +55,7 @@ ROUTES: tuple[tuple[str, str, Handler, Rule], ...] = (
     ("DELETE", "/v1/runtimes/{name}", v1_runtimes.delete, DEPLOY),
     ("POST", "/v1/functions", v1_functions.create, DEPLOY_MULTIPART),
     ("GET", "/v1/functions", v1_functions.list_all, READ),
+    ("POST", "/v1/sequences", v1_functions.create_sequence, DEPLOY_JSON),
     ("GET", "/v1/functions/{name}", v1_functions.get_one, READ),
     ("DELETE", "/v1/functions/{name}", v1_functions.delete, DEPLOY),
     ("POST", "/v1/functions/{name}/invoke", v1_invoke.invoke, INVOKE_JSON),

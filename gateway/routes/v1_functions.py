@@ -7,9 +7,11 @@ from gateway.apidoc import documented
 from gateway.deps import deps
 from gateway.errors import bad_request, check_name
 from gateway.uploads import read_upload
-from gateway.web import json_response, model_json
+from gateway.web import json_response, model_json, read_json
 from schemas import FunctionRecord
-from schemas.http import Deleted, FunctionDetail, FunctionForm, NamePath
+from schemas.http import Deleted, FunctionDetail, FunctionForm, NamePath, SequenceRequest
+
+SEQUENCE_BODY_LIMIT = 16 * 1024
 
 
 @documented(
@@ -66,3 +68,17 @@ async def delete(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     await registration.delete_function(deps(request).functions, name)
     return json_response(model_json(Deleted(deleted=name)))
+
+
+@documented(
+    "Register a new version of a sequence: functions called in turn",
+    body=SequenceRequest,
+    answers={201: FunctionRecord},
+    errors=(400, 404, 409, 503),
+)
+async def create_sequence(request: web.Request) -> web.Response:
+    """``POST /v1/sequences`` ``{"name", "steps": [...], "timeout_s"}``: each step's result is
+    the next one's params; the steps must be registered. Invoked like any function."""
+    body = await read_json(request, SEQUENCE_BODY_LIMIT)
+    record = await registration.register_sequence(deps(request).functions, body)
+    return json_response(model_json(record), status=201)

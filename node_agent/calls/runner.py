@@ -39,6 +39,7 @@ from node_agent.errors import AgentError
 from node_agent.logstream import LogPublisher
 from node_agent.nested.calls import NestedCalls
 from node_agent.nested.scope import CallScope
+from node_agent.nested.sequence import run_sequence
 from node_agent.outcome import Outcome, elapsed_ms, error_outcome
 from node_agent.wire.stdio import OnLog
 from schemas import (
@@ -193,8 +194,12 @@ class CallRunner:
             return error_outcome(err), runtime_name, None
 
     async def _execute(self, call: _Call, runtime: RuntimeSpec, function: FunctionRecord, on_log: OnLog) -> Outcome:
-        """In a container (the executor), with its nested calls."""
+        """In a container (the executor), with its nested calls; a sequence by its steps."""
         nested = self._nested
+        if function.sequence is not None:
+            if nested is None:
+                return error_outcome(AgentError("this node runs no sequences (nested calls are off)"))
+            return await run_sequence(nested, call.id, call.inv, function)
         if nested is None:
             return await self._executor.run(runtime, function, call.inv, call.id, on_log)
         scope = CallScope(nested, call.id, call.inv, function)

@@ -3,7 +3,7 @@
 A nested call is refused (an error to the calling handler, nothing published) when:
 
 * the caller's registration does not allow it: its ``calls`` allow-list must name the callee
-  (``CallNotAllowed``; the platform's own calls pass ``allowed``);
+  (``CallNotAllowed``; a sequence's own steps are allowed);
 * it would be deeper than ``max_depth`` in its tree (``CallDepthExceeded``);
 * its tree has had ``max_tree_calls`` nested calls published from this node already
   (``CallTreeTooLarge``; counted per node: a tree spread over n nodes may reach n times

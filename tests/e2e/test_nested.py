@@ -1,4 +1,4 @@
-"""Nested calls on the whole platform (`faas up`: real nats-server, store,
+"""Nested calls and sequences on the whole platform (`faas up`: real nats-server, store,
 gateway and one node agent with 4 slots, real containers).
 
 The runtime images must have the shims of this tree: ``scripts/build-images.sh`` rebuilds
@@ -34,6 +34,7 @@ async def handler(p):
     return sum(await asyncio.gather(*(faas.acall("leaf", i) for i in range(p["n"]))))
 """
 LEAF = "def handler(i):\n    return i * 2\n"
+ADD1 = "def handler(x):\n    return x + 1\n"
 RUNAWAY = """
 import faas
 def handler(n):
@@ -67,6 +68,7 @@ async def platform(docker_ready: None, tmp_path_factory: pytest.TempPathFactory)
                 ("fib", FIB, "fib"),
                 ("fan", FAN, "leaf"),
                 ("leaf", LEAF, ""),
+                ("add1", ADD1, ""),
                 ("runaway", RUNAWAY, "runaway"),
                 ("bomb", BOMB, "bomb"),
                 ("sneaky", SNEAKY, ""),
@@ -192,3 +194,14 @@ async def test_a_call_outside_the_allow_list_is_refused(http: aiohttp.ClientSess
     record = await invoke(http, "sneaky", {})
     assert record["status"] == "ERROR" and record["error"]["type"] == "CallNotAllowed", record
     assert "may not call 'leaf'" in record["error"]["message"]
+
+
+async def test_a_sequence_of_three_functions(http: aiohttp.ClientSession) -> None:
+    async with http.post("/v1/sequences", json={"name": "pipeline", "steps": ["add1", "leaf", "add1"]}) as resp:
+        assert resp.status == 201, await resp.text()
+        assert (await resp.json())["sequence"] == ["add1", "leaf", "add1"]
+    record = await invoke(http, "pipeline", 4)
+    assert record["status"] == "DONE" and record["result"] == (4 + 1) * 2 + 1, record
+    assert record["served"] is None  # no container of its own
+    root = await tree(http, record["id"], 4)
+    assert [c["function"] for c in root["children"]] == ["add1", "leaf", "add1"]

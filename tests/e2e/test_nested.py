@@ -2,7 +2,7 @@
 gateway and one node agent with 4 slots, real containers).
 
 The runtime images must have the shims of this tree: ``scripts/build-images.sh`` rebuilds
-them when runtimes/ changed. FAAS_E2E_PYTHON_IMAGE names another image
+them when runtimes/ changed. FAAS_E2E_PYTHON_IMAGE / FAAS_E2E_NODE_IMAGE name other images
 (a developer's build of a branch's shims)."""
 
 import os
@@ -19,6 +19,7 @@ from tests.functions import HANDLER_RUNTIME_CMD, zip_bytes
 pytestmark = pytest.mark.e2e
 
 PYTHON_IMAGE = os.environ.get("FAAS_E2E_PYTHON_IMAGE", "faas-python")
+NODE_IMAGE = os.environ.get("FAAS_E2E_NODE_IMAGE", "faas-node")
 SLOTS = 4
 MAX_DEPTH = 12  # fib(12) is 11 calls deep
 MAX_TREE_CALLS = 500
@@ -44,6 +45,15 @@ BOMB = """
 import faas
 def handler(n):
     return [faas.spawn("bomb", n + 1), faas.spawn("bomb", n + 1)]
+"""
+NODE_FIB = """
+const faas = require("faas");
+exports.handler = async (n) => (n < 2 ? n : (await faas.call("nfib", n - 1)) + (await faas.call("nfib", n - 2)));
+"""
+NODE_FAN = """
+const faas = require("faas");
+exports.handler = async (n) =>
+  (await Promise.all([...Array(n).keys()].map((i) => faas.call("leaf", i)))).reduce((a, b) => a + b, 0);
 """
 SNEAKY = """
 import faas
@@ -74,6 +84,9 @@ async def platform(docker_ready: None, tmp_path_factory: pytest.TempPathFactory)
                 ("sneaky", SNEAKY, ""),
             ):
                 await register(http, name, "py", {"main.py": code}, calls, timeout_s=120)
+            await register_runtime(http, "js", NODE_IMAGE, "node")
+            for name, code, calls in (("nfib", NODE_FIB, "nfib"), ("nfan", NODE_FAN, "leaf")):
+                await register(http, name, "js", {"index.js": code}, calls, timeout_s=120, handler="index:handler")
         yield p
 
 
@@ -205,3 +218,14 @@ async def test_a_sequence_of_three_functions(http: aiohttp.ClientSession) -> Non
     assert record["served"] is None  # no container of its own
     root = await tree(http, record["id"], 4)
     assert [c["function"] for c in root["children"]] == ["add1", "leaf", "add1"]
+
+
+async def test_node_fib_and_a_fan_out_to_python(http: aiohttp.ClientSession) -> None:
+    record = await invoke(http, "nfib", 10)
+    assert record["status"] == "DONE" and record["result"] == 55, record
+    root = await tree(http, record["id"], 177)  # fib(10) makes 176 nested calls
+    assert count(root) == 177 and depth(root) == 10
+    record = await invoke(http, "nfan", 50)
+    assert record["status"] == "DONE" and record["result"] == 2 * sum(range(50)), record
+    root = await tree(http, record["id"], 51)
+    assert {c["function"] for c in root["children"]} == {"leaf"}

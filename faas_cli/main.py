@@ -12,6 +12,7 @@ import click
 
 from common.logs import setup_logging
 from faas_cli.client import Client, GatewayError, find_token
+from faas_cli.tree import tree_lines
 from faas_cli.up import HOST_CA_BUNDLE, UpConfig, UpError, run
 
 ROLES = ("admin", "deploy", "invoke", "read")
@@ -255,10 +256,20 @@ def calls(client: Client, function_name: str | None, status: str | None, limit: 
 
 @cli.command("call")
 @click.argument("call_id")
+@click.argument("tree_of", required=False, metavar="[ID]")
 @click.pass_obj
-def call_show(client: Client, call_id: str) -> None:
-    """Show one call by id or number."""
+def call_show(client: Client, call_id: str, tree_of: str | None) -> None:
+    """Show one call by id or number; `faas call tree ID`: the tree of nested calls it belongs to."""
+    if call_id == "tree" and tree_of:
+        call_tree(client, tree_of)
+        return
     _print(_run(client.request("GET", f"/v1/calls/{call_id}"))[1])
+
+
+def call_tree(client: Client, call_id: str) -> None:
+    """The call's tree, one call a line (faas_cli/tree.py)."""
+    for line in tree_lines(_run(client.request("GET", f"/v1/calls/{call_id}/tree"))[1]):
+        click.echo(line)
 
 
 @cli.group()

@@ -70,3 +70,19 @@ def nest(tree: CallTree) -> TreeAnswer:
         if call.id != tree.root:
             nodes.get(call.parent or "", root).children.append(nodes[call.id])
     return root
+
+
+def open_descendants(tree: CallTree, call_id: str) -> list[str]:
+    """The calls under ``call_id`` in ``tree`` (children, their children...) that have not
+    ended, by number: what cancelling ``call_id`` cancels with it."""
+    children: dict[str, list[TreeCall]] = {}
+    for call in tree.calls:
+        if call.parent is not None:
+            children.setdefault(call.parent, []).append(call)
+    found: list[TreeCall] = []
+    todo = [call_id]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child.id)
+    return [c.id for c in sorted(found, key=lambda c: c.number) if not c.status.terminal]

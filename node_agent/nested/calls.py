@@ -166,7 +166,9 @@ class NestedCalls:
         return child
 
     def children_left(self, parent_id: str, children: list[str]) -> None:
-        """A call ended with nested calls still running. They run to their end: cancelling
-        them belongs with call cancel (POST /v1/calls/{id}/cancel), which this hook will ask
-        for each of them once it exists."""
+        """A call ended (failed, timed out, cancelled) with nested calls it waited for still
+        running: they run to their end. Cancelling a call's subtree belongs with call cancel
+        (``POST /v1/calls/{id}/cancel``): the open calls under it are
+        ``schemas.tree.open_descendants`` of its tree (``store.calls.tree``). This is where an
+        agent would ask for theirs once a cancel request can be made from here."""
         log.info("nested.children_left", extra=fields(call=parent_id, children=len(children)))

@@ -35,6 +35,7 @@ class FunctionDef:
     files: dict[str, str]
     handler: str | None = None  # None: the command protocol
     has_dependencies: bool = False
+    calls: str = ""  # the functions it may call (faas.call), comma-separated
 
     @property
     def language(self) -> str:

@@ -131,15 +131,18 @@ class BenchPlatform:
             if resp.status != 201:
                 raise RuntimeError(f"registering runtime {spec['name']}: {resp.status} {await resp.text()}")
 
-    async def register(self, fn: FunctionDef) -> None:
-        """The function's runtime, then the function (``POST /v1/functions``)."""
+    async def register(self, fn: FunctionDef, runtime: dict[str, Any] | None = None) -> None:
+        """The function's runtime (``runtime``, default its own), then the function
+        (``POST /v1/functions``)."""
         assert self.http is not None
-        await self.register_runtime(RUNTIMES[fn.runtime])
+        await self.register_runtime(runtime or RUNTIMES[fn.runtime])
         form = aiohttp.FormData()
         form.add_field("name", fn.name)
         form.add_field("runtime", fn.runtime)
         if fn.handler:
             form.add_field("handler", fn.handler)
+        if fn.calls:
+            form.add_field("calls", fn.calls)
         form.add_field("module", fn.archive(), filename=f"{fn.name}.zip", content_type="application/zip")
         async with self.http.post("/v1/functions", data=form) as resp:
             if resp.status != 201:

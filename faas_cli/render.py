@@ -124,6 +124,15 @@ class Renderer:
             grid.add_row(k, _styled(v, kind))
         self.out.print(grid)
 
+    def tree(self, lines: list[str], raw: Any) -> None:
+        """A tree drawn as text lines (``faas_cli/tree.py``): the same on a terminal and piped,
+        ``raw`` with ``-o json``."""
+        if self.mode is Mode.JSON:
+            self.json(raw)
+            return
+        for line in lines:
+            click.echo(line)
+
     def done(self, message: str, raw: Any) -> None:
         """The answer of an action (delete, cancel, revoke): a sentence, or ``raw`` as JSON."""
         if self.mode is Mode.JSON:

@@ -7,6 +7,7 @@ the artifact sweep removes after its grace period otherwise).
 """
 
 import hashlib
+import json
 import logging
 import re
 from typing import Any
@@ -19,7 +20,8 @@ from gateway.errors import GatewayError, bad_request, check_name, invalid, too_l
 from gateway.functions import Functions
 from gateway.runtimes import Runtimes
 from schemas import FunctionRecord, InvalidMessage, Limits, RuntimeSpec, decode
-from schemas.function import HANDLER_PATTERN
+from schemas.function import HANDLER_PATTERN, MAX_CALLS
+from schemas.http import SequenceRequest
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,7 @@ async def register_function(
     max_upload_bytes: int,
     max_uncompressed_bytes: int,
     handler: str | None = None,
+    calls: list[str] | None = None,
 ) -> FunctionRecord:
     check_name("function", name)
     check_name("runtime", runtime)
@@ -101,6 +104,7 @@ async def register_function(
         "has_dependencies": info.has_dependencies,
         "limits": limits,
         "handler": handler or None,
+        "calls": calls or [],
     }
     await functions.store_archive(digest, archive)
     record = await functions.add_version(draft)
@@ -111,6 +115,40 @@ async def register_function(
         "function.registered",
         extra=fields(function=name, version=record.version, runtime=runtime, digest=digest, size=len(archive)),
     )
+    return record
+
+
+def parse_calls(raw: str | None) -> list[str]:
+    """The ``calls`` allow-list field: function names, comma- or space-separated."""
+    names = list(dict.fromkeys((raw or "").replace(",", " ").split()))
+    for name in names:
+        check_name("function", name)
+    if len(names) > MAX_CALLS:
+        raise bad_request(f"calls names more than {MAX_CALLS} functions")
+    return names
+
+
+async def register_sequence(functions: Functions, body: Any) -> FunctionRecord:
+    """A sequence: a version whose steps are registered functions (the first one's runtime
+    carries it), with no archive: its digest is that of its steps."""
+    try:
+        request = SequenceRequest.model_validate(body)
+    except ValidationError as err:
+        raise invalid(err, "sequence") from None
+    steps = [await functions.get(step) for step in request.steps]
+    limits = Limits() if request.timeout_s is None else Limits(timeout_s=request.timeout_s)
+    digest = "sha256:" + hashlib.sha256(json.dumps(request.steps).encode()).hexdigest()
+    draft = {
+        "name": request.name,
+        "runtime": steps[0].runtime,
+        "digest": digest,
+        "size": 0,
+        "archive": "zip",
+        "limits": limits,
+        "sequence": request.steps,
+    }
+    record = await functions.add_version(draft)
+    log.info("sequence.registered", extra=fields(function=request.name, version=record.version, steps=len(steps)))
     return record
 
 

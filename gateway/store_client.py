@@ -29,6 +29,7 @@ from schemas import (
     encode,
 )
 from schemas.stats import CallStats, StatsQuery
+from schemas.tree import CallTree, GetTree
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,10 @@ class StoreClient:
                 return await self._ask(self._layout.store_list_calls, query, CallPage)
             except _ReplyTooLarge:
                 query = _smaller(query)
+
+    async def call_tree(self, key: GetTree) -> CallTree:
+        """A call's tree (flat, by number): its root and the calls nested under it."""
+        return await self._ask(self._layout.store_call_tree, key, CallTree)
 
     async def get_job(self, key: GetJob) -> JobRecord:
         return await self._ask(self._layout.store_get_job, key, JobRecord)

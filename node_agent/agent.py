@@ -3,7 +3,6 @@ within free slots, warm pools, heartbeat, rescue. One message's path: calls/runn
 
 import asyncio
 import logging
-import os
 import secrets
 
 from nats.aio.client import Client
@@ -36,12 +35,13 @@ from node_agent.containers.netseal import NetworkSeal
 from node_agent.containers.prune import ImagePruner
 from node_agent.jobs.worker import JobConfig, JobWorker
 from node_agent.metrics import AgentCollector, AgentView, CallMetrics
+from node_agent.nested.calls import NestedCalls
 from node_agent.nodeid import claim_node_id
+from node_agent.pools.config import pool_config
 from node_agent.pools.deploys import Prefetch, follow_new_versions
 from node_agent.pools.factory import WarmFactory
 from node_agent.pools.keys import Layer, PoolKey
 from node_agent.pools.pool import Pools
-from node_agent.pools.warmcontainer import PoolConfig
 from node_agent.settings import AgentSettings
 from node_agent.wire.socket import SocketDir
 from schemas import (
@@ -88,6 +88,7 @@ class NodeAgent(Lifecycle):
         self._jobs: JobWorker | None = None
         self._sockets: SocketDir | None = None
         self.pools: Pools | None = None
+        self.nested: NestedCalls | None = None
         self._nodes_kv: KeyValue | None = None
         self._reconnects = 0  # NATS reconnects seen by the last rescue round
         self.metrics = Metrics()  # this agent's registry (node_agent/metrics.py)
@@ -136,20 +137,7 @@ class NodeAgent(Lifecycle):
                 log.info("agent.socket_dirs_removed", extra=fields(node=s.node_id, count=swept))
         if s.policy != "none":
             factory = WarmFactory(self._engine, self._artifacts, deps, self._catalog, s.node_id, ca, self._sockets)
-            mins = {PoolKey.runtime(rt): s.pool_min for rt in s.runtimes} if s.policy == "warm-runtime" else {}
-            config = PoolConfig(
-                min_per_key=mins,
-                max_per_key=s.pool_max,
-                max_warm=s.max_warm,
-                idle_s=s.pool_idle_s,
-                window_s=s.demand_window_s,
-                max_fills=s.pool_max_fills or os.cpu_count() or 2,
-            )
-            if s.policy == "adaptive":
-                # A function pool for repeat demand only (a first call is a stem cell's); at
-                # capacity, stem cells outlive function containers that spare less.
-                config.repeat_calls = s.repeat_calls
-                config.layer_saving = {Layer.RUNTIME: 1.0, Layer.FUNCTION: s.function_layer_saving}
+            config = pool_config(s)
             self.pools = Pools(self._engine, factory, config)
             # Once no call holds a warm container (after the in-flight step).
             self.on_stop("pools", self.pools.close)
@@ -158,6 +146,9 @@ class NodeAgent(Lifecycle):
         cancels = CancelWatch(await self._js.key_value(self.layout.cancels_bucket), s.node_id)
         self.on_stop("cancels", cancels.stop)
         await cancels.start()
+        self.nested = nested = NestedCalls(self._nc, self._js, self.layout, self._catalog, self._slots, s.nested())
+        await nested.start()
+        self.on_stop("nested", nested.stop)  # once its calls are over (the in-flight step)
         self._calls_runner = CallRunner(
             self._nc,
             self._js,
@@ -171,6 +162,7 @@ class NodeAgent(Lifecycle):
             patience_s=s.nats_patience_s,
             on_finished=CallMetrics(self.metrics.registry).finished,
             cancels=cancels,
+            nested=nested if s.nested_calls else None,
         )
         # Container jobs share the node's slots with calls.
         jobs = JobConfig(
@@ -376,7 +368,8 @@ class NodeAgent(Lifecycle):
             instance=self.instance,
             policy=self.settings.policy,
             slots=self.settings.slots,
-            free=self.settings.slots - self.running,
+            # a call waiting for its nested calls holds no slot (node_agent/nested/parking.py)
+            free=self.settings.slots - self.running + (self.nested.parking.count if self.nested else 0),
             runtimes=sorted(k for k in self._loops if k != NODE_LOOP),
             warm_runtimes={k.label: n for k, n in warm.items() if k.layer is Layer.RUNTIME},
             warm_functions={k.label: n for k, n in warm.items() if k.layer is Layer.FUNCTION},

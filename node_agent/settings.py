@@ -10,7 +10,9 @@ from pydantic_settings import SettingsConfigDict
 from common.natsclient import NatsClientSettings
 from node_agent.containers.artifacts import DEFAULT_BODY_BYTES
 from node_agent.containers.firewall import Allowed, SealConfig
+from node_agent.nested.calls import NestedConfig
 from schemas import is_valid_name
+from schemas.invocation import MAX_DEPTH
 
 
 def _default_node_id() -> str:
@@ -114,6 +116,17 @@ class AgentSettings(NatsClientSettings):
     # elsewhere needs it (common/metrics_http.py). Port 0: a free one (tests).
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9181, ge=0, le=65535)
+    # Nested calls (node_agent/nested): a handler's faas.call and sequences. A call deeper
+    # than max_depth, or past max_tree_calls nested calls of one tree made from this node,
+    # is refused; at most max_parked calls wait for their nested calls at once (each keeps
+    # its container, outside the slots); past it a call's nested call is refused. A child
+    # not answered on the reply subject is looked up in the events stream every
+    # nested_poll_s. off: faas.call is refused and sequences end ERROR.
+    nested_calls: bool = True
+    max_depth: int = Field(default=32, ge=1, le=MAX_DEPTH)
+    max_tree_calls: int = Field(default=1000, ge=1)
+    max_parked: int = Field(default=64, ge=0)
+    nested_poll_s: float = Field(default=5.0, gt=0)
     log_level: str = "INFO"
 
     def serves(self, runtime: str) -> bool:
@@ -163,6 +176,14 @@ class AgentSettings(NatsClientSettings):
         if self.job_cpus > self.job_max_cpus_or_cores:
             raise ValueError("job_cpus is over job_max_cpus")
         return self
+
+    def nested(self) -> NestedConfig:
+        return NestedConfig(
+            max_depth=self.max_depth,
+            max_tree_calls=self.max_tree_calls,
+            max_parked=self.max_parked,
+            poll_s=self.nested_poll_s,
+        )
 
     @property
     def job_max_cpus_or_cores(self) -> float:

@@ -38,6 +38,9 @@ class CallRecord(BaseModel):
     result: Any = None
     callback_url: str | None = None
     callback: CallbackOutcome | None = None
+    # A nested call's parent and the root of its tree; None for a call made from outside.
+    parent: str | None = None
+    root: str | None = None
 
 
 class GetCall(BaseModel):

@@ -42,6 +42,9 @@ class _Event(BaseModel):
     version: int | None = None
     runtime: str | None = None
     params: Any = None
+    # A nested call's parent call and the root of its tree (schemas/invocation.py).
+    parent: str | None = Field(default=None, pattern=CALL_ID_PATTERN)
+    root: str | None = Field(default=None, pattern=CALL_ID_PATTERN)
 
 
 class Accepted(_Event):

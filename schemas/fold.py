@@ -9,7 +9,7 @@ JetStream delivers at least once, and the events of one call come from different
 applied twice must change nothing. The rules:
 
 - a missing record is created by whichever event comes first;
-- what was called (function, version, runtime, params) is filled by any event that knows
+- what was called (function, version, runtime, params, parent, root) is filled by any event that knows
   it, and never overwritten; ``created_at`` is the accepted event's time; when none has been
   seen, the ``created_at`` a ``Finished`` carries (the same time), else provisionally the
   first event's time, which either of those replaces;
@@ -92,6 +92,10 @@ def _fill_what_was_called(record: CallRecord, event: RecordEvent, at: datetime) 
         record.runtime = event.runtime
     if record.params is None:
         record.params = event.params
+    if record.parent is None:
+        record.parent = event.parent
+    if record.root is None:
+        record.root = event.root
     if record.callback_url is None and isinstance(event, Accepted | Finished):
         record.callback_url = event.callback_url
     if isinstance(event, Accepted):

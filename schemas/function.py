@@ -1,7 +1,7 @@
 """A registered function version and its limits."""
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,6 +12,9 @@ HANDLER_PATTERN = r"^[A-Za-z0-9_./-]+(:[A-Za-z_][A-Za-z0-9_]*)?$"
 
 
 KiB = 1024
+# The most names a function's ``calls`` allow-list holds, and the most steps of a sequence.
+MAX_CALLS = 64
+MAX_STEPS = 32
 
 
 class Limits(BaseModel):
@@ -52,4 +55,12 @@ class FunctionRecord(BaseModel):
     # Handler protocol: "module:function" (Python) or "module" / "module:export" (Node.js),
     # served by the runtime's handler_command; None = the runtime's run command per call.
     handler: str | None = Field(default=None, max_length=200, pattern=HANDLER_PATTERN)
+    # The functions this one may call from its handler (``faas.call``); none by default.
+    calls: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(default_factory=list, max_length=MAX_CALLS)
+    # A sequence: the platform calls these functions in turn (each one's result is the next
+    # one's params) without a container of its own; ``runtime`` is the first step's and
+    # ``digest`` the digest of the steps (there is no archive).
+    sequence: list[Annotated[str, Field(pattern=NAME_PATTERN)]] | None = Field(
+        default=None, min_length=1, max_length=MAX_STEPS
+    )
     created_at: datetime = Field(default_factory=utcnow)

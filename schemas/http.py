@@ -6,13 +6,14 @@ them (``gateway.openapi``), so the published description cannot drift from what 
 """
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.calls import MAX_NUMBER
 from schemas.events import CallStatus
-from schemas.function import FunctionRecord
+from schemas.function import MAX_STEPS, FunctionRecord
+from schemas.jobs import JobStatus
 from schemas.names import CALL_ID_PATTERN, NAME_PATTERN
 from schemas.nodes import NodeState
 from schemas.tokens import Role
@@ -96,6 +97,21 @@ class FunctionForm(BaseModel):
     module: bytes = Field(description="the function's code: a .zip or .tar.gz")
     limits: str | None = Field(default=None, description="JSON of the function's Limits")
     handler: str | None = Field(default=None, description="module:function, for the handler protocol")
+    calls: str | None = Field(
+        default=None, description="the functions this one may call (faas.call), comma-separated; default none"
+    )
+
+
+class SequenceRequest(BaseModel):
+    """``POST /v1/sequences``: a function that is its steps called in turn (JSON body)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    steps: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(
+        min_length=1, max_length=MAX_STEPS, description="registered functions, in order"
+    )
+    timeout_s: float | None = Field(default=None, gt=0, le=900, description="for the whole sequence (default 30)")
 
 
 class LegacyFunctionForm(BaseModel):

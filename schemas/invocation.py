@@ -10,6 +10,12 @@ shortcut, not a guarantee: the events stream keeps the durable ``finished`` even
 publisher sets this header, so an agent publishes only to reply subjects (``_INBOX.…``, where
 NATS clients take their replies), never to a subject a publisher chose (``$JS.API.…``); its
 NATS user may publish nowhere else either (common/natsauth.py).
+
+Nested calls: a handler's ``faas.call`` makes its agent publish an ordinary invocation with
+``parent`` (the calling call's id), ``root`` (the id of the call at the top of the tree),
+``depth`` (the root is 0) and ``caller`` (the calling function: the identity the call is
+made with, which the callee's allow-list was checked against). A call without ``parent`` is
+the root of its own tree.
 """
 
 from datetime import datetime
@@ -22,6 +28,8 @@ from schemas.names import CALL_ID_PATTERN, NAME_PATTERN
 REPLY_TO = "Faas-Reply-To"
 # The only subjects a reply-to header may name: NATS inboxes (nats-py, the nats CLI, nats.go).
 REPLY_PREFIX = "_INBOX."
+# The deepest a nested call may be in any configuration (an agent's max_depth is lower).
+MAX_DEPTH = 1000
 
 
 class Invocation(BaseModel):
@@ -36,3 +44,13 @@ class Invocation(BaseModel):
     created_at: datetime | None = None
     # When the call ends, its result is POSTed here (retried with backoff).
     callback_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://")
+    # A nested call's place in its tree (see the module's docstring).
+    parent: str | None = Field(default=None, pattern=CALL_ID_PATTERN)
+    root: str | None = Field(default=None, pattern=CALL_ID_PATTERN)
+    depth: int = Field(default=0, ge=0, le=MAX_DEPTH)
+    caller: str | None = Field(default=None, pattern=NAME_PATTERN)
+
+    @property
+    def tree_root(self) -> str | None:
+        """The id of the call at the top of this call's tree (its own id for a root)."""
+        return self.root or self.id

@@ -135,6 +135,10 @@ class Layout:
         return f"{self.prefix}.store.calls.stats"
 
     @property
+    def store_call_tree(self) -> str:
+        return f"{self.prefix}.store.calls.tree"
+
+    @property
     def store_get_logs(self) -> str:
         return f"{self.prefix}.store.logs.get"
 

@@ -1,10 +1,15 @@
-"""Reading call records: one call by id or number, and filtered pages, newest first."""
+"""Reading call records: one call by id or number, filtered pages (newest first), and a
+call's tree (its root and the calls nested under it)."""
 
-from sqlalchemy import select
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from schemas import CallPage, CallQuery, CallRecord, GetCall
+from schemas import CallPage, CallQuery, CallRecord, CallStatus, ErrorInfo, GetCall
 from schemas.calls import MAX_NUMBER
+from schemas.tree import CallTree, GetTree, TreeCall
 from store import cursor
 from store.errors import NotFound
 from store.rows import row_to_record
@@ -71,3 +76,45 @@ class CallQueries:
         items = [row_to_record(r) for r in rows[: query.limit]]
         more = len(rows) > query.limit
         return CallPage(items=items, next_cursor=encode_cursor(items[-1].number) if more else None)
+
+    async def tree(self, request: GetTree) -> CallTree:
+        """The tree of a call: its root and every call whose root it is, by number, at most
+        ``request.limit`` of them. Raises :class:`NotFound` for an unknown call."""
+        async with self._sessions() as session:
+            found = (await session.execute(select(calls.c.root).where(calls.c.id == request.id))).first()
+            if found is None:
+                raise NotFound(f"call {request.id} not found")
+            root = found[0] or request.id
+            stmt = (
+                select(*(calls.c[name] for name in _TREE_COLUMNS))
+                .where(or_(calls.c.id == root, calls.c.root == root))
+                .order_by(calls.c.number)
+                .limit(request.limit + 1)
+            )
+            rows = (await session.execute(stmt)).mappings().all()
+        items = [_tree_call(r) for r in rows[: request.limit]]
+        return CallTree(root=root, calls=items, truncated=len(rows) > request.limit)
+
+
+_TREE_COLUMNS = (
+    "id", "number", "parent", "function", "status", "duration_ms", "created_at", "finished_at", "served",
+    "error_type", "error_message",
+)  # fmt: skip
+
+
+def _tree_call(row: Mapping[Any, Any]) -> TreeCall:
+    error = None
+    if row["error_type"] is not None or row["error_message"] is not None:
+        error = ErrorInfo(type=row["error_type"] or "Error", message=row["error_message"] or "")
+    return TreeCall(
+        id=row["id"],
+        number=row["number"],
+        parent=row["parent"],
+        function=row["function"],
+        status=CallStatus(row["status"]),
+        duration_ms=row["duration_ms"],
+        created_at=row["created_at"],
+        finished_at=row["finished_at"],
+        served=row["served"],
+        error=error,
+    )

@@ -52,6 +52,8 @@ def record_to_values(record: CallRecord) -> dict[str, Any]:
             "result": record.result,
             "callback_url": record.callback_url,
             "callback": record.callback.model_dump(mode="json") if record.callback else None,
+            "parent": record.parent,
+            "root": record.root,
         }
     )
 
@@ -83,6 +85,8 @@ def row_to_record(row: Mapping[Any, Any]) -> CallRecord:
         result=row["result"],
         callback_url=row["callback_url"],
         callback=CallbackOutcome.model_validate(callback) if callback is not None else None,
+        parent=row["parent"],
+        root=row["root"],
     )
 
 

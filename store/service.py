@@ -32,6 +32,7 @@ from schemas import (
     encode,
 )
 from schemas.stats import StatsQuery
+from schemas.tree import GetTree
 from store.dead_letter_queries import DeadLetterQueries
 from store.errors import BadRequest, NotFound
 from store.job_queries import JobQueries
@@ -60,6 +61,9 @@ async def start_service(nc: Client, layout: Layout, queries: Queries) -> Service
     async def get_call(request: Request) -> None:
         await _answer(request, lambda: queries.calls.get(decode(GetCall, request.data)), _without_params)
 
+    async def call_tree(request: Request) -> None:
+        await _answer(request, lambda: queries.calls.tree(decode(GetTree, request.data)))
+
     async def list_calls(request: Request) -> None:
         await _answer(request, lambda: queries.calls.list(decode(CallQuery, request.data)))
 
@@ -82,6 +86,7 @@ async def start_service(nc: Client, layout: Layout, queries: Queries) -> Service
         "get_call": (layout.store_get_call, get_call),
         "list_calls": (layout.store_list_calls, list_calls),
         "call_stats": (layout.store_call_stats, call_stats),
+        "call_tree": (layout.store_call_tree, call_tree),
         "get_logs": (layout.store_get_logs, get_logs),
         "get_job": (layout.store_get_job, get_job),
         "list_jobs": (layout.store_list_jobs, list_jobs),

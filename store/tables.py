@@ -42,6 +42,9 @@ class CallRow(Base):
     callback_url: Mapped[str | None] = mapped_column(Text)
     # schemas.CallbackOutcome as JSON: the latest delivery outcome.
     callback: Mapped[Any] = mapped_column(FreeJSON, nullable=True)
+    # A nested call's parent and the root of its tree (NULL for a call made from outside).
+    parent: Mapped[str | None] = mapped_column(String(64))
+    root: Mapped[str | None] = mapped_column(String(64), index=True)
 
     # Listing is "newest first by number", usually filtered by function or status: these
     # also serve plain lookups by function or status (their leading column).

@@ -1,4 +1,5 @@
-"""``faas calls``, ``faas call [show] ID``, ``faas call cancel ID``, ``faas logs ID [-f]``."""
+"""``faas calls``, ``faas call [show] ID``, ``faas call cancel ID``, ``faas call tree ID``,
+``faas logs ID [-f]``."""
 
 import click
 
@@ -6,6 +7,7 @@ from faas_cli.app import App, with_app
 from faas_cli.client import seg
 from faas_cli.commands.shared import DefaultGroup, cancel_message, show_logs
 from faas_cli.complete import function_names
+from faas_cli.tree import tree_lines
 
 STATUSES = ("QUEUED", "RUNNING", "DONE", "ERROR", "TIMEOUT", "CANCELLED")
 
@@ -57,6 +59,15 @@ def call_cancel(app: App, call_id: str) -> None:
     Exit 5 if it has already ended."""
     _, body = app.run(app.client.request("POST", f"/v1/calls/{seg(by_id(app, call_id))}/cancel"))
     app.render.done(cancel_message("call", body), body)
+
+
+@call.command("tree")
+@click.argument("call_id")
+@with_app
+def call_tree(app: App, call_id: str) -> None:
+    """The tree of nested calls CALL_ID belongs to, from its root: one call a line."""
+    tree = app.run(app.client.get(f"/v1/calls/{seg(by_id(app, call_id))}/tree"))
+    app.render.tree(tree_lines(tree), tree)
 
 
 @click.command()

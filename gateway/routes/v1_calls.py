@@ -9,6 +9,7 @@ from gateway.web import json_response, model_json, parse_query
 from schemas import CallPage, CallQuery, CallRecord, GetCall
 from schemas.calls import MAX_NUMBER
 from schemas.http import CallKeyPath, CancelRequested, IdPath
+from schemas.tree import GetTree, TreeAnswer, nest
 
 
 @documented("A page of calls, newest first", query=CallQuery, answers={200: CallPage}, errors=(400, 502, 503))
@@ -44,3 +45,17 @@ async def cancel(request: web.Request) -> web.Response:
         status=202,
         headers={"Location": f"/v1/calls/{call_id}"},
     )
+
+
+@documented(
+    "A call's tree: its root and every call nested under it",
+    path=IdPath,
+    answers={200: TreeAnswer},
+    errors=(404, 502, 503),
+)
+async def call_tree(request: web.Request) -> web.Response:
+    """``/v1/calls/{id}/tree``: the tree the call belongs to, from its root, each call with
+    its status, duration and ``children`` (by call number); at most 2000 calls (``truncated``)."""
+    call_id = check_id("call", request.match_info["id"])
+    tree = await deps(request).store.call_tree(GetTree(id=call_id))
+    return json_response(model_json(nest(tree)))

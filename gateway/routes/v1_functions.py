@@ -7,9 +7,11 @@ from gateway.apidoc import documented
 from gateway.deps import deps
 from gateway.errors import bad_request, check_name
 from gateway.uploads import read_upload
-from gateway.web import json_response, model_json
+from gateway.web import json_response, model_json, read_json
 from schemas import FunctionRecord
-from schemas.http import Deleted, FunctionDetail, FunctionForm, NamePath
+from schemas.http import Deleted, FunctionDetail, FunctionForm, NamePath, SequenceRequest
+
+SEQUENCE_BODY_LIMIT = 16 * 1024
 
 
 @documented(
@@ -20,7 +22,8 @@ from schemas.http import Deleted, FunctionDetail, FunctionForm, NamePath
 )
 async def create(request: web.Request) -> web.Response:
     """``POST /v1/functions``: fields ``name``, ``runtime``, file ``module``,
-    optional ``limits`` JSON and ``handler`` (``module:function``: the handler protocol)."""
+    optional ``limits`` JSON, ``handler`` (``module:function``: the handler protocol) and
+    ``calls`` (the functions it may call, comma-separated)."""
     d = deps(request)
     s = d.settings
     upload = await read_upload(request, s.upload_limits)
@@ -38,6 +41,7 @@ async def create(request: web.Request) -> web.Response:
         archive=upload.module,
         limits=registration.parse_limits(upload.fields.get("limits")),
         handler=upload.fields.get("handler"),
+        calls=registration.parse_calls(upload.fields.get("calls")),
         max_upload_bytes=s.max_upload_bytes,
         max_uncompressed_bytes=s.max_uncompressed_bytes,
     )
@@ -64,3 +68,17 @@ async def delete(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     await registration.delete_function(deps(request).functions, name)
     return json_response(model_json(Deleted(deleted=name)))
+
+
+@documented(
+    "Register a new version of a sequence: functions called in turn",
+    body=SequenceRequest,
+    answers={201: FunctionRecord},
+    errors=(400, 404, 409, 503),
+)
+async def create_sequence(request: web.Request) -> web.Response:
+    """``POST /v1/sequences`` ``{"name", "steps": [...], "timeout_s"}``: each step's result is
+    the next one's params; the steps must be registered. Invoked like any function."""
+    body = await read_json(request, SEQUENCE_BODY_LIMIT)
+    record = await registration.register_sequence(deps(request).functions, body)
+    return json_response(model_json(record), status=201)

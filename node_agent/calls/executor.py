@@ -46,7 +46,7 @@ from node_agent.pools.pool import Pools
 from node_agent.pools.warm import payload
 from node_agent.pools.warmcontainer import WarmContainer
 from node_agent.wire.call import command_call, handler_call, max_line
-from node_agent.wire.stdio import HandlerSession, OnLog
+from node_agent.wire.stdio import HandlerSession, OnCall, OnLog
 from schemas import FunctionRecord, Invocation, RuntimeSpec, encode_json
 
 log = logging.getLogger(__name__)
@@ -86,9 +86,11 @@ class Executor:
         inv: Invocation,
         call_id: str,
         on_log: OnLog | None = None,
+        on_call: OnCall | None = None,
     ) -> Outcome:
         """Run the call; what it prints (stderr on the command protocol, everything the
-        handler prints on the handler protocol) goes to ``on_log`` as it comes."""
+        handler prints on the handler protocol) goes to ``on_log`` as it comes, the nested
+        calls a handler makes to ``on_call`` (node_agent/nested)."""
         limits = function.limits
         timeout = min(inv.timeout_s or limits.timeout_s, limits.timeout_s)
         params_json = encode_json(inv.params)
@@ -108,8 +110,8 @@ class Executor:
             if wc is None and stem_key is not None:
                 wc = self.pools.acquire(stem_key)
             if wc is not None:
-                return await self._run_warm(wc, runtime, function, call_id, params_json, timeout, on_log)
-        return await self._run_cold(runtime, function, call_id, params_json, timeout, on_log)
+                return await self._run_warm(wc, runtime, function, call_id, params_json, timeout, on_log, on_call)
+        return await self._run_cold(runtime, function, call_id, params_json, timeout, on_log, on_call)
 
     # --- cold (policy none, and every fallback) --------------------------------------
     async def _run_cold(
@@ -120,6 +122,7 @@ class Executor:
         params_json: bytes,
         timeout: float,
         on_log: OnLog | None,
+        on_call: OnCall | None = None,
     ) -> Outcome:
         self.served["cold"] += 1
         image = await self.deps.image_for(runtime, function, on_log)
@@ -139,7 +142,7 @@ class Executor:
             if function.handler:
                 session = HandlerSession(attached, max_line(function), function.limits.log_bytes)
                 out = await handler_call(
-                    self.engine, session, cid, function, call_id, params_json, timeout, True, on_log
+                    self.engine, session, cid, function, call_id, params_json, timeout, True, on_log, on_call
                 )
             else:
                 out = await command_call(self.engine, attached, cid, function, timeout, on_log)
@@ -178,6 +181,7 @@ class Executor:
         params_json: bytes,
         timeout: float,
         on_log: OnLog | None,
+        on_call: OnCall | None = None,
     ) -> Outcome:
         assert self.pools is not None
         t0 = time.monotonic()
@@ -210,7 +214,7 @@ class Executor:
                     await wc.attached.write(params_json + b"\n")
             if session is not None:
                 out = await handler_call(
-                    self.engine, session, wc.cid, function, call_id, params_json, timeout, ready, on_log
+                    self.engine, session, wc.cid, function, call_id, params_json, timeout, ready, on_log, on_call
                 )
             else:
                 out = await command_call(self.engine, wc.attached, wc.cid, function, timeout, on_log, nonce)
@@ -220,7 +224,7 @@ class Executor:
         except StreamClosed as err:
             # The warm container died while idle: discard it, run the call cold instead.
             log.warning("pool.dead_container", extra=fields(key=wc.key, container=wc.cid[:12], error=str(err)))
-            return await self._run_cold(runtime, function, call_id, params_json, timeout, on_log)
+            return await self._run_cold(runtime, function, call_id, params_json, timeout, on_log, on_call)
         finally:
             healthy = out is not None and out.reusable
             service_s = time.monotonic() - t0

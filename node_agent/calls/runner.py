@@ -49,6 +49,9 @@ from node_agent.calls.rescue import RESCUED_NUMBER
 from node_agent.cancels import CancelWatch
 from node_agent.errors import AgentError
 from node_agent.logstream import LogPublisher
+from node_agent.nested.calls import NestedCalls
+from node_agent.nested.scope import CallScope
+from node_agent.nested.sequence import run_sequence
 from node_agent.outcome import Outcome, cancelled_outcome, elapsed_ms, error_outcome
 from node_agent.wire.stdio import OnLog
 from schemas import (
@@ -97,7 +100,7 @@ class _Call:
         inv = self.inv
         return dict(
             call_id=self.id, number=self.number, function=inv.function, version=self.version,
-            params=inv.params, node=node, attempt=self.attempt,
+            params=inv.params, node=node, attempt=self.attempt, parent=inv.parent, root=inv.root,
         )  # fmt: skip
 
 
@@ -116,6 +119,7 @@ class CallRunner:
         patience_s: float = 0.0,
         on_finished: Callable[[Finished], None] | None = None,
         cancels: CancelWatch | None = None,
+        nested: NestedCalls | None = None,
     ) -> None:
         """``on_finished``: told of each call's final event once it is stored (the metrics)."""
         self._nc, self._js, self._layout = nc, js, layout
@@ -132,6 +136,8 @@ class CallRunner:
         self._on_finished = on_finished
         # cancel requests (None: calls are not cancellable, as in some tests)
         self._cancels = cancels
+        # calls made by calls (node_agent/nested); None: a handler's faas.call is refused
+        self._nested = nested
         # side tasks (a late Started): referenced until done
         self._side: set[asyncio.Task[None]] = set()
 
@@ -219,13 +225,13 @@ class CallRunner:
             return error_outcome(err), runtime_name, None
 
     async def _execute(self, call: _Call, runtime: RuntimeSpec, function: FunctionRecord, on_log: OnLog) -> Outcome:
-        """The executor's run, unless a cancel request comes first or meanwhile."""
+        """The run (:meth:`_contained`), unless a cancel request comes first or meanwhile."""
         if call.cancelled:  # while the function was being looked up
             return cancelled_outcome(while_running=False)
         task = call.task = asyncio.current_task()
         assert task is not None
         try:
-            outcome = await self._executor.run(runtime, function, call.inv, call.id, on_log)
+            outcome = await self._contained(call, runtime, function, on_log)
         except asyncio.CancelledError:
             # Ours (the cancel request) and nobody else's: the call ends CANCELLED. The
             # executor's teardown has run on the way out (container removed or destroyed).
@@ -238,6 +244,21 @@ class CallRunner:
         if call.cancelled and task.cancelling():
             task.uncancel()  # the request met the run's end and was swallowed there: the run's outcome stands
         return outcome
+
+    async def _contained(self, call: _Call, runtime: RuntimeSpec, function: FunctionRecord, on_log: OnLog) -> Outcome:
+        """In a container (the executor), with its nested calls; a sequence by its steps."""
+        nested = self._nested
+        if function.sequence is not None:
+            if nested is None:
+                return error_outcome(AgentError("this node runs no sequences (nested calls are off)"))
+            return await run_sequence(nested, call.id, call.inv, function)
+        if nested is None:
+            return await self._executor.run(runtime, function, call.inv, call.id, on_log)
+        scope = CallScope(nested, call.id, call.inv, function)
+        try:
+            return await self._executor.run(runtime, function, call.inv, call.id, on_log, scope.on_call)
+        finally:
+            await scope.close()
 
     def _watching(self, call: _Call) -> AbstractContextManager[None]:
         if self._cancels is None:

@@ -5,6 +5,10 @@ serves without reserving a slot for each (common/pollone.py): :meth:`Slots.wait_
 a slot is free (without taking it), and :meth:`Slots.when_full`, a future done as soon as
 none is left, which withdraws every open request. A call delivered in the instant of that
 withdrawal waits for a slot, kept alive (:func:`take_slot`).
+
+A call waiting for its nested calls gives its slot back meanwhile and takes one again before
+it goes on (node_agent/nested/parking.py); one that ends without taking it back
+forfeits it (:meth:`Slots.forfeit`): the release its runner makes at the end is then none.
 """
 
 import asyncio
@@ -22,6 +26,7 @@ class Slots(asyncio.Semaphore):
         self._free = asyncio.Event()
         self._free.set()
         self._full: asyncio.Future[None] | None = None
+        self._owed = 0  # releases that give back nothing (see forfeit)
 
     @property
     def busy(self) -> int:
@@ -35,8 +40,16 @@ class Slots(asyncio.Semaphore):
             self._note()
 
     def release(self) -> None:
+        if self._owed:
+            self._owed -= 1
+            return
         super().release()
         self._note()
+
+    def forfeit(self) -> None:
+        """A holder gave its slot back early (released it) and ends without taking it again:
+        its own last release must not free a second one."""
+        self._owed += 1
 
     def try_acquire(self) -> bool:
         """Take a slot if one is free now (what ``acquire`` does without waiting)."""

@@ -82,7 +82,7 @@ async def _watch(
                 function = decode(FunctionRecord, entry.value)
             except InvalidMessage:
                 continue  # the gateway validates what it writes; not ours to judge here
-            if serves(function.runtime) and warm_runtime_eligible(function):
+            if serves(function.runtime) and function.sequence is None and warm_runtime_eligible(function):
                 pools.expect(PoolKey.runtime(function.runtime), ttl_s)
                 log.debug("pool.expect", extra=fields(function=function.name, version=function.version))
                 if prefetch is not None:

@@ -14,6 +14,7 @@ from node_agent.wire.endmarker import EndStatus, read_until_end
 from node_agent.wire.stdio import (
     HandlerInitError,
     HandlerSession,
+    OnCall,
     OnLog,
     OutputTooLarge,
     ProtocolError,
@@ -67,6 +68,7 @@ async def handler_call(
     timeout: float,
     ready: bool,
     on_log: OnLog | None,
+    on_call: OnCall | None = None,
 ) -> Outcome:
     """One call over the handler protocol (waiting for the shim's hello first if ``ready``).
     Raises only :class:`StreamClosed`: nothing reached the function, it may run elsewhere."""
@@ -74,7 +76,7 @@ async def handler_call(
         async with asyncio.timeout(timeout):
             if ready:
                 await session.ready()
-            reply = await session.call(call_id, params_json, on_log=on_log)
+            reply = await session.call(call_id, params_json, on_log=on_log, on_call=on_call)
     except TimeoutError:
         return timeout_outcome(timeout, cid, reusable=False)
     except HandlerInitError as err:

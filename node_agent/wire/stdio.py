@@ -9,6 +9,7 @@ Output is read with caps as it arrives, so a function that floods its output cos
 agent no more memory than its limits.
 """
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +60,37 @@ class HandlerLog(BaseModel):
 OnLog = Callable[[int, bytes], Awaitable[None]]
 
 
+class HandlerCall(BaseModel):
+    """A nested call the handler makes during its call (``faas.call``): the agent answers
+    ``{"kind": "call_result", "ref", "ok", "id", "result" | "error"}`` on the same channel."""
+
+    kind: str
+    ref: int
+    function: str
+    params: Any = None
+    # False: fire and forget, the answer carries only the child's call id
+    wait: bool = True
+
+
+class CallResult(BaseModel):
+    """The agent's answer to a :class:`HandlerCall`."""
+
+    kind: str = "call_result"
+    ref: int
+    ok: bool
+    id: str | None = None  # the child's call id (None: refused before it was queued)
+    result: Any = None
+    error: HandlerError | None = None
+
+    def line(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode() + b"\n"
+
+
+Send = Callable[[bytes], Awaitable[None]]
+# Handed each nested call request of a call with how to answer it; must not block.
+OnCall = Callable[[HandlerCall, Send], None]
+
+
 class HandlerHello(BaseModel):
     kind: str
     error: HandlerError | None = None
@@ -91,6 +123,13 @@ class HandlerSession:
         self._on_log: OnLog | None = None
         # length of the last reply line: the result is no longer than that
         self.reply_bytes = 0
+        self._writing = asyncio.Lock()
+        self._refusals: set[asyncio.Task[None]] = set()  # a call's nested answers are written from their own tasks
+
+    async def send(self, line: bytes) -> None:
+        """One protocol line to the shim (``line`` ends with a newline)."""
+        async with self._writing:
+            await self._io.write(line)
 
     async def _read_line(self) -> bytes:
         buf = self.streams.stdout
@@ -126,14 +165,20 @@ class HandlerSession:
         if hello.kind != "ready":
             raise ProtocolError(f"unexpected hello {hello.kind!r}")
 
-    async def call(self, call_id: str, params_json: bytes, on_log: OnLog | None = None) -> HandlerReply:
-        """One call; what the function prints meanwhile goes to ``on_log`` line by line."""
+    async def call(
+        self, call_id: str, params_json: bytes, on_log: OnLog | None = None, on_call: OnCall | None = None
+    ) -> HandlerReply:
+        """One call; what the function prints meanwhile goes to ``on_log`` line by line, the
+        nested calls it makes to ``on_call`` (without one, each is refused)."""
         self._calls += 1
         self._on_log = on_log
         try:
-            await self._io.write(b'{"id":"' + call_id.encode() + b'","params":' + params_json + b"}\n")
+            await self.send(b'{"id":"' + call_id.encode() + b'","params":' + params_json + b"}\n")
             while True:
                 line = await self._read_line()
+                if line.startswith(b'{"kind":"call"'):
+                    self._nested(line, on_call)
+                    continue
                 if line.startswith(b'{"kind":"log"'):
                     if on_log is not None:
                         try:
@@ -149,6 +194,20 @@ class HandlerSession:
                     raise ProtocolError(f"bad reply from the handler shim: {err.errors()[0]['msg']}") from None
         finally:
             self._on_log = None
+
+    def _nested(self, line: bytes, on_call: OnCall | None) -> None:
+        try:
+            request = HandlerCall.model_validate_json(line)
+        except ValidationError:
+            raise ProtocolError(f"bad call line from the handler shim: {line[:200]!r}") from None
+        if on_call is not None:
+            on_call(request, self.send)
+            return
+        refusal = HandlerError(type="CallNotAllowed", message="nested calls are not available to this call")
+        answer = CallResult(ref=request.ref, ok=False, error=refusal)
+        task = asyncio.create_task(self.send(answer.line()), name="session:refuse-call")
+        self._refusals.add(task)
+        task.add_done_callback(self._refusals.discard)
 
     @property
     def calls(self) -> int:

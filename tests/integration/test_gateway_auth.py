@@ -81,6 +81,10 @@ async def v1_function_upload(env: Env) -> tuple[str, dict[str, Any]]:
     return "/v1/functions", {"data": module_form(make_zip(CODE), name=env.unique("fn"), runtime="rt")}
 
 
+async def sequence_post(env: Env) -> tuple[str, dict[str, Any]]:
+    return "/v1/sequences", {"json": {"name": env.unique("seq"), "steps": ["fn", "fn"]}}
+
+
 async def runtime_to_delete(env: Env) -> tuple[str, dict[str, Any]]:
     name = env.unique("gone")
     await register_runtime(env.admin, name)
@@ -146,6 +150,8 @@ CASES = [
     Case("GET", "/v1/calls/{key}", static("/v1/calls/id1"), 200, CALL_READERS),
     Case("GET", "/v1/calls/{id}/logs", static("/v1/calls/id1/logs"), 200, CALL_READERS),
     Case("POST", "/v1/calls/{id}/cancel", call_to_cancel, 202, INVOKERS),
+    Case("GET", "/v1/calls/{id}/tree", static("/v1/calls/id1/tree"), 200, CALL_READERS),
+    Case("POST", "/v1/sequences", sequence_post, 201, DEPLOYERS),
     Case("POST", "/v1/jobs", static("/v1/jobs", json=JOB), 201, DEPLOYERS),
     Case("GET", "/v1/jobs", static("/v1/jobs"), 200, READERS),
     Case("GET", "/v1/jobs/{id}", static("/v1/jobs/j1"), 200, READERS),

@@ -40,6 +40,7 @@ from schemas import (
     encode,
 )
 from schemas.stats import CallStats, StatsQuery
+from schemas.tree import CallTree, GetTree, TreeCall
 from tests.natsusers import service_settings
 
 RUN = "python3 main.py"
@@ -283,8 +284,20 @@ async def fake_store(
         since = until - timedelta(seconds=query.window_s)
         empty = CallStats(since=since, until=until, step_s=query.step_s, buckets=[], finished=0, calls_per_s=0)
         await req.respond(encode(empty))
+    async def tree(req: Request) -> None:
+        key = decode(GetTree, req.data)
+        calls = [
+            TreeCall(id=r.id, number=r.number, parent=r.parent, function=r.function, status=r.status)
+            for r in sorted(records, key=lambda r: r.number)
+            if key.id in (r.id, r.root)
+        ]
+        if not calls:
+            await req.respond_error("404", f"no call {key.id}")
+            return
+        await req.respond(encode(CallTree(root=key.id, calls=calls)))
 
     svc = await micro.add_service(nc, name="fake-store", version="0.0.1")
+    await svc.add_endpoint(name="tree", subject=layout.store_call_tree, handler=tree)
     await svc.add_endpoint(name="get", subject=layout.store_get_call, handler=get)
     await svc.add_endpoint(name="list", subject=layout.store_list_calls, handler=list_calls)
     await svc.add_endpoint(name="stats", subject=layout.store_call_stats, handler=stats)

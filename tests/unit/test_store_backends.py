@@ -33,7 +33,7 @@ from store.writer import EventWriter
 POSTGRES_URL_ENV = "FAAS_TEST_POSTGRES_URL"
 REQUIRE_POSTGRES_ENV = "FAAS_REQUIRE_POSTGRES"
 BACKENDS = ["sqlite", "postgresql"]
-HEAD = "0005"
+HEAD = "0006"
 
 
 def postgres_url() -> str:

@@ -13,6 +13,10 @@
 // tar) and then loads the handler in-process, or, for the command protocol, runs the command
 // in this process when it is plainly `node <script> [words]` (faas_command.js), else
 // `sh -c <script>` with the nonce on its fd 3, and exits with its status (Node cannot exec).
+//
+// Nested calls (lib/faas.js: `require("faas")`, `await faas.call(name, params)`): the handler's
+// call lines go out on the protocol channel, the agent's {"kind":"call_result"} lines are
+// handed to the calls waiting for them; calls are served one at a time meanwhile.
 "use strict";
 const fs = require("fs");
 const path = require("path");
@@ -92,6 +96,11 @@ function errorInfo(e) {
 }
 
 function start() {
+  // require("faas") from the function's code finds lib/faas.js
+  process.env.NODE_PATH = [path.join(__dirname, "lib"), process.env.NODE_PATH].filter(Boolean).join(path.delimiter);
+  require("module").Module._initPaths();
+  const faas = require("faas");
+  faas._bind(send);
   let handler;
   try {
     const spec = process.env.FAAS_HANDLER || "index:handler";
@@ -133,7 +142,12 @@ function start() {
     busy = false;
   }
   const rl = readline.createInterface({ input: protoInput || process.stdin, crlfDelay: Infinity });
-  rl.on("line", (line) => { if (line.trim()) { queue.push(JSON.parse(line)); pump(); } });
+  rl.on("line", (line) => {
+    if (!line.trim()) return;
+    const message = JSON.parse(line);
+    if (message.kind === "call_result") faas._deliver(message);
+    else { queue.push(message); pump(); }
+  });
   rl.on("close", () => process.exit(0));
 }
 

@@ -7,6 +7,8 @@ Protocol (one JSON object per line):
     shim -> agent  {"kind": "ready"} | {"kind": "init_error", "error": {...}}
     agent -> shim  {"id": "...", "params": <any JSON>}
     shim -> agent  {"kind": "log", "stream": "stdout"|"stderr", "text": "..."}  (0..n, during a call)
+                   {"kind": "call", "ref": n, "function", "params", "wait"}  (0..n: faas.call)
+    agent -> shim  {"kind": "call_result", "ref": n, "ok", "id", "result" | "error"}  (one per call line)
                    {"id": "...", "ok": true, "result": <JSON>, "logs": ""}
                    {"id": "...", "ok": false, "error": {"type", "message", "traceback"}, "logs": ""}
 
@@ -30,6 +32,10 @@ pointed at stderr so that nothing the function prints (Python, C extensions, sub
 can corrupt it. What
 the function prints through sys.stdout/sys.stderr during a call is captured as that call's
 logs, sent to the agent as they happen (capped, with a visible marker).
+
+Nested calls (faas.py beside this file: ``faas.call``, ``faas.acall``, ``faas.spawn``): a
+thread reads the channel, handing calls to the main loop and the agent's answers to the
+nested calls waiting for them, so that a handler blocked in ``faas.call`` gets its answer.
 """
 
 import asyncio
@@ -38,6 +44,7 @@ import inspect
 import io
 import json
 import os
+import queue
 import sys
 import threading
 import traceback
@@ -204,6 +211,9 @@ def main(stdin_bytes: "io.BufferedIOBase | None" = None, server: "socket.socket 
             proto.write(line)
             proto.flush()
 
+    import faas  # beside this file, before the function's directory is on the path
+
+    channel = faas._bind(send)
     path = os.environ.get("FAAS_PATH", "/app")
     spec = os.environ.get("FAAS_HANDLER", "main:handler")
     os.chdir(path)
@@ -220,10 +230,21 @@ def main(stdin_bytes: "io.BufferedIOBase | None" = None, server: "socket.socket 
     loop = asyncio.new_event_loop() if inspect.iscoroutinefunction(handler) else None
     send({"kind": "ready"})
     stdin = io.TextIOWrapper(stdin_bytes or sys.stdin.buffer, encoding="utf-8")
-    for line in stdin:
-        if not line.strip():
-            continue
-        request = json.loads(line)
+    requests: queue.SimpleQueue[dict | None] = queue.SimpleQueue()
+
+    def read() -> None:
+        for line in stdin:
+            if not line.strip():
+                continue
+            message = json.loads(line)
+            if message.get("kind") == "call_result":
+                channel.deliver(message)
+            else:
+                requests.put(message)
+        requests.put(None)
+
+    threading.Thread(target=read, name="faas-channel", daemon=True).start()
+    while (request := requests.get()) is not None:
         budget = _Budget(MAX_LOG_CHARS)
         real_out, real_err = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = _LiveLog(send, "stdout", budget), _LiveLog(send, "stderr", budget)

@@ -11,7 +11,8 @@ from the :class:`~schemas.Layout` names:
 * ``agent``: consumes the invoke stream (its durable consumers; deletes a dead node's),
   moves rescued calls back to runtime subjects, publishes events, reads the runtimes,
   functions and cancels buckets and the artifacts, keeps its heartbeat in the nodes bucket,
-  and answers a sync call on its reply subject (``_INBOX.…`` only). It may not create,
+  answers a sync call on its reply subject (``_INBOX.…`` only), and asks for a cancel
+  (``<prefix>.cancel.<call_id>``) of the nested calls a cancelled call leaves. It may not create,
   update, purge or delete a stream, and cannot read the tokens bucket.
 * ``store``: consumes the events stream and answers ``<prefix>.store.*`` requests.
 * ``invoker``: for ``nats pub`` / ``nats req`` publishers: publishes invocations on
@@ -245,6 +246,8 @@ def permissions(layout: Layout) -> dict[str, Permissions]:
             f"{p}.events.>",
             # A sync call's finished event, to the reply subject its publisher named.
             f"{REPLY_PREFIX}>",
+            # Cancel requests (answered by a gateway) for nested calls their parent left.
+            f"{p}.cancel.*",
             *_read(invoke),
             f"{API}.CONSUMER.LIST.{invoke}",
             f"{API}.STREAM.INFO.{events}",

@@ -13,7 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from schemas.calls import MAX_NUMBER
 from schemas.events import CallStatus
 from schemas.function import MAX_STEPS, FunctionRecord
-from schemas.jobs import JobStatus
 from schemas.names import CALL_ID_PATTERN, NAME_PATTERN
 from schemas.nodes import NodeState
 from schemas.tokens import Role

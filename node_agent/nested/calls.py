@@ -13,8 +13,15 @@ A nested call is refused (an error to the calling handler, nothing published) wh
 The invocation is published like the gateway's, on the callee's runtime subject with its
 call id as message id, and announced by an ``accepted`` event, so that it runs and is
 recorded exactly like any other call, with ``parent``, ``root``, ``depth`` and ``caller``.
+
+A call that ends while children it waits for still run (cancelled, timed out, crashed) has
+them cancelled as any client would, by a request on ``<prefix>.cancel.<id>`` (a gateway
+answers it: queued, the child never runs; running, its node stops it, and so on down its
+own subtree). Children started with ``spawn`` (fire and forget) are not waited for and run
+on.
 """
 
+import asyncio
 import logging
 import uuid
 from collections import OrderedDict
@@ -38,6 +45,8 @@ log = logging.getLogger(__name__)
 
 # Trees whose nested calls this node counts (least recently active out first).
 _TREES_KEPT = 10_000
+# A cancel request for a child left running waits this long for a gateway's answer.
+CANCEL_TIMEOUT_S = 5.0
 
 
 class CallNotAllowed(AgentError):
@@ -78,11 +87,17 @@ class NestedCalls:
         self.waits = ChildWaits(nc, js, layout, config.poll_s)
         self.parking = Parking(slots, config.max_parked)
         self._trees: OrderedDict[str, int] = OrderedDict()
+        # cancel requests for children left running, until answered (stop waits for them)
+        self._cancelling: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         await self.waits.start()
 
     async def stop(self) -> None:
+        if self._cancelling:
+            await asyncio.wait(set(self._cancelling), timeout=CANCEL_TIMEOUT_S)
+            for task in self._cancelling:
+                task.cancel()
         await self.waits.stop()
 
     async def publish(
@@ -166,9 +181,21 @@ class NestedCalls:
         return child
 
     def children_left(self, parent_id: str, children: list[str]) -> None:
-        """A call ended (failed, timed out, cancelled) with nested calls it waited for still
-        running: they run to their end. Cancelling a call's subtree belongs with call cancel
-        (``POST /v1/calls/{id}/cancel``): the open calls under it are
-        ``schemas.tree.open_descendants`` of its tree (``store.calls.tree``). This is where an
-        agent would ask for theirs once a cancel request can be made from here."""
-        log.info("nested.children_left", extra=fields(call=parent_id, children=len(children)))
+        """A call ended with nested calls it waited for still running: cancel each (nobody
+        will read their results). Asked of the gateways as any client asks; not awaited by
+        the ending call."""
+        log.info("nested.children_cancelled", extra=fields(call=parent_id, children=len(children)))
+        for child in children:
+            task = asyncio.create_task(self._cancel(parent_id, child), name=f"nested:cancel:{child}")
+            self._cancelling.add(task)
+            task.add_done_callback(self._cancelling.discard)
+
+    async def _cancel(self, parent_id: str, child: str) -> None:
+        try:
+            reply = await self._nc.request(self._layout.cancel(child), b"", timeout=CANCEL_TIMEOUT_S)
+        except Exception as err:  # no gateway answered: the child runs to its end
+            log.warning("nested.child_cancel_failed", extra=fields(call=child, parent=parent_id, error=repr(err)))
+            return
+        error = (reply.headers or {}).get("Nats-Service-Error-Code")
+        if error and error != "409":  # 409: it had ended already
+            log.warning("nested.child_cancel_refused", extra=fields(call=child, parent=parent_id, code=error))

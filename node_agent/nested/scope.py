@@ -4,8 +4,9 @@ Each ``faas.call`` line of the handler becomes a task of the scope: check and pu
 child (node_agent/nested/calls.py), then, for a call that waits, wait for the child's end
 and answer with its result or error. While at least one child is waited for, the call is
 parked (its slot free, node_agent/nested/parking.py); it takes a slot again before the last
-answer is written, so the handler goes on with a slot. When the call ends, waits still open
-are dropped (their children run on: :meth:`NestedCalls.children_left`).
+answer is written, so the handler goes on with a slot. When the call ends (cancelled, timed
+out, crashed) while children it waits for still run, the waits are dropped and those
+children are cancelled (:meth:`NestedCalls.children_left`), and theirs in turn.
 """
 
 import asyncio

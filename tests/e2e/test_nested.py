@@ -55,6 +55,13 @@ const faas = require("faas");
 exports.handler = async (n) =>
   (await Promise.all([...Array(n).keys()].map((i) => faas.call("leaf", i)))).reduce((a, b) => a + b, 0);
 """
+# A parent waiting on a child that sleeps: cancelling the parent cancels the child.
+WAITER = """
+import faas
+def handler(p):
+    return faas.call("sleeper", p)
+"""
+SLEEPER = "import time\ndef handler(p):\n    time.sleep(600)\n"
 SNEAKY = """
 import faas
 def handler(p):
@@ -82,6 +89,8 @@ async def platform(docker_ready: None, tmp_path_factory: pytest.TempPathFactory)
                 ("runaway", RUNAWAY, "runaway"),
                 ("bomb", BOMB, "bomb"),
                 ("sneaky", SNEAKY, ""),
+                ("waiter", WAITER, "sleeper"),
+                ("sleeper", SLEEPER, ""),
             ):
                 await register(http, name, "py", {"main.py": code}, calls, timeout_s=120)
             await register_runtime(http, "js", NODE_IMAGE, "node")
@@ -229,3 +238,21 @@ async def test_node_fib_and_a_fan_out_to_python(http: aiohttp.ClientSession) -> 
     assert record["status"] == "DONE" and record["result"] == 2 * sum(range(50)), record
     root = await tree(http, record["id"], 51)
     assert {c["function"] for c in root["children"]} == {"leaf"}
+
+
+async def test_cancelling_a_call_cancels_the_child_it_waits_for(http: aiohttp.ClientSession) -> None:
+    async with http.post("/v1/functions/waiter/invoke?async=true", json={}) as resp:
+        assert resp.status == 202, await resp.text()
+        parent = (await resp.json())["id"]
+
+    def child_running(status: int, body: Any) -> bool:
+        return status == 200 and bool(body["children"]) and body["children"][0]["status"] == "RUNNING"
+
+    started = await poll_json(http, f"/v1/calls/{parent}/tree", child_running, timeout=60)
+    child = started["children"][0]["id"]
+    async with http.post(f"/v1/calls/{parent}/cancel") as resp:
+        assert resp.status == 202, await resp.text()
+    done = await tree(http, parent, 2)
+    assert done["status"] == "CANCELLED"
+    assert [(c["id"], c["status"]) for c in done["children"]] == [(child, "CANCELLED")]
+    await node_healthy(http)

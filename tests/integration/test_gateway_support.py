@@ -284,6 +284,7 @@ async def fake_store(
         since = until - timedelta(seconds=query.window_s)
         empty = CallStats(since=since, until=until, step_s=query.step_s, buckets=[], finished=0, calls_per_s=0)
         await req.respond(encode(empty))
+
     async def tree(req: Request) -> None:
         key = decode(GetTree, req.data)
         calls = [

@@ -20,7 +20,7 @@ from bench import floors, pipeline_floor
 from bench.client import CallResult, invoke
 from bench.containers import ContainerWatch
 from bench.functions import FUNCTIONS, FunctionDef
-from bench.measure import failures, first_call, latencies, sequential
+from bench.measure import failures, first_call, latencies, phase_medians, sequential
 from bench.parts import Sizes, load_level, platform, say
 from bench.stats import summary
 
@@ -62,6 +62,7 @@ async def bench_adaptive(s: Sizes, work: Path, watch: ContainerWatch, out_dir: P
         out["floor"] = summary(floor)
         out["first_call"] = {
             "latency": summary(latencies(firsts)),
+            "phases_p50": phase_medians(firsts),
             "served": served(firsts),
             "failures": failures(firsts),
         }
@@ -79,6 +80,7 @@ async def bench_adaptive(s: Sizes, work: Path, watch: ContainerWatch, out_dir: P
         burst = list(await asyncio.gather(*(invoke(p.calls, f.name, {"b": 1}) for f in burst_fns)))
         out["burst"] = {
             "latency": summary(latencies(burst)),
+            "phases_p50": phase_medians(burst),
             "served": served(burst),
             "stem_cells_before": ready,
             "failures": failures(burst),

@@ -40,7 +40,7 @@ def calls(
 
 @click.group(cls=DefaultGroup)
 def call() -> None:
-    """Show or cancel one call: `faas call ID` shows it."""
+    """Show, cancel or draw the tree of one call: `faas call ID` shows it."""
 
 
 @call.command("show")

@@ -2,14 +2,11 @@
 answers out on ``store.logs.get``, ``store.calls.get``, ``store.jobs.get``/``list``.
 SQLite and PostgreSQL (when configured). Burst mode drives ingestion."""
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from nats.aio.client import Client
 
-from common.natsserver import NatsServer
 from schemas import (
     Accepted,
     Callback,
@@ -38,6 +35,7 @@ from schemas import (
 )
 from store import StoreSettings
 from store.events import StoreEvent
+from tests.integration.store_fixtures import settings, stores  # noqa: F401 (fixtures)
 from tests.integration.test_store_support import (
     T0,
     StoreFactory,
@@ -48,26 +46,9 @@ from tests.integration.test_store_support import (
     get_call,
     publish_any,
     service_error,
-    store_factory,
-    store_settings,
 )
-from tests.unit.test_store_backends import BACKENDS, fresh_database
 
 HOOK = "https://example.test/hook"
-
-
-@pytest.fixture(params=BACKENDS)
-async def settings(
-    request: pytest.FixtureRequest, nats_server: NatsServer, layout: Layout, tmp_path: Path
-) -> AsyncIterator[StoreSettings]:
-    async with fresh_database(request.param, tmp_path) as url:
-        yield store_settings(nats_server, layout, tmp_path, database_url=url)
-
-
-@pytest.fixture
-async def stores() -> AsyncIterator[StoreFactory]:
-    async with store_factory() as make:
-        yield make
 
 
 def log_chunk(key: str, seq: int, texts: list[str], attempt: int = 1, truncated: bool = False) -> Logs:

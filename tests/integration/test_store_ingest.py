@@ -2,7 +2,7 @@
 request/reply, on SQLite and PostgreSQL (when configured: see tests/unit/test_store_backends).
 Burst mode (``run_until_idle``) drives ingestion, so nothing waits on a clock."""
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,7 +10,6 @@ import pytest
 from nats.aio.client import Client
 from sqlalchemy.exc import OperationalError
 
-from common.natsserver import NatsServer
 from schemas import Accepted, CallEvent, CallQuery, CallStatus, ErrorInfo, Finished, GetCall, Layout, encode
 from store import StoreSettings
 from store.db import make_engine, make_sessions
@@ -20,6 +19,7 @@ from store.ingest import Ingest, IngestConfig
 from store.migrate import migrate
 from store.queries import CallQueries
 from store.writer import EventWriter
+from tests.integration.store_fixtures import settings, stores  # noqa: F401 (fixtures)
 from tests.integration.test_store_support import (
     T0,
     StoreFactory,
@@ -31,26 +31,8 @@ from tests.integration.test_store_support import (
     list_calls,
     publish,
     service_error,
-    store_factory,
-    store_settings,
     story,
 )
-from tests.unit.test_store_backends import BACKENDS, fresh_database
-
-
-@pytest.fixture(params=BACKENDS)
-async def settings(
-    request: pytest.FixtureRequest, nats_server: NatsServer, layout: Layout, tmp_path: Path
-) -> AsyncIterator[StoreSettings]:
-    async with fresh_database(request.param, tmp_path) as url:
-        yield store_settings(nats_server, layout, tmp_path, database_url=url)
-
-
-@pytest.fixture
-async def stores() -> AsyncIterator[StoreFactory]:
-    async with store_factory() as make:
-        yield make
-
 
 # --- get --------------------------------------------------------------------------------------
 

@@ -6,9 +6,7 @@ by the stream's limits before the store took them are reported. On SQLite and Po
 
 import base64
 import logging
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from nats.aio.client import Client
@@ -16,7 +14,6 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy import select
 
 from common.jetstream import LayoutLimits, ensure_layout
-from common.natsserver import NatsServer
 from schemas import (
     Accepted,
     CallStatus,
@@ -35,6 +32,7 @@ from store import Store, StoreSettings
 from store.db import make_engine
 from store.rows import NUL_STANDIN
 from store.tables import dead_letters
+from tests.integration.store_fixtures import settings, stores  # noqa: F401 (fixtures)
 from tests.integration.test_store_support import (
     T0,
     StoreFactory,
@@ -44,25 +42,8 @@ from tests.integration.test_store_support import (
     get_call,
     publish,
     publish_any,
-    store_factory,
-    store_settings,
     story,
 )
-from tests.unit.test_store_backends import BACKENDS, fresh_database
-
-
-@pytest.fixture(params=BACKENDS)
-async def settings(
-    request: pytest.FixtureRequest, nats_server: NatsServer, layout: Layout, tmp_path: Path
-) -> AsyncIterator[StoreSettings]:
-    async with fresh_database(request.param, tmp_path) as url:
-        yield store_settings(nats_server, layout, tmp_path, database_url=url)
-
-
-@pytest.fixture
-async def stores() -> AsyncIterator[StoreFactory]:
-    async with store_factory() as make:
-        yield make
 
 
 async def dead_letter_rows(settings: StoreSettings) -> list[dict[str, object]]:

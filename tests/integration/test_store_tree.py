@@ -1,17 +1,14 @@
 """A call tree through a real nats-server and the store: nested calls' events carry
 ``parent`` and ``root``; ``store.calls.tree`` answers the tree of any of its calls."""
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
-import pytest
 from nats.aio.client import Client
 
-from common.natsserver import NatsServer
 from schemas import Accepted, CallStatus, Finished, Layout, decode, encode
 from schemas.tree import CallTree, GetTree
 from store import StoreSettings
+from tests.integration.store_fixtures import settings, stores  # noqa: F401 (fixtures)
 from tests.integration.test_store_support import (
     T0,
     StoreFactory,
@@ -19,24 +16,7 @@ from tests.integration.test_store_support import (
     get_call,
     publish_any,
     service_error,
-    store_factory,
-    store_settings,
 )
-from tests.unit.test_store_backends import BACKENDS, fresh_database
-
-
-@pytest.fixture(params=BACKENDS)
-async def settings(
-    request: pytest.FixtureRequest, nats_server: NatsServer, layout: Layout, tmp_path: Path
-) -> AsyncIterator[StoreSettings]:
-    async with fresh_database(request.param, tmp_path) as url:
-        yield store_settings(nats_server, layout, tmp_path, database_url=url)
-
-
-@pytest.fixture
-async def stores() -> AsyncIterator[StoreFactory]:
-    async with store_factory() as make:
-        yield make
 
 
 def finished(call_id: str, number: int, parent: str | None, root: str | None) -> Finished:

@@ -181,8 +181,14 @@ class JobWorker:
         within the slots, until none is ready and none is running. Returns how many were taken."""
         taken = 0
         while True:
-            while await self._take_one(wait=False):
-                taken += 1
+            try:
+                while await self._take_one(wait=False):
+                    taken += 1
+            except NATS_AWAY as err:
+                # As the intake loop: NATS reconnecting (an outage is a pause), redo.
+                log.warning("jobs.intake.retry", extra=fields(node=self.config.node_id, error=repr(err)))
+                await asyncio.sleep(_ERROR_BACKOFF_S)
+                continue
             if not len(self._jobs):
                 return taken
             await self._jobs.wait_all()

@@ -7,6 +7,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
+import nats.errors
 from nats.aio.client import Client
 
 from common.pull import PullConsumer
@@ -72,6 +73,27 @@ async def test_jobs_are_taken_highest_priority_first_without_leaving_pull_reques
         for p in range(MIN_PRIORITY, MAX_PRIORITY + 1):
             info = await js.consumer_info(layout.invoke_stream, layout.job_consumer(p))
             assert info.num_waiting == 0, p  # no pull request lingers on any level
+    finally:
+        await worker.stop()
+
+
+async def test_burst_mode_waits_out_a_nats_request_that_timed_out(nc: Client, layout: Layout, agent_nc: Client) -> None:
+    engine = make_engine()
+    worker = JobWorker(config(), asyncio.Semaphore(1), agent_nc, layout, engine)
+    await worker.start(intake=False)
+    real = worker._intake.waiting_levels
+    failures = [nats.errors.TimeoutError()]  # as right after a server restart
+
+    async def flaky() -> list[int]:
+        if failures:
+            raise failures.pop()
+        return await real()
+
+    worker._intake.waiting_levels = flaky  # type: ignore[method-assign]
+    try:
+        job_id = await submit(nc, layout, 5)
+        assert await asyncio.wait_for(worker.run_until_idle(), 30) == 1
+        assert not failures and (await finished(nc, layout, job_id)).status == JobStatus.FINISHED
     finally:
         await worker.stop()
 

@@ -1,5 +1,6 @@
 """Looks up runtimes and function versions in KV. Function versions never change, so they
-are cached; runtimes are cached for two seconds (a re-registered runtime applies within it)."""
+are cached; runtimes are cached for two seconds (a re-registered runtime applies within it),
+and so is a function's latest version when a nested call asks for it (:meth:`latest`)."""
 
 import time
 
@@ -18,6 +19,7 @@ class Catalog:
         # Runtimes are read at most every runtime_ttl_s: a re-registration applies within it.
         self._ttl = runtime_ttl_s
         self._runtime_cache: dict[str, tuple[float, RuntimeSpec]] = {}
+        self._latest: dict[str, tuple[float, FunctionRecord]] = {}
 
     async def runtime(self, name: str) -> RuntimeSpec:
         now = time.monotonic()
@@ -37,6 +39,15 @@ class Catalog:
             raise RuntimeNotFound(f"runtime {name!r} is not registered")
         return decode(RuntimeSpec, entry.value)
 
+    async def latest(self, name: str) -> FunctionRecord:
+        """A function's latest version, read at most every ``runtime_ttl_s``: a nested call
+        (node_agent/nested) names a function, not a version, and must not pay a KV read each
+        time; a new version is called by nested calls within that time."""
+        cached = self._latest.get(name)
+        if cached is not None and time.monotonic() - cached[0] < self._ttl:
+            return cached[1]
+        return await self.function(name, None)
+
     def remember(self, function: FunctionRecord) -> None:
         """A version seen elsewhere (the functions bucket's watch): its calls need no read."""
         self._versions[(function.name, function.version)] = function
@@ -52,6 +63,7 @@ class Catalog:
             raise FunctionNotFound(f"function {name!r} is not registered")
         latest = decode(FunctionRecord, entry.value)
         self._versions[(name, latest.version)] = latest
+        self._latest[name] = (time.monotonic(), latest)
         if version is None or version == latest.version:
             return latest
         for old in await self._functions.history(name):

@@ -142,7 +142,7 @@ class NestedCalls:
     async def _publish(
         self, parent_id: str, root: str, depth: int, caller: FunctionRecord, function: str, params: Any, wait: bool
     ) -> str:
-        callee = await self._catalog.function(function, None)
+        callee = await self._catalog.latest(function)
         size = len(encode_json(params))
         if size > callee.limits.params_bytes:
             raise CallNotQueued(f"params are {size} bytes, over {function!r}'s limit of {callee.limits.params_bytes}")

@@ -54,6 +54,9 @@ class FakeCatalog:
             raise FunctionNotFound(f"function {name!r} is not registered")
         return self.functions[name]
 
+    async def latest(self, name: str) -> FunctionRecord:
+        return await self.function(name, None)
+
 
 @dataclass
 class FakeNats:

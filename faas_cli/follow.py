@@ -4,7 +4,7 @@ for its record to show the end."""
 import asyncio
 from typing import Any
 
-from faas_cli.client import Client, seg
+from faas_cli.client import Client, GatewayError, seg
 from faas_cli.render import Renderer
 
 TERMINAL = frozenset({"DONE", "FINISHED", "ERROR", "TIMEOUT", "CANCELLED"})
@@ -27,11 +27,17 @@ async def follow(
 
 
 async def final_record(client: Client, kind: str, id: str) -> dict[str, Any]:
-    """The record once it says the run ended (the store follows the events a moment later)."""
+    """The record once it says the run ended (the store follows the events a moment later:
+    a call it has not stored yet is a 404 for that moment)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + RECORD_PATIENCE_S
     while True:
-        record: dict[str, Any] = await client.get(f"/v1/{kind}s/{seg(id)}")
-        if record.get("status") in TERMINAL or loop.time() > deadline:
-            return record
+        try:
+            record: dict[str, Any] = await client.get(f"/v1/{kind}s/{seg(id)}")
+        except GatewayError as err:
+            if err.status != 404 or loop.time() > deadline:
+                raise
+        else:
+            if record.get("status") in TERMINAL or loop.time() > deadline:
+                return record
         await asyncio.sleep(0.1)

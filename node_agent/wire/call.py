@@ -25,7 +25,7 @@ from node_agent.wire.stdio import (
 )
 from schemas import CallStatus, ErrorInfo, FunctionRecord
 
-OOM_POLLS, OOM_POLL_S = 10, 0.05
+OOM_POLLS, OOM_POLL_S = 40, 0.05
 # The most a byte of output grows to in JSON (a control character escaped: \u0001).
 _JSON_GROWTH = 6
 
@@ -36,8 +36,9 @@ def max_line(function: FunctionRecord) -> int:
 
 
 async def exit_outcome(engine: Engine, cid: str, code: int | None, stderr: bytes, function: FunctionRecord) -> Outcome:
-    """A non-zero exit as an error. A SIGKILL (137) is checked for the memory limit for a
-    moment: Docker may handle the exit before the OOM event that caused it."""
+    """A non-zero exit as an error. A SIGKILL (137) is checked for the memory limit for up to
+    2 s: Docker may handle the exit before the OOM event that caused it (by more than half a
+    second on a loaded machine: a fresh-clone CI run saw "Killed" for an OOM kill)."""
     state = await engine.exit_state(cid)
     for _ in range(OOM_POLLS):
         if state.code != 137 or state.oom_killed:

@@ -281,3 +281,23 @@ def test_follow_gives_up_at_wait_and_says_how_to_go_on() -> None:
     assert result.stderr.strip().splitlines()[-1] == (
         "Error: call c5 still running after --wait; follow it with: faas logs -f c5"
     )
+
+
+def test_after_following_a_record_the_store_has_not_yet_is_asked_again(fake: FakeGatewayClient) -> None:
+    fake.answers[("POST", "/v1/functions/dice/invoke")] = (202, {"id": "c1a2b3", "number": 17, "status": "QUEUED"})
+    _stream(fake, "/v1/calls/c1a2b3/logs", "DONE")
+    stored = fake.answers[("GET", "/v1/calls/c1a2b3")]
+    fake.answers[("GET", "/v1/calls/c1a2b3")] = GatewayError(404, "call c1a2b3 not found")  # not stored yet
+    real = fake.request
+
+    async def storing(method: str, path: str, **kw: Any) -> tuple[int, Any]:
+        try:
+            return await real(method, path, **kw)
+        finally:
+            if path == "/v1/calls/c1a2b3":
+                fake.answers[("GET", path)] = stored  # stored by the next ask
+
+    fake.request = storing  # type: ignore[method-assign]
+    result = faas(fake, "invoke", "dice", "-o", "table")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == [4, 6]
